@@ -1,0 +1,296 @@
+//! One QEMU guest: its process, its console log and its command agent.
+
+use std::io::{self, BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::Sender;
+use std::time::{Duration, Instant};
+
+/// How a guest is started.
+pub struct GuestConfig<'a> {
+    /// QEMU binary.
+    pub qemu: &'a str,
+    /// `-accel` value.
+    pub accel: &'a str,
+    /// Kernel image.
+    pub kernel: &'a Path,
+    /// Initramfs.
+    pub initrd: &'a Path,
+    /// Guest memory in MiB.
+    pub mem_mib: u32,
+    /// Virtual CPUs.
+    pub cpus: u32,
+    /// Cluster size.
+    pub nodes: usize,
+    /// Multicast port of this run's virtual network.
+    pub mcast_port: u16,
+    /// Where console logs and agent sockets go.
+    pub dir: &'a Path,
+    /// Extra kernel command line.
+    pub append: &'a str,
+}
+
+/// What a guest's agent reported.
+#[derive(Debug)]
+pub enum Event {
+    /// The guest booted and its agent waits for commands.
+    Ready(usize),
+    /// A command finished.
+    Done {
+        /// Node.
+        node: usize,
+        /// Command id.
+        id: u64,
+        /// Exit status.
+        rc: i32,
+        /// Output (stdout and stderr).
+        output: String,
+    },
+    /// The agent's connection closed (the guest stopped or crashed).
+    Gone(usize),
+}
+
+/// A running guest. Dropping it kills QEMU.
+pub struct Guest {
+    /// Node number, 1-based.
+    pub node: usize,
+    child: Child,
+    agent: Option<UnixStream>,
+    /// Console log file.
+    pub console: PathBuf,
+}
+
+impl Guest {
+    /// Starts QEMU for `node` (1-based).
+    pub fn start(cfg: &GuestConfig<'_>, node: usize) -> io::Result<Self> {
+        let console = cfg.dir.join(format!("node{node}.console"));
+        let agent = cfg.dir.join(format!("node{node}.agent"));
+        let _ = std::fs::remove_file(&agent);
+        let mut cmd = Command::new(cfg.qemu);
+        cmd.args([
+            "-accel",
+            cfg.accel,
+            "-nodefaults",
+            "-no-reboot",
+            "-display",
+            "none",
+        ])
+        .args([
+            "-m",
+            &cfg.mem_mib.to_string(),
+            "-smp",
+            &cfg.cpus.to_string(),
+        ])
+        .arg("-kernel")
+        .arg(cfg.kernel)
+        .arg("-initrd")
+        .arg(cfg.initrd)
+        .arg("-append")
+        .arg(format!(
+            "console=ttyS0 panic=-1 oops=panic dipc.node={node} dipc.nodes={} {}",
+            cfg.nodes, cfg.append
+        ))
+        .arg("-chardev")
+        .arg(format!("file,id=con,path={}", console.display()))
+        .args(["-serial", "chardev:con"])
+        .arg("-chardev")
+        .arg(format!(
+            "socket,id=agent,path={},server=on,wait=off",
+            agent.display()
+        ))
+        .args(["-serial", "chardev:agent"])
+        .arg("-netdev")
+        .arg(format!(
+            "socket,id=n0,mcast=230.0.0.1:{},localaddr=127.0.0.1",
+            cfg.mcast_port
+        ))
+        .arg("-device")
+        .arg(format!(
+            "virtio-net-pci,netdev=n0,mac=52:54:00:00:00:{node:02x}"
+        ))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(std::fs::File::create(
+            cfg.dir.join(format!("node{node}.qemu.log")),
+        )?));
+        kill_with_parent(&mut cmd);
+        let child = cmd.spawn()?;
+        Ok(Guest {
+            node,
+            child,
+            agent: None,
+            console,
+        })
+    }
+
+    /// Connects to the agent socket once QEMU created it, and starts a thread
+    /// that turns the agent's output into [`Event`]s.
+    pub fn connect(
+        &mut self,
+        dir: &Path,
+        events: Sender<Event>,
+        deadline: Instant,
+    ) -> io::Result<()> {
+        let path = dir.join(format!("node{}.agent", self.node));
+        let stream = loop {
+            match UnixStream::connect(&path) {
+                Ok(s) => break s,
+                Err(e) if Instant::now() >= deadline => return Err(e),
+                Err(_) => {
+                    if let Some(status) = self.child.try_wait()? {
+                        return Err(io::Error::other(format!("QEMU exited early: {status}")));
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        };
+        let reader = stream.try_clone()?;
+        let node = self.node;
+        std::thread::spawn(move || read_agent(node, reader, events));
+        self.agent = Some(stream);
+        Ok(())
+    }
+
+    /// Sends a command to the agent.
+    pub fn send(&mut self, id: u64, command: &str) -> io::Result<()> {
+        let agent = self
+            .agent
+            .as_mut()
+            .ok_or_else(|| io::Error::other("agent not connected"))?;
+        writeln!(agent, "{id} {}", base64(command.as_bytes()))
+    }
+
+    /// Asks the guest to power off, waits up to `grace`, then kills it.
+    pub fn stop(&mut self, grace: Duration) {
+        let _ = self.send(0, "shutdown");
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The last `lines` lines of the console log.
+    pub fn console_tail(&self, lines: usize) -> String {
+        let text = std::fs::read(&self.console).unwrap_or_default();
+        let text = String::from_utf8_lossy(&text);
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+impl Drop for Guest {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// QEMU dies with the runner, however the runner ends (even SIGKILL).
+fn kill_with_parent(cmd: &mut Command) {
+    #[allow(unsafe_code)]
+    // SAFETY: the closure runs in the child between fork and exec and only
+    // calls prctl(2), which is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+fn read_agent(node: usize, stream: UnixStream, events: Sender<Event>) {
+    let mut reader = BufReader::new(stream);
+    let mut line = Vec::new();
+    let mut current: Option<(u64, String)> = None;
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let text = String::from_utf8_lossy(&line);
+        let text = text.trim_end_matches(['\n', '\r']);
+        if let Some(rest) = text.strip_prefix("@@READY ") {
+            if rest.trim() == node.to_string() {
+                let _ = events.send(Event::Ready(node));
+            }
+        } else if let Some(rest) = text.strip_prefix("@@BEGIN ") {
+            current = rest.trim().parse().ok().map(|id| (id, String::new()));
+        } else if let Some(rest) = text.strip_prefix("@@END ") {
+            let mut it = rest.split_whitespace();
+            let id = it.next().and_then(|s| s.parse().ok());
+            let rc = it.next().and_then(|s| s.parse().ok()).unwrap_or(-1);
+            if let (Some(id), Some((cur, mut output))) = (id, current.take()) {
+                if id == cur {
+                    // The agent adds one newline after the output.
+                    if output.ends_with("\n\n") || output == "\n" {
+                        output.pop();
+                    }
+                    let _ = events.send(Event::Done {
+                        node,
+                        id,
+                        rc,
+                        output,
+                    });
+                }
+            }
+        } else if let Some((_, out)) = current.as_mut() {
+            out.push_str(text);
+            out.push('\n');
+        }
+    }
+    let _ = events.send(Event::Gone(node));
+}
+
+/// Standard base64 (RFC 4648) with padding.
+pub fn base64(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::base64;
+
+    #[test]
+    fn base64_matches_rfc4648() {
+        for (input, want) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64(input.as_bytes()), want);
+        }
+    }
+}

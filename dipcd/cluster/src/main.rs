@@ -1,0 +1,269 @@
+//! `dipc-cluster`: boots N QEMU guests on one machine, connected on one
+//! virtual network (10.0.0.N/24, no root set-up), runs a scenario on them, and
+//! reports every node's output and exit status. QEMU always dies with it.
+//!
+//! The guests run `tests/guest/init`, whose agent executes the commands this
+//! runner sends over a second serial port.
+
+mod accel;
+mod guest;
+mod scenario;
+
+use clap::Parser;
+use guest::{Event, Guest, GuestConfig};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+#[command(name = "dipc-cluster", about = "Run a scenario on a QEMU test cluster")]
+struct Cli {
+    /// Scenario file (see `tests/cluster/*.scenario`).
+    scenario: PathBuf,
+    /// Number of guests.
+    #[arg(long, short = 'n', default_value_t = 3)]
+    nodes: usize,
+    /// Kernel image (bzImage).
+    #[arg(long)]
+    kernel: PathBuf,
+    /// Initramfs.
+    #[arg(long)]
+    initrd: PathBuf,
+    /// Directory for console logs and sockets (created).
+    #[arg(long, default_value = "build/cluster")]
+    out: PathBuf,
+    /// `auto` uses KVM when a probe guest really runs under it, else TCG.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "kvm", "tcg"])]
+    accel: String,
+    /// Guest memory, MiB.
+    #[arg(long, default_value_t = 256)]
+    mem: u32,
+    /// Guest CPUs.
+    #[arg(long, default_value_t = 1)]
+    cpus: u32,
+    /// Seconds for all guests to boot.
+    #[arg(long, default_value_t = 120)]
+    boot_timeout: u64,
+    /// Default seconds per step.
+    #[arg(long, default_value_t = 120)]
+    step_timeout: u64,
+    /// Extra kernel command line for every guest.
+    #[arg(long, default_value = "")]
+    append: String,
+    /// QEMU binary.
+    #[arg(long, default_value = "qemu-system-x86_64")]
+    qemu: String,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("dipc-cluster: FAILED: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: &Cli) -> Result<(), String> {
+    if cli.nodes == 0 || cli.nodes > 200 {
+        return Err(format!("--nodes {} out of range 1..=200", cli.nodes));
+    }
+    let text = std::fs::read_to_string(&cli.scenario)
+        .map_err(|e| format!("{}: {e}", cli.scenario.display()))?;
+    let steps = scenario::parse(&text, cli.nodes)
+        .map_err(|e| format!("{}: {e}", cli.scenario.display()))?;
+    std::fs::create_dir_all(&cli.out).map_err(|e| format!("{}: {e}", cli.out.display()))?;
+    let out = cli
+        .out
+        .canonicalize()
+        .map_err(|e| format!("{}: {e}", cli.out.display()))?;
+
+    let accel = accel::choose(&cli.accel, &cli.qemu, &cli.kernel, &cli.initrd, &out)?;
+    println!("dipc-cluster: accelerator {accel}");
+
+    // A multicast port of our own, so concurrent runs do not share a network.
+    let mcast_port = 20000 + (std::process::id() % 20000) as u16;
+    let cfg = GuestConfig {
+        qemu: &cli.qemu,
+        accel: accel.name(),
+        kernel: &cli.kernel,
+        initrd: &cli.initrd,
+        mem_mib: cli.mem,
+        cpus: cli.cpus,
+        nodes: cli.nodes,
+        mcast_port,
+        dir: &out,
+        append: &cli.append,
+    };
+    let (tx, rx) = mpsc::channel();
+    let start = Instant::now();
+    let boot_deadline = start + Duration::from_secs(cli.boot_timeout);
+    let mut guests = Vec::new();
+    for node in 1..=cli.nodes {
+        guests.push(Guest::start(&cfg, node).map_err(|e| format!("starting node {node}: {e}"))?);
+    }
+    let mut cluster = Cluster { guests, rx };
+    for g in &mut cluster.guests {
+        let node = g.node;
+        g.connect(&out, tx.clone(), boot_deadline)
+            .map_err(|e| format!("node {node}: agent: {e}"))?;
+    }
+    drop(tx);
+    let result = cluster
+        .wait_ready(boot_deadline, start)
+        .and_then(|()| cluster.run_steps(&steps, cli.step_timeout));
+    if let Err((node, e)) = &result {
+        if let Some(g) = node.and_then(|n| cluster.guests.get(n - 1)) {
+            eprintln!(
+                "---- node {} console ({}), last 60 lines ----\n{}\n----",
+                g.node,
+                g.console.display(),
+                g.console_tail(60)
+            );
+        }
+        cluster.stop();
+        return Err(e.clone());
+    }
+    cluster.stop();
+    println!(
+        "dipc-cluster: {} steps passed on {} nodes in {:.1} s (logs: {})",
+        steps.len(),
+        cli.nodes,
+        start.elapsed().as_secs_f64(),
+        out.display()
+    );
+    Ok(())
+}
+
+/// The running guests and their agents' events.
+struct Cluster {
+    guests: Vec<Guest>,
+    rx: mpsc::Receiver<Event>,
+}
+
+/// A failure, with the node whose console explains it (if any).
+type Failure = (Option<usize>, String);
+
+impl Cluster {
+    fn wait_ready(&mut self, deadline: Instant, start: Instant) -> Result<(), Failure> {
+        let mut pending: Vec<usize> = self.guests.iter().map(|g| g.node).collect();
+        while !pending.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(Event::Ready(n)) => {
+                    println!(
+                        "dipc-cluster: node {n} booted in {:.1} s",
+                        start.elapsed().as_secs_f64()
+                    );
+                    pending.retain(|&p| p != n);
+                }
+                Ok(Event::Gone(n)) => {
+                    return Err((Some(n), format!("node {n} died while booting")))
+                }
+                Ok(Event::Done { .. }) => {}
+                Err(_) => {
+                    return Err((
+                        pending.first().copied(),
+                        format!("nodes {pending:?} did not boot in time"),
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn run_steps(&mut self, steps: &[scenario::Step], default_timeout: u64) -> Result<(), Failure> {
+        let mut next_id = 1u64;
+        for step in steps {
+            let mut waiting = BTreeMap::new();
+            for &n in &step.nodes {
+                let id = next_id;
+                next_id += 1;
+                self.guests[n - 1]
+                    .send(id, &step.command)
+                    .map_err(|e| (Some(n), format!("line {}: node {n}: send: {e}", step.line)))?;
+                waiting.insert(id, n);
+            }
+            let first = step.command.lines().next().unwrap_or("");
+            let more = if step.command.contains('\n') {
+                " ..."
+            } else {
+                ""
+            };
+            println!("[{}] $ {first}{more}", nodes_label(&step.nodes));
+            let timeout = Duration::from_secs(step.timeout_s.unwrap_or(default_timeout));
+            let deadline = Instant::now() + timeout;
+            let mut failure = None;
+            while !waiting.is_empty() {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match self.rx.recv_timeout(left) {
+                    Ok(Event::Done {
+                        node,
+                        id,
+                        rc,
+                        output,
+                    }) => {
+                        if waiting.remove(&id).is_none() {
+                            continue;
+                        }
+                        for l in output.lines() {
+                            println!("  node{node}| {l}");
+                        }
+                        let ok = (rc == 0) != step.expect_failure;
+                        if !ok && failure.is_none() {
+                            let want = if step.expect_failure { "non-zero" } else { "0" };
+                            failure = Some((
+                                Some(node),
+                                format!(
+                                    "line {}: node {node} exited {rc}, expected {want}: {}",
+                                    step.line, step.command
+                                ),
+                            ));
+                        }
+                    }
+                    Ok(Event::Gone(n)) => {
+                        return Err((Some(n), format!("line {}: node {n} died", step.line)))
+                    }
+                    Ok(Event::Ready(_)) => {}
+                    Err(_) => {
+                        let nodes: Vec<usize> = waiting.values().copied().collect();
+                        return Err((
+                            nodes.first().copied(),
+                            format!(
+                                "line {}: nodes {nodes:?} did not finish in {} s: {}",
+                                step.line,
+                                timeout.as_secs(),
+                                step.command
+                            ),
+                        ));
+                    }
+                }
+            }
+            if let Some(f) = failure {
+                return Err(f);
+            }
+        }
+        Ok(())
+    }
+
+    fn stop(&mut self) {
+        for g in &mut self.guests {
+            let _ = g.send(0, "shutdown");
+        }
+        for g in &mut self.guests {
+            g.stop(Duration::from_secs(10));
+        }
+    }
+}
+
+fn nodes_label(nodes: &[usize]) -> String {
+    nodes
+        .iter()
+        .map(|n| n.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}

@@ -1,0 +1,52 @@
+//! The local control socket: `dipcd status` (and later `dipcctl`) ask the
+//! running referee questions over a Unix socket, one request line each,
+//! answered with one JSON document.
+
+use crate::server::Referee;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use std::sync::Arc;
+
+/// Longest request line accepted.
+const MAX_REQUEST: u64 = 256;
+
+/// Answers control requests forever.
+pub fn serve(referee: Arc<Referee>, listener: UnixListener) {
+    for stream in listener.incoming() {
+        match stream {
+            Ok(s) => {
+                if let Err(e) = answer(&referee, s) {
+                    tracing::debug!(error = %e, "control request failed");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "control accept failed"),
+        }
+    }
+}
+
+fn answer(referee: &Referee, stream: UnixStream) -> io::Result<()> {
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(2)))?;
+    let mut line = String::new();
+    BufReader::new((&stream).take(MAX_REQUEST)).read_line(&mut line)?;
+    let reply = match line.trim() {
+        "status" => serde_json::to_string(&referee.status()).map_err(io::Error::other)?,
+        other => serde_json::json!({ "error": format!("unknown request {other:?}") }).to_string(),
+    };
+    (&stream).write_all(reply.as_bytes())?;
+    (&stream).write_all(b"\n")
+}
+
+/// Sends `request` to the referee at `path` and returns its JSON answer.
+pub fn ask(path: &Path, request: &str) -> io::Result<serde_json::Value> {
+    let mut s = UnixStream::connect(path)?;
+    s.write_all(request.as_bytes())?;
+    s.write_all(b"\n")?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    let v: serde_json::Value = serde_json::from_str(&out).map_err(io::Error::other)?;
+    if let Some(e) = v.get("error").and_then(|e| e.as_str()) {
+        return Err(io::Error::other(e.to_string()));
+    }
+    Ok(v)
+}

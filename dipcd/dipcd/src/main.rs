@@ -1,0 +1,144 @@
+//! `dipcd`, the dipc referee.
+//!
+//! `dipcd --listen ADDR` runs the referee; `dipcd status` asks a running one
+//! which nodes are connected.
+
+mod control;
+mod registry;
+mod server;
+mod session;
+
+use clap::{Parser, Subcommand};
+use std::net::{SocketAddr, TcpListener};
+use std::os::unix::net::UnixListener;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// Default port nodes connect to.
+const DEFAULT_PORT: u16 = 7420;
+const DEFAULT_CONTROL: &str = "/run/dipcd.sock";
+
+#[derive(Parser)]
+#[command(name = "dipcd", version, about = "The dipc referee daemon")]
+struct Cli {
+    /// Address to accept node connections on.
+    #[arg(long, default_value_t = SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT)))]
+    listen: SocketAddr,
+    /// Unix socket for local control requests (`dipcd status`, `dipcctl`).
+    #[arg(long, default_value = DEFAULT_CONTROL, global = true)]
+    control: PathBuf,
+    /// Log filter (tracing's env-filter syntax), e.g. `info` or `dipcd=debug`.
+    #[arg(long, default_value = "info")]
+    log: String,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show the running referee and its connected nodes.
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Status { json }) => status(&cli.control, json),
+        None => run(&cli),
+    }
+}
+
+fn status(control: &std::path::Path, json: bool) -> ExitCode {
+    let v = match control::ask(control, "status") {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!(
+                "dipcd: cannot reach the referee at {}: {e}",
+                control.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    if json {
+        println!("{v}");
+        return ExitCode::SUCCESS;
+    }
+    let nodes = v["nodes"].as_array().map(Vec::as_slice).unwrap_or_default();
+    println!(
+        "referee {} session {:#x} up {}s, {} node(s)",
+        v["listen"].as_str().unwrap_or("?"),
+        v["session"].as_u64().unwrap_or(0),
+        v["uptime_s"].as_u64().unwrap_or(0),
+        nodes.len()
+    );
+    println!(
+        "{:>6}  {:<16} {:<22} {:>8}",
+        "NODE", "NAME", "ADDRESS", "UP(s)"
+    );
+    for n in nodes {
+        println!(
+            "{:>6}  {:<16} {:<22} {:>8}",
+            n["node_id"].as_u64().unwrap_or(0),
+            n["name"].as_str().unwrap_or(""),
+            n["addr"].as_str().unwrap_or(""),
+            n["connected_s"].as_u64().unwrap_or(0)
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+fn run(cli: &Cli) -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|e| {
+        eprintln!("dipcd: bad --log filter {:?}: {e}; using info", cli.log);
+        tracing_subscriber::EnvFilter::new("info")
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+
+    let listener = match TcpListener::bind(cli.listen) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(listen = %cli.listen, error = %e, "cannot listen");
+            return ExitCode::FAILURE;
+        }
+    };
+    // A stale socket file from an earlier run would make bind fail.
+    let _ = std::fs::remove_file(&cli.control);
+    let control = match UnixListener::bind(&cli.control) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(path = %cli.control.display(), error = %e, "cannot open the control socket");
+            return ExitCode::FAILURE;
+        }
+    };
+    let listen = listener.local_addr().unwrap_or(cli.listen);
+    let referee = Arc::new(server::Referee::new(listen));
+    tracing::info!(%listen, control = %cli.control.display(), "dipcd referee started");
+    {
+        let referee = referee.clone();
+        if let Err(e) = std::thread::Builder::new()
+            .name("dipcd-control".into())
+            .spawn(move || control::serve(referee, control))
+        {
+            tracing::error!(error = %e, "cannot start the control thread");
+            return ExitCode::FAILURE;
+        }
+    }
+    let result = server::serve(referee.clone(), listener);
+    referee.close_all();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "referee stopped");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,255 @@
+//! One node's connection, as a pure state machine (no sockets, no clock).
+//!
+//! The I/O loop in [`crate::server`] feeds it received bytes through
+//! [`FrameBuf`] and carries out the [`Action`]s it returns.
+
+use dipc_wire::{
+    decode, DecodeError, ErrorCode, Frame, HelloAck, Message, HEADER_LEN, MAX_PAYLOAD,
+};
+
+/// Accumulates bytes from the network and yields whole frames.
+#[derive(Default)]
+pub struct FrameBuf {
+    buf: Vec<u8>,
+}
+
+impl FrameBuf {
+    /// Appends received bytes.
+    pub fn extend(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Decodes the next whole frame, hands it to `f`, and drops its bytes.
+    /// `Ok(None)` means more bytes are needed. A decode error is final: the
+    /// connection must be closed. The buffer never holds more than one
+    /// maximum-size frame plus one read's worth of bytes, because a header
+    /// announcing more than [`MAX_PAYLOAD`] is an error.
+    pub fn next_with<T>(
+        &mut self,
+        f: impl FnOnce(Message<'_>) -> T,
+    ) -> Result<Option<T>, DecodeError> {
+        match decode(&self.buf) {
+            Ok((msg, used)) => {
+                let out = f(msg);
+                self.buf.drain(..used);
+                Ok(Some(out))
+            }
+            Err(DecodeError::Incomplete { needed }) => {
+                debug_assert!(needed <= HEADER_LEN + MAX_PAYLOAD);
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Where a connection stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// Connected, waiting for the node's hello.
+    AwaitHello,
+    /// Hello done: the node is registered under this id.
+    Ready {
+        /// The node's id.
+        node_id: u32,
+    },
+}
+
+/// A node introduced itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeHello {
+    /// Its node id.
+    pub node_id: u32,
+    /// Its name, lossily decoded.
+    pub name: String,
+}
+
+/// What the I/O loop must do after a frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Register the node (replacing any older connection with its id), then
+    /// send the reply.
+    Register(NodeHello, OwnedReply),
+    /// Send a reply.
+    Reply(OwnedReply),
+    /// Nothing to send.
+    None,
+    /// Send the error frame, then close the connection.
+    Refuse(ErrorCode, String),
+}
+
+/// A reply frame to send, with its request id. (Frames that borrow nothing,
+/// so they outlive the receive buffer.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OwnedReply {
+    /// Request id of the frame being answered.
+    pub req_id: u64,
+    /// The reply.
+    pub frame: Frame<'static>,
+}
+
+/// One connection's protocol state.
+pub struct Session {
+    state: State,
+    session_id: u64,
+}
+
+impl Session {
+    /// A new connection to a referee whose run is identified by `session_id`.
+    pub fn new(session_id: u64) -> Self {
+        Session {
+            state: State::AwaitHello,
+            session_id,
+        }
+    }
+
+    /// Current state.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// Handles one decoded frame.
+    pub fn on_message(&mut self, msg: Message<'_>) -> Action {
+        match (self.state, msg.frame) {
+            (State::AwaitHello, Frame::Hello(h)) => {
+                if h.features != 0 {
+                    // No feature is defined yet; a node asking for one is
+                    // newer than us, and only the version field may say so.
+                    tracing::debug!(features = h.features, "node announced unknown features");
+                }
+                self.state = State::Ready { node_id: h.node_id };
+                Action::Register(
+                    NodeHello {
+                        node_id: h.node_id,
+                        name: String::from_utf8_lossy(h.name).into_owned(),
+                    },
+                    OwnedReply {
+                        req_id: msg.req_id,
+                        frame: Frame::HelloAck(HelloAck {
+                            node_id: h.node_id,
+                            features: 0,
+                            session: self.session_id,
+                        }),
+                    },
+                )
+            }
+            (State::AwaitHello, f) => Action::Refuse(
+                ErrorCode::Protocol,
+                format!("{:?} frame before hello", f.kind()),
+            ),
+            (State::Ready { .. }, Frame::Ping { nonce }) => Action::Reply(OwnedReply {
+                req_id: msg.req_id,
+                frame: Frame::Pong { nonce },
+            }),
+            (State::Ready { .. }, Frame::Pong { .. }) => Action::None,
+            (State::Ready { .. }, f) => Action::Refuse(
+                ErrorCode::Protocol,
+                format!("unexpected {:?} frame", f.kind()),
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dipc_wire::Hello;
+
+    fn bytes(frame: Frame<'_>, req: u64) -> Vec<u8> {
+        let mut v = vec![0; frame.encoded_len()];
+        frame.encode(req, &mut v).unwrap();
+        v
+    }
+
+    fn hello(id: u32) -> Frame<'static> {
+        Frame::Hello(Hello {
+            node_id: id,
+            features: 0,
+            name: b"node",
+        })
+    }
+
+    #[test]
+    fn hello_then_ping() {
+        let mut s = Session::new(77);
+        let mut fb = FrameBuf::default();
+        fb.extend(&bytes(hello(2), 5));
+        fb.extend(&bytes(Frame::Ping { nonce: 9 }, 6));
+        let a = fb.next_with(|m| s.on_message(m)).unwrap().unwrap();
+        assert_eq!(
+            a,
+            Action::Register(
+                NodeHello {
+                    node_id: 2,
+                    name: "node".into()
+                },
+                OwnedReply {
+                    req_id: 5,
+                    frame: Frame::HelloAck(HelloAck {
+                        node_id: 2,
+                        features: 0,
+                        session: 77
+                    })
+                }
+            )
+        );
+        assert_eq!(s.state(), State::Ready { node_id: 2 });
+        let a = fb.next_with(|m| s.on_message(m)).unwrap().unwrap();
+        assert_eq!(
+            a,
+            Action::Reply(OwnedReply {
+                req_id: 6,
+                frame: Frame::Pong { nonce: 9 }
+            })
+        );
+        assert_eq!(fb.next_with(|m| s.on_message(m)).unwrap(), None);
+    }
+
+    #[test]
+    fn frames_split_at_every_byte() {
+        let all = [bytes(hello(3), 1), bytes(Frame::Ping { nonce: 1 }, 2)].concat();
+        for cut in 0..all.len() {
+            let mut s = Session::new(1);
+            let mut fb = FrameBuf::default();
+            let mut actions = Vec::new();
+            for part in [&all[..cut], &all[cut..]] {
+                fb.extend(part);
+                while let Some(a) = fb.next_with(|m| s.on_message(m)).unwrap() {
+                    actions.push(a);
+                }
+            }
+            assert_eq!(actions.len(), 2, "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn anything_before_hello_is_refused() {
+        let mut s = Session::new(1);
+        let mut fb = FrameBuf::default();
+        fb.extend(&bytes(Frame::Ping { nonce: 1 }, 1));
+        let a = fb.next_with(|m| s.on_message(m)).unwrap().unwrap();
+        assert!(matches!(a, Action::Refuse(ErrorCode::Protocol, _)));
+        assert_eq!(s.state(), State::AwaitHello);
+    }
+
+    #[test]
+    fn second_hello_is_refused() {
+        let mut s = Session::new(1);
+        let mut fb = FrameBuf::default();
+        fb.extend(&bytes(hello(1), 1));
+        fb.extend(&bytes(hello(1), 2));
+        fb.next_with(|m| s.on_message(m)).unwrap();
+        let a = fb.next_with(|m| s.on_message(m)).unwrap().unwrap();
+        assert!(matches!(a, Action::Refuse(ErrorCode::Protocol, _)));
+    }
+
+    #[test]
+    fn garbage_is_an_error() {
+        let mut fb = FrameBuf::default();
+        fb.extend(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(matches!(
+            fb.next_with(|_| ()),
+            Err(DecodeError::BadMagic(_))
+        ));
+    }
+}

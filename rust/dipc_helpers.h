@@ -1,0 +1,120 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * dipc C shim: every function the Rust crate calls in C, and every function
+ * C calls in Rust. The C files under helpers/ only forward to kernel APIs
+ * that have no Rust abstraction yet (kprobes, kernel sockets, sysctl/procfs,
+ * kthreads, per-CPU counters); all decisions are made in Rust.
+ *
+ * src/shim.rs holds the one `extern "C"` block that mirrors this header.
+ */
+#ifndef DIPC_HELPERS_H
+#define DIPC_HELPERS_H
+
+#include <linux/types.h>
+
+struct pt_regs;
+struct seq_file;
+struct socket;
+struct task_struct;
+
+/* ---- syscall hooks (helpers/hooks.c) ---- */
+
+/*
+ * Hook numbers. The order is the order of the table in helpers/hooks.c and of
+ * `Hook` in src/hooks.rs.
+ */
+enum dipc_hook_id {
+	DIPC_HOOK_SHMGET,
+	DIPC_HOOK_SHMAT,
+	DIPC_HOOK_SHMDT,
+	DIPC_HOOK_SHMCTL,
+	DIPC_HOOK_SEMGET,
+	DIPC_HOOK_SEMOP,
+	DIPC_HOOK_SEMTIMEDOP,
+	DIPC_HOOK_SEMCTL,
+	DIPC_HOOK_MSGGET,
+	DIPC_HOOK_MSGSND,
+	DIPC_HOOK_MSGRCV,
+	DIPC_HOOK_MSGCTL,
+	DIPC_HOOK_IPC,
+	DIPC_NR_HOOKS,
+};
+
+/*
+ * Registers a kprobe on each syscall entry point. A hook marked optional in
+ * the table (the ipc(2) multiplexer, absent on x86-64 without IA32
+ * emulation) is skipped when its symbol does not exist. `ctx` is passed to
+ * dipc_rust_syscall(). Returns 0 or a negative errno (nothing registered).
+ */
+int dipc_hooks_register(void *ctx);
+/*
+ * Unregisters every hook, then waits until no task can still be running in a
+ * trampoline (RCU Tasks), so the module text may be freed.
+ */
+void dipc_hooks_unregister(void);
+/* Whether hook `id` is registered. */
+bool dipc_hook_registered(unsigned int id);
+/* Runs the original syscall function of hook `id` with the user's registers. */
+long dipc_call_original(unsigned int id, const struct pt_regs *regs);
+/* Implemented in Rust: handles a redirected syscall. */
+long dipc_rust_syscall(void *ctx, unsigned int id, const struct pt_regs *regs);
+
+/* ---- per-CPU counters (helpers/percpu.c) ---- */
+
+#define DIPC_NR_COUNTERS 32
+/* Adds one to counter `idx` on this CPU (idx < DIPC_NR_COUNTERS). */
+void dipc_counter_inc(unsigned int idx);
+/* Sum of counter `idx` over all CPUs. */
+u64 dipc_counter_sum(unsigned int idx);
+
+/* ---- sysctl and procfs (helpers/sysctl.c) ---- */
+
+/* /proc/sys/dipc/enabled: 1 = hooks active, 0 = every hook a pure pass-through. */
+extern int dipc_enabled;
+/* The current value of dipc_enabled. */
+int dipc_enabled_get(void);
+/*
+ * Creates /proc/sys/dipc/ and /proc/dipc/status; reading the status file
+ * calls dipc_rust_status_show(m, ctx). Returns 0 or a negative errno.
+ */
+int dipc_control_register(void *ctx);
+void dipc_control_unregister(void);
+/* Implemented in Rust: prints /proc/dipc/status. */
+int dipc_rust_status_show(struct seq_file *m, void *ctx);
+/* The `referee` module parameter ("a.b.c.d:port" or empty), NUL-terminated. */
+const char *dipc_referee_param(void);
+/* The node name (utsname nodename) copied into buf, NUL-terminated. */
+void dipc_nodename(char *buf, size_t len);
+
+/* ---- kernel TCP sockets (helpers/net.c) ---- */
+
+/*
+ * Connects a TCP socket to addr:port (both in host byte order), waiting at
+ * most timeout_ms. Sets TCP_NODELAY and a receive timeout of rcv_timeout_ms.
+ * Returns the socket or NULL with *err set to a negative errno.
+ */
+struct socket *dipc_sock_connect(u32 addr, u16 port, unsigned int timeout_ms,
+				 unsigned int rcv_timeout_ms, int *err);
+/* One send; returns bytes sent or a negative errno. */
+int dipc_sock_send(struct socket *sock, const void *buf, size_t len);
+/* One receive; returns bytes received (0 at EOF) or a negative errno (-EAGAIN on timeout). */
+int dipc_sock_recv(struct socket *sock, void *buf, size_t len);
+void dipc_sock_shutdown(struct socket *sock);
+void dipc_sock_release(struct socket *sock);
+
+/* ---- kernel threads (helpers/kthread.c) ---- */
+
+/*
+ * Starts a kernel thread that runs dipc_rust_thread(data), holding a
+ * reference on it. Returns the task or an ERR_PTR.
+ */
+struct task_struct *dipc_kthread_start(void *data, const char *name);
+/* Tells the thread to stop, waits for it to return, drops the reference. */
+void dipc_kthread_stop(struct task_struct *task);
+bool dipc_kthread_should_stop(void);
+/* Sleeps up to ms milliseconds; returns early when the thread is told to stop. */
+void dipc_kthread_sleep_ms(unsigned int ms);
+/* Implemented in Rust: a thread's body. */
+int dipc_rust_thread(void *data);
+
+#endif /* DIPC_HELPERS_H */

@@ -1,0 +1,149 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Syscall hooks: a kprobe on each SysV IPC syscall entry point whose
+ * pre-handler hands the call to a trampoline in this module, which calls
+ * dipc_rust_syscall(). The Rust side runs the original through
+ * dipc_call_original(); the kprobe then lets that inner call through because
+ * its return address lies inside this module.
+ *
+ * While dipc_enabled is 0 the pre-handler redirects nothing. A redirected call
+ * holds a module reference, so `rmmod` is refused (EBUSY) while calls are in
+ * flight rather than freeing code they will return into.
+ */
+#include <linux/kprobes.h>
+#include <linux/module.h>
+#include <linux/rcupdate.h>
+#include "../dipc_helpers.h"
+
+struct dipc_hook {
+	struct kprobe kp;
+	long (*trampoline)(const struct pt_regs *regs);
+	bool optional;
+	bool registered;
+};
+
+static void *dipc_hook_ctx;
+
+#define DIPC_TRAMPOLINE(id)                                                   \
+	static long dipc_trampoline_##id(const struct pt_regs *regs)          \
+	{                                                                     \
+		long ret = dipc_rust_syscall(dipc_hook_ctx, id, regs);        \
+		module_put(THIS_MODULE);                                      \
+		return ret;                                                   \
+	}
+
+DIPC_TRAMPOLINE(DIPC_HOOK_SHMGET)
+DIPC_TRAMPOLINE(DIPC_HOOK_SHMAT)
+DIPC_TRAMPOLINE(DIPC_HOOK_SHMDT)
+DIPC_TRAMPOLINE(DIPC_HOOK_SHMCTL)
+DIPC_TRAMPOLINE(DIPC_HOOK_SEMGET)
+DIPC_TRAMPOLINE(DIPC_HOOK_SEMOP)
+DIPC_TRAMPOLINE(DIPC_HOOK_SEMTIMEDOP)
+DIPC_TRAMPOLINE(DIPC_HOOK_SEMCTL)
+DIPC_TRAMPOLINE(DIPC_HOOK_MSGGET)
+DIPC_TRAMPOLINE(DIPC_HOOK_MSGSND)
+DIPC_TRAMPOLINE(DIPC_HOOK_MSGRCV)
+DIPC_TRAMPOLINE(DIPC_HOOK_MSGCTL)
+DIPC_TRAMPOLINE(DIPC_HOOK_IPC)
+
+#define DIPC_HOOK(id, sym, opt)                                               \
+	[id] = { .kp = { .symbol_name = sym },                                \
+		 .trampoline = dipc_trampoline_##id,                          \
+		 .optional = opt }
+
+static struct dipc_hook dipc_hooks[DIPC_NR_HOOKS] = {
+	DIPC_HOOK(DIPC_HOOK_SHMGET, "__x64_sys_shmget", false),
+	DIPC_HOOK(DIPC_HOOK_SHMAT, "__x64_sys_shmat", false),
+	DIPC_HOOK(DIPC_HOOK_SHMDT, "__x64_sys_shmdt", false),
+	DIPC_HOOK(DIPC_HOOK_SHMCTL, "__x64_sys_shmctl", false),
+	DIPC_HOOK(DIPC_HOOK_SEMGET, "__x64_sys_semget", false),
+	DIPC_HOOK(DIPC_HOOK_SEMOP, "__x64_sys_semop", false),
+	DIPC_HOOK(DIPC_HOOK_SEMTIMEDOP, "__x64_sys_semtimedop", false),
+	DIPC_HOOK(DIPC_HOOK_SEMCTL, "__x64_sys_semctl", false),
+	DIPC_HOOK(DIPC_HOOK_MSGGET, "__x64_sys_msgget", false),
+	DIPC_HOOK(DIPC_HOOK_MSGSND, "__x64_sys_msgsnd", false),
+	DIPC_HOOK(DIPC_HOOK_MSGRCV, "__x64_sys_msgrcv", false),
+	DIPC_HOOK(DIPC_HOOK_MSGCTL, "__x64_sys_msgctl", false),
+	/* 32-bit programs' ipc(2) multiplexer; only with IA32 emulation. */
+	DIPC_HOOK(DIPC_HOOK_IPC, "__ia32_compat_sys_ipc", true),
+};
+
+static int dipc_pre_handler(struct kprobe *kp, struct pt_regs *regs)
+{
+	struct dipc_hook *hook = container_of(kp, struct dipc_hook, kp);
+	/* At the ftrace site the stack top is the syscall's return address. */
+	unsigned long caller = *(unsigned long *)regs->sp;
+
+	if (!READ_ONCE(dipc_enabled))
+		return 0;
+	/* Our own call of the original: let it run. */
+	if (within_module(caller, THIS_MODULE))
+		return 0;
+	/* The module is going away: pass through. */
+	if (!try_module_get(THIS_MODULE))
+		return 0;
+	regs->ip = (unsigned long)hook->trampoline;
+	return 1;
+}
+NOKPROBE_SYMBOL(dipc_pre_handler);
+
+long dipc_call_original(unsigned int id, const struct pt_regs *regs)
+{
+	long (*orig)(const struct pt_regs *) = (void *)dipc_hooks[id].kp.addr;
+
+	return orig(regs);
+}
+
+bool dipc_hook_registered(unsigned int id)
+{
+	return id < DIPC_NR_HOOKS && dipc_hooks[id].registered;
+}
+
+int dipc_hooks_register(void *ctx)
+{
+	unsigned int i;
+	int err;
+
+	dipc_hook_ctx = ctx;
+	for (i = 0; i < DIPC_NR_HOOKS; i++) {
+		struct dipc_hook *hook = &dipc_hooks[i];
+
+		hook->kp.pre_handler = dipc_pre_handler;
+		err = register_kprobe(&hook->kp);
+		if (err == -ENOENT && hook->optional) {
+			/* A fresh kprobe struct for a later register attempt. */
+			hook->kp.addr = NULL;
+			hook->kp.flags = 0;
+			continue;
+		}
+		if (err) {
+			pr_err("dipc: cannot hook %s: %d\n", hook->kp.symbol_name, err);
+			dipc_hooks_unregister();
+			return err;
+		}
+		hook->registered = true;
+	}
+	return 0;
+}
+
+void dipc_hooks_unregister(void)
+{
+	unsigned int i;
+
+	for (i = 0; i < DIPC_NR_HOOKS; i++) {
+		struct dipc_hook *hook = &dipc_hooks[i];
+
+		if (!hook->registered)
+			continue;
+		unregister_kprobe(&hook->kp);
+		hook->registered = false;
+		hook->kp.addr = NULL;
+		hook->kp.flags = 0;
+	}
+	/*
+	 * A task may have dropped its module reference in a trampoline and not
+	 * yet returned out of it; RCU Tasks waits until every task has passed
+	 * a voluntary context switch or user mode, i.e. left our code.
+	 */
+	synchronize_rcu_tasks();
+}

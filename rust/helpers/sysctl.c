@@ -1,0 +1,77 @@
+// SPDX-License-Identifier: GPL-2.0
+/* /proc/sys/dipc/ (the run-time switch), /proc/dipc/ (status), module parameters. */
+#include <linux/module.h>
+#include <linux/moduleparam.h>
+#include <linux/proc_fs.h>
+#include <linux/seq_file.h>
+#include <linux/sysctl.h>
+#include <linux/utsname.h>
+#include "../dipc_helpers.h"
+
+int dipc_enabled = 1;
+
+static char dipc_referee[64];
+module_param_string(referee, dipc_referee, sizeof(dipc_referee), 0444);
+MODULE_PARM_DESC(referee, "Referee address, a.b.c.d:port (empty: do not connect)");
+
+static const struct ctl_table dipc_sysctl_table[] = {
+	{
+		.procname = "enabled",
+		.data = &dipc_enabled,
+		.maxlen = sizeof(int),
+		.mode = 0644,
+		.proc_handler = proc_dointvec_minmax,
+		.extra1 = SYSCTL_ZERO,
+		.extra2 = SYSCTL_ONE,
+	},
+};
+
+static struct ctl_table_header *dipc_sysctl_header;
+static struct proc_dir_entry *dipc_proc_dir;
+
+static int dipc_status_show(struct seq_file *m, void *v)
+{
+	return dipc_rust_status_show(m, m->private);
+}
+
+int dipc_control_register(void *ctx)
+{
+	dipc_sysctl_header = register_sysctl("dipc", dipc_sysctl_table);
+	if (!dipc_sysctl_header)
+		return -ENOMEM;
+	dipc_proc_dir = proc_mkdir("dipc", NULL);
+	if (!dipc_proc_dir)
+		goto err;
+	if (!proc_create_single_data("status", 0444, dipc_proc_dir, dipc_status_show, ctx))
+		goto err;
+	return 0;
+err:
+	dipc_control_unregister();
+	return -ENOMEM;
+}
+
+void dipc_control_unregister(void)
+{
+	/* Waits for readers of the status file to finish. */
+	if (dipc_proc_dir)
+		proc_remove(dipc_proc_dir);
+	dipc_proc_dir = NULL;
+	if (dipc_sysctl_header)
+		unregister_sysctl_table(dipc_sysctl_header);
+	dipc_sysctl_header = NULL;
+}
+
+int dipc_enabled_get(void)
+{
+	return READ_ONCE(dipc_enabled);
+}
+
+const char *dipc_referee_param(void)
+{
+	return dipc_referee;
+}
+
+void dipc_nodename(char *buf, size_t len)
+{
+	strscpy(buf, utsname()->nodename, len);
+}

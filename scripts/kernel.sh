@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Builds the dipc test kernel (tinyconfig + scripts/kernel.config) once and
+# caches it outside the repository, keyed by everything that produced it: the
+# kernel source version, the config fragment, this script and the versions of
+# rustc, bindgen, libclang and gcc. A change to any of them builds anew.
+#
+#   scripts/kernel.sh          build if needed; print the build directory
+#   scripts/kernel.sh --dir    print the build directory only (no build)
+#   scripts/kernel.sh --key    print the cache key
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=scripts/versions.sh
+. "$here/versions.sh"
+fragment="${DIPC_KERNEL_FRAGMENT:-$here/kernel.config}"
+src="$DIPC_CACHE/src/${KERNEL_SOURCE_PKG}_${KERNEL_SOURCE_VERSION}"
+
+log() { printf 'kernel: %s\n' "$*" >&2; }
+die() { printf 'kernel: error: %s\n' "$*" >&2; exit 1; }
+
+key() {
+	{
+		echo "$KERNEL_SOURCE_PKG $KERNEL_SOURCE_VERSION"
+		cat "$fragment" "$here/kernel.sh" "$here/versions.sh"
+		"$KRUSTC" -vV
+		"$KBINDGEN" --version
+		gcc --version | head -n1
+		dpkg-query -W -f='${Version}\n' "libclang1-${LLVM_MAJOR}"
+	} | sha256sum | cut -c1-16
+}
+
+[ -f "$src/.dipc-complete" ] || die "no kernel source in $src: run scripts/setup.sh first"
+[ -x "$KRUSTC" ] && [ -x "$KBINDGEN" ] || die "kernel toolchain missing: run scripts/setup.sh first"
+name="$(basename "$fragment" .config)"
+out="$DIPC_CACHE/kernel/${KERNEL_SERIES}-${name}-$(key)"
+
+case "${1:-}" in
+--dir) echo "$out"; exit 0 ;;
+--key) key; exit 0 ;;
+"") ;;
+*) die "unknown argument $1" ;;
+esac
+
+if [ -f "$out/.dipc-complete" ]; then
+	echo "$out"
+	exit 0
+fi
+
+kmake() {
+	make -C "$src" O="$out" RUSTC="$KRUSTC" HOSTRUSTC="$KRUSTC" BINDGEN="$KBINDGEN" "$@"
+}
+
+log "building the test kernel in $out (about 6 minutes on 2 cores)"
+start=$(date +%s)
+rm -rf "$out"
+mkdir -p "$out"
+kmake -s tinyconfig >/dev/null
+"$src/scripts/kconfig/merge_config.sh" -m -O "$out" "$out/.config" "$fragment" >/dev/null
+kmake -s olddefconfig >/dev/null
+
+# Every option of the fragment must have survived olddefconfig.
+bad=0
+while IFS= read -r line; do
+	case "$line" in
+	CONFIG_*=*)
+		grep -qxF "$line" "$out/.config" || { log "option did not stick: $line"; bad=1; } ;;
+	"# CONFIG_"*" is not set")
+		opt="${line#\# }"; opt="${opt%% *}"
+		! grep -q "^$opt=" "$out/.config" || { log "option did not stick: $line"; bad=1; } ;;
+	esac
+done <"$fragment"
+[ "$bad" = 0 ] || die "the config fragment does not apply cleanly"
+
+kmake -j"$(nproc)" >"$out/build.log" 2>&1 || {
+	tail -n 40 "$out/build.log" >&2
+	die "kernel build failed (full log: $out/build.log)"
+}
+touch "$out/.dipc-complete"
+log "built in $(($(date +%s) - start)) s"
+echo "$out"

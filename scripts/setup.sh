@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Installs everything dipc needs on a Debian 12 (bookworm) machine, as root:
+# the kernel toolchain (pinned Debian rustc-web, libclang 19, bindgen-cli),
+# GCC and the kernel build dependencies, QEMU and busybox-static for the test
+# cluster, and the pinned linux-source-7.3 package (fetched from
+# trixie-backports through a private apt configuration, so nothing else on the
+# machine ever comes from a newer suite).
+#
+# Idempotent: when everything is already in place it only checks and exits.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=scripts/versions.sh
+. "$here/versions.sh"
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
+
+[ "$(id -u)" = 0 ] || die "run as root (it installs Debian packages)"
+[ -r /etc/debian_version ] || die "this script supports Debian 12 only"
+
+# Packages pinned to an exact version (the kernel and the module must meet the
+# same compiler; bookworm-security offers a newer rustc-web).
+pinned=(
+	"rustc-web=${RUST_WEB_VERSION}"
+	"rust-web-src=${RUST_WEB_VERSION}"
+	"libstd-rust-web-dev=${RUST_WEB_VERSION}"
+	"libstd-rust-web-1.85=${RUST_WEB_VERSION}"
+	"rust-web-clippy=${RUST_WEB_VERSION}"
+	"libclang-${LLVM_MAJOR}-dev=${LIBCLANG_VERSION}"
+	"libclang1-${LLVM_MAJOR}=${LIBCLANG_VERSION}"
+)
+# Everything else, from bookworm at whatever version it has.
+plain=(
+	gcc make bc bison flex libelf-dev libssl-dev cpio xz-utils kmod
+	qemu-system-x86 busybox-static ca-certificates
+)
+
+missing=()
+for p in "${pinned[@]}"; do
+	name="${p%%=*}" want="${p#*=}"
+	have="$(dpkg-query -W -f='${db:Status-Abbrev}${Version}' "$name" 2>/dev/null || true)"
+	[ "$have" = "ii $want" ] || missing+=("$p")
+done
+for p in "${plain[@]}"; do
+	have="$(dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null || true)"
+	[ "${have:0:2}" = "ii" ] || missing+=("$p")
+done
+
+if [ "${#missing[@]}" -gt 0 ]; then
+	log "installing: ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	# --no-upgrade: a package already installed is never upgraded by this run.
+	apt-get install -y -qq --no-install-recommends --no-upgrade "${missing[@]}"
+else
+	log "Debian packages: all present"
+fi
+
+# Keep the pinned toolchain where it is: a later 'apt-get upgrade' must not
+# move rustc-web to the bookworm-security release.
+pref=/etc/apt/preferences.d/dipc-rust-web
+want_pref="$(printf 'Package: rustc-web rust-web-src libstd-rust-web-dev libstd-rust-web-1.85 rust-web-clippy\nPin: version %s\nPin-Priority: 1001\n' "$RUST_WEB_VERSION")"
+if [ "$(cat "$pref" 2>/dev/null)" != "$want_pref" ]; then
+	printf '%s\n' "$want_pref" >"$pref"
+	log "pinned rustc-web to $RUST_WEB_VERSION in $pref"
+fi
+
+# bindgen-cli, pinned, built with the machine's (rustup) cargo.
+if [ "$("$KBINDGEN" --version 2>/dev/null)" != "bindgen $BINDGEN_VERSION" ]; then
+	command -v cargo >/dev/null || die "cargo not found (install Rust with rustup first)"
+	log "installing bindgen-cli $BINDGEN_VERSION into $DIPC_TOOLS"
+	cargo install --quiet --locked --root "$DIPC_TOOLS" bindgen-cli --version "$BINDGEN_VERSION"
+else
+	log "bindgen-cli $BINDGEN_VERSION: present"
+fi
+
+# Kernel source. The extracted tree is read-only input; builds go to O= dirs.
+src="$DIPC_CACHE/src/${KERNEL_SOURCE_PKG}_${KERNEL_SOURCE_VERSION}"
+if [ ! -f "$src/.dipc-complete" ]; then
+	apt_dir="$DIPC_CACHE/apt"
+	mkdir -p "$apt_dir/lists/partial" "$apt_dir/archives/partial" "$apt_dir/cache" "$apt_dir/parts"
+	echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian ${KERNEL_SOURCE_SUITE} main" \
+		>"$apt_dir/sources.list"
+	# A private apt: its own sources, lists and caches. It only downloads;
+	# it never installs, so the machine's packages cannot change.
+	apt_opts=(
+		-o "Dir::Etc::SourceList=$apt_dir/sources.list"
+		-o "Dir::Etc::SourceParts=$apt_dir/parts"
+		-o "Dir::State::Lists=$apt_dir/lists"
+		-o "Dir::Cache=$apt_dir/cache"
+		-o "Dir::Cache::Archives=$apt_dir/archives"
+		-o "Dir::Cache::pkgcache=" -o "Dir::Cache::srcpkgcache="
+	)
+	log "fetching ${KERNEL_SOURCE_PKG}=${KERNEL_SOURCE_VERSION} from ${KERNEL_SOURCE_SUITE}"
+	apt-get "${apt_opts[@]}" update -qq
+	deb_dir="$(mktemp -d)"
+	chmod 755 "$deb_dir" # apt drops to the _apt user to download into it
+	trap 'rm -rf "$deb_dir"' EXIT
+	(cd "$deb_dir" && apt-get "${apt_opts[@]}" download -qq "${KERNEL_SOURCE_PKG}=${KERNEL_SOURCE_VERSION}")
+	dpkg -x "$deb_dir"/*.deb "$deb_dir/x"
+	rm -rf "$src" && mkdir -p "$src"
+	log "unpacking the kernel source into $src"
+	tar -xJf "$deb_dir/x/usr/src/${KERNEL_SOURCE_PKG}.tar.xz" -C "$src" --strip-components=1
+	touch "$src/.dipc-complete"
+else
+	log "kernel source: present in $src"
+fi
+
+# A last check that the kernel's Rust support will be found.
+make -s -C "$src" RUSTC="$KRUSTC" BINDGEN="$KBINDGEN" O="$DIPC_CACHE/rustavailable" rustavailable >/dev/null \
+	|| die "the kernel's 'make rustavailable' failed"
+log "done: toolchain and kernel source ready (cache: $DIPC_CACHE)"

@@ -1,0 +1,206 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The connection to the referee.
+//!
+//! One kernel thread per node connects to the referee, sends its hello,
+//! answers pings, probes an idle connection, and reconnects with exponential
+//! backoff when the connection fails. The thread checks for `rmmod` at least
+//! every [`RECV_TIMEOUT_MS`] (the socket's receive timeout), so unloading never
+//! waits on the network for longer than one connect timeout.
+
+use crate::{
+    node::{ConnState, Node, SockAddr},
+    shim::{self, Socket},
+    wire::{self, DecodeError, Frame, Hello, Message, HEADER_LEN, MAX_NAME_LEN, MAX_PAYLOAD},
+};
+use kernel::prelude::*;
+
+/// Longest wait for the TCP handshake.
+const CONNECT_TIMEOUT_MS: u32 = 2000;
+/// Socket receive timeout: how often the thread looks up from `recv`.
+const RECV_TIMEOUT_MS: u32 = 200;
+const BACKOFF_MIN_MS: u32 = 100;
+const BACKOFF_MAX_MS: u32 = 5000;
+/// After this long without a frame from the referee, send a ping.
+const PING_IDLE_MS: u32 = 5000;
+/// After this long without a frame, the connection is dead: reconnect.
+const DEAD_MS: u32 = 15000;
+/// Request id of the hello.
+const HELLO_REQ: u64 = 1;
+
+/// The connection thread's body.
+///
+/// # Safety
+///
+/// Called only by the C thread function, with the context given to
+/// [`shim::Thread::start`], which stays alive until the thread has returned.
+#[no_mangle]
+unsafe extern "C" fn dipc_rust_thread(ctx: *mut c_void) -> c_int {
+    // SAFETY: per the function's contract.
+    let node = unsafe { shim::borrow_ctx::<Node>(ctx) };
+    if let Some(addr) = node.referee {
+        run(&node, addr);
+    }
+    node.conn.lock().state = ConnState::Stopped;
+    0
+}
+
+fn run(node: &Node, addr: SockAddr) {
+    let mut buf = KVec::new();
+    let mut backoff = BACKOFF_MIN_MS;
+    // Log the first failure of an outage, not every retry.
+    let mut failing = false;
+    while !shim::kthread_should_stop() {
+        node.conn.lock().state = ConnState::Connecting;
+        let result = buf
+            .resize(HEADER_LEN + MAX_PAYLOAD, 0, GFP_KERNEL)
+            .map_err(Error::from)
+            .and_then(|()| Socket::connect(addr.ip, addr.port, CONNECT_TIMEOUT_MS, RECV_TIMEOUT_MS))
+            .and_then(|sock| session(node, &sock, &mut buf, &mut backoff, &mut failing));
+        match result {
+            Ok(()) => break,
+            // Interrupted by `rmmod`: not a failure worth a log line.
+            Err(_) if shim::kthread_should_stop() => break,
+            Err(e) => {
+                if !failing {
+                    pr_warn!("referee {}: error {}; retrying\n", addr, e.to_errno());
+                    failing = true;
+                }
+                node.conn.lock().state = ConnState::Backoff(e);
+            }
+        }
+        shim::kthread_sleep_ms(backoff);
+        backoff = (backoff * 2).min(BACKOFF_MAX_MS);
+    }
+}
+
+fn send(node: &Node, sock: &Socket, frame: Frame<'_>, req_id: u64) -> Result {
+    let mut out = [0u8; HEADER_LEN + 16 + MAX_NAME_LEN];
+    let n = frame.encode(req_id, &mut out).map_err(|_| EINVAL)?;
+    sock.send_all(&out[..n])?;
+    node.conn.lock().frames_out += 1;
+    Ok(())
+}
+
+/// Runs one connection until it fails (`Err`) or the thread is told to stop.
+fn session(
+    node: &Node,
+    sock: &Socket,
+    buf: &mut [u8],
+    backoff: &mut u32,
+    failing: &mut bool,
+) -> Result {
+    node.conn.lock().state = ConnState::Handshake;
+    let mut name = [0u8; 65];
+    let name = shim::nodename(&mut name);
+    let hello = Frame::Hello(Hello {
+        node_id: node.node_id,
+        features: 0,
+        name,
+    });
+    send(node, sock, hello, HELLO_REQ)?;
+
+    let mut filled = 0;
+    let mut idle_ms = 0;
+    let mut pinged = false;
+    loop {
+        if shim::kthread_should_stop() {
+            return Ok(());
+        }
+        match sock.recv(&mut buf[filled..]) {
+            Ok(0) => return Err(ECONNRESET),
+            Ok(n) => {
+                filled += n;
+                idle_ms = 0;
+                pinged = false;
+            }
+            Err(e) if e == EAGAIN => {
+                idle_ms += RECV_TIMEOUT_MS;
+                if idle_ms >= DEAD_MS {
+                    return Err(ETIMEDOUT);
+                }
+                if idle_ms >= PING_IDLE_MS && !pinged {
+                    send(
+                        node,
+                        sock,
+                        Frame::Ping {
+                            nonce: u64::from(idle_ms),
+                        },
+                        0,
+                    )?;
+                    pinged = true;
+                }
+                continue;
+            }
+            Err(e) => return Err(e),
+        }
+        let mut start = 0;
+        loop {
+            match wire::decode(&buf[start..filled]) {
+                Ok((msg, used)) => {
+                    node.conn.lock().frames_in += 1;
+                    handle(node, sock, msg, backoff, failing)?;
+                    start += used;
+                }
+                // `buf` holds a maximum-size frame, so a whole frame always fits.
+                Err(DecodeError::Incomplete { .. }) => break,
+                Err(e) => {
+                    pr_warn!("bad frame from the referee ({:?}); closing\n", e);
+                    return Err(EPROTO);
+                }
+            }
+        }
+        buf.copy_within(start..filled, 0);
+        filled -= start;
+    }
+}
+
+fn handle(
+    node: &Node,
+    sock: &Socket,
+    msg: Message<'_>,
+    backoff: &mut u32,
+    failing: &mut bool,
+) -> Result {
+    let state = node.conn.lock().state;
+    match msg.frame {
+        Frame::HelloAck(ack) if state == ConnState::Handshake && msg.req_id == HELLO_REQ => {
+            if ack.node_id != node.node_id {
+                pr_warn!(
+                    "referee acknowledged node {}, we are {}\n",
+                    ack.node_id,
+                    node.node_id
+                );
+                return Err(EPROTO);
+            }
+            {
+                let mut conn = node.conn.lock();
+                conn.state = ConnState::Connected;
+                conn.session = ack.session;
+                conn.handshakes += 1;
+            }
+            pr_info!(
+                "connected to referee {} as node {} (session {:#x})\n",
+                node.referee_display(),
+                node.node_id,
+                ack.session
+            );
+            *backoff = BACKOFF_MIN_MS;
+            *failing = false;
+            Ok(())
+        }
+        Frame::Ping { nonce } => send(node, sock, Frame::Pong { nonce }, msg.req_id),
+        Frame::Pong { .. } => Ok(()),
+        Frame::Error { code } => {
+            pr_warn!("referee refused us: {:?}\n", code);
+            Err(ECONNREFUSED)
+        }
+        other => {
+            pr_warn!(
+                "unexpected {:?} frame from the referee; closing\n",
+                other.kind()
+            );
+            Err(EPROTO)
+        }
+    }
+}

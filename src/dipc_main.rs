@@ -1,0 +1,78 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! dipc: transparent distributed System V IPC.
+//!
+//! This module hooks the SysV IPC syscalls on a node and (as the project
+//! grows) forwards operations on distributed objects to the cluster's referee,
+//! `dipcd`. Design: `Documentation/architecture.md`.
+//!
+//! Crate layout, one concern per file:
+//! - [`shim`] - the C shim's `extern "C"` block and safe wrappers;
+//! - [`hooks`] - what a hooked syscall does;
+//! - [`conn`] - the connection to the referee and its thread;
+//! - [`status`] - `/proc/dipc/status`;
+//! - [`node`] - this node's state, shared by all of them;
+//! - [`wire`] - the wire protocol, the same source file `dipcd` uses.
+
+use kernel::prelude::*;
+
+mod conn;
+mod hooks;
+mod node;
+mod shim;
+mod status;
+
+#[path = "../dipcd/wire/src/wire.rs"]
+pub mod wire;
+
+module! {
+    type: Dipc,
+    name: "dipc",
+    authors: ["dipc developers"],
+    description: "Distributed System V IPC",
+    license: "GPL",
+    params: {
+        node_id: u32 {
+            default: 0,
+            description: "This node's id in the cluster (1..); required with referee=",
+        },
+    },
+}
+
+/// The loaded module. Fields drop in order: the hooks go first (no new
+/// redirected calls), then the control files, then the connection.
+struct Dipc {
+    _hooks: shim::Hooks<node::Node>,
+    _control: shim::Control<node::Node>,
+    _conn: Option<shim::Thread<node::Node>>,
+}
+
+impl kernel::Module for Dipc {
+    fn init(_module: &'static ThisModule) -> Result<Self> {
+        let node_id = module_parameters::node_id.value();
+        let node = node::Node::new(node_id, shim::referee_param())?;
+        let conn = match node.referee {
+            Some(_) => Some(shim::Thread::start(node.clone(), c"dipc-conn")?),
+            None => None,
+        };
+        let control = shim::Control::register(node.clone())?;
+        let hooks = shim::Hooks::register(node.clone())?;
+        pr_info!(
+            "loaded: node {}, {} hooks, referee {}\n",
+            node_id,
+            hooks::registered_count(),
+            node.referee_display()
+        );
+        Ok(Dipc {
+            _hooks: hooks,
+            _control: control,
+            _conn: conn,
+        })
+    }
+}
+
+impl Drop for Dipc {
+    fn drop(&mut self) {
+        pr_info!("unloading\n");
+    }
+}

@@ -1,0 +1,155 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! This node's state, shared by the hooks, the connection thread and the
+//! status file.
+
+use kernel::{fmt, new_mutex, prelude::*, sync::Arc, sync::Mutex};
+
+/// An IPv4 address and port, host byte order.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SockAddr {
+    pub(crate) ip: u32,
+    pub(crate) port: u16,
+}
+
+impl SockAddr {
+    /// Parses `a.b.c.d:port`.
+    pub(crate) fn parse(s: &[u8]) -> Option<Self> {
+        let colon = s.iter().rposition(|&b| b == b':')?;
+        let (host, port) = (&s[..colon], &s[colon + 1..]);
+        let port = parse_decimal(port, u16::MAX.into())?;
+        if port == 0 {
+            return None;
+        }
+        let mut ip = 0u32;
+        let mut parts = 0;
+        for part in host.split(|&b| b == b'.') {
+            ip = (ip << 8) | parse_decimal(part, 255)?;
+            parts += 1;
+        }
+        (parts == 4).then_some(SockAddr {
+            ip,
+            port: port as u16,
+        })
+    }
+}
+
+/// A decimal number of 1 to 5 digits, at most `max`.
+fn parse_decimal(s: &[u8], max: u32) -> Option<u32> {
+    if s.is_empty() || s.len() > 5 {
+        return None;
+    }
+    let mut v = 0u32;
+    for &b in s {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        v = v * 10 + u32::from(b - b'0');
+    }
+    (v <= max).then_some(v)
+}
+
+impl fmt::Display for SockAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let [a, b, c, d] = self.ip.to_be_bytes();
+        write!(f, "{a}.{b}.{c}.{d}:{}", self.port)
+    }
+}
+
+/// Where the connection to the referee stands.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ConnState {
+    /// Opening the TCP connection.
+    Connecting,
+    /// Connected, hello sent, waiting for the referee's answer.
+    Handshake,
+    /// The referee accepted us.
+    Connected,
+    /// Waiting before the next attempt, after the error given.
+    Backoff(Error),
+    /// Told to stop.
+    Stopped,
+}
+
+impl fmt::Display for ConnState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConnState::Connecting => f.write_str("connecting"),
+            ConnState::Handshake => f.write_str("handshake"),
+            ConnState::Connected => f.write_str("connected"),
+            ConnState::Backoff(e) => write!(f, "backoff (error {})", e.to_errno()),
+            ConnState::Stopped => f.write_str("stopped"),
+        }
+    }
+}
+
+/// The connection's state and statistics, guarded by [`Node::conn`].
+pub(crate) struct ConnInfo {
+    pub(crate) state: ConnState,
+    /// The referee run we are connected to (from its hello ack).
+    pub(crate) session: u64,
+    /// Successful handshakes since load.
+    pub(crate) handshakes: u64,
+    pub(crate) frames_in: u64,
+    pub(crate) frames_out: u64,
+}
+
+/// This node.
+///
+/// Only the connection's state needs a lock; the rest is fixed at load.
+#[pin_data]
+pub(crate) struct Node {
+    pub(crate) node_id: u32,
+    pub(crate) referee: Option<SockAddr>,
+    /// Updated by the connection thread, read by the status file.
+    #[pin]
+    pub(crate) conn: Mutex<ConnInfo>,
+}
+
+impl Node {
+    /// The node, from the module parameters.
+    pub(crate) fn new(node_id: u32, referee: &CStr) -> Result<Arc<Self>> {
+        let referee = match referee.to_bytes() {
+            [] => None,
+            s => match SockAddr::parse(s) {
+                Some(a) => Some(a),
+                None => {
+                    pr_err!("referee={:?}: expected a.b.c.d:port\n", referee);
+                    return Err(EINVAL);
+                }
+            },
+        };
+        if referee.is_some() && node_id == 0 {
+            pr_err!("referee= needs node_id= (1 or more)\n");
+            return Err(EINVAL);
+        }
+        Arc::pin_init(
+            pin_init!(Node {
+                node_id,
+                referee,
+                conn <- new_mutex!(ConnInfo {
+                    state: ConnState::Stopped,
+                    session: 0,
+                    handshakes: 0,
+                    frames_in: 0,
+                    frames_out: 0,
+                }),
+            }),
+            GFP_KERNEL,
+        )
+    }
+
+    /// The referee address for messages, or `none`.
+    pub(crate) fn referee_display(&self) -> impl fmt::Display + '_ {
+        struct D<'a>(&'a Option<SockAddr>);
+        impl fmt::Display for D<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match self.0 {
+                    Some(a) => fmt::Display::fmt(a, f),
+                    None => f.write_str("none"),
+                }
+            }
+        }
+        D(&self.referee)
+    }
+}

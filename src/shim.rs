@@ -1,0 +1,335 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The C shim (`rust/helpers/*.c`): the one `extern "C"` block, mirroring
+//! `rust/dipc_helpers.h`, and safe wrappers over it.
+//!
+//! The functions C calls back (`dipc_rust_*`) live beside the logic they run:
+//! [`crate::hooks`], [`crate::conn`] and [`crate::status`].
+
+use core::ptr::NonNull;
+use kernel::{
+    bindings,
+    error::{from_err_ptr, to_result},
+    prelude::*,
+    sync::{Arc, ArcBorrow},
+    types::ForeignOwnable,
+};
+
+/// `DIPC_NR_HOOKS` in the header.
+pub(crate) const NR_HOOKS: usize = 13;
+
+/// `struct socket`, only ever handled through pointers in Rust.
+#[repr(C)]
+pub(crate) struct RawSocket {
+    _opaque: [u8; 0],
+}
+
+/// `struct task_struct`, only ever handled through pointers in Rust.
+#[repr(C)]
+pub(crate) struct RawTask {
+    _opaque: [u8; 0],
+}
+
+mod ffi {
+    use super::{RawSocket, RawTask};
+    use kernel::{bindings, prelude::*};
+
+    unsafe extern "C" {
+        pub(super) fn dipc_hooks_register(ctx: *mut c_void) -> c_int;
+        pub(super) fn dipc_hooks_unregister();
+        pub(super) fn dipc_hook_registered(id: c_uint) -> bool;
+        pub(super) fn dipc_call_original(id: c_uint, regs: *const bindings::pt_regs) -> c_long;
+        pub(super) fn dipc_counter_inc(idx: c_uint);
+        pub(super) fn dipc_counter_sum(idx: c_uint) -> u64;
+        pub(super) fn dipc_enabled_get() -> c_int;
+        pub(super) fn dipc_control_register(ctx: *mut c_void) -> c_int;
+        pub(super) fn dipc_control_unregister();
+        pub(super) fn dipc_referee_param() -> *const c_char;
+        pub(super) fn dipc_nodename(buf: *mut c_char, len: usize);
+        pub(super) fn dipc_sock_connect(
+            addr: u32,
+            port: u16,
+            timeout_ms: c_uint,
+            rcv_timeout_ms: c_uint,
+            err: *mut c_int,
+        ) -> *mut RawSocket;
+        pub(super) fn dipc_sock_send(sock: *mut RawSocket, buf: *const c_void, len: usize)
+            -> c_int;
+        pub(super) fn dipc_sock_recv(sock: *mut RawSocket, buf: *mut c_void, len: usize) -> c_int;
+        pub(super) fn dipc_sock_shutdown(sock: *mut RawSocket);
+        pub(super) fn dipc_sock_release(sock: *mut RawSocket);
+        pub(super) fn dipc_kthread_start(data: *mut c_void, name: *const c_char) -> *mut RawTask;
+        pub(super) fn dipc_kthread_stop(task: *mut RawTask);
+        pub(super) fn dipc_kthread_should_stop() -> bool;
+        pub(super) fn dipc_kthread_sleep_ms(ms: c_uint);
+    }
+}
+
+/// A reference on `T` handed to C as an opaque context pointer, taken back
+/// when the guard that owns it drops.
+///
+/// # Invariants
+///
+/// `ptr` came from [`ForeignOwnable::into_foreign`] on an `Arc<T>` and has not
+/// been passed to [`ForeignOwnable::from_foreign`] yet.
+struct ForeignArc<T: Send + Sync + 'static> {
+    ptr: *mut c_void,
+    _t: core::marker::PhantomData<Arc<T>>,
+}
+
+// SAFETY: `ForeignArc<T>` owns an `Arc<T>`, which is `Send` for `T: Send + Sync`.
+unsafe impl<T: Send + Sync + 'static> Send for ForeignArc<T> {}
+// SAFETY: `&ForeignArc<T>` gives access to nothing.
+unsafe impl<T: Send + Sync + 'static> Sync for ForeignArc<T> {}
+
+impl<T: Send + Sync + 'static> ForeignArc<T> {
+    fn new(arc: Arc<T>) -> Self {
+        // INVARIANT: the pointer comes from `into_foreign`.
+        ForeignArc {
+            ptr: arc.into_foreign(),
+            _t: core::marker::PhantomData,
+        }
+    }
+}
+
+impl<T: Send + Sync + 'static> Drop for ForeignArc<T> {
+    fn drop(&mut self) {
+        // SAFETY: by the type invariant `ptr` came from `into_foreign` on an
+        // `Arc<T>` and is given back exactly once, here. Owners drop this only
+        // after C can no longer use the pointer.
+        drop(unsafe { <Arc<T> as ForeignOwnable>::from_foreign(self.ptr) });
+    }
+}
+
+/// Borrows the `Arc<T>` behind a context pointer that C passed back.
+///
+/// # Safety
+///
+/// `ctx` must come from a [`ForeignArc<T>`] that is alive for `'a`.
+pub(crate) unsafe fn borrow_ctx<'a, T: Send + Sync + 'static>(
+    ctx: *mut c_void,
+) -> ArcBorrow<'a, T> {
+    // SAFETY: per the function's contract `ctx` came from `into_foreign` on an
+    // `Arc<T>` that is not released during `'a`.
+    unsafe { <Arc<T> as ForeignOwnable>::borrow(ctx) }
+}
+
+/// The syscall hooks, registered while this lives.
+pub(crate) struct Hooks<T: Send + Sync + 'static> {
+    ctx: ForeignArc<T>,
+}
+
+impl<T: Send + Sync + 'static> Hooks<T> {
+    /// Registers every hook; redirected calls get `ctx`.
+    pub(crate) fn register(ctx: Arc<T>) -> Result<Self> {
+        let ctx = ForeignArc::new(ctx);
+        // SAFETY: `ctx.ptr` stays valid until `Drop` has unregistered the hooks.
+        to_result(unsafe { ffi::dipc_hooks_register(ctx.ptr) })?;
+        Ok(Hooks { ctx })
+    }
+}
+
+impl<T: Send + Sync + 'static> Drop for Hooks<T> {
+    fn drop(&mut self) {
+        // SAFETY: registered in `register`; after this returns no trampoline
+        // runs, so `self.ctx` may be released.
+        unsafe { ffi::dipc_hooks_unregister() };
+        let _ = &self.ctx;
+    }
+}
+
+/// Whether hook `id` is registered.
+pub(crate) fn hook_registered(id: usize) -> bool {
+    // SAFETY: a pure query; the C side checks the bound.
+    unsafe { ffi::dipc_hook_registered(id as c_uint) }
+}
+
+/// Runs the original syscall of hook `id`.
+///
+/// # Safety
+///
+/// `regs` must be the user register set the syscall entry passed to the
+/// trampoline of hook `id`, and `id < NR_HOOKS`.
+pub(crate) unsafe fn call_original(id: c_uint, regs: *const bindings::pt_regs) -> c_long {
+    // SAFETY: per the function's contract.
+    unsafe { ffi::dipc_call_original(id, regs) }
+}
+
+/// Per-CPU event counters.
+pub(crate) struct Counter;
+
+impl Counter {
+    /// Adds one to counter `idx` on this CPU.
+    pub(crate) fn inc(idx: usize) {
+        // SAFETY: the C side ignores out-of-range indices.
+        unsafe { ffi::dipc_counter_inc(idx as c_uint) }
+    }
+
+    /// The sum of counter `idx` over all CPUs.
+    pub(crate) fn sum(idx: usize) -> u64 {
+        // SAFETY: the C side returns 0 for out-of-range indices.
+        unsafe { ffi::dipc_counter_sum(idx as c_uint) }
+    }
+}
+
+/// `/proc/sys/dipc/enabled`.
+pub(crate) fn enabled() -> bool {
+    // SAFETY: reads an int.
+    unsafe { ffi::dipc_enabled_get() != 0 }
+}
+
+/// `/proc/sys/dipc/` and `/proc/dipc/`, present while this lives.
+pub(crate) struct Control<T: Send + Sync + 'static> {
+    ctx: ForeignArc<T>,
+}
+
+impl<T: Send + Sync + 'static> Control<T> {
+    /// Creates the files; reading `/proc/dipc/status` gets `ctx`.
+    pub(crate) fn register(ctx: Arc<T>) -> Result<Self> {
+        let ctx = ForeignArc::new(ctx);
+        // SAFETY: `ctx.ptr` stays valid until `Drop` removed the files.
+        to_result(unsafe { ffi::dipc_control_register(ctx.ptr) })?;
+        Ok(Control { ctx })
+    }
+}
+
+impl<T: Send + Sync + 'static> Drop for Control<T> {
+    fn drop(&mut self) {
+        // SAFETY: registered in `register`; proc_remove() waits for readers,
+        // so nobody uses `self.ctx` after this.
+        unsafe { ffi::dipc_control_unregister() };
+        let _ = &self.ctx;
+    }
+}
+
+/// The `referee` module parameter.
+pub(crate) fn referee_param() -> &'static CStr {
+    // SAFETY: the parameter is a NUL-terminated static buffer, read-only
+    // (mode 0444) after load.
+    unsafe { CStr::from_char_ptr(ffi::dipc_referee_param()) }
+}
+
+/// The node's name (utsname nodename), without the NUL.
+pub(crate) fn nodename(buf: &mut [u8; 65]) -> &[u8] {
+    // SAFETY: `buf` is writable for its length; the C side NUL-terminates.
+    unsafe { ffi::dipc_nodename(buf.as_mut_ptr().cast(), buf.len()) };
+    let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    &buf[..len]
+}
+
+/// A connected kernel TCP socket, shut down and released on drop.
+///
+/// # Invariants
+///
+/// `0` is a valid socket returned by `dipc_sock_connect` and not yet released.
+pub(crate) struct Socket(NonNull<RawSocket>);
+
+// SAFETY: a kernel socket may be used and released from any thread.
+unsafe impl Send for Socket {}
+// SAFETY: the socket layer serialises concurrent calls on one socket.
+unsafe impl Sync for Socket {}
+
+impl Socket {
+    /// Connects to `ip:port` (host byte order).
+    pub(crate) fn connect(
+        ip: u32,
+        port: u16,
+        timeout_ms: u32,
+        rcv_timeout_ms: u32,
+    ) -> Result<Self> {
+        let mut err: c_int = 0;
+        // SAFETY: `err` is a valid out-pointer for the call.
+        let sock =
+            unsafe { ffi::dipc_sock_connect(ip, port, timeout_ms, rcv_timeout_ms, &mut err) };
+        // INVARIANT: a non-NULL return is a connected socket we now own.
+        NonNull::new(sock)
+            .map(Socket)
+            .ok_or_else(|| Error::from_errno(err))
+    }
+
+    /// Sends all of `buf`.
+    pub(crate) fn send_all(&self, mut buf: &[u8]) -> Result {
+        while !buf.is_empty() {
+            // SAFETY: the socket is valid (type invariant), `buf` is readable
+            // for its length.
+            let n = unsafe { ffi::dipc_sock_send(self.0.as_ptr(), buf.as_ptr().cast(), buf.len()) };
+            to_result(n)?;
+            if n == 0 {
+                return Err(EPIPE);
+            }
+            buf = &buf[n as usize..];
+        }
+        Ok(())
+    }
+
+    /// Receives into `buf`; `Ok(0)` is end of stream, `Err(EAGAIN)` the
+    /// receive timeout.
+    pub(crate) fn recv(&self, buf: &mut [u8]) -> Result<usize> {
+        // SAFETY: the socket is valid (type invariant), `buf` is writable for
+        // its length.
+        let n = unsafe { ffi::dipc_sock_recv(self.0.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        to_result(n)?;
+        Ok(n as usize)
+    }
+}
+
+impl Drop for Socket {
+    fn drop(&mut self) {
+        // SAFETY: valid by the type invariant, released exactly once here.
+        unsafe {
+            ffi::dipc_sock_shutdown(self.0.as_ptr());
+            ffi::dipc_sock_release(self.0.as_ptr());
+        }
+    }
+}
+
+/// A kernel thread running `dipc_rust_thread(ctx)`, stopped on drop.
+///
+/// # Invariants
+///
+/// `task` is a started thread on which we hold a task reference.
+pub(crate) struct Thread<T: Send + Sync + 'static> {
+    task: NonNull<RawTask>,
+    ctx: ForeignArc<T>,
+}
+
+// SAFETY: the thread may be stopped from any thread; `T` is `Send + Sync`.
+unsafe impl<T: Send + Sync + 'static> Send for Thread<T> {}
+// SAFETY: `&Thread` gives access to nothing.
+unsafe impl<T: Send + Sync + 'static> Sync for Thread<T> {}
+
+impl<T: Send + Sync + 'static> Thread<T> {
+    /// Starts the thread, named `name`.
+    pub(crate) fn start(ctx: Arc<T>, name: &CStr) -> Result<Self> {
+        let ctx = ForeignArc::new(ctx);
+        // SAFETY: `ctx.ptr` stays valid until `Drop` has stopped the thread;
+        // `name` is NUL-terminated.
+        let task = from_err_ptr(unsafe { ffi::dipc_kthread_start(ctx.ptr, name.as_char_ptr()) })?;
+        let task = NonNull::new(task).ok_or(ENOMEM)?;
+        // INVARIANT: started, and `dipc_kthread_start` took a reference.
+        Ok(Thread { task, ctx })
+    }
+}
+
+/// Whether the calling kernel thread has been told to stop. Call only from a
+/// [`Thread`]'s body.
+pub(crate) fn kthread_should_stop() -> bool {
+    // SAFETY: kthread_should_stop() only reads the current task's kthread flags.
+    unsafe { ffi::dipc_kthread_should_stop() }
+}
+
+/// Sleeps up to `ms`, returning early when the thread is told to stop. Call
+/// only from a [`Thread`]'s body.
+pub(crate) fn kthread_sleep_ms(ms: u32) {
+    // SAFETY: sleeping in a kernel thread's body, which holds no locks here.
+    unsafe { ffi::dipc_kthread_sleep_ms(ms) }
+}
+
+impl<T: Send + Sync + 'static> Drop for Thread<T> {
+    fn drop(&mut self) {
+        // SAFETY: valid by the type invariant; the thread's body returns once
+        // told to stop, and after this nothing uses `self.ctx`.
+        unsafe { ffi::dipc_kthread_stop(self.task.as_ptr()) };
+        let _ = &self.ctx;
+    }
+}

@@ -1,0 +1,48 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! `/proc/dipc/status`: one `key value` pair a line, for people and scripts.
+
+use crate::{hooks, node::Node, shim};
+use kernel::{bindings, prelude::*, seq_file::SeqFile, seq_print};
+
+/// Prints the status file.
+///
+/// # Safety
+///
+/// Called only by the status file's show callback: `m` is a valid seq_file
+/// used by this thread alone, `ctx` the context given to
+/// [`shim::Control::register`], alive while the file exists.
+#[no_mangle]
+unsafe extern "C" fn dipc_rust_status_show(m: *mut bindings::seq_file, ctx: *mut c_void) -> c_int {
+    // SAFETY: per the function's contract.
+    let m = unsafe { SeqFile::from_raw(m) };
+    // SAFETY: per the function's contract.
+    let node = unsafe { shim::borrow_ctx::<Node>(ctx) };
+    show(m, &node);
+    0
+}
+
+fn show(m: &SeqFile, node: &Node) {
+    seq_print!(m, "enabled {}\n", u8::from(shim::enabled()));
+    seq_print!(m, "node_id {}\n", node.node_id);
+    seq_print!(m, "referee {}\n", node.referee_display());
+    {
+        let conn = node.conn.lock();
+        seq_print!(m, "connection {}\n", conn.state);
+        seq_print!(m, "session {:#x}\n", conn.session);
+        seq_print!(m, "handshakes {}\n", conn.handshakes);
+        seq_print!(m, "frames_in {}\n", conn.frames_in);
+        seq_print!(m, "frames_out {}\n", conn.frames_out);
+    }
+    seq_print!(m, "hooks_registered {}\n", hooks::registered_count());
+    for (id, name) in hooks::HOOK_NAMES.iter().enumerate() {
+        if shim::hook_registered(id) {
+            seq_print!(
+                m,
+                "calls_{} {}\n",
+                name,
+                shim::Counter::sum(hooks::calls_counter(id))
+            );
+        }
+    }
+}

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs every cluster scenario (tests/cluster/*.scenario) on a fresh 3-node
+# cluster each. Needs `make initramfs` first (make check-cluster does it).
+#   tests/cluster/run-all.sh [SCENARIO...]
+set -euo pipefail
+top="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$top"
+kdir="$(scripts/kernel.sh --dir)"
+(cd dipcd && cargo build --quiet --release --locked -p dipc-cluster)
+runner=dipcd/target/release/dipc-cluster
+scenarios=("$@")
+[ "${#scenarios[@]}" -gt 0 ] || scenarios=(tests/cluster/*.scenario)
+failed=0 passed=0
+for s in "${scenarios[@]}"; do
+	name="$(basename "$s" .scenario)"
+	echo "=== cluster scenario: $name"
+	if "$runner" --nodes "${DIPC_NODES:-3}" --kernel "$kdir/arch/x86/boot/bzImage" \
+		--initrd build/initramfs.cpio.gz --out "build/cluster/$name" "$s"; then
+		passed=$((passed + 1))
+	else
+		failed=$((failed + 1))
+		echo "=== FAILED: $name (consoles in build/cluster/$name/)"
+	fi
+done
+echo "cluster: $passed passed, $failed failed"
+[ "$failed" = 0 ]

@@ -77,7 +77,7 @@ check: setup
 # A 3-node cluster: the referee and the module on every node.
 demo: setup
 	$(MAKE) initramfs
-	tests/cluster/demo.sh
+	tests/cluster/run-all.sh tests/cluster/foundation.scenario
 
 clean:
 	-$(if $(wildcard $(KDIR)/Makefile),$(KMAKE) clean)

@@ -116,7 +116,8 @@ pub(crate) unsafe fn borrow_ctx<'a, T: Send + Sync + 'static>(
 
 /// The syscall hooks, registered while this lives.
 pub(crate) struct Hooks<T: Send + Sync + 'static> {
-    ctx: ForeignArc<T>,
+    /// Released after `Drop::drop` has unregistered the hooks.
+    _ctx: ForeignArc<T>,
 }
 
 impl<T: Send + Sync + 'static> Hooks<T> {
@@ -125,16 +126,15 @@ impl<T: Send + Sync + 'static> Hooks<T> {
         let ctx = ForeignArc::new(ctx);
         // SAFETY: `ctx.ptr` stays valid until `Drop` has unregistered the hooks.
         to_result(unsafe { ffi::dipc_hooks_register(ctx.ptr) })?;
-        Ok(Hooks { ctx })
+        Ok(Hooks { _ctx: ctx })
     }
 }
 
 impl<T: Send + Sync + 'static> Drop for Hooks<T> {
     fn drop(&mut self) {
         // SAFETY: registered in `register`; after this returns no trampoline
-        // runs, so `self.ctx` may be released.
+        // runs, so the context may be released.
         unsafe { ffi::dipc_hooks_unregister() };
-        let _ = &self.ctx;
     }
 }
 
@@ -180,7 +180,8 @@ pub(crate) fn enabled() -> bool {
 
 /// `/proc/sys/dipc/` and `/proc/dipc/`, present while this lives.
 pub(crate) struct Control<T: Send + Sync + 'static> {
-    ctx: ForeignArc<T>,
+    /// Released after `Drop::drop` has removed the files.
+    _ctx: ForeignArc<T>,
 }
 
 impl<T: Send + Sync + 'static> Control<T> {
@@ -189,16 +190,15 @@ impl<T: Send + Sync + 'static> Control<T> {
         let ctx = ForeignArc::new(ctx);
         // SAFETY: `ctx.ptr` stays valid until `Drop` removed the files.
         to_result(unsafe { ffi::dipc_control_register(ctx.ptr) })?;
-        Ok(Control { ctx })
+        Ok(Control { _ctx: ctx })
     }
 }
 
 impl<T: Send + Sync + 'static> Drop for Control<T> {
     fn drop(&mut self) {
         // SAFETY: registered in `register`; proc_remove() waits for readers,
-        // so nobody uses `self.ctx` after this.
+        // so nobody uses the context after this.
         unsafe { ffi::dipc_control_unregister() };
-        let _ = &self.ctx;
     }
 }
 
@@ -290,7 +290,8 @@ impl Drop for Socket {
 /// `task` is a started thread on which we hold a task reference.
 pub(crate) struct Thread<T: Send + Sync + 'static> {
     task: NonNull<RawTask>,
-    ctx: ForeignArc<T>,
+    /// Released after `Drop::drop` has stopped the thread.
+    _ctx: ForeignArc<T>,
 }
 
 // SAFETY: the thread may be stopped from any thread; `T` is `Send + Sync`.
@@ -307,7 +308,7 @@ impl<T: Send + Sync + 'static> Thread<T> {
         let task = from_err_ptr(unsafe { ffi::dipc_kthread_start(ctx.ptr, name.as_char_ptr()) })?;
         let task = NonNull::new(task).ok_or(ENOMEM)?;
         // INVARIANT: started, and `dipc_kthread_start` took a reference.
-        Ok(Thread { task, ctx })
+        Ok(Thread { task, _ctx: ctx })
     }
 }
 
@@ -328,8 +329,7 @@ pub(crate) fn kthread_sleep_ms(ms: u32) {
 impl<T: Send + Sync + 'static> Drop for Thread<T> {
     fn drop(&mut self) {
         // SAFETY: valid by the type invariant; the thread's body returns once
-        // told to stop, and after this nothing uses `self.ctx`.
+        // told to stop, and after this nothing uses the context.
         unsafe { ffi::dipc_kthread_stop(self.task.as_ptr()) };
-        let _ = &self.ctx;
     }
 }

@@ -196,7 +196,7 @@ impl Drop for Guest {
 
 /// QEMU dies with the runner, however the runner ends (even SIGKILL).
 fn kill_with_parent(cmd: &mut Command) {
-    #[allow(unsafe_code)]
+    #[expect(unsafe_code, reason = "pre_exec is unsafe")]
     // SAFETY: the closure runs in the child between fork and exec and only
     // calls prctl(2), which is async-signal-safe.
     unsafe {

@@ -7,10 +7,7 @@
 //! passed to the original syscall unchanged; the dispatch of distributed
 //! objects to the referee comes next.
 
-use crate::{
-    node::Node,
-    shim::{self, Counter},
-};
+use crate::shim::{self, Counter};
 use kernel::{bindings, prelude::*};
 
 /// Hook names, in the order of `enum dipc_hook_id` in the C header.
@@ -51,13 +48,12 @@ pub(crate) fn registered_count() -> usize {
 /// hook's index (< `NR_HOOKS`), and `regs` the syscall's user registers.
 #[no_mangle]
 unsafe extern "C" fn dipc_rust_syscall(
-    ctx: *mut c_void,
+    // The `Node`; unused while every call passes through. The dispatch of
+    // distributed objects will borrow it with `shim::borrow_ctx`.
+    _ctx: *mut c_void,
     id: c_uint,
     regs: *const bindings::pt_regs,
 ) -> c_long {
-    // SAFETY: per the function's contract `ctx` came from the `Hooks`
-    // registration, which outlives every redirected call.
-    let _node = unsafe { shim::borrow_ctx::<Node>(ctx) };
     Counter::inc(calls_counter(id as usize));
     // SAFETY: `regs` and `id` are what the trampoline of hook `id` received.
     unsafe { shim::call_original(id, regs) }

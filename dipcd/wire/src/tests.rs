@@ -1,6 +1,8 @@
 //! Codec tests: round trips, strictness, and no panic on arbitrary input.
 
 use super::*;
+extern crate std;
+use std::{vec, vec::Vec};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 
@@ -219,5 +221,177 @@ proptest! {
             buf[pos] = val;
         }
         let _ = decode(&buf[..n]);
+    }
+}
+
+fn arb_cred() -> impl Strategy<Value = Cred> {
+    (
+        any::<u32>(),
+        any::<u32>(),
+        0u32..4,
+        proptest::collection::vec(any::<u32>(), 0..=MAX_GROUPS),
+    )
+        .prop_map(|(euid, egid, caps, groups)| {
+            let mut c = Cred::new(euid, egid, caps);
+            c.ngroups = groups.len() as u8;
+            c.groups[..groups.len()].copy_from_slice(&groups);
+            c
+        })
+}
+
+fn encode_big(frame: &Frame<'_>, req_id: u64) -> Vec<u8> {
+    let mut buf = vec![0u8; frame.encoded_len()];
+    let n = frame.encode(req_id, &mut buf).expect("exact size");
+    assert_eq!(n, buf.len());
+    buf
+}
+
+#[test]
+fn ipc_frames_round_trip_at_their_limits() {
+    let sops: Vec<u8> = (0..MAX_SOPS)
+        .flat_map(|i| {
+            Sembuf {
+                num: i as u16,
+                op: -1,
+                flg: 0x1000,
+            }
+            .to_bytes()
+        })
+        .collect();
+    let vals: Vec<u8> = (0..MAX_SEMS as u16).flat_map(|v| v.to_le_bytes()).collect();
+    let mut cred = Cred::new(1000, 1000, CAP_IPC_OWNER);
+    cred.ngroups = MAX_GROUPS as u8;
+    let frames = [
+        Frame::SemOp(SemOp {
+            oid: 7,
+            pid: 42,
+            cred,
+            sops: Sops::new(&sops).unwrap(),
+        }),
+        Frame::SemCtl(SemCtl {
+            oid: 7,
+            pid: 42,
+            cred,
+            cmd: semcmd::SETALL,
+            semnum: 0,
+            val: 0,
+            set_uid: 0,
+            set_gid: 0,
+            set_mode: 0,
+            vals: Vals::new(&vals).unwrap(),
+        }),
+        Frame::SemCtlReply(SemCtlReply {
+            result: 0,
+            stat: IpcStat::default(),
+            vals: Vals::new(&vals).unwrap(),
+        }),
+    ];
+    for f in frames {
+        let buf = encode_big(&f, 3);
+        assert!(buf.len() <= HEADER_LEN + MAX_PAYLOAD);
+        assert_eq!(decode(&buf).unwrap().0.frame, f);
+    }
+    assert!(Sops::new(&[]).is_none());
+    assert!(Sops::new(&[0; 7]).is_none());
+    assert!(Sops::new(&vec![0; (MAX_SOPS + 1) * SEMBUF_LEN]).is_none());
+    assert!(Vals::new(&vec![0; (MAX_SEMS + 1) * 2]).is_none());
+}
+
+#[test]
+fn ipc_fields_are_checked() {
+    // A Get with an unknown class is refused.
+    let g = Frame::Get(Get {
+        class: Class::Sem,
+        key: 5,
+        flags: 0o1600,
+        size: 3,
+        cred: Cred::new(0, 0, 0),
+    });
+    let mut b = encode_big(&g, 1);
+    b[HEADER_LEN] = 9;
+    assert_eq!(decode(&b), Err(DecodeError::BadPayload(Kind::Get)));
+    // A credential claiming more groups than allowed is refused.
+    let mut b = encode_big(&g, 1);
+    b[HEADER_LEN + 1 + 4 + 4 + 8 + 12] = MAX_GROUPS as u8 + 1;
+    assert_eq!(decode(&b), Err(DecodeError::BadPayload(Kind::Get)));
+    // A SemOp with zero operations is refused.
+    let sops = Sembuf {
+        num: 0,
+        op: 1,
+        flg: 0,
+    }
+    .to_bytes();
+    let op = Frame::SemOp(SemOp {
+        oid: 1,
+        pid: 1,
+        cred: Cred::new(0, 0, 0),
+        sops: Sops::new(&sops).unwrap(),
+    });
+    let b = encode_big(&op, 1);
+    let count_at = HEADER_LEN + 8 + 4 + 13;
+    let mut z = b.clone();
+    z[count_at] = 0;
+    z[16] -= 6;
+    assert_eq!(
+        decode(&z[..z.len() - 6]),
+        Err(DecodeError::BadPayload(Kind::SemOp))
+    );
+    // A count larger than the bytes present is refused.
+    let mut z = b.clone();
+    z[count_at] = 2;
+    assert_eq!(decode(&z), Err(DecodeError::BadPayload(Kind::SemOp)));
+}
+
+proptest! {
+    #[test]
+    fn ipc_round_trip(
+        cred in arb_cred(),
+        req in any::<u64>(),
+        ints in proptest::array::uniform8(any::<i32>()),
+        oid in any::<u64>(),
+        sops in proptest::collection::vec((any::<u16>(), any::<i16>(), any::<i16>()), 1..50),
+        vals in proptest::collection::vec(any::<u16>(), 0..50),
+        class in 1u8..=3,
+    ) {
+        let sop_bytes: Vec<u8> = sops
+            .iter()
+            .flat_map(|&(num, op, flg)| Sembuf { num, op, flg }.to_bytes())
+            .collect();
+        let val_bytes: Vec<u8> = vals.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let class = Class::try_from(class).unwrap();
+        let frames = [
+            Frame::Get(Get { class, key: ints[0], flags: ints[1], size: oid, cred }),
+            Frame::GetReply(GetReply { result: ints[2], oid, mode: ints[3] as u32, size: oid ^ 1 }),
+            Frame::SemOp(SemOp { oid, pid: ints[4] as u32, cred, sops: Sops::new(&sop_bytes).unwrap() }),
+            Frame::Status { result: i64::from(ints[5]) << 3 },
+            Frame::SemCtl(SemCtl {
+                oid, pid: 1, cred, cmd: ints[0], semnum: ints[1], val: ints[2],
+                set_uid: ints[3] as u32, set_gid: ints[4] as u32, set_mode: ints[5] as u32,
+                vals: Vals::new(&val_bytes).unwrap(),
+            }),
+            Frame::SemCtlReply(SemCtlReply {
+                result: i64::from(ints[6]),
+                stat: IpcStat {
+                    key: ints[0], uid: 1, gid: 2, cuid: 3, cgid: 4, mode: 0o600,
+                    otime: i64::from(ints[7]), ctime: -1, nsems: vals.len() as u32,
+                },
+                vals: Vals::new(&val_bytes).unwrap(),
+            }),
+            Frame::Cancel { target: oid },
+            Frame::Exit { pid: ints[7] as u32 },
+            Frame::Removed { class, oid },
+        ];
+        for f in frames {
+            let buf = encode_big(&f, req);
+            let (msg, used) = decode(&buf).unwrap();
+            prop_assert_eq!(used, buf.len());
+            prop_assert_eq!(msg.req_id, req);
+            prop_assert_eq!(msg.frame, f);
+            // Every strict prefix is incomplete, never a panic or a wrong frame.
+            for cut in [0, HEADER_LEN - 1, HEADER_LEN, buf.len() - 1] {
+                let incomplete = matches!(decode(&buf[..cut]), Err(DecodeError::Incomplete { .. }));
+                prop_assert!(incomplete);
+            }
+        }
     }
 }

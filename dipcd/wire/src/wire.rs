@@ -47,6 +47,24 @@ pub enum Kind {
     Pong = 4,
     /// A request failed or a frame was refused; the sender may close next.
     Error = 5,
+    /// Node to referee: look a key up, creating the object if asked.
+    Get = 6,
+    /// Referee to node: the answer to [`Kind::Get`].
+    GetReply = 7,
+    /// Node to referee: `semop`/`semtimedop` on a distributed set.
+    SemOp = 8,
+    /// Referee to node: a call's return value (or negative errno).
+    Status = 9,
+    /// Node to referee: `semctl` on a distributed set.
+    SemCtl = 10,
+    /// Referee to node: the answer to [`Kind::SemCtl`].
+    SemCtlReply = 11,
+    /// Node to referee: give up a request that is still waiting.
+    Cancel = 12,
+    /// Node to referee: a process has exited; apply its `SEM_UNDO` adjustments.
+    Exit = 13,
+    /// Referee to node: an object was removed; drop the local shadow.
+    Removed = 14,
 }
 
 impl TryFrom<u16> for Kind {
@@ -59,6 +77,15 @@ impl TryFrom<u16> for Kind {
             3 => Kind::Ping,
             4 => Kind::Pong,
             5 => Kind::Error,
+            6 => Kind::Get,
+            7 => Kind::GetReply,
+            8 => Kind::SemOp,
+            9 => Kind::Status,
+            10 => Kind::SemCtl,
+            11 => Kind::SemCtlReply,
+            12 => Kind::Cancel,
+            13 => Kind::Exit,
+            14 => Kind::Removed,
             other => return Err(DecodeError::UnknownKind(other)),
         })
     }
@@ -161,6 +188,355 @@ pub struct HelloAck {
     pub session: u64,
 }
 
+/// Linux errno numbers as carried on the wire (in [`Frame::Status`] and
+/// friends, negated). They are the generic Linux values, the same on every
+/// architecture dipc runs on; a node maps anything it does not know to `EIO`.
+pub mod errno {
+    /// Operation not permitted.
+    pub const EPERM: i32 = 1;
+    /// No such key.
+    pub const ENOENT: i32 = 2;
+    /// Interrupted (also: a cancelled request).
+    pub const EINTR: i32 = 4;
+    /// I/O error: the referee could not be reached.
+    pub const EIO: i32 = 5;
+    /// Argument list too long.
+    pub const E2BIG: i32 = 7;
+    /// Try again.
+    pub const EAGAIN: i32 = 11;
+    /// Out of memory.
+    pub const ENOMEM: i32 = 12;
+    /// Permission denied.
+    pub const EACCES: i32 = 13;
+    /// Key exists.
+    pub const EEXIST: i32 = 17;
+    /// Invalid argument.
+    pub const EINVAL: i32 = 22;
+    /// File too large (semaphore number out of range).
+    pub const EFBIG: i32 = 27;
+    /// No space left (system limit).
+    pub const ENOSPC: i32 = 28;
+    /// Result out of range.
+    pub const ERANGE: i32 = 34;
+    /// No message of the desired type.
+    pub const ENOMSG: i32 = 42;
+    /// Identifier removed.
+    pub const EIDRM: i32 = 43;
+    /// The largest errno value a node accepts from the referee.
+    pub const MAX: i32 = 133;
+}
+
+/// Object classes, as in [`Get::class`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum Class {
+    /// A semaphore set.
+    Sem = 1,
+    /// A message queue.
+    Msg = 2,
+    /// A shared memory segment.
+    Shm = 3,
+}
+
+impl TryFrom<u8> for Class {
+    type Error = ();
+
+    fn try_from(v: u8) -> Result<Self, ()> {
+        Ok(match v {
+            1 => Class::Sem,
+            2 => Class::Msg,
+            3 => Class::Shm,
+            _ => return Err(()),
+        })
+    }
+}
+
+/// Most supplementary groups a [`Cred`] carries; a process in more groups is
+/// checked against its first [`MAX_GROUPS`].
+pub const MAX_GROUPS: usize = 32;
+/// [`Cred::caps`]: the caller has `CAP_IPC_OWNER`.
+pub const CAP_IPC_OWNER: u32 = 1;
+/// [`Cred::caps`]: the caller has `CAP_SYS_ADMIN`.
+pub const CAP_SYS_ADMIN: u32 = 2;
+
+/// The calling process's credentials, for permission checks at the referee.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cred {
+    /// Effective uid.
+    pub euid: u32,
+    /// Effective gid.
+    pub egid: u32,
+    /// [`CAP_IPC_OWNER`] | [`CAP_SYS_ADMIN`] as held by the caller.
+    pub caps: u32,
+    /// Number of valid entries in `groups`, at most [`MAX_GROUPS`].
+    pub ngroups: u8,
+    /// Supplementary groups.
+    pub groups: [u32; MAX_GROUPS],
+}
+
+impl Cred {
+    /// Credentials with no supplementary groups.
+    pub const fn new(euid: u32, egid: u32, caps: u32) -> Self {
+        Cred {
+            euid,
+            egid,
+            caps,
+            ngroups: 0,
+            groups: [0; MAX_GROUPS],
+        }
+    }
+
+    /// Whether the caller is in group `gid` (`in_group_p()`).
+    pub fn in_group(&self, gid: u32) -> bool {
+        self.egid == gid || self.groups[..self.ngroups as usize].contains(&gid)
+    }
+
+    fn wire_len(&self) -> usize {
+        4 + 4 + 4 + 1 + 4 * self.ngroups as usize
+    }
+
+    fn read(r: &mut Reader<'_>) -> Option<Self> {
+        let mut c = Cred::new(r.u32()?, r.u32()?, r.u32()?);
+        let n = r.u8()?;
+        if n as usize > MAX_GROUPS {
+            return None;
+        }
+        c.ngroups = n;
+        for g in c.groups.iter_mut().take(n as usize) {
+            *g = r.u32()?;
+        }
+        Some(c)
+    }
+
+    fn write(&self, w: &mut Writer<'_>) {
+        w.u32(self.euid);
+        w.u32(self.egid);
+        w.u32(self.caps);
+        let n = (self.ngroups as usize).min(MAX_GROUPS);
+        w.u8(n as u8);
+        for g in &self.groups[..n] {
+            w.u32(*g);
+        }
+    }
+}
+
+/// `msgget`/`semget`/`shmget` of a distributed key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Get {
+    /// What kind of object.
+    pub class: Class,
+    /// The key (never `IPC_PRIVATE`).
+    pub key: i32,
+    /// The call's flag word (`IPC_CREAT`, `IPC_EXCL`, mode bits).
+    pub flags: i32,
+    /// `nsems` for a semaphore set, the size for a segment, 0 for a queue.
+    pub size: u64,
+    /// The caller.
+    pub cred: Cred,
+}
+
+/// The answer to [`Get`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GetReply {
+    /// 0, or a negative errno (then the other fields are 0).
+    pub result: i32,
+    /// The object's cluster-wide id.
+    pub oid: u64,
+    /// The object's mode bits (low 9 bits of its permissions).
+    pub mode: u32,
+    /// `nsems` of the set, or the segment size.
+    pub size: u64,
+}
+
+/// One `struct sembuf`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sembuf {
+    /// Semaphore index.
+    pub num: u16,
+    /// Operation.
+    pub op: i16,
+    /// `IPC_NOWAIT` (0o4000) and `SEM_UNDO` (0x1000).
+    pub flg: i16,
+}
+
+/// Size of one [`Sembuf`] on the wire.
+pub const SEMBUF_LEN: usize = 6;
+/// Most operations in one [`SemOp`].
+pub const MAX_SOPS: usize = 4096;
+/// Most semaphores whose values one frame carries (`SETALL`/`GETALL`).
+pub const MAX_SEMS: usize = 32000;
+
+impl Sembuf {
+    /// The wire form.
+    pub fn to_bytes(&self) -> [u8; SEMBUF_LEN] {
+        let [a, b] = self.num.to_le_bytes();
+        let [c, d] = self.op.to_le_bytes();
+        let [e, f] = self.flg.to_le_bytes();
+        [a, b, c, d, e, f]
+    }
+}
+
+/// A checked array of [`Sembuf`] in wire form, borrowed from a buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sops<'a>(&'a [u8]);
+
+impl<'a> Sops<'a> {
+    /// Wraps `bytes`, which must hold 1..=[`MAX_SOPS`] whole entries.
+    pub fn new(bytes: &'a [u8]) -> Option<Self> {
+        let n = bytes.len() / SEMBUF_LEN;
+        (bytes.len() % SEMBUF_LEN == 0 && (1..=MAX_SOPS).contains(&n)).then_some(Sops(bytes))
+    }
+
+    /// Number of operations.
+    pub fn len(&self) -> usize {
+        self.0.len() / SEMBUF_LEN
+    }
+
+    /// Never true for a checked value; for clippy's sake.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The operations, in order.
+    pub fn iter(&self) -> impl Iterator<Item = Sembuf> + 'a {
+        self.0.chunks_exact(SEMBUF_LEN).map(|c| Sembuf {
+            num: u16::from_le_bytes([c[0], c[1]]),
+            op: i16::from_le_bytes([c[2], c[3]]),
+            flg: i16::from_le_bytes([c[4], c[5]]),
+        })
+    }
+}
+
+/// A checked array of `u16` semaphore values in wire form.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Vals<'a>(&'a [u8]);
+
+impl<'a> Vals<'a> {
+    /// No values.
+    pub const EMPTY: Vals<'static> = Vals(&[]);
+
+    /// Wraps `bytes`, which must hold at most [`MAX_SEMS`] whole values.
+    pub fn new(bytes: &'a [u8]) -> Option<Self> {
+        (bytes.len() % 2 == 0 && bytes.len() / 2 <= MAX_SEMS).then_some(Vals(bytes))
+    }
+
+    /// Number of values.
+    pub fn len(&self) -> usize {
+        self.0.len() / 2
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The raw little-endian bytes.
+    pub fn bytes(&self) -> &'a [u8] {
+        self.0
+    }
+
+    /// The values, in order.
+    pub fn iter(&self) -> impl Iterator<Item = u16> + 'a {
+        self.0.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]]))
+    }
+}
+
+/// `semop`/`semtimedop` on a distributed set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SemOp<'a> {
+    /// The set.
+    pub oid: u64,
+    /// The caller's process id (tgid) on its node.
+    pub pid: u32,
+    /// The caller.
+    pub cred: Cred,
+    /// The operations.
+    pub sops: Sops<'a>,
+}
+
+/// `semctl` commands, with Linux's numbers.
+pub mod semcmd {
+    /// Remove the set.
+    pub const IPC_RMID: i32 = 0;
+    /// Set owner and mode.
+    pub const IPC_SET: i32 = 1;
+    /// Read the set's status.
+    pub const IPC_STAT: i32 = 2;
+    /// `sempid` of one semaphore.
+    pub const GETPID: i32 = 11;
+    /// Value of one semaphore.
+    pub const GETVAL: i32 = 12;
+    /// All values.
+    pub const GETALL: i32 = 13;
+    /// Waiters for an increase.
+    pub const GETNCNT: i32 = 14;
+    /// Waiters for zero.
+    pub const GETZCNT: i32 = 15;
+    /// Set one value.
+    pub const SETVAL: i32 = 16;
+    /// Set all values.
+    pub const SETALL: i32 = 17;
+}
+
+/// `semctl` on a distributed set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SemCtl<'a> {
+    /// The set.
+    pub oid: u64,
+    /// The caller's process id (tgid) on its node.
+    pub pid: u32,
+    /// The caller.
+    pub cred: Cred,
+    /// A [`semcmd`] value.
+    pub cmd: i32,
+    /// Semaphore index for the single-semaphore commands.
+    pub semnum: i32,
+    /// The value for `SETVAL`.
+    pub val: i32,
+    /// New owner uid for `IPC_SET`.
+    pub set_uid: u32,
+    /// New owner gid for `IPC_SET`.
+    pub set_gid: u32,
+    /// New mode for `IPC_SET` (low 9 bits are used).
+    pub set_mode: u32,
+    /// The values for `SETALL`.
+    pub vals: Vals<'a>,
+}
+
+/// An object's `ipc64_perm` plus times, as `IPC_STAT` reports it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IpcStat {
+    /// Key.
+    pub key: i32,
+    /// Owner uid.
+    pub uid: u32,
+    /// Owner gid.
+    pub gid: u32,
+    /// Creator uid.
+    pub cuid: u32,
+    /// Creator gid.
+    pub cgid: u32,
+    /// Mode bits.
+    pub mode: u32,
+    /// Last operation time (seconds since the epoch).
+    pub otime: i64,
+    /// Last change time (seconds since the epoch).
+    pub ctime: i64,
+    /// Number of semaphores.
+    pub nsems: u32,
+}
+
+/// The answer to [`SemCtl`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SemCtlReply<'a> {
+    /// The call's return value, or a negative errno.
+    pub result: i64,
+    /// Filled for `IPC_STAT`.
+    pub stat: IpcStat,
+    /// Filled for `GETALL`.
+    pub vals: Vals<'a>,
+}
+
 /// One decoded frame. Byte strings borrow from the input buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Frame<'a> {
@@ -182,6 +558,40 @@ pub enum Frame<'a> {
     Error {
         /// Why.
         code: ErrorCode,
+    },
+    /// See [`Get`].
+    Get(Get),
+    /// See [`GetReply`].
+    GetReply(GetReply),
+    /// See [`SemOp`].
+    SemOp(SemOp<'a>),
+    /// A call's return value or negative errno.
+    Status {
+        /// The value.
+        result: i64,
+    },
+    /// See [`SemCtl`].
+    SemCtl(SemCtl<'a>),
+    /// See [`SemCtlReply`].
+    SemCtlReply(SemCtlReply<'a>),
+    /// Give up the request with id `target` if it still waits; the referee
+    /// then answers that request with `-EINTR`. A request that already
+    /// completed is not affected (its reply is on the way).
+    Cancel {
+        /// Request id of the request to cancel.
+        target: u64,
+    },
+    /// Process `pid` on the sending node has exited.
+    Exit {
+        /// Its tgid.
+        pid: u32,
+    },
+    /// An object was removed.
+    Removed {
+        /// Its class.
+        class: Class,
+        /// Its cluster-wide id.
+        oid: u64,
     },
 }
 
@@ -248,6 +658,14 @@ impl<'a> Reader<'a> {
 
     fn u64(&mut self) -> Option<u64> {
         Some(u64::from_le_bytes(self.array()?))
+    }
+
+    fn i32(&mut self) -> Option<i32> {
+        Some(i32::from_le_bytes(self.array()?))
+    }
+
+    fn i64(&mut self) -> Option<i64> {
+        Some(i64::from_le_bytes(self.array()?))
     }
 
     fn is_empty(&self) -> bool {
@@ -356,6 +774,88 @@ fn decode_payload(kind: Kind, payload: &[u8]) -> Option<Frame<'_>> {
         Kind::Error => Frame::Error {
             code: ErrorCode::try_from(r.u32()?).ok()?,
         },
+        Kind::Get => {
+            let class = Class::try_from(r.u8()?).ok()?;
+            let key = r.i32()?;
+            let flags = r.i32()?;
+            let size = r.u64()?;
+            let cred = Cred::read(&mut r)?;
+            Frame::Get(Get {
+                class,
+                key,
+                flags,
+                size,
+                cred,
+            })
+        }
+        Kind::GetReply => Frame::GetReply(GetReply {
+            result: r.i32()?,
+            oid: r.u64()?,
+            mode: r.u32()?,
+            size: r.u64()?,
+        }),
+        Kind::SemOp => {
+            let oid = r.u64()?;
+            let pid = r.u32()?;
+            let cred = Cred::read(&mut r)?;
+            let n = r.u16()? as usize;
+            let sops = Sops::new(r.take(n.checked_mul(SEMBUF_LEN)?)?)?;
+            Frame::SemOp(SemOp {
+                oid,
+                pid,
+                cred,
+                sops,
+            })
+        }
+        Kind::Status => Frame::Status { result: r.i64()? },
+        Kind::SemCtl => {
+            let oid = r.u64()?;
+            let pid = r.u32()?;
+            let cred = Cred::read(&mut r)?;
+            let cmd = r.i32()?;
+            let semnum = r.i32()?;
+            let val = r.i32()?;
+            let set_uid = r.u32()?;
+            let set_gid = r.u32()?;
+            let set_mode = r.u32()?;
+            let n = r.u16()? as usize;
+            let vals = Vals::new(r.take(n * 2)?)?;
+            Frame::SemCtl(SemCtl {
+                oid,
+                pid,
+                cred,
+                cmd,
+                semnum,
+                val,
+                set_uid,
+                set_gid,
+                set_mode,
+                vals,
+            })
+        }
+        Kind::SemCtlReply => {
+            let result = r.i64()?;
+            let stat = IpcStat {
+                key: r.i32()?,
+                uid: r.u32()?,
+                gid: r.u32()?,
+                cuid: r.u32()?,
+                cgid: r.u32()?,
+                mode: r.u32()?,
+                otime: r.i64()?,
+                ctime: r.i64()?,
+                nsems: r.u32()?,
+            };
+            let n = r.u16()? as usize;
+            let vals = Vals::new(r.take(n * 2)?)?;
+            Frame::SemCtlReply(SemCtlReply { result, stat, vals })
+        }
+        Kind::Cancel => Frame::Cancel { target: r.u64()? },
+        Kind::Exit => Frame::Exit { pid: r.u32()? },
+        Kind::Removed => Frame::Removed {
+            class: Class::try_from(r.u8()?).ok()?,
+            oid: r.u64()?,
+        },
     };
     // A payload must be exactly as long as its kind says.
     r.is_empty().then_some(frame)
@@ -370,6 +870,15 @@ impl Frame<'_> {
             Frame::Ping { .. } => Kind::Ping,
             Frame::Pong { .. } => Kind::Pong,
             Frame::Error { .. } => Kind::Error,
+            Frame::Get(_) => Kind::Get,
+            Frame::GetReply(_) => Kind::GetReply,
+            Frame::SemOp(_) => Kind::SemOp,
+            Frame::Status { .. } => Kind::Status,
+            Frame::SemCtl(_) => Kind::SemCtl,
+            Frame::SemCtlReply(_) => Kind::SemCtlReply,
+            Frame::Cancel { .. } => Kind::Cancel,
+            Frame::Exit { .. } => Kind::Exit,
+            Frame::Removed { .. } => Kind::Removed,
         }
     }
 
@@ -380,6 +889,15 @@ impl Frame<'_> {
             Frame::HelloAck(_) => 4 + 8 + 8,
             Frame::Ping { .. } | Frame::Pong { .. } => 8,
             Frame::Error { .. } => 4,
+            Frame::Get(g) => 1 + 4 + 4 + 8 + g.cred.wire_len(),
+            Frame::GetReply(_) => 4 + 8 + 4 + 8,
+            Frame::SemOp(o) => 8 + 4 + o.cred.wire_len() + 2 + o.sops.0.len(),
+            Frame::Status { .. } => 8,
+            Frame::SemCtl(c) => 8 + 4 + c.cred.wire_len() + 4 * 6 + 2 + c.vals.0.len(),
+            Frame::SemCtlReply(c) => 8 + 4 * 6 + 8 * 2 + 4 + 2 + c.vals.0.len(),
+            Frame::Cancel { .. } => 8,
+            Frame::Exit { .. } => 4,
+            Frame::Removed { .. } => 1 + 8,
         }
     }
 
@@ -408,7 +926,8 @@ impl Frame<'_> {
         w.u16(VERSION);
         w.u16(frame.kind() as u16);
         w.u64(req_id);
-        // payload_len() is bounded well below MAX_PAYLOAD for every kind.
+        // payload_len() is below MAX_PAYLOAD for every kind: the largest is a
+        // SemCtl with MAX_SEMS values (64 000 bytes plus fixed fields).
         w.u32(frame.payload_len() as u32);
         w.u32(0);
         match frame {
@@ -425,6 +944,63 @@ impl Frame<'_> {
             }
             Frame::Ping { nonce } | Frame::Pong { nonce } => w.u64(nonce),
             Frame::Error { code } => w.u32(code as u32),
+            Frame::Get(g) => {
+                w.u8(g.class as u8);
+                w.u32(g.key as u32);
+                w.u32(g.flags as u32);
+                w.u64(g.size);
+                g.cred.write(&mut w);
+            }
+            Frame::GetReply(g) => {
+                w.u32(g.result as u32);
+                w.u64(g.oid);
+                w.u32(g.mode);
+                w.u64(g.size);
+            }
+            Frame::SemOp(o) => {
+                w.u64(o.oid);
+                w.u32(o.pid);
+                o.cred.write(&mut w);
+                // `Sops` holds at most MAX_SOPS entries.
+                w.u16(o.sops.len() as u16);
+                w.bytes(o.sops.0);
+            }
+            Frame::Status { result } => w.u64(result as u64),
+            Frame::SemCtl(c) => {
+                w.u64(c.oid);
+                w.u32(c.pid);
+                c.cred.write(&mut w);
+                w.u32(c.cmd as u32);
+                w.u32(c.semnum as u32);
+                w.u32(c.val as u32);
+                w.u32(c.set_uid);
+                w.u32(c.set_gid);
+                w.u32(c.set_mode);
+                // `Vals` holds at most MAX_SEMS values.
+                w.u16(c.vals.len() as u16);
+                w.bytes(c.vals.0);
+            }
+            Frame::SemCtlReply(c) => {
+                w.u64(c.result as u64);
+                let s = c.stat;
+                w.u32(s.key as u32);
+                w.u32(s.uid);
+                w.u32(s.gid);
+                w.u32(s.cuid);
+                w.u32(s.cgid);
+                w.u32(s.mode);
+                w.u64(s.otime as u64);
+                w.u64(s.ctime as u64);
+                w.u32(s.nsems);
+                w.u16(c.vals.len() as u16);
+                w.bytes(c.vals.0);
+            }
+            Frame::Cancel { target } => w.u64(target),
+            Frame::Exit { pid } => w.u32(pid),
+            Frame::Removed { class, oid } => {
+                w.u8(class as u8);
+                w.u64(oid);
+            }
         }
         Ok(w.pos)
     }

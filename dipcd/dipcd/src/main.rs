@@ -4,6 +4,7 @@
 //! which nodes are connected.
 
 mod control;
+mod referee;
 mod registry;
 mod server;
 mod session;

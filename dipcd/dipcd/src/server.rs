@@ -1,20 +1,34 @@
 //! The referee's network side: accepts node connections, one thread each,
 //! and drives a [`Session`] per connection.
 
+use crate::referee::sem::{Proc, Reply, Waiter};
+use crate::referee::{Effects, Limits, ObjectStatus, Objects};
 use crate::registry::{Closer, NodeStatus, Registry};
 use crate::session::{Action, FrameBuf, OwnedReply, Session, State};
-use dipc_wire::{ErrorCode, Frame};
+use dipc_wire::{ErrorCode, Frame, Message, SemCtlReply, Sembuf, Vals};
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+/// A connection's write half, shared by every thread that answers its node.
+type Writer = Arc<Mutex<TcpStream>>;
+
 /// State shared by every connection thread and the control socket.
 pub struct Referee {
     /// Connected nodes. One lock: registration is rare and short.
     registry: Mutex<Registry>,
+    /// Every distributed object. One lock for all of them: each request is
+    /// a short computation on plain state; replies are sent after it is
+    /// released, so a slow node never holds it.
+    objects: Mutex<Objects>,
+    /// Where to send frames for each node: its connection's write half
+    /// and that connection's id. Separate from `registry` because it is
+    /// used on every reply, while the registry changes only on join/leave.
+    writers: Mutex<BTreeMap<u32, (u64, Writer)>>,
     /// Identifies this run (changes on restart); sent in every hello ack.
     session_id: u64,
     listen: SocketAddr,
@@ -33,6 +47,38 @@ pub struct Status {
     pub uptime_s: u64,
     /// Connected nodes by id.
     pub nodes: Vec<NodeStatus>,
+    /// Distributed objects.
+    pub objects: Vec<ObjectStatus>,
+    /// Requests sleeping at the referee (all objects).
+    pub waiters: usize,
+}
+
+/// A frame to send to a node, encoded.
+struct Outgoing {
+    /// `None`: every connected node.
+    to: Option<u32>,
+    bytes: Vec<u8>,
+}
+
+fn encode(to: Option<u32>, req_id: u64, frame: Frame<'_>) -> Outgoing {
+    let mut bytes = vec![0u8; frame.encoded_len()];
+    // The buffer has exactly the frame's size.
+    let n = frame.encode(req_id, &mut bytes).unwrap_or(0);
+    bytes.truncate(n);
+    Outgoing { to, bytes }
+}
+
+fn now_s() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic in another connection thread must not take the referee down;
+    // the state it guards is updated by whole-value assignments.
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Referee {
@@ -44,6 +90,8 @@ impl Referee {
             .unwrap_or(0);
         Referee {
             registry: Mutex::new(Registry::default()),
+            objects: Mutex::new(Objects::new(Limits::default())),
+            writers: Mutex::new(BTreeMap::new()),
             // Distinct across restarts of one referee; mixed with the pid so
             // two started in the same nanosecond still differ.
             session_id: nanos ^ u64::from(std::process::id()).rotate_left(48),
@@ -54,9 +102,88 @@ impl Referee {
     }
 
     fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
-        // A panic in another connection thread must not take the referee
-        // down with it; the registry has no invariant a panic can break.
-        self.registry.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.registry)
+    }
+
+    fn objects(&self) -> std::sync::MutexGuard<'_, Objects> {
+        lock(&self.objects)
+    }
+
+    /// Carries out one IPC request from `node` and returns what to send.
+    fn ipc(&self, node: u32, msg: Message<'_>) -> Vec<Outgoing> {
+        let now = now_s();
+        let req = msg.req_id;
+        let mut out = Vec::new();
+        let mut objects = self.objects();
+        let fx = match msg.frame {
+            Frame::Get(g) => {
+                let r = objects.get(&g, now);
+                out.push(encode(Some(node), req, Frame::GetReply(r)));
+                Effects::default()
+            }
+            Frame::SemOp(op) => {
+                let sops: Vec<Sembuf> = op.sops.iter().collect();
+                let who = Waiter { node, req };
+                let p = Proc { node, pid: op.pid };
+                let (r, fx) = objects.semop(who, p, op.oid, &op.cred, &sops, now);
+                if let Some(result) = r {
+                    out.push(encode(Some(node), req, Frame::Status { result }));
+                }
+                fx
+            }
+            Frame::SemCtl(c) => {
+                let (r, fx) = objects.semctl(&c, now);
+                let vals: Vec<u8> = r.vals.iter().flat_map(|v| v.to_le_bytes()).collect();
+                let reply = SemCtlReply {
+                    result: r.result,
+                    stat: r.stat,
+                    // At most nsems <= MAX_SEMS values.
+                    vals: Vals::new(&vals).unwrap_or(Vals::EMPTY),
+                };
+                out.push(encode(Some(node), req, Frame::SemCtlReply(reply)));
+                fx
+            }
+            Frame::Cancel { target } => {
+                let who = Waiter { node, req: target };
+                Effects {
+                    replies: objects.cancel(who).into_iter().collect(),
+                    removed: Vec::new(),
+                }
+            }
+            Frame::Exit { pid } => objects.exit(Proc { node, pid }, now),
+            _ => Effects::default(),
+        };
+        drop(objects);
+        effects(fx, &mut out);
+        out
+    }
+
+    /// Node `node`'s earlier connection is over: its sleepers go, its
+    /// processes' SEM_UNDO adjustments are applied.
+    fn node_gone(&self, node: u32) {
+        let fx = self.objects().node_gone(node, now_s());
+        let mut out = Vec::new();
+        effects(fx, &mut out);
+        self.send(out);
+    }
+
+    /// Sends each frame to its node(s). A node whose connection fails is
+    /// closed by its own thread; the others still get theirs.
+    fn send(&self, out: Vec<Outgoing>) {
+        for o in out {
+            let targets: Vec<(u32, Writer)> = {
+                let w = lock(&self.writers);
+                match o.to {
+                    Some(n) => w.get(&n).map(|(_, s)| (n, s.clone())).into_iter().collect(),
+                    None => w.iter().map(|(&n, (_, s))| (n, s.clone())).collect(),
+                }
+            };
+            for (node, stream) in targets {
+                if let Err(e) = lock(&stream).write_all(&o.bytes) {
+                    tracing::warn!(node, error = %e, "send failed");
+                }
+            }
+        }
     }
 
     /// A snapshot for `dipcd status`.
@@ -67,6 +194,8 @@ impl Referee {
             session: self.session_id,
             uptime_s: now.duration_since(self.started).as_secs(),
             nodes: self.registry().status(now),
+            objects: self.objects().status(),
+            waiters: self.objects().waiters(),
         }
     }
 
@@ -126,6 +255,7 @@ fn handle(referee: &Referee, mut stream: TcpStream, peer: SocketAddr) -> io::Res
     let mut session = Session::new(referee.session_id);
     let mut frames = FrameBuf::default();
     let mut buf = vec![0u8; 16 * 1024];
+    let mut writer = None;
     let result = loop {
         let n = match stream.read(&mut buf) {
             Ok(0) => break Ok(()),
@@ -135,9 +265,14 @@ fn handle(referee: &Referee, mut stream: TcpStream, peer: SocketAddr) -> io::Res
         };
         frames.extend(&buf[..n]);
         let outcome = loop {
-            match frames.next_with(|m| session.on_message(m)) {
-                Ok(Some(action)) => {
-                    if let Err(e) = act(referee, &mut stream, peer, conn_id, action) {
+            let step = frames.next_with(|m| match session.on_message(m) {
+                Action::Ipc { node_id } => Err(referee.ipc(node_id, m)),
+                a => Ok(a),
+            });
+            match step {
+                Ok(Some(Err(out))) => referee.send(out),
+                Ok(Some(Ok(action))) => {
+                    if let Err(e) = act(referee, &mut stream, peer, conn_id, &mut writer, action) {
                         break Some(e);
                     }
                 }
@@ -164,6 +299,13 @@ fn handle(referee: &Referee, mut stream: TcpStream, peer: SocketAddr) -> io::Res
     if let State::Ready { node_id } = session.state() {
         if referee.registry().unregister(node_id, conn_id) {
             tracing::info!(node_id, %peer, "node left");
+            {
+                let mut w = lock(&referee.writers);
+                if w.get(&node_id).is_some_and(|(c, _)| *c == conn_id) {
+                    w.remove(&node_id);
+                }
+            }
+            referee.node_gone(node_id);
         }
     }
     let _ = stream.shutdown(Shutdown::Both);
@@ -175,12 +317,15 @@ fn act(
     stream: &mut TcpStream,
     peer: SocketAddr,
     conn_id: u64,
+    writer: &mut Option<Writer>,
     action: Action,
 ) -> io::Result<()> {
     match action {
         Action::Register(hello, reply) => {
             let closer = Box::new(SocketCloser(stream.try_clone()?));
             tracing::info!(node_id = hello.node_id, name = %hello.name, %peer, "node joined");
+            let writer_new = Arc::new(Mutex::new(stream.try_clone()?));
+            let node_id = hello.node_id;
             referee.registry().register(
                 hello.node_id,
                 hello.name,
@@ -189,10 +334,25 @@ fn act(
                 closer,
                 Instant::now(),
             );
-            send(stream, &reply)
+            // A node says hello on every new connection: whatever it had
+            // waiting at the referee belonged to the old one, whose
+            // requests the node has failed.
+            referee.node_gone(node_id);
+            // The ack goes out before any other frame on this connection.
+            let mut w = lock(&writer_new);
+            lock(&referee.writers).insert(node_id, (conn_id, writer_new.clone()));
+            let r = send(&mut w, &reply);
+            drop(w);
+            *writer = Some(writer_new);
+            r
         }
-        Action::Reply(reply) => send(stream, &reply),
-        Action::None => Ok(()),
+        // Once registered, every write goes through the shared writer, so
+        // frames from other threads never interleave with ours.
+        Action::Reply(reply) => match writer {
+            Some(w) => send(&mut lock(w), &reply),
+            None => send(stream, &reply),
+        },
+        Action::None | Action::Ipc { .. } => Ok(()),
         Action::Refuse(code, why) => {
             tracing::warn!(%peer, %why, "refusing peer");
             let _ = send(
@@ -204,5 +364,14 @@ fn act(
             );
             Err(io::Error::new(io::ErrorKind::InvalidData, why))
         }
+    }
+}
+
+fn effects(fx: Effects, out: &mut Vec<Outgoing>) {
+    for Reply { to, result } in fx.replies {
+        out.push(encode(Some(to.node), to.req, Frame::Status { result }));
+    }
+    for (class, oid) in fx.removed {
+        out.push(encode(None, 0, Frame::Removed { class, oid }));
     }
 }

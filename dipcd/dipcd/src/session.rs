@@ -74,6 +74,12 @@ pub enum Action {
     Reply(OwnedReply),
     /// Nothing to send.
     None,
+    /// An IPC request from the registered node `node_id`: the server hands
+    /// the frame to the object registry.
+    Ipc {
+        /// The node that asked.
+        node_id: u32,
+    },
     /// Send the error frame, then close the connection.
     Refuse(ErrorCode, String),
 }
@@ -142,6 +148,14 @@ impl Session {
                 frame: Frame::Pong { nonce },
             }),
             (State::Ready { .. }, Frame::Pong { .. }) => Action::None,
+            (
+                State::Ready { node_id },
+                Frame::Get(_)
+                | Frame::SemOp(_)
+                | Frame::SemCtl(_)
+                | Frame::Cancel { .. }
+                | Frame::Exit { .. },
+            ) => Action::Ipc { node_id },
             (State::Ready { .. }, f) => Action::Refuse(
                 ErrorCode::Protocol,
                 format!("unexpected {:?} frame", f.kind()),

@@ -1,0 +1,368 @@
+//! The referee's objects: the key registry and every distributed object,
+//! with the semantics of the local kernel. Plain state and plain functions:
+//! the server in [`crate::server`] feeds decoded requests in and sends the
+//! replies that come out; nothing here does I/O or reads a clock.
+//!
+//! One file per object kind, after `ipc/`: [`ipc`] (`ipc/util.c`) and
+//! [`sem`] (`ipc/sem.c`).
+
+pub mod ipc;
+pub mod sem;
+
+#[cfg(test)]
+mod tests;
+
+use dipc_wire::{errno, semcmd, Class, Cred, Get, GetReply, IpcStat, SemCtl, Sembuf};
+use ipc::{ipcget_existing, Errno, KernIpcPerm, IPC_CREAT, S_IRUGO, S_IWUGO};
+use sem::{Proc, Reply, SemArray, Waiter, SEMVMX};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// System-wide limits, as `/proc/sys/kernel/sem` sets them on a node. The
+/// defaults are Linux's (`include/uapi/linux/sem.h`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// `SEMMSL`: most semaphores in one set.
+    pub semmsl: usize,
+    /// `SEMMNS`: most semaphores in all sets.
+    pub semmns: usize,
+    /// `SEMOPM`: most operations in one `semop`.
+    pub semopm: usize,
+    /// `SEMMNI`: most sets.
+    pub semmni: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            semmsl: 32000,
+            semmns: 32000 * 32000,
+            semopm: 500,
+            semmni: 32000,
+        }
+    }
+}
+
+/// What a request changed beyond its own answer.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Effects {
+    /// Answers to requests that were waiting.
+    pub replies: Vec<Reply>,
+    /// Objects removed: every node must drop its shadow.
+    pub removed: Vec<(Class, u64)>,
+}
+
+/// The answer to a `semctl`, owning its values.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct SemCtlResult {
+    /// Return value or negative errno.
+    pub result: i64,
+    /// For `IPC_STAT`.
+    pub stat: IpcStat,
+    /// For `GETALL`.
+    pub vals: Vec<u16>,
+}
+
+impl SemCtlResult {
+    fn err(e: Errno) -> Self {
+        SemCtlResult {
+            result: -i64::from(e),
+            ..Default::default()
+        }
+    }
+
+    fn ok(result: i64) -> Self {
+        SemCtlResult {
+            result,
+            ..Default::default()
+        }
+    }
+}
+
+/// One object as `dipcd status` lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ObjectStatus {
+    /// `sem`, `msg` or `shm`.
+    pub class: &'static str,
+    /// Cluster-wide id.
+    pub oid: u64,
+    /// Key.
+    pub key: i32,
+    /// Mode bits.
+    pub mode: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Semaphores in the set.
+    pub nsems: usize,
+    /// Sleeping operations.
+    pub waiters: usize,
+}
+
+/// Every distributed object, by key and by cluster-wide id.
+#[derive(Default)]
+pub struct Objects {
+    limits: Limits,
+    keys: BTreeMap<(Class, i32), u64>,
+    sems: BTreeMap<u64, SemArray>,
+    used_sems: usize,
+    last_oid: u64,
+}
+
+fn errno64(e: Errno) -> i64 {
+    -i64::from(e)
+}
+
+impl Objects {
+    /// An empty registry with `limits`.
+    pub fn new(limits: Limits) -> Self {
+        Objects {
+            limits,
+            ..Default::default()
+        }
+    }
+
+    /// The semaphore set `oid`, if it exists.
+    #[cfg(test)]
+    pub fn sem(&self, oid: u64) -> Option<&SemArray> {
+        self.sems.get(&oid)
+    }
+
+    /// `ipcget()` for a distributed key, cluster-wide.
+    pub fn get(&mut self, g: &Get, now: i64) -> GetReply {
+        let fail = |e: Errno| GetReply {
+            result: -e,
+            oid: 0,
+            mode: 0,
+            size: 0,
+        };
+        match g.class {
+            Class::Sem => match self.semget(g, now) {
+                Ok(oid) => {
+                    let sma = &self.sems[&oid];
+                    GetReply {
+                        result: 0,
+                        oid,
+                        mode: sma.perm.mode,
+                        size: sma.nsems() as u64,
+                    }
+                }
+                Err(e) => fail(e),
+            },
+            // Queues and segments come with their own issues.
+            Class::Msg | Class::Shm => fail(errno::EINVAL),
+        }
+    }
+
+    /// `ksys_semget()` + `ipcget_public()` + `newary()` / `sem_more_checks()`.
+    fn semget(&mut self, g: &Get, now: i64) -> Result<u64, Errno> {
+        let nsems = i64::try_from(g.size).unwrap_or(i64::MAX);
+        if nsems < 0 || nsems as u64 > self.limits.semmsl as u64 {
+            return Err(errno::EINVAL);
+        }
+        let nsems = nsems as usize;
+        match self.keys.get(&(Class::Sem, g.key)) {
+            Some(&oid) => {
+                let sma = &self.sems[&oid];
+                ipcget_existing(&sma.perm, g.flags, &g.cred, || {
+                    if nsems > sma.nsems() {
+                        Err(errno::EINVAL)
+                    } else {
+                        Ok(())
+                    }
+                })?;
+                Ok(oid)
+            }
+            None if g.flags & IPC_CREAT == 0 => Err(errno::ENOENT),
+            None => {
+                if nsems == 0 {
+                    return Err(errno::EINVAL);
+                }
+                if self.used_sems + nsems > self.limits.semmns
+                    || self.sems.len() >= self.limits.semmni
+                {
+                    return Err(errno::ENOSPC);
+                }
+                self.last_oid += 1;
+                let oid = self.last_oid;
+                let perm = KernIpcPerm::new(g.key, g.flags, &g.cred);
+                self.sems.insert(oid, SemArray::new(perm, nsems, now));
+                self.keys.insert((Class::Sem, g.key), oid);
+                self.used_sems += nsems;
+                Ok(oid)
+            }
+        }
+    }
+
+    /// `semop`/`semtimedop` by request `who` of process `p`. `Some(result)`
+    /// when the call is over; `None` when it sleeps (its answer comes out in
+    /// a later [`Effects`], or from [`Objects::cancel`]).
+    pub fn semop(
+        &mut self,
+        who: Waiter,
+        p: Proc,
+        oid: u64,
+        cred: &Cred,
+        sops: &[Sembuf],
+        now: i64,
+    ) -> (Option<i64>, Effects) {
+        let mut fx = Effects::default();
+        if sops.len() > self.limits.semopm {
+            return (Some(errno64(errno::E2BIG)), fx);
+        }
+        let Some(sma) = self.sems.get_mut(&oid) else {
+            return (Some(errno64(errno::EIDRM)), fx);
+        };
+        let r = sma.semop(who, p, cred, sops, now, &mut fx.replies);
+        (r, fx)
+    }
+
+    /// Gives up the sleeping request `who`: its answer becomes `-EINTR`. No
+    /// answer if it is not sleeping (it completed, and that answer stands).
+    pub fn cancel(&mut self, who: Waiter) -> Option<Reply> {
+        self.sems.values_mut().find_map(|s| s.cancel(who))
+    }
+
+    /// Process `p` exited: `exit_sem()` on every set it holds adjustments in.
+    pub fn exit(&mut self, p: Proc, now: i64) -> Effects {
+        let mut fx = Effects::default();
+        for sma in self.sems.values_mut() {
+            sma.exit(p, now, &mut fx.replies);
+        }
+        fx
+    }
+
+    /// Node `node` disconnected: its sleepers are dropped and its processes'
+    /// adjustments applied.
+    pub fn node_gone(&mut self, node: u32, now: i64) -> Effects {
+        let mut fx = Effects::default();
+        for sma in self.sems.values_mut() {
+            sma.node_gone(node, now, &mut fx.replies);
+        }
+        fx
+    }
+
+    /// `semctl` (`ksys_semctl()` and the functions it calls), with the
+    /// checks in Linux's order for each command.
+    pub fn semctl(&mut self, c: &SemCtl<'_>, now: i64) -> (SemCtlResult, Effects) {
+        let mut fx = Effects::default();
+        let Some(sma) = self.sems.get_mut(&c.oid) else {
+            return (SemCtlResult::err(errno::EIDRM), fx);
+        };
+        let nsems = sma.nsems();
+        let semnum = usize::try_from(c.semnum).ok().filter(|&n| n < nsems);
+        let r = match c.cmd {
+            semcmd::IPC_RMID => match sma.perm.ctl_check(&c.cred) {
+                Ok(()) => {
+                    sma.remove(&mut fx.replies);
+                    let key = sma.perm.key;
+                    self.used_sems -= nsems;
+                    self.sems.remove(&c.oid);
+                    self.keys.remove(&(Class::Sem, key));
+                    fx.removed.push((Class::Sem, c.oid));
+                    SemCtlResult::ok(0)
+                }
+                Err(e) => SemCtlResult::err(e),
+            },
+            semcmd::IPC_SET => match sma
+                .perm
+                .ctl_check(&c.cred)
+                .and_then(|()| sma.perm.update(c.set_uid, c.set_gid, c.set_mode))
+            {
+                Ok(()) => {
+                    sma.ctime = now;
+                    SemCtlResult::ok(0)
+                }
+                Err(e) => SemCtlResult::err(e),
+            },
+            semcmd::IPC_STAT => match sma.perm.ipcperms(&c.cred, S_IRUGO) {
+                Ok(()) => SemCtlResult {
+                    result: 0,
+                    stat: IpcStat {
+                        key: sma.perm.key,
+                        uid: sma.perm.uid,
+                        gid: sma.perm.gid,
+                        cuid: sma.perm.cuid,
+                        cgid: sma.perm.cgid,
+                        mode: sma.perm.mode,
+                        otime: sma.otime,
+                        ctime: sma.ctime,
+                        nsems: nsems as u32,
+                    },
+                    vals: Vec::new(),
+                },
+                Err(e) => SemCtlResult::err(e),
+            },
+            semcmd::GETALL => match sma.perm.ipcperms(&c.cred, S_IRUGO) {
+                Ok(()) => SemCtlResult {
+                    result: 0,
+                    stat: IpcStat::default(),
+                    vals: sma.sems.iter().map(|s| s.val as u16).collect(),
+                },
+                Err(e) => SemCtlResult::err(e),
+            },
+            semcmd::SETALL => {
+                let vals: Vec<u16> = c.vals.iter().collect();
+                if let Err(e) = sma.perm.ipcperms(&c.cred, S_IWUGO) {
+                    SemCtlResult::err(e)
+                } else if vals.len() != nsems {
+                    SemCtlResult::err(errno::EINVAL)
+                } else if vals.iter().any(|&v| i32::from(v) > SEMVMX) {
+                    SemCtlResult::err(errno::ERANGE)
+                } else {
+                    sma.setall(&vals, c.pid, now, &mut fx.replies);
+                    SemCtlResult::ok(0)
+                }
+            }
+            semcmd::GETVAL | semcmd::GETPID | semcmd::GETNCNT | semcmd::GETZCNT => {
+                match (sma.perm.ipcperms(&c.cred, S_IRUGO), semnum) {
+                    (Err(e), _) => SemCtlResult::err(e),
+                    (Ok(()), None) => SemCtlResult::err(errno::EINVAL),
+                    (Ok(()), Some(n)) => SemCtlResult::ok(match c.cmd {
+                        semcmd::GETVAL => i64::from(sma.sems[n].val),
+                        semcmd::GETPID => i64::from(sma.sems[n].pid),
+                        semcmd::GETNCNT => sma.count(n, false) as i64,
+                        _ => sma.count(n, true) as i64,
+                    }),
+                }
+            }
+            semcmd::SETVAL => {
+                if !(0..=SEMVMX).contains(&c.val) {
+                    SemCtlResult::err(errno::ERANGE)
+                } else if let Some(n) = semnum {
+                    match sma.perm.ipcperms(&c.cred, S_IWUGO) {
+                        Ok(()) => {
+                            sma.setval(n, c.val, c.pid, now, &mut fx.replies);
+                            SemCtlResult::ok(0)
+                        }
+                        Err(e) => SemCtlResult::err(e),
+                    }
+                } else {
+                    SemCtlResult::err(errno::EINVAL)
+                }
+            }
+            _ => SemCtlResult::err(errno::EINVAL),
+        };
+        (r, fx)
+    }
+
+    /// Every object, for `dipcd status`.
+    pub fn status(&self) -> Vec<ObjectStatus> {
+        self.sems
+            .iter()
+            .map(|(&oid, s)| ObjectStatus {
+                class: "sem",
+                oid,
+                key: s.perm.key,
+                mode: s.perm.mode,
+                uid: s.perm.uid,
+                nsems: s.nsems(),
+                waiters: s.waiters(),
+            })
+            .collect()
+    }
+
+    /// Sleeping requests in all objects.
+    pub fn waiters(&self) -> usize {
+        self.sems.values().map(SemArray::waiters).sum()
+    }
+}

@@ -58,6 +58,36 @@ bool dipc_hook_registered(unsigned int id);
 long dipc_call_original(unsigned int id, const struct pt_regs *regs);
 /* Implemented in Rust: handles a redirected syscall. */
 long dipc_rust_syscall(void *ctx, unsigned int id, const struct pt_regs *regs);
+/*
+ * Runs the original syscall of hook `id` with register arguments built here
+ * (a0..a3 as the syscall's first four arguments). For calls the module makes
+ * on its own behalf, e.g. creating or removing a local shadow object; the
+ * arguments must not be user pointers.
+ */
+long dipc_call_original_args(unsigned int id, long a0, long a1, long a2, long a3);
+/*
+ * Implemented in Rust: process `tgid` has exited (its last thread is in
+ * exit_sem()). Called from a kprobe on exit_sem(): atomic context, must not
+ * sleep. Called whether or not dipc is enabled.
+ */
+void dipc_rust_task_exit(void *ctx, u32 tgid);
+
+/* ---- the calling task (helpers/task.c) ---- */
+
+#define DIPC_MAX_GROUPS 32
+#define DIPC_CAP_IPC_OWNER 1
+#define DIPC_CAP_SYS_ADMIN 2
+/* The caller's credentials as the referee's permission checks need them. */
+struct dipc_cred {
+	u32 euid;
+	u32 egid;
+	u32 caps; /* DIPC_CAP_* */
+	u32 ngroups; /* valid entries in groups[], at most DIPC_MAX_GROUPS */
+	u32 groups[DIPC_MAX_GROUPS];
+};
+void dipc_current_cred(struct dipc_cred *out);
+/* The caller's process id (tgid) in the initial pid namespace. */
+u32 dipc_current_tgid(void);
 
 /* ---- per-CPU counters (helpers/percpu.c) ---- */
 
@@ -79,6 +109,12 @@ int dipc_enabled_get(void);
  */
 int dipc_control_register(void *ctx);
 void dipc_control_unregister(void);
+/*
+ * Implemented in Rust: a new key policy was written to /proc/sys/dipc/keys
+ * (len bytes, not NUL-terminated). Returns 0 or -EINVAL; on error the old
+ * policy stays.
+ */
+int dipc_rust_policy_set(void *ctx, const char *buf, size_t len);
 /* Implemented in Rust: prints /proc/dipc/status. */
 int dipc_rust_status_show(struct seq_file *m, void *ctx);
 /* The `referee` module parameter ("a.b.c.d:port" or empty), NUL-terminated. */
@@ -99,6 +135,7 @@ struct socket *dipc_sock_connect(u32 addr, u16 port, unsigned int timeout_ms,
 int dipc_sock_send(struct socket *sock, const void *buf, size_t len);
 /* One receive; returns bytes received (0 at EOF) or a negative errno (-EAGAIN on timeout). */
 int dipc_sock_recv(struct socket *sock, void *buf, size_t len);
+/* Shuts both directions down: blocked senders and receivers return. */
 void dipc_sock_shutdown(struct socket *sock);
 void dipc_sock_release(struct socket *sock);
 

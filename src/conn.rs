@@ -4,21 +4,25 @@
 //!
 //! One kernel thread per node connects to the referee, sends its hello,
 //! answers pings, probes an idle connection, and reconnects with exponential
-//! backoff when the connection fails. The thread checks for `rmmod` at least
-//! every [`RECV_TIMEOUT_MS`] (the socket's receive timeout), so unloading never
-//! waits on the network for longer than one connect timeout.
+//! backoff when the connection fails. It is also the receive side of the
+//! request transport ([`crate::transport`]): each reply goes to the task
+//! waiting for its request id. Between reads it sends the exits of processes
+//! that hold `SEM_UNDO` adjustments. The thread checks for `rmmod` at least
+//! every [`RECV_TIMEOUT_MS`] (the socket's receive timeout), so unloading
+//! never waits on the network for longer than one connect timeout.
 
 use crate::{
     node::{ConnState, Node, SockAddr},
+    sem,
     shim::{self, Socket},
-    wire::{self, DecodeError, Frame, Hello, Message, HEADER_LEN, MAX_NAME_LEN, MAX_PAYLOAD},
+    wire::{self, Class, DecodeError, Frame, Hello, Message, HEADER_LEN, MAX_PAYLOAD},
 };
-use kernel::prelude::*;
+use kernel::{prelude::*, sync::Arc};
 
 /// Longest wait for the TCP handshake.
 const CONNECT_TIMEOUT_MS: u32 = 2000;
 /// Socket receive timeout: how often the thread looks up from `recv`.
-const RECV_TIMEOUT_MS: u32 = 200;
+const RECV_TIMEOUT_MS: u32 = 100;
 const BACKOFF_MIN_MS: u32 = 100;
 const BACKOFF_MAX_MS: u32 = 5000;
 /// After this long without a frame from the referee, send a ping.
@@ -56,7 +60,16 @@ fn run(node: &Node, addr: SockAddr) {
             .resize(HEADER_LEN + MAX_PAYLOAD, 0, GFP_KERNEL)
             .map_err(Error::from)
             .and_then(|()| Socket::connect(addr.ip, addr.port, CONNECT_TIMEOUT_MS, RECV_TIMEOUT_MS))
-            .and_then(|sock| session(node, &sock, &mut buf, &mut backoff, &mut failing));
+            .and_then(|sock| Ok(Arc::new(sock, GFP_KERNEL)?))
+            .and_then(|sock| {
+                let r = session(node, &sock, &mut buf, &mut backoff, &mut failing);
+                // Senders stop using the socket, then every call in flight
+                // fails: its request may or may not have been carried out.
+                sock.shutdown();
+                node.tx.lock().sock = None;
+                node.fail_all();
+                r
+            });
         match result {
             Ok(()) => break,
             // Interrupted by `rmmod`: not a failure worth a log line.
@@ -75,17 +88,30 @@ fn run(node: &Node, addr: SockAddr) {
 }
 
 fn send(node: &Node, sock: &Socket, frame: Frame<'_>, req_id: u64) -> Result {
-    let mut out = [0u8; HEADER_LEN + 16 + MAX_NAME_LEN];
-    let n = frame.encode(req_id, &mut out).map_err(|_| EINVAL)?;
-    sock.send_all(&out[..n])?;
-    node.conn.lock().frames_out += 1;
-    Ok(())
+    node.send_on(sock, &frame, req_id)
+}
+
+/// Sends the queued exits of processes with `SEM_UNDO` adjustments.
+fn send_exits(node: &Node, sock: &Socket) -> Result {
+    let mut pids = [0u32; 32];
+    loop {
+        let n = node.take_exits(&mut pids);
+        if n == 0 {
+            return Ok(());
+        }
+        for (i, &pid) in pids[..n].iter().enumerate() {
+            if let Err(e) = send(node, sock, Frame::Exit { pid }, 0) {
+                node.requeue_exits(&pids[i..n]);
+                return Err(e);
+            }
+        }
+    }
 }
 
 /// Runs one connection until it fails (`Err`) or the thread is told to stop.
 fn session(
     node: &Node,
-    sock: &Socket,
+    sock: &Arc<Socket>,
     buf: &mut [u8],
     backoff: &mut u32,
     failing: &mut bool,
@@ -106,6 +132,9 @@ fn session(
     loop {
         if shim::kthread_should_stop() {
             return Ok(());
+        }
+        if node.conn.lock().state == ConnState::Connected {
+            send_exits(node, sock)?;
         }
         match sock.recv(&mut buf[filled..]) {
             Ok(0) => return Err(ECONNRESET),
@@ -139,7 +168,7 @@ fn session(
             match wire::decode(&buf[start..filled]) {
                 Ok((msg, used)) => {
                     node.conn.lock().frames_in += 1;
-                    handle(node, sock, msg, backoff, failing)?;
+                    handle(node, sock, msg, &buf[start..start + used], backoff, failing)?;
                     start += used;
                 }
                 // `buf` holds a maximum-size frame, so a whole frame always fits.
@@ -157,8 +186,9 @@ fn session(
 
 fn handle(
     node: &Node,
-    sock: &Socket,
+    sock: &Arc<Socket>,
     msg: Message<'_>,
+    raw: &[u8],
     backoff: &mut u32,
     failing: &mut bool,
 ) -> Result {
@@ -187,6 +217,19 @@ fn handle(
             );
             *backoff = BACKOFF_MIN_MS;
             *failing = false;
+            // Requests may go out from now on.
+            node.tx.lock().sock = Some(sock.clone());
+            Ok(())
+        }
+        Frame::GetReply(_) | Frame::Status { .. } | Frame::SemCtlReply(_)
+            if state == ConnState::Connected && msg.req_id != 0 =>
+        {
+            node.deliver(msg.req_id, raw)
+        }
+        Frame::Removed { class, oid } if state == ConnState::Connected => {
+            if class == Class::Sem {
+                sem::removed(node, oid);
+            }
             Ok(())
         }
         Frame::Ping { nonce } => send(node, sock, Frame::Pong { nonce }, msg.req_id),

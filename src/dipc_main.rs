@@ -11,6 +11,10 @@
 //! - [`hooks`] - what a hooked syscall does;
 //! - [`conn`] - the connection to the referee and its thread;
 //! - [`status`] - `/proc/dipc/status`;
+//! - [`transport`] - requests to the referee, many waiting at once;
+//! - [`sem`] - distributed semaphore sets;
+//! - [`shadow`] - local shadows of distributed objects, the hot-path check;
+//! - [`policy`] - which keys are distributed (`/proc/sys/dipc/keys`);
 //! - [`node`] - this node's state, shared by all of them;
 //! - [`wire`] - the wire protocol, the same source file `dipcd` uses.
 
@@ -19,8 +23,12 @@ use kernel::prelude::*;
 mod conn;
 mod hooks;
 mod node;
+mod policy;
+mod sem;
+mod shadow;
 mod shim;
 mod status;
+mod transport;
 
 #[path = "../dipcd/wire/src/wire.rs"]
 pub mod wire;

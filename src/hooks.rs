@@ -3,12 +3,24 @@
 //! What a hooked SysV IPC syscall does.
 //!
 //! The C shim redirects each hooked syscall here (see `rust/helpers/hooks.c`)
-//! unless `/proc/sys/dipc/enabled` is 0. For now every call is counted and
-//! passed to the original syscall unchanged; the dispatch of distributed
-//! objects to the referee comes next.
+//! unless `/proc/sys/dipc/enabled` is 0. Every call is counted. A call on a
+//! distributed object goes to its handler ([`crate::sem`]); every other call
+//! runs the original syscall unchanged, after one lock-free bitmap test
+//! ([`crate::shadow::Shadows::maybe`]) for calls that take an id.
 
-use crate::shim::{self, Counter};
+use crate::{
+    node::Node,
+    sem,
+    shim::{self, Counter},
+    wire::Class,
+};
 use kernel::{bindings, prelude::*};
+
+/// Hook numbers (`enum dipc_hook_id` in the C header).
+pub(crate) const HOOK_SEMGET: u32 = 4;
+pub(crate) const HOOK_SEMOP: u32 = 5;
+pub(crate) const HOOK_SEMTIMEDOP: u32 = 6;
+pub(crate) const HOOK_SEMCTL: u32 = 7;
 
 /// Hook names, in the order of `enum dipc_hook_id` in the C header.
 pub(crate) const HOOK_NAMES: [&str; shim::NR_HOOKS] = [
@@ -48,13 +60,50 @@ pub(crate) fn registered_count() -> usize {
 /// hook's index (< `NR_HOOKS`), and `regs` the syscall's user registers.
 #[no_mangle]
 unsafe extern "C" fn dipc_rust_syscall(
-    // The `Node`; unused while every call passes through. The dispatch of
-    // distributed objects will borrow it with `shim::borrow_ctx`.
-    _ctx: *mut c_void,
+    ctx: *mut c_void,
     id: c_uint,
     regs: *const bindings::pt_regs,
 ) -> c_long {
     Counter::inc(calls_counter(id as usize));
+    // SAFETY: per the function's contract `ctx` is the registered `Node`.
+    let node = unsafe { shim::borrow_ctx::<Node>(ctx) };
+    // SAFETY: `regs` points to the syscall's saved user registers, which
+    // stay in place for the whole call.
+    let r = unsafe { &*regs };
+    // The x86-64 syscall ABI: arguments in di, si, dx, r10.
+    let (a0, a1, a2, a3) = (r.di, r.si, r.dx, r.r10);
+    if let Some(ret) = dispatch(&node, id, [a0, a1, a2, a3]) {
+        return ret;
+    }
     // SAFETY: `regs` and `id` are what the trampoline of hook `id` received.
     unsafe { shim::call_original(id, regs) }
+}
+
+/// Runs a call on a distributed object; `None` for every other call.
+fn dispatch(node: &Node, id: u32, a: [usize; 4]) -> Option<c_long> {
+    match id {
+        HOOK_SEMGET => {
+            let (key, nsems, flg) = (a[0] as i32, a[1] as i32, a[2] as i32);
+            sem::is_distributed(node, key, flg).then(|| sem::semget(node, key, nsems, flg))
+        }
+        HOOK_SEMOP | HOOK_SEMTIMEDOP => {
+            let semid = a[0] as i32;
+            if !node.shadows.maybe(Class::Sem, semid) {
+                return None;
+            }
+            let s = node.shadows.get(Class::Sem, semid)?;
+            let timeout = if id == HOOK_SEMTIMEDOP { a[3] } else { 0 };
+            // nsops is an unsigned int.
+            Some(sem::semtimedop(node, s, a[1], a[2] as u32 as usize, timeout))
+        }
+        HOOK_SEMCTL => {
+            let (semid, semnum, cmd) = (a[0] as i32, a[1] as i32, a[2] as i32);
+            if !node.shadows.maybe(Class::Sem, semid) || !sem::semctl_uses_id(cmd) {
+                return None;
+            }
+            let s = node.shadows.get(Class::Sem, semid)?;
+            Some(sem::semctl(node, s, semnum, cmd, a[3]))
+        }
+        _ => None,
+    }
 }

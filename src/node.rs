@@ -3,7 +3,16 @@
 //! This node's state, shared by the hooks, the connection thread and the
 //! status file.
 
-use kernel::{fmt, new_mutex, prelude::*, sync::Arc, sync::Mutex};
+use crate::{
+    policy::Policy,
+    shadow::Shadows,
+    transport::{Call, Exits, Tx},
+};
+use kernel::{
+    fmt, new_mutex, new_spinlock,
+    prelude::*,
+    sync::{Arc, Mutex, SpinLock},
+};
 
 /// An IPv4 address and port, host byte order.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -96,7 +105,12 @@ pub(crate) struct ConnInfo {
 
 /// This node.
 ///
-/// Only the connection's state needs a lock; the rest is fixed at load.
+/// Locks are split by who takes them: `conn` by the connection thread and
+/// the status file; `tx` by every sender (it serialises frames on the
+/// socket); `calls` by callers and the connection thread, briefly, to find
+/// a call; `exits` also in atomic context (the exit hook), so it is a spin
+/// lock over fixed arrays; `policy` on every `get` call. Lock order:
+/// `tx` before `calls` and before `conn`.
 #[pin_data]
 pub(crate) struct Node {
     pub(crate) node_id: u32,
@@ -104,6 +118,17 @@ pub(crate) struct Node {
     /// Updated by the connection thread, read by the status file.
     #[pin]
     pub(crate) conn: Mutex<ConnInfo>,
+    #[pin]
+    pub(crate) tx: Mutex<Tx>,
+    /// Requests waiting for their reply.
+    #[pin]
+    pub(crate) calls: Mutex<KVec<Arc<Call>>>,
+    #[pin]
+    pub(crate) shadows: Shadows,
+    #[pin]
+    pub(crate) policy: SpinLock<Policy>,
+    #[pin]
+    pub(crate) exits: SpinLock<Exits>,
 }
 
 impl Node {
@@ -134,6 +159,12 @@ impl Node {
                     frames_in: 0,
                     frames_out: 0,
                 }),
+                tx <- new_mutex!(Tx::new()),
+                calls <- new_mutex!(KVec::new()),
+                shadows <- Shadows::new(),
+                policy <- new_spinlock!(Policy::NONE),
+                // 8 KiB: built in place, not on the stack.
+                exits <- new_spinlock!(pin_init::init_zeroed()),
             }),
             GFP_KERNEL,
         )
@@ -151,5 +182,27 @@ impl Node {
             }
         }
         D(&self.referee)
+    }
+}
+
+/// Called when `/proc/sys/dipc/keys` is written.
+///
+/// # Safety
+///
+/// Called only by the sysctl handler with the context given to
+/// [`crate::shim::Control::register`] (alive while the file exists) and
+/// `buf` readable for `len` bytes.
+#[no_mangle]
+unsafe extern "C" fn dipc_rust_policy_set(ctx: *mut c_void, buf: *const u8, len: usize) -> c_int {
+    // SAFETY: per the function's contract.
+    let node = unsafe { crate::shim::borrow_ctx::<Node>(ctx) };
+    // SAFETY: per the function's contract.
+    let text = unsafe { core::slice::from_raw_parts(buf, len) };
+    match Policy::parse(text) {
+        Ok(p) => {
+            *node.policy.lock() = p;
+            0
+        }
+        Err(e) => e.to_errno(),
     }
 }

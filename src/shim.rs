@@ -39,6 +39,15 @@ mod ffi {
         pub(super) fn dipc_hooks_unregister();
         pub(super) fn dipc_hook_registered(id: c_uint) -> bool;
         pub(super) fn dipc_call_original(id: c_uint, regs: *const bindings::pt_regs) -> c_long;
+        pub(super) fn dipc_call_original_args(
+            id: c_uint,
+            a0: c_long,
+            a1: c_long,
+            a2: c_long,
+            a3: c_long,
+        ) -> c_long;
+        pub(super) fn dipc_current_cred(out: *mut super::DipcCred);
+        pub(super) fn dipc_current_tgid() -> u32;
         pub(super) fn dipc_counter_inc(idx: c_uint);
         pub(super) fn dipc_counter_sum(idx: c_uint) -> u64;
         pub(super) fn dipc_enabled_get() -> c_int;
@@ -63,6 +72,49 @@ mod ffi {
         pub(super) fn dipc_kthread_should_stop() -> bool;
         pub(super) fn dipc_kthread_sleep_ms(ms: c_uint);
     }
+}
+
+/// `struct dipc_cred` in the header.
+#[repr(C)]
+pub(crate) struct DipcCred {
+    euid: u32,
+    egid: u32,
+    caps: u32,
+    ngroups: u32,
+    groups: [u32; crate::wire::MAX_GROUPS],
+}
+
+/// The calling task's credentials, for the referee's permission checks.
+pub(crate) fn current_cred() -> crate::wire::Cred {
+    let mut c = DipcCred {
+        euid: 0,
+        egid: 0,
+        caps: 0,
+        ngroups: 0,
+        groups: [0; crate::wire::MAX_GROUPS],
+    };
+    // SAFETY: `c` is a valid, writable `struct dipc_cred`.
+    unsafe { ffi::dipc_current_cred(&mut c) };
+    let mut cred = crate::wire::Cred::new(c.euid, c.egid, c.caps);
+    // The C side writes at most DIPC_MAX_GROUPS == MAX_GROUPS entries.
+    cred.ngroups = c.ngroups.min(crate::wire::MAX_GROUPS as u32) as u8;
+    cred.groups = c.groups;
+    cred
+}
+
+/// The calling process's id (tgid), in the initial pid namespace.
+pub(crate) fn current_tgid() -> u32 {
+    // SAFETY: reads the current task's tgid.
+    unsafe { ffi::dipc_current_tgid() }
+}
+
+/// Runs the original syscall of hook `id` with `args` as its first four
+/// arguments, on the module's own behalf. `args` must hold no user pointers.
+pub(crate) fn call_original_args(id: u32, args: [c_long; 4]) -> c_long {
+    // SAFETY: the C side builds a register set from plain integers and
+    // checks nothing else; `id` is one of the `HOOK_*` constants, all below
+    // NR_HOOKS.
+    unsafe { ffi::dipc_call_original_args(id, args[0], args[1], args[2], args[3]) }
 }
 
 /// A reference on `T` handed to C as an opaque context pointer, taken back
@@ -270,6 +322,15 @@ impl Socket {
         let n = unsafe { ffi::dipc_sock_recv(self.0.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
         to_result(n)?;
         Ok(n as usize)
+    }
+}
+
+impl Socket {
+    /// Shuts both directions down: a sender or receiver blocked on the
+    /// socket returns with an error.
+    pub(crate) fn shutdown(&self) {
+        // SAFETY: valid by the type invariant; shutting down twice is harmless.
+        unsafe { ffi::dipc_sock_shutdown(self.0.as_ptr()) }
     }
 }
 

@@ -34,6 +34,16 @@ fn show(m: &SeqFile, node: &Node) {
         seq_print!(m, "frames_in {}\n", conn.frames_in);
         seq_print!(m, "frames_out {}\n", conn.frames_out);
     }
+    seq_print!(m, "shadows {}\n", node.shadows.len());
+    seq_print!(m, "in_flight {}\n", node.in_flight());
+    let (all, ranges) = node.policy.lock().describe();
+    seq_print!(m, "policy_all {}\n", u8::from(all));
+    seq_print!(m, "policy_ranges {}\n", ranges);
+    {
+        let ex = node.exits.lock();
+        seq_print!(m, "undo_tracked {}\n", ex.tracked());
+        seq_print!(m, "undo_overflow {}\n", ex.overflow);
+    }
     seq_print!(m, "hooks_registered {}\n", hooks::registered_count());
     for (id, name) in hooks::HOOK_NAMES.iter().enumerate() {
         if shim::hook_registered(id) {

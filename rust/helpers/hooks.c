@@ -13,6 +13,8 @@
 #include <linux/kprobes.h>
 #include <linux/module.h>
 #include <linux/rcupdate.h>
+#include <linux/sched.h>
+#include <linux/sched/signal.h>
 #include "../dipc_helpers.h"
 
 struct dipc_hook {
@@ -87,6 +89,34 @@ static int dipc_pre_handler(struct kprobe *kp, struct pt_regs *regs)
 }
 NOKPROBE_SYMBOL(dipc_pre_handler);
 
+/*
+ * exit_sem(tsk) runs in do_exit() after the thread group's live count was
+ * dropped; when it is 0 this is the last thread, and the process's SEM_UNDO
+ * adjustments are due, locally and at the referee.
+ */
+static int dipc_exit_pre_handler(struct kprobe *kp, struct pt_regs *regs)
+{
+	struct task_struct *tsk = (struct task_struct *)regs->di;
+
+	if (tsk == current && atomic_read(&tsk->signal->live) == 0)
+		dipc_rust_task_exit(dipc_hook_ctx, task_tgid_nr(tsk));
+	return 0;
+}
+NOKPROBE_SYMBOL(dipc_exit_pre_handler);
+
+static struct kprobe dipc_exit_kp = {
+	.symbol_name = "exit_sem",
+	.pre_handler = dipc_exit_pre_handler,
+};
+static bool dipc_exit_registered;
+
+long dipc_call_original_args(unsigned int id, long a0, long a1, long a2, long a3)
+{
+	struct pt_regs regs = { .di = a0, .si = a1, .dx = a2, .r10 = a3 };
+
+	return dipc_call_original(id, &regs);
+}
+
 long dipc_call_original(unsigned int id, const struct pt_regs *regs)
 {
 	long (*orig)(const struct pt_regs *) = (void *)dipc_hooks[id].kp.addr;
@@ -123,6 +153,13 @@ int dipc_hooks_register(void *ctx)
 		}
 		hook->registered = true;
 	}
+	err = register_kprobe(&dipc_exit_kp);
+	if (err) {
+		pr_err("dipc: cannot hook exit_sem: %d\n", err);
+		dipc_hooks_unregister();
+		return err;
+	}
+	dipc_exit_registered = true;
 	return 0;
 }
 
@@ -130,6 +167,12 @@ void dipc_hooks_unregister(void)
 {
 	unsigned int i;
 
+	if (dipc_exit_registered) {
+		unregister_kprobe(&dipc_exit_kp);
+		dipc_exit_registered = false;
+		dipc_exit_kp.addr = NULL;
+		dipc_exit_kp.flags = 0;
+	}
 	for (i = 0; i < DIPC_NR_HOOKS; i++) {
 		struct dipc_hook *hook = &dipc_hooks[i];
 

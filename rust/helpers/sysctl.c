@@ -2,6 +2,7 @@
 /* /proc/sys/dipc/ (the run-time switch), /proc/dipc/ (status), module parameters. */
 #include <linux/module.h>
 #include <linux/moduleparam.h>
+#include <linux/mutex.h>
 #include <linux/proc_fs.h>
 #include <linux/seq_file.h>
 #include <linux/sysctl.h>
@@ -14,6 +15,35 @@ static char dipc_referee[64];
 module_param_string(referee, dipc_referee, sizeof(dipc_referee), 0444);
 MODULE_PARM_DESC(referee, "Referee address, a.b.c.d:port (empty: do not connect)");
 
+static void *dipc_ctl_ctx;
+static char dipc_keys[256];
+static DEFINE_MUTEX(dipc_keys_lock);
+
+/* /proc/sys/dipc/keys: the text is parsed (and refused) in Rust. */
+static int dipc_keys_handler(const struct ctl_table *table, int write, void *buffer,
+			     size_t *lenp, loff_t *ppos)
+{
+	struct ctl_table tmp = *table;
+	char buf[sizeof(dipc_keys)] = "";
+	int err;
+
+	mutex_lock(&dipc_keys_lock);
+	if (!write) {
+		err = proc_dostring(table, write, buffer, lenp, ppos);
+		goto out;
+	}
+	tmp.data = buf;
+	err = proc_dostring(&tmp, write, buffer, lenp, ppos);
+	if (err)
+		goto out;
+	err = dipc_rust_policy_set(dipc_ctl_ctx, buf, strnlen(buf, sizeof(buf)));
+	if (!err)
+		strscpy(dipc_keys, buf, sizeof(dipc_keys));
+out:
+	mutex_unlock(&dipc_keys_lock);
+	return err;
+}
+
 static const struct ctl_table dipc_sysctl_table[] = {
 	{
 		.procname = "enabled",
@@ -23,6 +53,13 @@ static const struct ctl_table dipc_sysctl_table[] = {
 		.proc_handler = proc_dointvec_minmax,
 		.extra1 = SYSCTL_ZERO,
 		.extra2 = SYSCTL_ONE,
+	},
+	{
+		.procname = "keys",
+		.data = dipc_keys,
+		.maxlen = sizeof(dipc_keys),
+		.mode = 0644,
+		.proc_handler = dipc_keys_handler,
 	},
 };
 
@@ -36,6 +73,7 @@ static int dipc_status_show(struct seq_file *m, void *v)
 
 int dipc_control_register(void *ctx)
 {
+	dipc_ctl_ctx = ctx;
 	dipc_sysctl_header = register_sysctl("dipc", dipc_sysctl_table);
 	if (!dipc_sysctl_header)
 		return -ENOMEM;

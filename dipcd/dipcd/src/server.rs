@@ -189,13 +189,17 @@ impl Referee {
     /// A snapshot for `dipcd status`.
     pub fn status(&self) -> Status {
         let now = Instant::now();
+        let (objects, waiters) = {
+            let o = self.objects();
+            (o.status(), o.waiters())
+        };
         Status {
             listen: self.listen.to_string(),
             session: self.session_id,
             uptime_s: now.duration_since(self.started).as_secs(),
             nodes: self.registry().status(now),
-            objects: self.objects().status(),
-            waiters: self.objects().waiters(),
+            objects,
+            waiters,
         }
     }
 

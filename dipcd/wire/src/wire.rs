@@ -202,6 +202,8 @@ pub mod errno {
     pub const EIO: i32 = 5;
     /// Argument list too long.
     pub const E2BIG: i32 = 7;
+    /// Bad address.
+    pub const EFAULT: i32 = 14;
     /// Try again.
     pub const EAGAIN: i32 = 11;
     /// Out of memory.

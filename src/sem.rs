@@ -1,0 +1,375 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Distributed semaphore sets on the node side: `semget`, `semop`,
+//! `semtimedop` and `semctl` of a distributed set become requests to the
+//! referee, which runs `ipc/sem.c`'s semantics; this file marshals user
+//! memory, keeps the local shadow, and returns what the local syscall would.
+//!
+//! Checks that Linux makes before it looks at the set (`nsops`, the timeout)
+//! are made here, in the same order; the rest happen at the referee.
+
+use crate::{
+    hooks::{HOOK_SEMCTL, HOOK_SEMGET},
+    node::Node,
+    shadow::Shadow,
+    shim,
+    transport::{Answer, Interrupted},
+    wire::{
+        errno, semcmd, Class, Frame, Get, SemCtl, SemOp, Sembuf, Sops, Vals, MAX_SOPS, SEMBUF_LEN,
+    },
+};
+use kernel::{
+    prelude::*,
+    time::{msecs_to_jiffies, Jiffies},
+    uaccess::{UserPtr, UserSlice},
+};
+
+/// `IPC_DIPC` (`include/uapi/dipc.h`): ask for a distributed object.
+pub(crate) const IPC_DIPC: i32 = 0o10000;
+const IPC_CREAT: i32 = 0o1000;
+const SEM_UNDO: i16 = 0x1000;
+/// `semctl` commands that name no set (or a table index): always local.
+const IPC_INFO: i32 = 3;
+const SEM_STAT: i32 = 18;
+const SEM_INFO: i32 = 19;
+const SEM_STAT_ANY: i32 = 20;
+/// `sizeof(struct semid64_ds)` on x86-64, and where its fields lie.
+const SEMID64_DS_LEN: usize = 104;
+/// `IPCMNI_SHIFT`: a local id is `seq << 15 | index`.
+const IPCMNI_SHIFT: u32 = 15;
+
+fn neg(e: i32) -> c_long {
+    -(e as c_long)
+}
+
+/// A result from the referee, as the syscall returns it: negative errno
+/// values outside Linux's range become `-EIO`.
+fn checked(result: i64) -> c_long {
+    if result < 0 && result < -i64::from(errno::MAX) {
+        neg(errno::EIO)
+    } else {
+        result as c_long
+    }
+}
+
+/// The errno a failed transport gives the caller.
+fn transport_err(e: Error) -> c_long {
+    e.to_errno() as c_long
+}
+
+/// Whether a `semget` with `key` and `flg` is for a distributed set.
+pub(crate) fn is_distributed(node: &Node, key: i32, flg: i32) -> bool {
+    key != 0 && node.referee.is_some() && (flg & IPC_DIPC != 0 || node.policy.lock().contains(key))
+}
+
+/// `semget` of a distributed key: the referee decides (`ipcget()`); then the
+/// local shadow is found or created and its id returned.
+pub(crate) fn semget(node: &Node, key: i32, nsems: i32, flg: i32) -> c_long {
+    let get = Get {
+        class: Class::Sem,
+        key,
+        flags: flg & !IPC_DIPC,
+        // A negative nsems stays out of range at the referee.
+        size: if nsems < 0 { u64::MAX } else { nsems as u64 },
+        cred: shim::current_cred(),
+    };
+    let answer = match node.call(&Frame::Get(get), None) {
+        Ok(a) => a,
+        Err(e) => return transport_err(e),
+    };
+    let reply = match answer.frame() {
+        Ok(Frame::GetReply(r)) => r,
+        _ => return neg(errno::EIO),
+    };
+    if reply.result < 0 {
+        return checked(reply.result.into());
+    }
+    if reply.size == 0 || reply.size > crate::wire::MAX_SEMS as u64 {
+        return neg(errno::EIO);
+    }
+    shadow(node, key, reply.oid, reply.size, reply.mode)
+}
+
+/// Finds or creates the local shadow of set `oid`.
+fn shadow(node: &Node, key: i32, oid: u64, nsems: u64, mode: u32) -> c_long {
+    if let Some(s) = node.shadows.by_oid(Class::Sem, oid) {
+        return s.local_id as c_long;
+    }
+    // Two tries: the first may find a stale local set with this key (its
+    // distributed object was removed while this node did not hear of it).
+    for _ in 0..2 {
+        let flags = IPC_CREAT | (mode & 0o777) as i32;
+        let id = shim::call_original_args(
+            HOOK_SEMGET,
+            [key as c_long, nsems as c_long, flags as c_long, 0],
+        );
+        if id >= 0 {
+            let id = id as i32;
+            match node.shadows.get(Class::Sem, id) {
+                Some(old) if old.oid != oid => {
+                    // A shadow of an earlier object with this key.
+                    node.shadows.remove(Class::Sem, id);
+                    rmid_local(id);
+                    continue;
+                }
+                _ => {}
+            }
+            let s = Shadow {
+                class: Class::Sem,
+                local_id: id,
+                oid,
+                size: nsems,
+            };
+            return match node.shadows.insert(s) {
+                Ok(()) => id as c_long,
+                Err(e) => transport_err(e),
+            };
+        }
+        if id == neg(errno::EINVAL) {
+            // A local set with this key but fewer semaphores: stale.
+            let old = shim::call_original_args(HOOK_SEMGET, [key as c_long, 0, 0, 0]);
+            if old >= 0 {
+                node.shadows.remove(Class::Sem, old as i32);
+                rmid_local(old as i32);
+                continue;
+            }
+        }
+        return id;
+    }
+    neg(errno::EEXIST)
+}
+
+fn rmid_local(id: i32) {
+    shim::call_original_args(HOOK_SEMCTL, [id as c_long, 0, semcmd::IPC_RMID as c_long, 0]);
+}
+
+/// The referee removed object `oid`: drop its shadow here.
+pub(crate) fn removed(node: &Node, oid: u64) {
+    if let Some(s) = node.shadows.by_oid(Class::Sem, oid) {
+        node.shadows.remove(Class::Sem, s.local_id);
+        rmid_local(s.local_id);
+    }
+}
+
+/// `struct __kernel_timespec` at `ptr`, as a wait in jiffies (rounded up).
+fn read_timeout(ptr: usize) -> core::result::Result<Jiffies, c_long> {
+    let mut ts = [0u8; 16];
+    UserSlice::new(UserPtr::from_addr(ptr), 16)
+        .reader()
+        .read_slice(&mut ts)
+        .map_err(|_| neg(errno::EFAULT))?;
+    let sec = i64::from_ne_bytes(ts[..8].try_into().unwrap_or([0; 8]));
+    let nsec = i64::from_ne_bytes(ts[8..].try_into().unwrap_or([0; 8]));
+    if sec < 0 || !(0..1_000_000_000).contains(&nsec) {
+        return Err(neg(errno::EINVAL));
+    }
+    let ms = (sec as u64)
+        .saturating_mul(1000)
+        .saturating_add((nsec as u64).div_ceil(1_000_000));
+    Ok(msecs_to_jiffies(ms.min(u64::from(u32::MAX)) as u32))
+}
+
+/// `semop`/`semtimedop` on shadow `s`.
+pub(crate) fn semtimedop(node: &Node, s: Shadow, sops: usize, nsops: usize, timeout: usize) -> c_long {
+    // do_semtimedop(): E2BIG, EINVAL, then the copies (EFAULT), then the
+    // timeout's validity. The referee applies its own SEMOPM.
+    if nsops > MAX_SOPS {
+        return neg(errno::E2BIG);
+    }
+    if nsops < 1 {
+        return neg(errno::EINVAL);
+    }
+    let mut raw = match KVec::from_elem(0u8, nsops * SEMBUF_LEN, GFP_KERNEL) {
+        Ok(v) => v,
+        Err(_) => return neg(errno::ENOMEM),
+    };
+    if UserSlice::new(UserPtr::from_addr(sops), raw.len())
+        .reader()
+        .read_slice(&mut raw)
+        .is_err()
+    {
+        return neg(errno::EFAULT);
+    }
+    let wait = if timeout != 0 {
+        match read_timeout(timeout) {
+            Ok(j) => Some(j),
+            Err(e) => return e,
+        }
+    } else {
+        None
+    };
+    // `struct sembuf` in this host's byte order to the wire's.
+    let mut undo = false;
+    for c in raw.chunks_exact_mut(SEMBUF_LEN) {
+        let b = Sembuf {
+            num: u16::from_ne_bytes([c[0], c[1]]),
+            op: i16::from_ne_bytes([c[2], c[3]]),
+            flg: i16::from_ne_bytes([c[4], c[5]]),
+        };
+        undo |= b.flg & SEM_UNDO != 0;
+        c.copy_from_slice(&b.to_bytes());
+    }
+    let Some(sops) = Sops::new(&raw) else {
+        return neg(errno::EINVAL);
+    };
+    let pid = shim::current_tgid();
+    if undo {
+        node.note_undo(pid);
+    }
+    let op = SemOp {
+        oid: s.oid,
+        pid,
+        cred: shim::current_cred(),
+        sops,
+    };
+    match node.call(&Frame::SemOp(op), wait) {
+        Ok(a) => status(&a),
+        Err(e) => transport_err(e),
+    }
+}
+
+/// The result of a [`Frame::Status`] answer; a request cancelled by its
+/// timeout returns `EAGAIN`, as `semtimedop` does.
+fn status(a: &Answer) -> c_long {
+    match a.frame() {
+        Ok(Frame::Status { result }) => {
+            if result == -i64::from(errno::EINTR) && a.interrupted == Some(Interrupted::Timeout) {
+                neg(errno::EAGAIN)
+            } else {
+                checked(result)
+            }
+        }
+        _ => neg(errno::EIO),
+    }
+}
+
+/// Whether `semctl` command `cmd` acts on the set named by its id (as
+/// opposed to the system, or a table index).
+pub(crate) fn semctl_uses_id(cmd: i32) -> bool {
+    !matches!(cmd, IPC_INFO | SEM_INFO | SEM_STAT | SEM_STAT_ANY)
+}
+
+/// `semctl` on shadow `s`.
+pub(crate) fn semctl(node: &Node, s: Shadow, semnum: i32, cmd: i32, arg: usize) -> c_long {
+    let nsems = s.size as usize;
+    let mut ctl = SemCtl {
+        oid: s.oid,
+        pid: shim::current_tgid(),
+        cred: shim::current_cred(),
+        cmd,
+        semnum,
+        val: 0,
+        set_uid: 0,
+        set_gid: 0,
+        set_mode: 0,
+        vals: Vals::EMPTY,
+    };
+    let mut setall = KVec::new();
+    match cmd {
+        semcmd::SETVAL => ctl.val = arg as i32,
+        semcmd::IPC_SET => {
+            let mut ds = [0u8; SEMID64_DS_LEN];
+            if UserSlice::new(UserPtr::from_addr(arg), ds.len())
+                .reader()
+                .read_slice(&mut ds)
+                .is_err()
+            {
+                return neg(errno::EFAULT);
+            }
+            let u32_at = |o: usize| u32::from_ne_bytes([ds[o], ds[o + 1], ds[o + 2], ds[o + 3]]);
+            ctl.set_uid = u32_at(4);
+            ctl.set_gid = u32_at(8);
+            ctl.set_mode = u32_at(20);
+        }
+        semcmd::SETALL => {
+            if setall.resize(nsems * 2, 0u8, GFP_KERNEL).is_err() {
+                return neg(errno::ENOMEM);
+            }
+            if UserSlice::new(UserPtr::from_addr(arg), setall.len())
+                .reader()
+                .read_slice(&mut setall)
+                .is_err()
+            {
+                return neg(errno::EFAULT);
+            }
+            for c in setall.chunks_exact_mut(2) {
+                let v = u16::from_ne_bytes([c[0], c[1]]);
+                c.copy_from_slice(&v.to_le_bytes());
+            }
+            ctl.vals = match Vals::new(&setall) {
+                Some(v) => v,
+                None => return neg(errno::EINVAL),
+            };
+        }
+        semcmd::IPC_RMID
+        | semcmd::IPC_STAT
+        | semcmd::GETALL
+        | semcmd::GETVAL
+        | semcmd::GETPID
+        | semcmd::GETNCNT
+        | semcmd::GETZCNT => {}
+        _ => return neg(errno::EINVAL),
+    }
+    let answer = match node.call(&Frame::SemCtl(ctl), None) {
+        Ok(a) => a,
+        Err(e) => return transport_err(e),
+    };
+    let reply = match answer.frame() {
+        Ok(Frame::SemCtlReply(r)) => r,
+        _ => return neg(errno::EIO),
+    };
+    if reply.result < 0 {
+        return checked(reply.result);
+    }
+    match cmd {
+        semcmd::IPC_RMID => {
+            // The referee tells every node; this one drops its shadow now,
+            // so a following get of the key finds no stale set.
+            node.shadows.remove(Class::Sem, s.local_id);
+            rmid_local(s.local_id);
+        }
+        semcmd::IPC_STAT => {
+            let st = reply.stat;
+            let mut ds = [0u8; SEMID64_DS_LEN];
+            let mut put = |o: usize, b: &[u8]| ds[o..o + b.len()].copy_from_slice(b);
+            put(0, &st.key.to_ne_bytes());
+            put(4, &st.uid.to_ne_bytes());
+            put(8, &st.gid.to_ne_bytes());
+            put(12, &st.cuid.to_ne_bytes());
+            put(16, &st.cgid.to_ne_bytes());
+            put(20, &st.mode.to_ne_bytes());
+            put(24, &((s.local_id as u32 >> IPCMNI_SHIFT) as u16).to_ne_bytes());
+            put(48, &st.otime.to_ne_bytes());
+            put(64, &st.ctime.to_ne_bytes());
+            put(80, &u64::from(st.nsems).to_ne_bytes());
+            if UserSlice::new(UserPtr::from_addr(arg), ds.len())
+                .writer()
+                .write_slice(&ds)
+                .is_err()
+            {
+                return neg(errno::EFAULT);
+            }
+        }
+        semcmd::GETALL => {
+            if reply.vals.len() != nsems {
+                return neg(errno::EIO);
+            }
+            let mut out = match KVec::from_elem(0u8, nsems * 2, GFP_KERNEL) {
+                Ok(v) => v,
+                Err(_) => return neg(errno::ENOMEM),
+            };
+            for (i, v) in reply.vals.iter().enumerate() {
+                out[2 * i..2 * i + 2].copy_from_slice(&v.to_ne_bytes());
+            }
+            if UserSlice::new(UserPtr::from_addr(arg), out.len())
+                .writer()
+                .write_slice(&out)
+                .is_err()
+            {
+                return neg(errno::EFAULT);
+            }
+        }
+        _ => {}
+    }
+    checked(reply.result)
+}

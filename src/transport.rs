@@ -1,0 +1,329 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Requests to the referee over the node's one connection.
+//!
+//! Any number of tasks may wait at once: each request gets a fresh request id
+//! and a [`Call`] with its own wait queue; the connection thread
+//! ([`crate::conn`]) hands each reply to the call with its id and wakes only
+//! that task. A task woken by a signal or by its timeout sends `Cancel` and
+//! keeps waiting for the answer, which is then either `-EINTR` (the referee
+//! dropped the request) or the real result (it completed first, and that
+//! result stands). When the connection ends, every call in flight fails with
+//! `EIO`.
+
+use crate::{
+    node::Node,
+    shim::Socket,
+    wire::{self, Frame},
+};
+use kernel::{
+    new_condvar, new_mutex,
+    prelude::*,
+    sync::{Arc, CondVar, CondVarTimeoutResult, Mutex},
+    time::Jiffies,
+};
+
+/// The sending side of the connection, guarded by [`Node::tx`].
+pub(crate) struct Tx {
+    /// The connection, once the referee accepted our hello.
+    pub(crate) sock: Option<Arc<Socket>>,
+    /// The next request id; never reused, not even across reconnects, so a
+    /// late reply can never reach the wrong call.
+    pub(crate) next_req: u64,
+}
+
+impl Tx {
+    pub(crate) const fn new() -> Self {
+        Tx {
+            sock: None,
+            next_req: 2,
+        }
+    }
+}
+
+/// Where a call stands.
+enum CallState {
+    Waiting,
+    /// The reply frame's bytes.
+    Replied(KVec<u8>),
+    Failed(Error),
+}
+
+/// One request in flight.
+#[pin_data]
+pub(crate) struct Call {
+    req_id: u64,
+    #[pin]
+    state: Mutex<CallState>,
+    #[pin]
+    done: CondVar,
+}
+
+/// Why a call's wait ended early.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Interrupted {
+    /// A signal arrived.
+    Signal,
+    /// The caller's timeout expired.
+    Timeout,
+}
+
+/// A reply and whether the wait for it was interrupted.
+pub(crate) struct Answer {
+    pub(crate) bytes: KVec<u8>,
+    pub(crate) interrupted: Option<Interrupted>,
+}
+
+impl Answer {
+    /// The decoded reply frame.
+    pub(crate) fn frame(&self) -> Result<Frame<'_>> {
+        wire::decode(&self.bytes)
+            .map(|(m, _)| m.frame)
+            .map_err(|_| EIO)
+    }
+}
+
+/// `SEM_UNDO` bookkeeping read in atomic context (the exit hook): fixed
+/// arrays, no allocation. Guarded by [`Node::exits`].
+pub(crate) struct Exits {
+    /// Processes holding adjustments at the referee.
+    undo: [u32; MAX_TRACKED],
+    n_undo: usize,
+    /// Of those, processes that exited; sent by the connection thread.
+    exited: [u32; MAX_TRACKED],
+    n_exited: usize,
+    /// Processes not tracked because the table was full.
+    pub(crate) overflow: u64,
+}
+
+// SAFETY: integers and arrays of integers only: all zeroes is the empty
+// state.
+unsafe impl Zeroable for Exits {}
+
+/// Most processes with `SEM_UNDO` adjustments tracked per node. Beyond this,
+/// a process's adjustments are applied when the node disconnects instead of
+/// when it exits (and `/proc/dipc/status` counts it in `undo_overflow`).
+pub(crate) const MAX_TRACKED: usize = 1024;
+
+impl Exits {
+    pub(crate) fn tracked(&self) -> usize {
+        self.n_undo
+    }
+}
+
+impl Node {
+    /// Sends `frame` with id `req_id` on `sock`, serialised with every other
+    /// sender.
+    pub(crate) fn send_on(&self, sock: &Socket, frame: &Frame<'_>, req_id: u64) -> Result {
+        let mut buf = KVec::from_elem(0u8, frame.encoded_len(), GFP_KERNEL)?;
+        let n = frame.encode(req_id, &mut buf).map_err(|_| EINVAL)?;
+        let _tx = self.tx.lock();
+        sock.send_all(&buf[..n])?;
+        self.conn.lock().frames_out += 1;
+        Ok(())
+    }
+
+    /// Sends a frame that is not a request (no reply is awaited).
+    pub(crate) fn send_oneway(&self, frame: &Frame<'_>) -> Result {
+        let mut buf = KVec::from_elem(0u8, frame.encoded_len(), GFP_KERNEL)?;
+        let n = frame.encode(0, &mut buf).map_err(|_| EINVAL)?;
+        let tx = self.tx.lock();
+        let sock = tx.sock.as_ref().ok_or(EIO)?;
+        sock.send_all(&buf[..n])?;
+        self.conn.lock().frames_out += 1;
+        Ok(())
+    }
+
+    /// Sends the request `frame` and waits for its reply, at most `timeout`
+    /// jiffies before cancelling it (`None`: no limit). A signal cancels it
+    /// too. `Err(EIO)` when there is no connection or it is lost.
+    pub(crate) fn call(&self, frame: &Frame<'_>, timeout: Option<Jiffies>) -> Result<Answer> {
+        let mut buf = KVec::from_elem(0u8, frame.encoded_len(), GFP_KERNEL)?;
+        let call = {
+            let mut tx = self.tx.lock();
+            let sock = tx.sock.clone().ok_or(EIO)?;
+            let req_id = tx.next_req;
+            tx.next_req += 1;
+            let call = Arc::pin_init(
+                pin_init!(Call {
+                    req_id,
+                    state <- new_mutex!(CallState::Waiting),
+                    done <- new_condvar!(),
+                }),
+                GFP_KERNEL,
+            )?;
+            let n = frame.encode(req_id, &mut buf).map_err(|_| EINVAL)?;
+            self.calls.lock().push(call.clone(), GFP_KERNEL)?;
+            if let Err(e) = sock.send_all(&buf[..n]) {
+                self.forget(req_id);
+                // The connection thread notices the broken socket too.
+                sock.shutdown();
+                pr_debug!("send failed: {}\n", e.to_errno());
+                return Err(EIO);
+            }
+            self.conn.lock().frames_out += 1;
+            call
+        };
+        self.wait(&call, timeout)
+    }
+
+    fn wait(&self, call: &Call, timeout: Option<Jiffies>) -> Result<Answer> {
+        let mut interrupted = None;
+        let mut left = timeout.unwrap_or(Jiffies::MAX);
+        let mut st = call.state.lock();
+        loop {
+            match core::mem::replace(&mut *st, CallState::Waiting) {
+                CallState::Replied(bytes) => return Ok(Answer { bytes, interrupted }),
+                CallState::Failed(e) => return Err(e),
+                CallState::Waiting => {}
+            }
+            if interrupted.is_some() {
+                // Cancelled: the answer comes promptly, or the connection
+                // fails and so does this call.
+                call.done.wait(&mut st);
+                continue;
+            }
+            let why = match call.done.wait_interruptible_timeout(&mut st, left) {
+                CondVarTimeoutResult::Woken { jiffies } => {
+                    if timeout.is_some() {
+                        left = jiffies;
+                    }
+                    continue;
+                }
+                CondVarTimeoutResult::Timeout => Interrupted::Timeout,
+                CondVarTimeoutResult::Signal { .. } => Interrupted::Signal,
+            };
+            interrupted = Some(why);
+            drop(st);
+            if self
+                .send_oneway(&Frame::Cancel {
+                    target: call.req_id,
+                })
+                .is_err()
+            {
+                // No connection: the call fails (or has failed) with EIO.
+                self.fail(call.req_id, EIO);
+            }
+            st = call.state.lock();
+        }
+    }
+
+    /// Removes call `req_id` from the table.
+    fn forget(&self, req_id: u64) -> Option<Arc<Call>> {
+        let mut calls = self.calls.lock();
+        let i = calls.iter().position(|c| c.req_id == req_id)?;
+        calls.remove(i).ok()
+    }
+
+    fn finish(call: &Call, state: CallState) {
+        *call.state.lock() = state;
+        call.done.notify_all();
+    }
+
+    fn fail(&self, req_id: u64, e: Error) {
+        if let Some(call) = self.forget(req_id) {
+            Self::finish(&call, CallState::Failed(e));
+        }
+    }
+
+    /// Hands a reply to the call waiting for `req_id`. A reply nobody waits
+    /// for (its call failed when a connection dropped) is dropped.
+    pub(crate) fn deliver(&self, req_id: u64, frame: &[u8]) -> Result {
+        let Some(call) = self.forget(req_id) else {
+            return Ok(());
+        };
+        match KVec::from_elem(0u8, frame.len(), GFP_KERNEL) {
+            Ok(mut bytes) => {
+                bytes.copy_from_slice(frame);
+                Self::finish(&call, CallState::Replied(bytes));
+                Ok(())
+            }
+            Err(e) => {
+                Self::finish(&call, CallState::Failed(ENOMEM));
+                Err(e.into())
+            }
+        }
+    }
+
+    /// The connection is gone: every call in flight fails with `EIO`.
+    pub(crate) fn fail_all(&self) {
+        let calls = core::mem::take(&mut *self.calls.lock());
+        for call in calls.iter() {
+            Self::finish(call, CallState::Failed(EIO));
+        }
+    }
+
+    /// Calls in flight.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.calls.lock().len()
+    }
+
+    /// Process `pid` now holds `SEM_UNDO` adjustments at the referee: tell
+    /// the referee when it exits.
+    pub(crate) fn note_undo(&self, pid: u32) {
+        let mut ex = self.exits.lock();
+        if ex.undo[..ex.n_undo].contains(&pid) {
+            return;
+        }
+        if ex.n_undo == MAX_TRACKED {
+            ex.overflow += 1;
+            return;
+        }
+        let n = ex.n_undo;
+        ex.undo[n] = pid;
+        ex.n_undo += 1;
+    }
+
+    /// Exit hook (atomic context): queue `pid`'s exit if it holds
+    /// adjustments.
+    pub(crate) fn task_exit(&self, pid: u32) {
+        let mut ex = self.exits.lock();
+        let n = ex.n_undo;
+        if let Some(i) = ex.undo[..n].iter().position(|&p| p == pid) {
+            ex.undo[i] = ex.undo[n - 1];
+            ex.n_undo -= 1;
+            // `exited` has room: every entry came out of `undo`, and both
+            // hold at most MAX_TRACKED together.
+            let m = ex.n_exited;
+            if m < MAX_TRACKED {
+                ex.exited[m] = pid;
+                ex.n_exited += 1;
+            }
+        }
+    }
+
+    /// Takes the queued exits, at most `out.len()`; returns how many.
+    pub(crate) fn take_exits(&self, out: &mut [u32]) -> usize {
+        let mut ex = self.exits.lock();
+        let n = ex.n_exited.min(out.len());
+        let start = ex.n_exited - n;
+        out[..n].copy_from_slice(&ex.exited[start..ex.n_exited]);
+        ex.n_exited = start;
+        n
+    }
+
+    /// Puts exits back after a failed send.
+    pub(crate) fn requeue_exits(&self, pids: &[u32]) {
+        let mut ex = self.exits.lock();
+        for &p in pids {
+            let m = ex.n_exited;
+            if m < MAX_TRACKED {
+                ex.exited[m] = p;
+                ex.n_exited += 1;
+            }
+        }
+    }
+}
+
+/// The exit hook's entry point.
+///
+/// # Safety
+///
+/// Called only by the exit_sem() kprobe with the context given to
+/// [`crate::shim::Hooks::register`], alive while the kprobe is registered.
+#[no_mangle]
+unsafe extern "C" fn dipc_rust_task_exit(ctx: *mut c_void, tgid: u32) {
+    // SAFETY: per the function's contract.
+    let node = unsafe { crate::shim::borrow_ctx::<Node>(ctx) };
+    node.task_exit(tgid);
+}

@@ -1,0 +1,6 @@
+#!/bin/sh
+# referee-waiters.sh N: the referee holds exactly N sleeping requests.
+. /tests/lib.sh
+json=$(dipcd status --json) || fail "dipcd status failed"
+echo "$json"
+echo "$json" | grep -q "\"waiters\":$1[,}]" || fail "the referee does not hold exactly $1 waiters"

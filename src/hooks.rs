@@ -94,7 +94,13 @@ fn dispatch(node: &Node, id: u32, a: [usize; 4]) -> Option<c_long> {
             let s = node.shadows.get(Class::Sem, semid)?;
             let timeout = if id == HOOK_SEMTIMEDOP { a[3] } else { 0 };
             // nsops is an unsigned int.
-            Some(sem::semtimedop(node, s, a[1], a[2] as u32 as usize, timeout))
+            Some(sem::semtimedop(
+                node,
+                s,
+                a[1],
+                a[2] as u32 as usize,
+                timeout,
+            ))
         }
         HOOK_SEMCTL => {
             let (semid, semnum, cmd) = (a[0] as i32, a[1] as i32, a[2] as i32);

@@ -140,7 +140,10 @@ fn shadow(node: &Node, key: i32, oid: u64, nsems: u64, mode: u32) -> c_long {
 }
 
 fn rmid_local(id: i32) {
-    shim::call_original_args(HOOK_SEMCTL, [id as c_long, 0, semcmd::IPC_RMID as c_long, 0]);
+    shim::call_original_args(
+        HOOK_SEMCTL,
+        [id as c_long, 0, semcmd::IPC_RMID as c_long, 0],
+    );
 }
 
 /// The referee removed object `oid`: drop its shadow here.
@@ -170,7 +173,13 @@ fn read_timeout(ptr: usize) -> core::result::Result<Jiffies, c_long> {
 }
 
 /// `semop`/`semtimedop` on shadow `s`.
-pub(crate) fn semtimedop(node: &Node, s: Shadow, sops: usize, nsops: usize, timeout: usize) -> c_long {
+pub(crate) fn semtimedop(
+    node: &Node,
+    s: Shadow,
+    sops: usize,
+    nsops: usize,
+    timeout: usize,
+) -> c_long {
     // do_semtimedop(): E2BIG, EINVAL, then the copies (EFAULT), then the
     // timeout's validity. The referee applies its own SEMOPM.
     if nsops > MAX_SOPS {
@@ -338,7 +347,10 @@ pub(crate) fn semctl(node: &Node, s: Shadow, semnum: i32, cmd: i32, arg: usize) 
             put(12, &st.cuid.to_ne_bytes());
             put(16, &st.cgid.to_ne_bytes());
             put(20, &st.mode.to_ne_bytes());
-            put(24, &((s.local_id as u32 >> IPCMNI_SHIFT) as u16).to_ne_bytes());
+            put(
+                24,
+                &((s.local_id as u32 >> IPCMNI_SHIFT) as u16).to_ne_bytes(),
+            );
             put(48, &st.otime.to_ne_bytes());
             put(64, &st.ctime.to_ne_bytes());
             put(80, &u64::from(st.nsems).to_ne_bytes());

@@ -2,9 +2,9 @@
 
 use super::*;
 extern crate std;
-use std::{vec, vec::Vec};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
+use std::{vec, vec::Vec};
 
 fn encode_vec(frame: &Frame<'_>, req_id: u64) -> ([u8; HEADER_LEN + 128], usize) {
     let mut buf = [0u8; HEADER_LEN + 128];

@@ -439,7 +439,9 @@ impl<'a> Vals<'a> {
 
     /// The values, in order.
     pub fn iter(&self) -> impl Iterator<Item = u16> + 'a {
-        self.0.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]]))
+        self.0
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
     }
 }
 

@@ -11,7 +11,10 @@ use crate::{
 use kernel::{
     fmt, new_mutex, new_spinlock,
     prelude::*,
-    sync::{Arc, Mutex, SpinLock},
+    sync::{
+        atomic::{Atomic, Relaxed},
+        Arc, Mutex, SpinLock,
+    },
 };
 
 /// An IPv4 address and port, host byte order.
@@ -127,6 +130,9 @@ pub(crate) struct Node {
     pub(crate) shadows: Shadows,
     #[pin]
     pub(crate) policy: SpinLock<Policy>,
+    /// Whether `policy` names any key: a `get` of a local key under the
+    /// default policy (`none`) takes no lock. Written with `policy` held.
+    pub(crate) policy_any: Atomic<u32>,
     #[pin]
     pub(crate) exits: SpinLock<Exits>,
 }
@@ -163,6 +169,7 @@ impl Node {
                 calls <- new_mutex!(KVec::new()),
                 shadows <- Shadows::new(),
                 policy <- new_spinlock!(Policy::NONE),
+                policy_any: Atomic::new(0),
                 // 8 KiB: built in place, not on the stack.
                 exits <- new_spinlock!(pin_init::init_zeroed()),
             }),
@@ -200,7 +207,10 @@ unsafe extern "C" fn dipc_rust_policy_set(ctx: *mut c_void, buf: *const u8, len:
     let text = unsafe { core::slice::from_raw_parts(buf, len) };
     match Policy::parse(text) {
         Ok(p) => {
-            *node.policy.lock() = p;
+            let mut policy = node.policy.lock();
+            *policy = p;
+            node.policy_any
+                .store(u32::from(p.describe() != (false, 0)), Relaxed);
             0
         }
         Err(e) => e.to_errno(),

@@ -20,6 +20,7 @@ use crate::{
 };
 use kernel::{
     prelude::*,
+    sync::atomic::Relaxed,
     time::{msecs_to_jiffies, Jiffies},
     uaccess::{UserPtr, UserSlice},
 };
@@ -59,7 +60,10 @@ fn transport_err(e: Error) -> c_long {
 
 /// Whether a `semget` with `key` and `flg` is for a distributed set.
 pub(crate) fn is_distributed(node: &Node, key: i32, flg: i32) -> bool {
-    key != 0 && node.referee.is_some() && (flg & IPC_DIPC != 0 || node.policy.lock().contains(key))
+    key != 0
+        && node.referee.is_some()
+        && (flg & IPC_DIPC != 0
+            || (node.policy_any.load(Relaxed) != 0 && node.policy.lock().contains(key)))
 }
 
 /// `semget` of a distributed key: the referee decides (`ipcget()`); then the

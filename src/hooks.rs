@@ -87,11 +87,8 @@ fn dispatch(node: &Node, id: u32, a: [usize; 4]) -> Option<c_long> {
             sem::is_distributed(node, key, flg).then(|| sem::semget(node, key, nsems, flg))
         }
         HOOK_SEMOP | HOOK_SEMTIMEDOP => {
-            let semid = a[0] as i32;
-            if !node.shadows.maybe(Class::Sem, semid) {
-                return None;
-            }
-            let s = node.shadows.get(Class::Sem, semid)?;
+            // `get` is the lock-free bitmap test first, the map only on a hit.
+            let s = node.shadows.get(Class::Sem, a[0] as i32)?;
             let timeout = if id == HOOK_SEMTIMEDOP { a[3] } else { 0 };
             // nsops is an unsigned int.
             Some(sem::semtimedop(
@@ -104,7 +101,7 @@ fn dispatch(node: &Node, id: u32, a: [usize; 4]) -> Option<c_long> {
         }
         HOOK_SEMCTL => {
             let (semid, semnum, cmd) = (a[0] as i32, a[1] as i32, a[2] as i32);
-            if !node.shadows.maybe(Class::Sem, semid) || !sem::semctl_uses_id(cmd) {
+            if !sem::semctl_uses_id(cmd) {
                 return None;
             }
             let s = node.shadows.get(Class::Sem, semid)?;

@@ -209,8 +209,7 @@ unsafe extern "C" fn dipc_rust_policy_set(ctx: *mut c_void, buf: *const u8, len:
         Ok(p) => {
             let mut policy = node.policy.lock();
             *policy = p;
-            node.policy_any
-                .store(u32::from(p.describe() != (false, 0)), Relaxed);
+            node.policy_any.store(u32::from(!p.is_none()), Relaxed);
             0
         }
         Err(e) => e.to_errno(),

@@ -62,6 +62,11 @@ impl Policy {
         Ok(p)
     }
 
+    /// Whether no key is distributed by this policy.
+    pub(crate) fn is_none(&self) -> bool {
+        !self.all && self.n == 0
+    }
+
     /// Number of ranges (for the status file).
     pub(crate) fn describe(&self) -> (bool, usize) {
         (self.all, self.n)

@@ -46,7 +46,7 @@ fn neg(e: i32) -> c_long {
 /// A result from the referee, as the syscall returns it: negative errno
 /// values outside Linux's range become `-EIO`.
 fn checked(result: i64) -> c_long {
-    if result < 0 && result < -i64::from(errno::MAX) {
+    if result < -i64::from(errno::MAX) {
         neg(errno::EIO)
     } else {
         result as c_long
@@ -158,13 +158,26 @@ pub(crate) fn removed(node: &Node, oid: u64) {
     }
 }
 
+/// Copies `buf.len()` bytes in from user address `addr`; `-EFAULT` if that fails.
+fn copy_in(addr: usize, buf: &mut [u8]) -> core::result::Result<(), c_long> {
+    UserSlice::new(UserPtr::from_addr(addr), buf.len())
+        .reader()
+        .read_slice(buf)
+        .map_err(|_| neg(errno::EFAULT))
+}
+
+/// Copies `buf` out to user address `addr`; `-EFAULT` if that fails.
+fn copy_out(addr: usize, buf: &[u8]) -> core::result::Result<(), c_long> {
+    UserSlice::new(UserPtr::from_addr(addr), buf.len())
+        .writer()
+        .write_slice(buf)
+        .map_err(|_| neg(errno::EFAULT))
+}
+
 /// `struct __kernel_timespec` at `ptr`, as a wait in jiffies (rounded up).
 fn read_timeout(ptr: usize) -> core::result::Result<Jiffies, c_long> {
     let mut ts = [0u8; 16];
-    UserSlice::new(UserPtr::from_addr(ptr), 16)
-        .reader()
-        .read_slice(&mut ts)
-        .map_err(|_| neg(errno::EFAULT))?;
+    copy_in(ptr, &mut ts)?;
     let sec = i64::from_ne_bytes(ts[..8].try_into().unwrap_or([0; 8]));
     let nsec = i64::from_ne_bytes(ts[8..].try_into().unwrap_or([0; 8]));
     if sec < 0 || !(0..1_000_000_000).contains(&nsec) {
@@ -196,12 +209,8 @@ pub(crate) fn semtimedop(
         Ok(v) => v,
         Err(_) => return neg(errno::ENOMEM),
     };
-    if UserSlice::new(UserPtr::from_addr(sops), raw.len())
-        .reader()
-        .read_slice(&mut raw)
-        .is_err()
-    {
-        return neg(errno::EFAULT);
+    if let Err(e) = copy_in(sops, &mut raw) {
+        return e;
     }
     let wait = if timeout != 0 {
         match read_timeout(timeout) {
@@ -282,12 +291,8 @@ pub(crate) fn semctl(node: &Node, s: Shadow, semnum: i32, cmd: i32, arg: usize) 
         semcmd::SETVAL => ctl.val = arg as i32,
         semcmd::IPC_SET => {
             let mut ds = [0u8; SEMID64_DS_LEN];
-            if UserSlice::new(UserPtr::from_addr(arg), ds.len())
-                .reader()
-                .read_slice(&mut ds)
-                .is_err()
-            {
-                return neg(errno::EFAULT);
+            if let Err(e) = copy_in(arg, &mut ds) {
+                return e;
             }
             let u32_at = |o: usize| u32::from_ne_bytes([ds[o], ds[o + 1], ds[o + 2], ds[o + 3]]);
             ctl.set_uid = u32_at(4);
@@ -298,12 +303,8 @@ pub(crate) fn semctl(node: &Node, s: Shadow, semnum: i32, cmd: i32, arg: usize) 
             if setall.resize(nsems * 2, 0u8, GFP_KERNEL).is_err() {
                 return neg(errno::ENOMEM);
             }
-            if UserSlice::new(UserPtr::from_addr(arg), setall.len())
-                .reader()
-                .read_slice(&mut setall)
-                .is_err()
-            {
-                return neg(errno::EFAULT);
+            if let Err(e) = copy_in(arg, &mut setall) {
+                return e;
             }
             for c in setall.chunks_exact_mut(2) {
                 let v = u16::from_ne_bytes([c[0], c[1]]);
@@ -358,12 +359,8 @@ pub(crate) fn semctl(node: &Node, s: Shadow, semnum: i32, cmd: i32, arg: usize) 
             put(48, &st.otime.to_ne_bytes());
             put(64, &st.ctime.to_ne_bytes());
             put(80, &u64::from(st.nsems).to_ne_bytes());
-            if UserSlice::new(UserPtr::from_addr(arg), ds.len())
-                .writer()
-                .write_slice(&ds)
-                .is_err()
-            {
-                return neg(errno::EFAULT);
+            if let Err(e) = copy_out(arg, &ds) {
+                return e;
             }
         }
         semcmd::GETALL => {
@@ -377,12 +374,8 @@ pub(crate) fn semctl(node: &Node, s: Shadow, semnum: i32, cmd: i32, arg: usize) 
             for (i, v) in reply.vals.iter().enumerate() {
                 out[2 * i..2 * i + 2].copy_from_slice(&v.to_ne_bytes());
             }
-            if UserSlice::new(UserPtr::from_addr(arg), out.len())
-                .writer()
-                .write_slice(&out)
-                .is_err()
-            {
-                return neg(errno::EFAULT);
+            if let Err(e) = copy_out(arg, &out) {
+                return e;
             }
         }
         _ => {}

@@ -115,21 +115,23 @@ impl Node {
     /// Sends `frame` with id `req_id` on `sock`, serialised with every other
     /// sender.
     pub(crate) fn send_on(&self, sock: &Socket, frame: &Frame<'_>, req_id: u64) -> Result {
-        let mut buf = KVec::from_elem(0u8, frame.encoded_len(), GFP_KERNEL)?;
-        let n = frame.encode(req_id, &mut buf).map_err(|_| EINVAL)?;
+        let mut buf = frame_buf(frame)?;
+        encode(frame, req_id, &mut buf)?;
         let _tx = self.tx.lock();
-        sock.send_all(&buf[..n])?;
-        self.conn.lock().frames_out += 1;
-        Ok(())
+        self.send_counted(sock, &buf)
     }
 
     /// Sends a frame that is not a request (no reply is awaited).
     pub(crate) fn send_oneway(&self, frame: &Frame<'_>) -> Result {
-        let mut buf = KVec::from_elem(0u8, frame.encoded_len(), GFP_KERNEL)?;
-        let n = frame.encode(0, &mut buf).map_err(|_| EINVAL)?;
+        let mut buf = frame_buf(frame)?;
+        encode(frame, 0, &mut buf)?;
         let tx = self.tx.lock();
-        let sock = tx.sock.as_ref().ok_or(EIO)?;
-        sock.send_all(&buf[..n])?;
+        self.send_counted(tx.sock.as_ref().ok_or(EIO)?, &buf)
+    }
+
+    /// Sends encoded frame bytes and counts the frame. Call with `tx` held.
+    fn send_counted(&self, sock: &Socket, bytes: &[u8]) -> Result {
+        sock.send_all(bytes)?;
         self.conn.lock().frames_out += 1;
         Ok(())
     }
@@ -138,7 +140,8 @@ impl Node {
     /// jiffies before cancelling it (`None`: no limit). A signal cancels it
     /// too. `Err(EIO)` when there is no connection or it is lost.
     pub(crate) fn call(&self, frame: &Frame<'_>, timeout: Option<Jiffies>) -> Result<Answer> {
-        let mut buf = KVec::from_elem(0u8, frame.encoded_len(), GFP_KERNEL)?;
+        // Allocated before `tx` is taken; encoded once the request id is known.
+        let mut buf = frame_buf(frame)?;
         let call = {
             let mut tx = self.tx.lock();
             let sock = tx.sock.clone().ok_or(EIO)?;
@@ -152,16 +155,15 @@ impl Node {
                 }),
                 GFP_KERNEL,
             )?;
-            let n = frame.encode(req_id, &mut buf).map_err(|_| EINVAL)?;
+            encode(frame, req_id, &mut buf)?;
             self.calls.lock().push(call.clone(), GFP_KERNEL)?;
-            if let Err(e) = sock.send_all(&buf[..n]) {
+            if let Err(e) = self.send_counted(&sock, &buf) {
                 self.forget(req_id);
                 // The connection thread notices the broken socket too.
                 sock.shutdown();
                 pr_debug!("send failed: {}\n", e.to_errno());
                 return Err(EIO);
             }
-            self.conn.lock().frames_out += 1;
             call
         };
         self.wait(&call, timeout)
@@ -313,6 +315,16 @@ impl Node {
             }
         }
     }
+}
+
+/// A zeroed buffer of exactly `frame`'s encoded size.
+fn frame_buf(frame: &Frame<'_>) -> Result<KVec<u8>> {
+    Ok(KVec::from_elem(0u8, frame.encoded_len(), GFP_KERNEL)?)
+}
+
+/// Encodes `frame` with `req_id` into `buf`, which [`frame_buf`] sized.
+fn encode(frame: &Frame<'_>, req_id: u64, buf: &mut [u8]) -> Result {
+    frame.encode(req_id, buf).map(|_| ()).map_err(|_| EINVAL)
 }
 
 /// The exit hook's entry point.

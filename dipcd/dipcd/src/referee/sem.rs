@@ -292,11 +292,11 @@ impl SemArray {
             .filter(|p| p.node == node)
             .copied()
             .collect();
+        // Dropping sleepers changes no value, so only the exits (each of
+        // which rescans the queue) can release anyone.
         for p in procs {
             self.exit(p, now, out);
         }
-        // Dropping sleepers may have unblocked nobody, but an exit may have.
-        self.update_queue(now, out);
     }
 
     /// `count_semcnt()`: sleepers whose blocking operation on `semnum`

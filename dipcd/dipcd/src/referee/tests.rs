@@ -42,19 +42,28 @@ fn p(node: u32, pid: u32) -> Proc {
     Proc { node, pid }
 }
 
+/// A `semctl` request with every optional field empty.
+fn req(oid: u64, cmd: i32, cred: Cred) -> SemCtl<'static> {
+    SemCtl {
+        oid,
+        pid: 9,
+        cred,
+        cmd,
+        semnum: 0,
+        val: 0,
+        set_uid: 0,
+        set_gid: 0,
+        set_mode: 0,
+        vals: Vals::EMPTY,
+    }
+}
+
 fn ctl(o: &mut Objects, oid: u64, cmd: i32, semnum: i32, val: i32, cred: Cred) -> SemCtlResult {
     o.semctl(
         &SemCtl {
-            oid,
-            pid: 9,
-            cred,
-            cmd,
             semnum,
             val,
-            set_uid: 0,
-            set_gid: 0,
-            set_mode: 0,
-            vals: Vals::EMPTY,
+            ..req(oid, cmd, cred)
         },
         200,
     )
@@ -221,21 +230,7 @@ fn rmid_wakes_sleepers_with_eidrm() {
         ctl(&mut o, oid, semcmd::IPC_RMID, 0, 0, BOB).result,
         -i64::from(errno::EPERM)
     );
-    let (r, fx) = o.semctl(
-        &SemCtl {
-            oid,
-            pid: 1,
-            cred: ALICE,
-            cmd: semcmd::IPC_RMID,
-            semnum: 0,
-            val: 0,
-            set_uid: 0,
-            set_gid: 0,
-            set_mode: 0,
-            vals: Vals::EMPTY,
-        },
-        0,
-    );
+    let (r, fx) = o.semctl(&req(oid, semcmd::IPC_RMID, ALICE), 0);
     assert_eq!(r.result, 0);
     assert_eq!(
         fx.replies,
@@ -376,16 +371,10 @@ fn semctl_errors_in_linux_order() {
     let set = |o: &mut Objects, cred: Cred, uid: u32| {
         o.semctl(
             &SemCtl {
-                oid,
-                pid: 1,
-                cred,
-                cmd: semcmd::IPC_SET,
-                semnum: 0,
-                val: 0,
                 set_uid: uid,
                 set_gid: 1001,
                 set_mode: 0o7660,
-                vals: Vals::EMPTY,
+                ..req(oid, semcmd::IPC_SET, cred)
             },
             300,
         )
@@ -405,16 +394,8 @@ fn semctl_errors_in_linux_order() {
     let setall = |o: &mut Objects, v: &[u8], cred: Cred| {
         o.semctl(
             &SemCtl {
-                oid,
-                pid: 1,
-                cred,
-                cmd: semcmd::SETALL,
-                semnum: 0,
-                val: 0,
-                set_uid: 0,
-                set_gid: 0,
-                set_mode: 0,
                 vals: Vals::new(v).unwrap(),
+                ..req(oid, semcmd::SETALL, cred)
             },
             400,
         )

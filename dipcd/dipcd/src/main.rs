@@ -32,6 +32,15 @@ struct Cli {
     /// Log filter (tracing's env-filter syntax), e.g. `info` or `dipcd=debug`.
     #[arg(long, default_value = "info")]
     log: String,
+    /// Largest message on a distributed queue, in bytes (`msgmax`).
+    #[arg(long, default_value_t = 8192)]
+    msgmax: usize,
+    /// A new distributed queue's capacity in bytes (`msgmnb`).
+    #[arg(long, default_value_t = 16384)]
+    msgmnb: usize,
+    /// Most distributed queues (`msgmni`).
+    #[arg(long, default_value_t = 32000)]
+    msgmni: usize,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -104,6 +113,16 @@ fn run(cli: &Cli) -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 
+    let limits = referee::Limits {
+        msgmax: cli.msgmax,
+        msgmnb: cli.msgmnb,
+        msgmni: cli.msgmni,
+        ..referee::Limits::default()
+    };
+    if let Err(e) = limits.check() {
+        tracing::error!(error = %e, "bad limits");
+        return ExitCode::FAILURE;
+    }
     let listener = match TcpListener::bind(cli.listen) {
         Ok(l) => l,
         Err(e) => {
@@ -121,8 +140,15 @@ fn run(cli: &Cli) -> ExitCode {
         }
     };
     let listen = listener.local_addr().unwrap_or(cli.listen);
-    let referee = Arc::new(server::Referee::new(listen));
-    tracing::info!(%listen, control = %cli.control.display(), "dipcd referee started");
+    let referee = Arc::new(server::Referee::new(listen, limits));
+    tracing::info!(
+        %listen,
+        control = %cli.control.display(),
+        msgmax = limits.msgmax,
+        msgmnb = limits.msgmnb,
+        msgmni = limits.msgmni,
+        "dipcd referee started"
+    );
     {
         let referee = referee.clone();
         if let Err(e) = std::thread::Builder::new()

@@ -5,7 +5,7 @@ use crate::referee::sem::{Proc, Reply, Waiter};
 use crate::referee::{Effects, Limits, ObjectStatus, Objects};
 use crate::registry::{Closer, NodeStatus, Registry};
 use crate::session::{Action, FrameBuf, OwnedReply, Session, State};
-use dipc_wire::{ErrorCode, Frame, Message, SemCtlReply, Sembuf, Vals};
+use dipc_wire::{ErrorCode, Frame, Message, MsgCtlReply, MsgRcvReply, SemCtlReply, Sembuf, Vals};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
@@ -82,15 +82,15 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Referee {
-    /// A referee that listens on `listen`.
-    pub fn new(listen: SocketAddr) -> Self {
+    /// A referee that listens on `listen`, with `limits`.
+    pub fn new(listen: SocketAddr, limits: Limits) -> Self {
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0);
         Referee {
             registry: Mutex::new(Registry::default()),
-            objects: Mutex::new(Objects::new(Limits::default())),
+            objects: Mutex::new(Objects::new(limits)),
             writers: Mutex::new(BTreeMap::new()),
             // Distinct across restarts of one referee; mixed with the pid so
             // two started in the same nanosecond still differ.
@@ -147,8 +147,37 @@ impl Referee {
                 let who = Waiter { node, req: target };
                 Effects {
                     replies: objects.cancel(who).into_iter().collect(),
-                    removed: Vec::new(),
+                    ..Effects::default()
                 }
+            }
+            Frame::MsgSnd(m) => {
+                let who = Waiter { node, req };
+                let (r, fx) =
+                    objects.msgsnd(who, m.pid, m.oid, &m.cred, m.mtype, m.flags, m.text, now);
+                if let Some(result) = r {
+                    out.push(encode(Some(node), req, Frame::Status { result }));
+                }
+                fx
+            }
+            Frame::MsgRcv(m) => {
+                let who = Waiter { node, req };
+                let (r, mut fx) =
+                    objects.msgrcv(who, m.pid, m.oid, &m.cred, m.msgtyp, m.flags, m.size, now);
+                // The caller's own answer goes first, then the effects.
+                if let Some(r) = r {
+                    fx.msgs.insert(0, r);
+                }
+                fx
+            }
+            Frame::MsgCtl(c) => {
+                let (r, fx) = objects.msgctl(&c, now);
+                let reply = MsgCtlReply {
+                    result: r.result,
+                    stat: r.stat,
+                    info: r.info,
+                };
+                out.push(encode(Some(node), req, Frame::MsgCtlReply(reply)));
+                fx
             }
             Frame::Exit { pid } => objects.exit(Proc { node, pid }, now),
             _ => Effects::default(),
@@ -374,6 +403,15 @@ fn act(
 fn effects(fx: Effects, out: &mut Vec<Outgoing>) {
     for Reply { to, result } in fx.replies {
         out.push(encode(Some(to.node), to.req, Frame::Status { result }));
+    }
+    for m in fx.msgs {
+        let reply = MsgRcvReply {
+            result: m.result,
+            mtype: m.mtype,
+            // At most msgmax <= MAX_MTEXT bytes.
+            text: &m.text,
+        };
+        out.push(encode(Some(m.to.node), m.to.req, Frame::MsgRcvReply(reply)));
     }
     for (class, oid) in fx.removed {
         out.push(encode(None, 0, Frame::Removed { class, oid }));

@@ -166,7 +166,7 @@ fn small_buffer_is_refused() {
     let mut buf = [0u8; HEADER_LEN + 7];
     assert_eq!(
         Frame::Ping { nonce: 0 }.encode(0, &mut buf),
-        Err(BufferTooSmall {
+        Err(EncodeError::BufferTooSmall {
             needed: HEADER_LEN + 8
         })
     );
@@ -388,6 +388,127 @@ proptest! {
             prop_assert_eq!(msg.req_id, req);
             prop_assert_eq!(msg.frame, f);
             // Every strict prefix is incomplete, never a panic or a wrong frame.
+            for cut in [0, HEADER_LEN - 1, HEADER_LEN, buf.len() - 1] {
+                let incomplete = matches!(decode(&buf[..cut]), Err(DecodeError::Incomplete { .. }));
+                prop_assert!(incomplete);
+            }
+        }
+    }
+}
+
+#[test]
+fn msg_frames_round_trip_at_their_limits() {
+    let text: Vec<u8> = (0..MAX_MTEXT).map(|i| (i * 7) as u8).collect();
+    let mut cred = Cred::new(1000, 1000, CAP_SYS_RESOURCE);
+    cred.ngroups = MAX_GROUPS as u8;
+    let frames = [
+        Frame::MsgSnd(MsgSnd {
+            oid: 9,
+            pid: 3,
+            cred,
+            mtype: i64::MAX,
+            flags: 0o4000,
+            text: &text,
+        }),
+        Frame::MsgRcvReply(MsgRcvReply {
+            result: MAX_MTEXT as i64,
+            mtype: 1,
+            text: &text,
+        }),
+        Frame::MsgSnd(MsgSnd {
+            oid: 9,
+            pid: 3,
+            cred,
+            mtype: 1,
+            flags: 0,
+            text: &[],
+        }),
+    ];
+    for f in frames {
+        let buf = encode_big(&f, 3);
+        assert!(buf.len() <= HEADER_LEN + MAX_PAYLOAD);
+        assert_eq!(decode(&buf).unwrap().0.frame, f);
+    }
+    // One byte more is refused by the encoder, and by the decoder if a
+    // peer claims it.
+    let long = vec![0u8; MAX_MTEXT + 1];
+    let f = Frame::MsgRcvReply(MsgRcvReply {
+        result: 0,
+        mtype: 1,
+        text: &long,
+    });
+    let mut buf = vec![0u8; f.encoded_len()];
+    assert_eq!(
+        f.encode(1, &mut buf),
+        Err(EncodeError::TextTooLong(MAX_MTEXT + 1))
+    );
+    let ok = encode_big(
+        &Frame::MsgRcvReply(MsgRcvReply {
+            result: 0,
+            mtype: 1,
+            text: &long[..4],
+        }),
+        1,
+    );
+    let mut bad = ok.clone();
+    bad[HEADER_LEN + 16..HEADER_LEN + 20].copy_from_slice(&(MAX_MTEXT as u32 + 1).to_le_bytes());
+    assert_eq!(
+        decode(&bad),
+        Err(DecodeError::BadPayload(Kind::MsgRcvReply))
+    );
+    // A length larger than the bytes present is refused.
+    let mut bad = ok;
+    bad[HEADER_LEN + 16] = 5;
+    assert_eq!(
+        decode(&bad),
+        Err(DecodeError::BadPayload(Kind::MsgRcvReply))
+    );
+}
+
+proptest! {
+    #[test]
+    fn msg_round_trip(
+        cred in arb_cred(),
+        req in any::<u64>(),
+        longs in proptest::array::uniform8(any::<i64>()),
+        ints in proptest::array::uniform8(any::<i32>()),
+        text in proptest::collection::vec(any::<u8>(), 0..300),
+    ) {
+        let frames = [
+            Frame::MsgSnd(MsgSnd {
+                oid: longs[0] as u64, pid: ints[0] as u32, cred, mtype: longs[1],
+                flags: ints[1], text: &text,
+            }),
+            Frame::MsgRcv(MsgRcv {
+                oid: longs[0] as u64, pid: ints[0] as u32, cred, msgtyp: longs[2],
+                flags: ints[2], size: longs[3] as u64,
+            }),
+            Frame::MsgRcvReply(MsgRcvReply { result: longs[4], mtype: longs[5], text: &text }),
+            Frame::MsgCtl(MsgCtl {
+                oid: longs[0] as u64, pid: ints[0] as u32, cred, cmd: ints[3],
+                set_uid: ints[4] as u32, set_gid: ints[5] as u32, set_mode: ints[6] as u32,
+                set_qbytes: longs[6] as u64,
+            }),
+            Frame::MsgCtlReply(MsgCtlReply {
+                result: longs[7],
+                stat: MsgStat {
+                    key: ints[0], uid: 1, gid: 2, cuid: 3, cgid: 4, mode: ints[7] as u32,
+                    stime: longs[1], rtime: longs[2], ctime: longs[3], cbytes: longs[4] as u64,
+                    qnum: longs[5] as u64, qbytes: longs[6] as u64, lspid: ints[1] as u32,
+                    lrpid: ints[2] as u32,
+                },
+                info: MsgInfo {
+                    msgpool: ints[0], msgmap: ints[1], msgmax: ints[2], msgmnb: ints[3],
+                    msgmni: ints[4], msgssz: ints[5], msgtql: ints[6], msgseg: ints[7] as u16,
+                },
+            }),
+        ];
+        for f in frames {
+            let buf = encode_big(&f, req);
+            let (msg, used) = decode(&buf).unwrap();
+            prop_assert_eq!(used, buf.len());
+            prop_assert_eq!(msg.req_id, req);
+            prop_assert_eq!(msg.frame, f);
             for cut in [0, HEADER_LEN - 1, HEADER_LEN, buf.len() - 1] {
                 let incomplete = matches!(decode(&buf[..cut]), Err(DecodeError::Incomplete { .. }));
                 prop_assert!(incomplete);

@@ -65,6 +65,16 @@ pub enum Kind {
     Exit = 13,
     /// Referee to node: an object was removed; drop the local shadow.
     Removed = 14,
+    /// Node to referee: `msgsnd` on a distributed queue.
+    MsgSnd = 15,
+    /// Node to referee: `msgrcv` on a distributed queue.
+    MsgRcv = 16,
+    /// Referee to node: the message a [`Kind::MsgRcv`] received.
+    MsgRcvReply = 17,
+    /// Node to referee: `msgctl` on a distributed queue.
+    MsgCtl = 18,
+    /// Referee to node: the answer to [`Kind::MsgCtl`].
+    MsgCtlReply = 19,
 }
 
 impl TryFrom<u16> for Kind {
@@ -86,6 +96,11 @@ impl TryFrom<u16> for Kind {
             12 => Kind::Cancel,
             13 => Kind::Exit,
             14 => Kind::Removed,
+            15 => Kind::MsgSnd,
+            16 => Kind::MsgRcv,
+            17 => Kind::MsgRcvReply,
+            18 => Kind::MsgCtl,
+            19 => Kind::MsgCtlReply,
             other => return Err(DecodeError::UnknownKind(other)),
         })
     }
@@ -130,11 +145,16 @@ impl core::fmt::Display for DecodeError {
     }
 }
 
-/// The output buffer is too small for the frame.
+/// Why a frame could not be encoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BufferTooSmall {
-    /// Bytes the frame needs.
-    pub needed: usize,
+pub enum EncodeError {
+    /// The output buffer is too small for the frame.
+    BufferTooSmall {
+        /// Bytes the frame needs.
+        needed: usize,
+    },
+    /// A message body is longer than [`MAX_MTEXT`]; no peer would accept it.
+    TextTooLong(usize),
 }
 
 /// Error codes carried by [`Frame::Error`]. The numbers are part of the
@@ -260,6 +280,8 @@ pub const MAX_GROUPS: usize = 32;
 pub const CAP_IPC_OWNER: u32 = 1;
 /// [`Cred::caps`]: the caller has `CAP_SYS_ADMIN`.
 pub const CAP_SYS_ADMIN: u32 = 2;
+/// [`Cred::caps`]: the caller has `CAP_SYS_RESOURCE`.
+pub const CAP_SYS_RESOURCE: u32 = 4;
 
 /// The calling process's credentials, for permission checks at the referee.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -541,6 +563,159 @@ pub struct SemCtlReply<'a> {
     pub vals: Vals<'a>,
 }
 
+/// Largest message body ([`MsgSnd::text`], [`MsgRcvReply::text`]) a frame
+/// carries; a referee's `msgmax` is at most this.
+pub const MAX_MTEXT: usize = MAX_PAYLOAD - 1024;
+
+/// `msgsnd` on a distributed queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MsgSnd<'a> {
+    /// The queue.
+    pub oid: u64,
+    /// The caller's process id (tgid) on its node.
+    pub pid: u32,
+    /// The caller.
+    pub cred: Cred,
+    /// The message type (`mtype`, at least 1 for a valid call).
+    pub mtype: i64,
+    /// The call's flags (`IPC_NOWAIT`).
+    pub flags: i32,
+    /// The message body, at most [`MAX_MTEXT`] bytes.
+    pub text: &'a [u8],
+}
+
+/// `msgrcv` on a distributed queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MsgRcv {
+    /// The queue.
+    pub oid: u64,
+    /// The caller's process id (tgid) on its node.
+    pub pid: u32,
+    /// The caller.
+    pub cred: Cred,
+    /// `msgtyp` as the caller passed it.
+    pub msgtyp: i64,
+    /// The call's flags (`IPC_NOWAIT`, `MSG_NOERROR`, `MSG_EXCEPT`, `MSG_COPY`).
+    pub flags: i32,
+    /// The caller's buffer size (`msgsz`).
+    pub size: u64,
+}
+
+/// The message a [`MsgRcv`] received.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MsgRcvReply<'a> {
+    /// Bytes received (the length of `text`), or a negative errno.
+    pub result: i64,
+    /// The message type.
+    pub mtype: i64,
+    /// The body, already cut to the caller's buffer size.
+    pub text: &'a [u8],
+}
+
+/// `msgctl` commands, with Linux's numbers.
+pub mod msgcmd {
+    /// Remove the queue.
+    pub const IPC_RMID: i32 = 0;
+    /// Set owner, mode and `msg_qbytes`.
+    pub const IPC_SET: i32 = 1;
+    /// Read the queue's status.
+    pub const IPC_STAT: i32 = 2;
+    /// The system's limits.
+    pub const IPC_INFO: i32 = 3;
+    /// Status by table index.
+    pub const MSG_STAT: i32 = 11;
+    /// The system's limits and usage.
+    pub const MSG_INFO: i32 = 12;
+    /// Status by table index, without a read-permission check.
+    pub const MSG_STAT_ANY: i32 = 13;
+}
+
+/// `msgctl` on a distributed queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MsgCtl {
+    /// The queue.
+    pub oid: u64,
+    /// The caller's process id (tgid) on its node.
+    pub pid: u32,
+    /// The caller.
+    pub cred: Cred,
+    /// A [`msgcmd`] value.
+    pub cmd: i32,
+    /// New owner uid for `IPC_SET`.
+    pub set_uid: u32,
+    /// New owner gid for `IPC_SET`.
+    pub set_gid: u32,
+    /// New mode for `IPC_SET` (low 9 bits are used).
+    pub set_mode: u32,
+    /// New `msg_qbytes` for `IPC_SET`.
+    pub set_qbytes: u64,
+}
+
+/// A queue's `struct msqid64_ds`, as `IPC_STAT` reports it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MsgStat {
+    /// Key.
+    pub key: i32,
+    /// Owner uid.
+    pub uid: u32,
+    /// Owner gid.
+    pub gid: u32,
+    /// Creator uid.
+    pub cuid: u32,
+    /// Creator gid.
+    pub cgid: u32,
+    /// Mode bits.
+    pub mode: u32,
+    /// Last `msgsnd` time.
+    pub stime: i64,
+    /// Last `msgrcv` time.
+    pub rtime: i64,
+    /// Last change time.
+    pub ctime: i64,
+    /// Bytes in the queue.
+    pub cbytes: u64,
+    /// Messages in the queue.
+    pub qnum: u64,
+    /// Most bytes the queue holds.
+    pub qbytes: u64,
+    /// Last sender (tgid on its node).
+    pub lspid: u32,
+    /// Last receiver (tgid on its node).
+    pub lrpid: u32,
+}
+
+/// `struct msginfo`, as `IPC_INFO` and `MSG_INFO` report it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MsgInfo {
+    /// `msgpool`.
+    pub msgpool: i32,
+    /// `msgmap`.
+    pub msgmap: i32,
+    /// `msgmax`.
+    pub msgmax: i32,
+    /// `msgmnb`.
+    pub msgmnb: i32,
+    /// `msgmni`.
+    pub msgmni: i32,
+    /// `msgssz`.
+    pub msgssz: i32,
+    /// `msgtql`.
+    pub msgtql: i32,
+    /// `msgseg`.
+    pub msgseg: u16,
+}
+
+/// The answer to [`MsgCtl`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MsgCtlReply {
+    /// The call's return value, or a negative errno.
+    pub result: i64,
+    /// Filled for `IPC_STAT`.
+    pub stat: MsgStat,
+    /// Filled for `IPC_INFO` and `MSG_INFO`.
+    pub info: MsgInfo,
+}
+
 /// One decoded frame. Byte strings borrow from the input buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Frame<'a> {
@@ -597,6 +772,16 @@ pub enum Frame<'a> {
         /// Its cluster-wide id.
         oid: u64,
     },
+    /// See [`MsgSnd`].
+    MsgSnd(MsgSnd<'a>),
+    /// See [`MsgRcv`].
+    MsgRcv(MsgRcv),
+    /// See [`MsgRcvReply`].
+    MsgRcvReply(MsgRcvReply<'a>),
+    /// See [`MsgCtl`].
+    MsgCtl(MsgCtl),
+    /// See [`MsgCtlReply`].
+    MsgCtlReply(MsgCtlReply),
 }
 
 /// A frame with the request id it travels under. A reply carries the id of
@@ -860,6 +1045,87 @@ fn decode_payload(kind: Kind, payload: &[u8]) -> Option<Frame<'_>> {
             class: Class::try_from(r.u8()?).ok()?,
             oid: r.u64()?,
         },
+        Kind::MsgSnd => {
+            let oid = r.u64()?;
+            let pid = r.u32()?;
+            let cred = Cred::read(&mut r)?;
+            let mtype = r.i64()?;
+            let flags = r.i32()?;
+            let n = r.u32()? as usize;
+            if n > MAX_MTEXT {
+                return None;
+            }
+            let text = r.take(n)?;
+            Frame::MsgSnd(MsgSnd {
+                oid,
+                pid,
+                cred,
+                mtype,
+                flags,
+                text,
+            })
+        }
+        Kind::MsgRcv => Frame::MsgRcv(MsgRcv {
+            oid: r.u64()?,
+            pid: r.u32()?,
+            cred: Cred::read(&mut r)?,
+            msgtyp: r.i64()?,
+            flags: r.i32()?,
+            size: r.u64()?,
+        }),
+        Kind::MsgRcvReply => {
+            let result = r.i64()?;
+            let mtype = r.i64()?;
+            let n = r.u32()? as usize;
+            if n > MAX_MTEXT {
+                return None;
+            }
+            let text = r.take(n)?;
+            Frame::MsgRcvReply(MsgRcvReply {
+                result,
+                mtype,
+                text,
+            })
+        }
+        Kind::MsgCtl => Frame::MsgCtl(MsgCtl {
+            oid: r.u64()?,
+            pid: r.u32()?,
+            cred: Cred::read(&mut r)?,
+            cmd: r.i32()?,
+            set_uid: r.u32()?,
+            set_gid: r.u32()?,
+            set_mode: r.u32()?,
+            set_qbytes: r.u64()?,
+        }),
+        Kind::MsgCtlReply => Frame::MsgCtlReply(MsgCtlReply {
+            result: r.i64()?,
+            stat: MsgStat {
+                key: r.i32()?,
+                uid: r.u32()?,
+                gid: r.u32()?,
+                cuid: r.u32()?,
+                cgid: r.u32()?,
+                mode: r.u32()?,
+                stime: r.i64()?,
+                rtime: r.i64()?,
+                ctime: r.i64()?,
+                cbytes: r.u64()?,
+                qnum: r.u64()?,
+                qbytes: r.u64()?,
+                lspid: r.u32()?,
+                lrpid: r.u32()?,
+            },
+            info: MsgInfo {
+                msgpool: r.i32()?,
+                msgmap: r.i32()?,
+                msgmax: r.i32()?,
+                msgmnb: r.i32()?,
+                msgmni: r.i32()?,
+                msgssz: r.i32()?,
+                msgtql: r.i32()?,
+                msgseg: r.u16()?,
+            },
+        }),
     };
     // A payload must be exactly as long as its kind says.
     r.is_empty().then_some(frame)
@@ -883,6 +1149,11 @@ impl Frame<'_> {
             Frame::Cancel { .. } => Kind::Cancel,
             Frame::Exit { .. } => Kind::Exit,
             Frame::Removed { .. } => Kind::Removed,
+            Frame::MsgSnd(_) => Kind::MsgSnd,
+            Frame::MsgRcv(_) => Kind::MsgRcv,
+            Frame::MsgRcvReply(_) => Kind::MsgRcvReply,
+            Frame::MsgCtl(_) => Kind::MsgCtl,
+            Frame::MsgCtlReply(_) => Kind::MsgCtlReply,
         }
     }
 
@@ -902,6 +1173,11 @@ impl Frame<'_> {
             Frame::Cancel { .. } => 8,
             Frame::Exit { .. } => 4,
             Frame::Removed { .. } => 1 + 8,
+            Frame::MsgSnd(m) => 8 + 4 + m.cred.wire_len() + 8 + 4 + 4 + m.text.len(),
+            Frame::MsgRcv(m) => 8 + 4 + m.cred.wire_len() + 8 + 4 + 8,
+            Frame::MsgRcvReply(m) => 8 + 8 + 4 + m.text.len(),
+            Frame::MsgCtl(m) => 8 + 4 + m.cred.wire_len() + 4 * 4 + 8,
+            Frame::MsgCtlReply(_) => 8 + 4 * 6 + 8 * 6 + 4 * 2 + 4 * 7 + 2,
         }
     }
 
@@ -912,8 +1188,16 @@ impl Frame<'_> {
 
     /// Encodes the frame with `req_id` at the start of `out`; returns the
     /// number of bytes written. A [`Hello`] whose name is longer than
-    /// [`MAX_NAME_LEN`] is encoded with the name cut to that length.
-    pub fn encode(&self, req_id: u64, out: &mut [u8]) -> Result<usize, BufferTooSmall> {
+    /// [`MAX_NAME_LEN`] is encoded with the name cut to that length; a
+    /// message body longer than [`MAX_MTEXT`] is an error.
+    pub fn encode(&self, req_id: u64, out: &mut [u8]) -> Result<usize, EncodeError> {
+        if let Frame::MsgSnd(MsgSnd { text, .. }) | Frame::MsgRcvReply(MsgRcvReply { text, .. }) =
+            self
+        {
+            if text.len() > MAX_MTEXT {
+                return Err(EncodeError::TextTooLong(text.len()));
+            }
+        }
         let frame = match *self {
             Frame::Hello(h) if h.name.len() > MAX_NAME_LEN => Frame::Hello(Hello {
                 name: &h.name[..MAX_NAME_LEN],
@@ -923,7 +1207,7 @@ impl Frame<'_> {
         };
         let total = frame.encoded_len();
         if out.len() < total {
-            return Err(BufferTooSmall { needed: total });
+            return Err(EncodeError::BufferTooSmall { needed: total });
         }
         let mut w = Writer { buf: out, pos: 0 };
         w.u32(MAGIC);
@@ -1004,6 +1288,65 @@ impl Frame<'_> {
             Frame::Removed { class, oid } => {
                 w.u8(class as u8);
                 w.u64(oid);
+            }
+            Frame::MsgSnd(m) => {
+                w.u64(m.oid);
+                w.u32(m.pid);
+                m.cred.write(&mut w);
+                w.u64(m.mtype as u64);
+                w.u32(m.flags as u32);
+                w.u32(m.text.len() as u32);
+                w.bytes(m.text);
+            }
+            Frame::MsgRcv(m) => {
+                w.u64(m.oid);
+                w.u32(m.pid);
+                m.cred.write(&mut w);
+                w.u64(m.msgtyp as u64);
+                w.u32(m.flags as u32);
+                w.u64(m.size);
+            }
+            Frame::MsgRcvReply(m) => {
+                w.u64(m.result as u64);
+                w.u64(m.mtype as u64);
+                w.u32(m.text.len() as u32);
+                w.bytes(m.text);
+            }
+            Frame::MsgCtl(m) => {
+                w.u64(m.oid);
+                w.u32(m.pid);
+                m.cred.write(&mut w);
+                w.u32(m.cmd as u32);
+                w.u32(m.set_uid);
+                w.u32(m.set_gid);
+                w.u32(m.set_mode);
+                w.u64(m.set_qbytes);
+            }
+            Frame::MsgCtlReply(m) => {
+                w.u64(m.result as u64);
+                let s = m.stat;
+                for v in [s.key as u32, s.uid, s.gid, s.cuid, s.cgid, s.mode] {
+                    w.u32(v);
+                }
+                for v in [
+                    s.stime as u64,
+                    s.rtime as u64,
+                    s.ctime as u64,
+                    s.cbytes,
+                    s.qnum,
+                    s.qbytes,
+                ] {
+                    w.u64(v);
+                }
+                w.u32(s.lspid);
+                w.u32(s.lrpid);
+                let i = m.info;
+                for v in [
+                    i.msgpool, i.msgmap, i.msgmax, i.msgmnb, i.msgmni, i.msgssz, i.msgtql,
+                ] {
+                    w.u32(v as u32);
+                }
+                w.u16(i.msgseg);
             }
         }
         Ok(w.pos)

@@ -3,17 +3,24 @@
 //! the server in [`crate::server`] feeds decoded requests in and sends the
 //! replies that come out; nothing here does I/O or reads a clock.
 //!
-//! One file per object kind, after `ipc/`: [`ipc`] (`ipc/util.c`) and
-//! [`sem`] (`ipc/sem.c`).
+//! One file per object kind, after `ipc/`: [`ipc`] (`ipc/util.c`),
+//! [`sem`] (`ipc/sem.c`) and [`msg`] (`ipc/msg.c`).
 
 pub mod ipc;
+pub mod msg;
 pub mod sem;
 
 #[cfg(test)]
+mod msg_tests;
+#[cfg(test)]
 mod tests;
 
-use dipc_wire::{errno, semcmd, Class, Cred, Get, GetReply, IpcStat, SemCtl, Sembuf};
+use dipc_wire::{
+    errno, msgcmd, semcmd, Class, Cred, Get, GetReply, IpcStat, MsgCtl, MsgInfo, MsgStat, SemCtl,
+    Sembuf, CAP_SYS_RESOURCE, MAX_MTEXT,
+};
 use ipc::{ipcget_existing, Errno, KernIpcPerm, IPC_CREAT, S_IRUGO, S_IWUGO};
+use msg::{convert_mode, Msg, MsgQueue, MsgReply, Recv, MSG_COPY};
 use sem::{Proc, Reply, SemArray, Waiter, SEMVMX};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -30,6 +37,26 @@ pub struct Limits {
     pub semopm: usize,
     /// `SEMMNI`: most sets.
     pub semmni: usize,
+    /// `msgmax`: the largest message (at most [`MAX_MTEXT`]).
+    pub msgmax: usize,
+    /// `msgmnb`: a new queue's `msg_qbytes`, and the most an unprivileged
+    /// `IPC_SET` may ask for.
+    pub msgmnb: usize,
+    /// `msgmni`: most queues.
+    pub msgmni: usize,
+}
+
+impl Limits {
+    /// Checks a configuration: `Err` names the first limit out of range.
+    pub fn check(&self) -> Result<(), String> {
+        if self.msgmax > MAX_MTEXT {
+            return Err(format!("msgmax {} exceeds {MAX_MTEXT}", self.msgmax));
+        }
+        if self.msgmnb > i32::MAX as usize || self.msgmni > i32::MAX as usize {
+            return Err("msgmnb and msgmni must fit in an int".into());
+        }
+        Ok(())
+    }
 }
 
 impl Default for Limits {
@@ -39,6 +66,9 @@ impl Default for Limits {
             semmns: 32000 * 32000,
             semopm: 500,
             semmni: 32000,
+            msgmax: 8192,
+            msgmnb: 16384,
+            msgmni: 32000,
         }
     }
 }
@@ -50,6 +80,28 @@ pub struct Effects {
     pub replies: Vec<Reply>,
     /// Objects removed: every node must drop its shadow.
     pub removed: Vec<(Class, u64)>,
+    /// Answers to `msgrcv` calls: messages, or errors found while receiving.
+    pub msgs: Vec<MsgReply>,
+}
+
+/// The answer to a `msgctl`.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct MsgCtlResult {
+    /// Return value or negative errno.
+    pub result: i64,
+    /// For `IPC_STAT`, `MSG_STAT` and `MSG_STAT_ANY`.
+    pub stat: MsgStat,
+    /// For `IPC_INFO` and `MSG_INFO`.
+    pub info: MsgInfo,
+}
+
+impl MsgCtlResult {
+    fn err(e: Errno) -> Self {
+        MsgCtlResult {
+            result: -i64::from(e),
+            ..Default::default()
+        }
+    }
 }
 
 /// The answer to a `semctl`, owning its values.
@@ -92,8 +144,12 @@ pub struct ObjectStatus {
     pub mode: u32,
     /// Owner.
     pub uid: u32,
-    /// Semaphores in the set.
+    /// Semaphores in the set (0 for a queue).
     pub nsems: usize,
+    /// Messages in the queue (0 for a set).
+    pub messages: usize,
+    /// Bytes in the queue (0 for a set).
+    pub bytes: u64,
     /// Sleeping operations.
     pub waiters: usize,
 }
@@ -105,6 +161,7 @@ pub struct Objects {
     keys: BTreeMap<(Class, i32), u64>,
     sems: BTreeMap<u64, SemArray>,
     used_sems: usize,
+    msgs: BTreeMap<u64, MsgQueue>,
     last_oid: u64,
 }
 
@@ -125,6 +182,12 @@ impl Objects {
     #[cfg(test)]
     pub fn sem(&self, oid: u64) -> Option<&SemArray> {
         self.sems.get(&oid)
+    }
+
+    /// The message queue `oid`, if it exists.
+    #[cfg(test)]
+    pub fn msg(&self, oid: u64) -> Option<&MsgQueue> {
+        self.msgs.get(&oid)
     }
 
     /// `ipcget()` for a distributed key, cluster-wide.
@@ -148,8 +211,19 @@ impl Objects {
                 }
                 Err(e) => fail(e),
             },
-            // Queues and segments come with their own issues.
-            Class::Msg | Class::Shm => fail(errno::EINVAL),
+            Class::Msg => match self.msgget(g, now) {
+                // The size tells the node this referee's msgmax, which
+                // msgsnd checks before it looks at the queue.
+                Ok(oid) => GetReply {
+                    result: 0,
+                    oid,
+                    mode: self.msgs[&oid].perm.mode,
+                    size: self.limits.msgmax as u64,
+                },
+                Err(e) => fail(e),
+            },
+            // Segments come with their own issue.
+            Class::Shm => fail(errno::EINVAL),
         }
     }
 
@@ -193,6 +267,199 @@ impl Objects {
         }
     }
 
+    /// `ksys_msgget()` + `ipcget_public()` + `newque()`.
+    fn msgget(&mut self, g: &Get, now: i64) -> Result<u64, Errno> {
+        match self.keys.get(&(Class::Msg, g.key)) {
+            Some(&oid) => {
+                ipcget_existing(&self.msgs[&oid].perm, g.flags, &g.cred, || Ok(()))?;
+                Ok(oid)
+            }
+            None if g.flags & IPC_CREAT == 0 => Err(errno::ENOENT),
+            None => {
+                if self.msgs.len() >= self.limits.msgmni {
+                    return Err(errno::ENOSPC);
+                }
+                self.last_oid += 1;
+                let oid = self.last_oid;
+                let perm = KernIpcPerm::new(g.key, g.flags, &g.cred);
+                let q = MsgQueue::new(perm, self.limits.msgmnb as u64, now);
+                self.msgs.insert(oid, q);
+                self.keys.insert((Class::Msg, g.key), oid);
+                Ok(oid)
+            }
+        }
+    }
+
+    /// `msgsnd` by request `who` of process `pid`. `Some(result)` when the
+    /// call is over; `None` when it sleeps.
+    #[allow(clippy::too_many_arguments)]
+    pub fn msgsnd(
+        &mut self,
+        who: Waiter,
+        pid: u32,
+        oid: u64,
+        cred: &Cred,
+        mtype: i64,
+        flags: i32,
+        text: &[u8],
+        now: i64,
+    ) -> (Option<i64>, Effects) {
+        let mut fx = Effects::default();
+        // Checked by the node first; checked again for any other peer.
+        if text.len() > self.limits.msgmax || mtype < 1 {
+            return (Some(errno64(errno::EINVAL)), fx);
+        }
+        let Some(q) = self.msgs.get_mut(&oid) else {
+            return (Some(errno64(errno::EIDRM)), fx);
+        };
+        let msg = Msg {
+            mtype,
+            text: text.to_vec(),
+        };
+        let r = q.msgsnd(who, pid, cred, msg, flags, now, &mut fx);
+        (r, fx)
+    }
+
+    /// `msgrcv` by request `who` of process `pid`. `Some(answer)` when the
+    /// call is over; `None` when it sleeps.
+    #[allow(clippy::too_many_arguments)]
+    pub fn msgrcv(
+        &mut self,
+        who: Waiter,
+        pid: u32,
+        oid: u64,
+        cred: &Cred,
+        msgtyp: i64,
+        flags: i32,
+        bufsz: u64,
+        now: i64,
+    ) -> (Option<MsgReply>, Effects) {
+        let mut fx = Effects::default();
+        let err = |e| {
+            Some(MsgReply {
+                to: who,
+                result: errno64(e),
+                mtype: 0,
+                text: Vec::new(),
+            })
+        };
+        if (bufsz as i64) < 0 {
+            return (err(errno::EINVAL), fx);
+        }
+        if flags & MSG_COPY != 0 && (flags & msg::MSG_EXCEPT != 0 || flags & msg::IPC_NOWAIT == 0) {
+            return (err(errno::EINVAL), fx);
+        }
+        let Some(q) = self.msgs.get_mut(&oid) else {
+            return (err(errno::EIDRM), fx);
+        };
+        let (mode, msgtyp) = convert_mode(msgtyp, flags);
+        let recv = Recv {
+            msgtyp,
+            mode,
+            bufsz,
+            flags,
+        };
+        let copy_max = bufsz.min(self.limits.msgmax as u64);
+        let r = q.msgrcv(who, pid, cred, recv, copy_max, now, &mut fx);
+        (r, fx)
+    }
+
+    /// `msgctl` (`ksys_msgctl()`, `msgctl_down()`, `msgctl_stat()`,
+    /// `msgctl_info()`), with the checks in Linux's order. For `MSG_STAT`
+    /// the node has already turned the index into the queue and returns
+    /// its own id.
+    pub fn msgctl(&mut self, c: &MsgCtl, now: i64) -> (MsgCtlResult, Effects) {
+        let mut fx = Effects::default();
+        let limits = self.limits;
+        if matches!(c.cmd, msgcmd::IPC_INFO | msgcmd::MSG_INFO) {
+            let mut info = MsgInfo {
+                msgmax: limits.msgmax as i32,
+                msgmnb: limits.msgmnb as i32,
+                msgmni: limits.msgmni as i32,
+                msgssz: 16,
+                ..Default::default()
+            };
+            // MSGPOOL, MSGMAP, MSGTQL and MSGSEG as Linux computes them.
+            let msgpool = (32000i64 * 16384 / 1024) as i32;
+            info.msgseg = ((i64::from(msgpool) * 1024 / 16).min(0xffff)) as u16;
+            if c.cmd == msgcmd::MSG_INFO {
+                info.msgpool = self.msgs.len() as i32;
+                let n: usize = self.msgs.values().map(MsgQueue::qnum).sum();
+                let b: u64 = self.msgs.values().map(|q| q.cbytes).sum();
+                info.msgmap = n.min(i32::MAX as usize) as i32;
+                info.msgtql = b.min(i32::MAX as u64) as i32;
+            } else {
+                info.msgpool = msgpool;
+                info.msgmap = 16384;
+                info.msgtql = 16384;
+            }
+            return (
+                MsgCtlResult {
+                    result: 0,
+                    stat: MsgStat::default(),
+                    info,
+                },
+                fx,
+            );
+        }
+        let Some(q) = self.msgs.get_mut(&c.oid) else {
+            return (MsgCtlResult::err(errno::EIDRM), fx);
+        };
+        let r = match c.cmd {
+            msgcmd::IPC_STAT | msgcmd::MSG_STAT | msgcmd::MSG_STAT_ANY => {
+                let check = if c.cmd == msgcmd::MSG_STAT_ANY {
+                    Ok(())
+                } else {
+                    q.perm.ipcperms(&c.cred, S_IRUGO)
+                };
+                match check {
+                    Ok(()) => MsgCtlResult {
+                        result: 0,
+                        stat: q.stat(),
+                        info: MsgInfo::default(),
+                    },
+                    Err(e) => MsgCtlResult::err(e),
+                }
+            }
+            msgcmd::IPC_RMID => match q.perm.ctl_check(&c.cred) {
+                Ok(()) => {
+                    q.remove(&mut fx);
+                    let key = q.perm.key;
+                    self.msgs.remove(&c.oid);
+                    self.keys.remove(&(Class::Msg, key));
+                    fx.removed.push((Class::Msg, c.oid));
+                    MsgCtlResult::default()
+                }
+                Err(e) => MsgCtlResult::err(e),
+            },
+            msgcmd::IPC_SET => {
+                // msgctl_down() takes msg_qbytes as an int and compares it
+                // with the unsigned msgmnb.
+                let qbytes = c.set_qbytes as i32;
+                let check = q.perm.ctl_check(&c.cred).and_then(|()| {
+                    if qbytes as u32 as usize > limits.msgmnb && c.cred.caps & CAP_SYS_RESOURCE == 0
+                    {
+                        Err(errno::EPERM)
+                    } else {
+                        q.perm.update(c.set_uid, c.set_gid, c.set_mode)
+                    }
+                });
+                match check {
+                    Ok(()) => {
+                        q.qbytes = i64::from(qbytes) as u64;
+                        q.ctime = now;
+                        let copy_max = limits.msgmax as u64;
+                        q.recheck(copy_max, now, &mut fx);
+                        MsgCtlResult::default()
+                    }
+                    Err(e) => MsgCtlResult::err(e),
+                }
+            }
+            _ => MsgCtlResult::err(errno::EINVAL),
+        };
+        (r, fx)
+    }
+
     /// `semop`/`semtimedop` by request `who` of process `p`. `Some(result)`
     /// when the call is over; `None` when it sleeps (its answer comes out in
     /// a later [`Effects`], or from [`Objects::cancel`]).
@@ -219,7 +486,10 @@ impl Objects {
     /// Gives up the sleeping request `who`: its answer becomes `-EINTR`. No
     /// answer if it is not sleeping (it completed, and that answer stands).
     pub fn cancel(&mut self, who: Waiter) -> Option<Reply> {
-        self.sems.values_mut().find_map(|s| s.cancel(who))
+        self.sems
+            .values_mut()
+            .find_map(|s| s.cancel(who))
+            .or_else(|| self.msgs.values_mut().find_map(|q| q.cancel(who)))
     }
 
     /// Process `p` exited: `exit_sem()` on every set it holds adjustments in.
@@ -237,6 +507,9 @@ impl Objects {
         let mut fx = Effects::default();
         for sma in self.sems.values_mut() {
             sma.node_gone(node, now, &mut fx.replies);
+        }
+        for q in self.msgs.values_mut() {
+            q.node_gone(node);
         }
         fx
     }
@@ -347,22 +620,36 @@ impl Objects {
 
     /// Every object, for `dipcd status`.
     pub fn status(&self) -> Vec<ObjectStatus> {
-        self.sems
-            .iter()
-            .map(|(&oid, s)| ObjectStatus {
-                class: "sem",
-                oid,
-                key: s.perm.key,
-                mode: s.perm.mode,
-                uid: s.perm.uid,
-                nsems: s.nsems(),
-                waiters: s.waiters(),
-            })
-            .collect()
+        let sems = self.sems.iter().map(|(&oid, s)| ObjectStatus {
+            class: "sem",
+            oid,
+            key: s.perm.key,
+            mode: s.perm.mode,
+            uid: s.perm.uid,
+            nsems: s.nsems(),
+            messages: 0,
+            bytes: 0,
+            waiters: s.waiters(),
+        });
+        let msgs = self.msgs.iter().map(|(&oid, q)| ObjectStatus {
+            class: "msg",
+            oid,
+            key: q.perm.key,
+            mode: q.perm.mode,
+            uid: q.perm.uid,
+            nsems: 0,
+            messages: q.qnum(),
+            bytes: q.cbytes,
+            waiters: q.waiters(),
+        });
+        let mut all: Vec<ObjectStatus> = sems.chain(msgs).collect();
+        all.sort_by_key(|o| o.oid);
+        all
     }
 
     /// Sleeping requests in all objects.
     pub fn waiters(&self) -> usize {
-        self.sems.values().map(SemArray::waiters).sum()
+        self.sems.values().map(SemArray::waiters).sum::<usize>()
+            + self.msgs.values().map(MsgQueue::waiters).sum::<usize>()
     }
 }

@@ -117,6 +117,7 @@ fn semmni_and_semmns_limits() {
         semmns: 12,
         semopm: 2,
         semmni: 2,
+        ..Limits::default()
     });
     assert_eq!(get(&mut o, 1, 10, IPC_CREAT, ALICE).result, 0);
     assert_eq!(get(&mut o, 2, 3, IPC_CREAT, ALICE).result, -errno::ENOSPC);

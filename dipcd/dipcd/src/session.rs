@@ -153,6 +153,9 @@ impl Session {
                 Frame::Get(_)
                 | Frame::SemOp(_)
                 | Frame::SemCtl(_)
+                | Frame::MsgSnd(_)
+                | Frame::MsgRcv(_)
+                | Frame::MsgCtl(_)
                 | Frame::Cancel { .. }
                 | Frame::Exit { .. },
             ) => Action::Ipc { node_id },

@@ -240,6 +240,8 @@ pub mod errno {
     pub const ENOSPC: i32 = 28;
     /// Result out of range.
     pub const ERANGE: i32 = 34;
+    /// Function not implemented.
+    pub const ENOSYS: i32 = 38;
     /// No message of the desired type.
     pub const ENOMSG: i32 = 42;
     /// Identifier removed.

@@ -77,6 +77,7 @@ void dipc_rust_task_exit(void *ctx, u32 tgid);
 #define DIPC_MAX_GROUPS 32
 #define DIPC_CAP_IPC_OWNER 1
 #define DIPC_CAP_SYS_ADMIN 2
+#define DIPC_CAP_SYS_RESOURCE 4
 /* The caller's credentials as the referee's permission checks need them. */
 struct dipc_cred {
 	u32 euid;
@@ -88,6 +89,12 @@ struct dipc_cred {
 void dipc_current_cred(struct dipc_cred *out);
 /* The caller's process id (tgid) in the initial pid namespace. */
 u32 dipc_current_tgid(void);
+/*
+ * Faults the caller's range [uaddr, uaddr + size) in for writing without
+ * changing its contents (fault_in_safe_writeable()); returns the number of
+ * bytes that could not be faulted in.
+ */
+size_t dipc_fault_in_writeable(unsigned long uaddr, size_t size);
 
 /* ---- per-CPU counters (helpers/percpu.c) ---- */
 

@@ -12,6 +12,7 @@
 //! never waits on the network for longer than one connect timeout.
 
 use crate::{
+    msg,
     node::{ConnState, Node, SockAddr},
     sem,
     shim::{self, Socket},
@@ -221,14 +222,20 @@ fn handle(
             node.tx.lock().sock = Some(sock.clone());
             Ok(())
         }
-        Frame::GetReply(_) | Frame::Status { .. } | Frame::SemCtlReply(_)
+        Frame::GetReply(_)
+        | Frame::Status { .. }
+        | Frame::SemCtlReply(_)
+        | Frame::MsgRcvReply(_)
+        | Frame::MsgCtlReply(_)
             if state == ConnState::Connected && msg.req_id != 0 =>
         {
             node.deliver(msg.req_id, raw)
         }
         Frame::Removed { class, oid } if state == ConnState::Connected => {
-            if class == Class::Sem {
-                sem::removed(node, oid);
+            match class {
+                Class::Sem => sem::removed(node, oid),
+                Class::Msg => msg::removed(node, oid),
+                Class::Shm => {}
             }
             Ok(())
         }

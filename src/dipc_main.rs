@@ -22,6 +22,7 @@ use kernel::prelude::*;
 
 mod conn;
 mod hooks;
+mod msg;
 mod node;
 mod policy;
 mod sem;

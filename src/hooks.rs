@@ -9,6 +9,7 @@
 //! ([`crate::shadow::Shadows::maybe`]) for calls that take an id.
 
 use crate::{
+    msg,
     node::Node,
     sem,
     shim::{self, Counter},
@@ -21,6 +22,10 @@ pub(crate) const HOOK_SEMGET: u32 = 4;
 pub(crate) const HOOK_SEMOP: u32 = 5;
 pub(crate) const HOOK_SEMTIMEDOP: u32 = 6;
 pub(crate) const HOOK_SEMCTL: u32 = 7;
+pub(crate) const HOOK_MSGGET: u32 = 8;
+pub(crate) const HOOK_MSGSND: u32 = 9;
+pub(crate) const HOOK_MSGRCV: u32 = 10;
+pub(crate) const HOOK_MSGCTL: u32 = 11;
 
 /// Hook names, in the order of `enum dipc_hook_id` in the C header.
 pub(crate) const HOOK_NAMES: [&str; shim::NR_HOOKS] = [
@@ -70,9 +75,8 @@ unsafe extern "C" fn dipc_rust_syscall(
     // SAFETY: `regs` points to the syscall's saved user registers, which
     // stay in place for the whole call.
     let r = unsafe { &*regs };
-    // The x86-64 syscall ABI: arguments in di, si, dx, r10.
-    let (a0, a1, a2, a3) = (r.di, r.si, r.dx, r.r10);
-    if let Some(ret) = dispatch(&node, id, [a0, a1, a2, a3]) {
+    // The x86-64 syscall ABI: arguments in di, si, dx, r10, r8.
+    if let Some(ret) = dispatch(&node, id, [r.di, r.si, r.dx, r.r10, r.r8]) {
         return ret;
     }
     // SAFETY: `regs` and `id` are what the trampoline of hook `id` received.
@@ -80,7 +84,7 @@ unsafe extern "C" fn dipc_rust_syscall(
 }
 
 /// Runs a call on a distributed object; `None` for every other call.
-fn dispatch(node: &Node, id: u32, a: [usize; 4]) -> Option<c_long> {
+fn dispatch(node: &Node, id: u32, a: [usize; 5]) -> Option<c_long> {
     match id {
         HOOK_SEMGET => {
             let (key, nsems, flg) = (a[0] as i32, a[1] as i32, a[2] as i32);
@@ -107,6 +111,19 @@ fn dispatch(node: &Node, id: u32, a: [usize; 4]) -> Option<c_long> {
             let s = node.shadows.get(Class::Sem, semid)?;
             Some(sem::semctl(node, s, semnum, cmd, a[3]))
         }
+        HOOK_MSGGET => {
+            let (key, flg) = (a[0] as i32, a[1] as i32);
+            sem::is_distributed(node, key, flg).then(|| msg::msgget(node, key, flg))
+        }
+        HOOK_MSGSND => {
+            let s = node.shadows.get(Class::Msg, a[0] as i32)?;
+            Some(msg::msgsnd(node, s, a[1], a[2], a[3] as i32))
+        }
+        HOOK_MSGRCV => {
+            let s = node.shadows.get(Class::Msg, a[0] as i32)?;
+            Some(msg::msgrcv(node, s, a[1], a[2], a[3] as i64, a[4] as i32))
+        }
+        HOOK_MSGCTL => msg::msgctl(node, a[0] as i32, a[1] as i32, a[2]),
         _ => None,
     }
 }

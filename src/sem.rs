@@ -27,7 +27,7 @@ use kernel::{
 
 /// `IPC_DIPC` (`include/uapi/dipc.h`): ask for a distributed object.
 pub(crate) const IPC_DIPC: i32 = 0o10000;
-const IPC_CREAT: i32 = 0o1000;
+pub(crate) const IPC_CREAT: i32 = 0o1000;
 const SEM_UNDO: i16 = 0x1000;
 /// `semctl` commands that name no set (or a table index): always local.
 const IPC_INFO: i32 = 3;
@@ -37,15 +37,15 @@ const SEM_STAT_ANY: i32 = 20;
 /// `sizeof(struct semid64_ds)` on x86-64, and where its fields lie.
 const SEMID64_DS_LEN: usize = 104;
 /// `IPCMNI_SHIFT`: a local id is `seq << 15 | index`.
-const IPCMNI_SHIFT: u32 = 15;
+pub(crate) const IPCMNI_SHIFT: u32 = 15;
 
-fn neg(e: i32) -> c_long {
+pub(crate) fn neg(e: i32) -> c_long {
     -(e as c_long)
 }
 
 /// A result from the referee, as the syscall returns it: negative errno
 /// values outside Linux's range become `-EIO`.
-fn checked(result: i64) -> c_long {
+pub(crate) fn checked(result: i64) -> c_long {
     if result < -i64::from(errno::MAX) {
         neg(errno::EIO)
     } else {
@@ -54,11 +54,12 @@ fn checked(result: i64) -> c_long {
 }
 
 /// The errno a failed transport gives the caller.
-fn transport_err(e: Error) -> c_long {
+pub(crate) fn transport_err(e: Error) -> c_long {
     e.to_errno() as c_long
 }
 
-/// Whether a `semget` with `key` and `flg` is for a distributed set.
+/// Whether a `semget` (or `msgget`) with `key` and `flg` is for a
+/// distributed object.
 pub(crate) fn is_distributed(node: &Node, key: i32, flg: i32) -> bool {
     key != 0
         && node.referee.is_some()
@@ -159,7 +160,7 @@ pub(crate) fn removed(node: &Node, oid: u64) {
 }
 
 /// Copies `buf.len()` bytes in from user address `addr`; `-EFAULT` if that fails.
-fn copy_in(addr: usize, buf: &mut [u8]) -> core::result::Result<(), c_long> {
+pub(crate) fn copy_in(addr: usize, buf: &mut [u8]) -> core::result::Result<(), c_long> {
     UserSlice::new(UserPtr::from_addr(addr), buf.len())
         .reader()
         .read_slice(buf)
@@ -167,7 +168,7 @@ fn copy_in(addr: usize, buf: &mut [u8]) -> core::result::Result<(), c_long> {
 }
 
 /// Copies `buf` out to user address `addr`; `-EFAULT` if that fails.
-fn copy_out(addr: usize, buf: &[u8]) -> core::result::Result<(), c_long> {
+pub(crate) fn copy_out(addr: usize, buf: &[u8]) -> core::result::Result<(), c_long> {
     UserSlice::new(UserPtr::from_addr(addr), buf.len())
         .writer()
         .write_slice(buf)

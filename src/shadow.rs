@@ -36,7 +36,8 @@ pub(crate) struct Shadow {
     pub(crate) local_id: i32,
     /// The cluster-wide id.
     pub(crate) oid: u64,
-    /// `nsems` of a set, the size of a segment.
+    /// `nsems` of a set, the referee's `msgmax` for a queue, the size of a
+    /// segment.
     pub(crate) size: u64,
 }
 
@@ -122,6 +123,16 @@ impl Shadows {
             .lock()
             .iter()
             .find(|s| s.class == class && s.oid == oid)
+            .copied()
+    }
+
+    /// The shadow in table slot `idx` (what `MSG_STAT` and friends name).
+    pub(crate) fn by_index(&self, class: Class, idx: i32) -> Option<Shadow> {
+        let idx = usize::try_from(idx).ok().filter(|&i| i < IPCMNI)?;
+        self.map
+            .lock()
+            .iter()
+            .find(|s| s.class == class && s.local_id as u32 as usize % IPCMNI == idx)
             .copied()
     }
 

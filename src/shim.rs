@@ -71,6 +71,7 @@ mod ffi {
         pub(super) fn dipc_kthread_stop(task: *mut RawTask);
         pub(super) fn dipc_kthread_should_stop() -> bool;
         pub(super) fn dipc_kthread_sleep_ms(ms: c_uint);
+        pub(super) fn dipc_fault_in_writeable(uaddr: usize, size: usize) -> usize;
     }
 }
 
@@ -108,8 +109,18 @@ pub(crate) fn current_tgid() -> u32 {
     unsafe { ffi::dipc_current_tgid() }
 }
 
+/// Faults the caller's user range `[addr, addr + len)` in for writing
+/// without changing it, so a later copy to it does not fault; `false` if
+/// part of it cannot be written.
+pub(crate) fn fault_in_writeable(addr: usize, len: usize) -> bool {
+    // SAFETY: the C side only walks the caller's page tables (through
+    // `fault_in_safe_writeable()`); any address and length are accepted.
+    unsafe { ffi::dipc_fault_in_writeable(addr, len) == 0 }
+}
+
 /// Runs the original syscall of hook `id` with `args` as its first four
-/// arguments, on the module's own behalf. `args` must hold no user pointers.
+/// arguments. A pointer among `args` is a user pointer of the calling task,
+/// as the syscall itself takes it; never a kernel address.
 pub(crate) fn call_original_args(id: u32, args: [c_long; 4]) -> c_long {
     // SAFETY: the C side builds a register set from plain integers and
     // checks nothing else; `id` is one of the `HOOK_*` constants, all below

@@ -2,6 +2,7 @@
 /* The calling task: credentials and process id for requests to the referee. */
 #include <linux/capability.h>
 #include <linux/cred.h>
+#include <linux/pagemap.h>
 #include <linux/pid.h>
 #include <linux/sched.h>
 #include <linux/uidgid.h>
@@ -20,6 +21,8 @@ void dipc_current_cred(struct dipc_cred *out)
 		out->caps |= DIPC_CAP_IPC_OWNER;
 	if (capable(CAP_SYS_ADMIN))
 		out->caps |= DIPC_CAP_SYS_ADMIN;
+	if (capable(CAP_SYS_RESOURCE))
+		out->caps |= DIPC_CAP_SYS_RESOURCE;
 	n = min_t(u32, gi->ngroups, DIPC_MAX_GROUPS);
 	for (i = 0; i < n; i++)
 		out->groups[i] = from_kgid_munged(&init_user_ns, gi->gid[i]);
@@ -29,4 +32,9 @@ void dipc_current_cred(struct dipc_cred *out)
 u32 dipc_current_tgid(void)
 {
 	return task_tgid_nr(current);
+}
+
+size_t dipc_fault_in_writeable(unsigned long uaddr, size_t size)
+{
+	return fault_in_safe_writeable((const char __user *)uaddr, size);
 }

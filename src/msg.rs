@@ -1,0 +1,380 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Distributed message queues on the node side: `msgget`, `msgsnd`, `msgrcv`
+//! and `msgctl` of a distributed queue become requests to the referee, which
+//! runs `ipc/msg.c`'s semantics and holds the messages; this file marshals
+//! user memory, keeps the local shadow, and returns what the local syscall
+//! would.
+//!
+//! Checks that Linux makes before it looks at the queue (sizes, `mtype`,
+//! `MSG_COPY`'s flags, the copies from user memory) are made here, in the
+//! same order; the rest happen at the referee.
+//!
+//! The hand-off of a received message: the referee takes a message off the
+//! queue in the same step that answers the request. A receiver woken by a
+//! signal asks the referee to cancel and waits for its verdict; if a message
+//! was already on its way, the call returns it (as Linux's lockless receive
+//! does) and the signal is handled after. The receive buffer is faulted in
+//! for writing before the request goes out, so the copy after the answer
+//! does not depend on the page-fault path, which gives up for a task with a
+//! fatal signal pending: a receiver killed while it waits still gets its
+//! message into its buffer before it dies.
+
+use crate::{
+    hooks::{HOOK_MSGCTL, HOOK_MSGGET},
+    node::Node,
+    sem::{checked, copy_in, copy_out, neg, transport_err, IPCMNI_SHIFT, IPC_CREAT, IPC_DIPC},
+    shadow::Shadow,
+    shim,
+    transport::{Answer, Interrupted},
+    wire::{errno, msgcmd, Class, Frame, Get, MsgCtl, MsgCtlReply, MsgRcv, MsgSnd, MAX_MTEXT},
+};
+use kernel::prelude::*;
+
+const IPC_NOWAIT: i32 = 0o4000;
+const MSG_EXCEPT: i32 = 0o20000;
+const MSG_COPY: i32 = 0o40000;
+/// `-ERESTARTNOHAND`: what `msgsnd`/`msgrcv` return when a signal ends the
+/// wait; the kernel turns it into `EINTR`, or restarts the call if the
+/// signal has no handler.
+const ERESTARTNOHAND: c_long = -514;
+/// `sizeof(struct msqid64_ds)` on x86-64.
+const MSQID64_DS_LEN: usize = 120;
+/// `sizeof(struct msginfo)` (seven ints and a short, padded).
+const MSGINFO_LEN: usize = 32;
+/// `sizeof(long)`: `struct msgbuf`'s `mtype`.
+const MTYPE_LEN: usize = 8;
+
+/// `msgget` of a distributed key: the referee decides (`ipcget()`); then
+/// the local shadow is found or created and its id returned.
+pub(crate) fn msgget(node: &Node, key: i32, flg: i32) -> c_long {
+    let get = Get {
+        class: Class::Msg,
+        key,
+        flags: flg & !IPC_DIPC,
+        size: 0,
+        cred: shim::current_cred(),
+    };
+    let answer = match node.call(&Frame::Get(get), None) {
+        Ok(a) => a,
+        Err(e) => return transport_err(e),
+    };
+    let reply = match answer.frame() {
+        Ok(Frame::GetReply(r)) => r,
+        _ => return neg(errno::EIO),
+    };
+    if reply.result < 0 {
+        return checked(reply.result.into());
+    }
+    // The size is the referee's msgmax.
+    if reply.size > MAX_MTEXT as u64 {
+        return neg(errno::EIO);
+    }
+    shadow(node, key, reply.oid, reply.size, reply.mode)
+}
+
+/// Finds or creates the local shadow of queue `oid`.
+fn shadow(node: &Node, key: i32, oid: u64, msgmax: u64, mode: u32) -> c_long {
+    if let Some(s) = node.shadows.by_oid(Class::Msg, oid) {
+        return s.local_id as c_long;
+    }
+    // Two tries: the first may find the shadow of an earlier queue with
+    // this key (removed while this node did not hear of it).
+    for _ in 0..2 {
+        let flags = IPC_CREAT | (mode & 0o777) as i32;
+        let id = shim::call_original_args(HOOK_MSGGET, [key as c_long, flags as c_long, 0, 0]);
+        if id < 0 {
+            return id;
+        }
+        let id = id as i32;
+        if let Some(old) = node.shadows.get(Class::Msg, id) {
+            if old.oid != oid {
+                node.shadows.remove(Class::Msg, id);
+                rmid_local(id);
+                continue;
+            }
+        }
+        let s = Shadow {
+            class: Class::Msg,
+            local_id: id,
+            oid,
+            size: msgmax,
+        };
+        return match node.shadows.insert(s) {
+            Ok(()) => id as c_long,
+            Err(e) => transport_err(e),
+        };
+    }
+    neg(errno::EEXIST)
+}
+
+fn rmid_local(id: i32) {
+    shim::call_original_args(
+        HOOK_MSGCTL,
+        [id as c_long, msgcmd::IPC_RMID as c_long, 0, 0],
+    );
+}
+
+/// The referee removed queue `oid`: drop its shadow here.
+pub(crate) fn removed(node: &Node, oid: u64) {
+    if let Some(s) = node.shadows.by_oid(Class::Msg, oid) {
+        node.shadows.remove(Class::Msg, s.local_id);
+        rmid_local(s.local_id);
+    }
+}
+
+/// A [`Frame::Status`] answer to a call that may sleep: a request cancelled
+/// because of a signal returns `-ERESTARTNOHAND`, as `ipc/msg.c` does.
+fn status(a: &Answer) -> c_long {
+    match a.frame() {
+        Ok(Frame::Status { result }) => interrupted(a, result),
+        _ => neg(errno::EIO),
+    }
+}
+
+fn interrupted(a: &Answer, result: i64) -> c_long {
+    if result == -i64::from(errno::EINTR) && a.interrupted == Some(Interrupted::Signal) {
+        ERESTARTNOHAND
+    } else {
+        checked(result)
+    }
+}
+
+/// `msgsnd` on shadow `s` (`ksys_msgsnd()`): `mtype` is read first, then
+/// the sizes and the type are checked, then the body is copied.
+pub(crate) fn msgsnd(node: &Node, s: Shadow, msgp: usize, msgsz: usize, msgflg: i32) -> c_long {
+    let mut mtype = [0u8; MTYPE_LEN];
+    if let Err(e) = copy_in(msgp, &mut mtype) {
+        return e;
+    }
+    let mtype = i64::from_ne_bytes(mtype);
+    // `s.size` is the referee's msgmax (at most MAX_MTEXT).
+    if msgsz as u64 > s.size || (msgsz as isize) < 0 {
+        return neg(errno::EINVAL);
+    }
+    if mtype < 1 {
+        return neg(errno::EINVAL);
+    }
+    let mut text = match KVec::from_elem(0u8, msgsz, GFP_KERNEL) {
+        Ok(v) => v,
+        Err(_) => return neg(errno::ENOMEM),
+    };
+    if let Err(e) = copy_in(msgp.wrapping_add(MTYPE_LEN), &mut text) {
+        return e;
+    }
+    let snd = MsgSnd {
+        oid: s.oid,
+        pid: shim::current_tgid(),
+        cred: shim::current_cred(),
+        mtype,
+        flags: msgflg,
+        text: &text,
+    };
+    match node.call(&Frame::MsgSnd(snd), None) {
+        Ok(a) => status(&a),
+        Err(e) => transport_err(e),
+    }
+}
+
+/// `msgrcv` on shadow `s` (`do_msgrcv()` + `do_msg_fill()`).
+pub(crate) fn msgrcv(
+    node: &Node,
+    s: Shadow,
+    msgp: usize,
+    msgsz: usize,
+    msgtyp: i64,
+    msgflg: i32,
+) -> c_long {
+    if (msgsz as isize) < 0 {
+        return neg(errno::EINVAL);
+    }
+    // At most this much of the buffer can be written.
+    let fill = (msgsz as u64).min(s.size) as usize;
+    if msgflg & MSG_COPY != 0 {
+        if msgflg & MSG_EXCEPT != 0 || msgflg & IPC_NOWAIT == 0 {
+            return neg(errno::EINVAL);
+        }
+        // prepare_copy() exists only with CONFIG_CHECKPOINT_RESTORE; it
+        // reads the buffer first.
+        if !cfg!(CONFIG_CHECKPOINT_RESTORE) {
+            return neg(errno::ENOSYS);
+        }
+        let mut scratch = match KVec::from_elem(0u8, fill, GFP_KERNEL) {
+            Ok(v) => v,
+            Err(_) => return neg(errno::ENOMEM),
+        };
+        if let Err(e) = copy_in(msgp, &mut scratch) {
+            return e;
+        }
+    }
+    // A bad buffer is not an error yet (Linux finds that out only when it
+    // copies a message); the copy below reports it.
+    shim::fault_in_writeable(msgp, MTYPE_LEN + fill);
+    let rcv = MsgRcv {
+        oid: s.oid,
+        pid: shim::current_tgid(),
+        cred: shim::current_cred(),
+        msgtyp,
+        flags: msgflg,
+        size: msgsz as u64,
+    };
+    let answer = match node.call(&Frame::MsgRcv(rcv), None) {
+        Ok(a) => a,
+        Err(e) => return transport_err(e),
+    };
+    let reply = match answer.frame() {
+        Ok(Frame::MsgRcvReply(r)) => r,
+        Ok(Frame::Status { result }) => return interrupted(&answer, result),
+        _ => return neg(errno::EIO),
+    };
+    if reply.result < 0 {
+        return interrupted(&answer, reply.result);
+    }
+    if reply.result as usize != reply.text.len() || reply.text.len() > msgsz {
+        return neg(errno::EIO);
+    }
+    // do_msg_fill(): the type, then the body. The message is consumed
+    // whether or not the copies succeed, as in Linux.
+    if let Err(e) = copy_out(msgp, &reply.mtype.to_ne_bytes()) {
+        return e;
+    }
+    if let Err(e) = copy_out(msgp.wrapping_add(MTYPE_LEN), reply.text) {
+        return e;
+    }
+    reply.text.len() as c_long
+}
+
+/// `msgctl` when it concerns a distributed queue: `IPC_STAT`, `IPC_SET`
+/// and `IPC_RMID` on a shadow's id, `MSG_STAT`/`MSG_STAT_ANY` on a shadow's
+/// slot, and `IPC_INFO`/`MSG_INFO` called with a shadow's id (they then
+/// report the referee's limits and usage). `None`: not ours, run locally.
+pub(crate) fn msgctl(node: &Node, msqid: i32, cmd: i32, buf: usize) -> Option<c_long> {
+    if msqid < 0 || cmd < 0 {
+        return None;
+    }
+    let s = match cmd {
+        msgcmd::MSG_STAT | msgcmd::MSG_STAT_ANY => node.shadows.by_index(Class::Msg, msqid)?,
+        msgcmd::IPC_STAT
+        | msgcmd::IPC_SET
+        | msgcmd::IPC_RMID
+        | msgcmd::IPC_INFO
+        | msgcmd::MSG_INFO => node.shadows.get(Class::Msg, msqid)?,
+        _ => return None,
+    };
+    Some(ctl(node, s, cmd, buf))
+}
+
+fn ctl(node: &Node, s: Shadow, cmd: i32, buf: usize) -> c_long {
+    let mut req = MsgCtl {
+        oid: s.oid,
+        pid: shim::current_tgid(),
+        cred: shim::current_cred(),
+        cmd,
+        set_uid: 0,
+        set_gid: 0,
+        set_mode: 0,
+        set_qbytes: 0,
+    };
+    let mut local = 0;
+    match cmd {
+        msgcmd::IPC_SET => {
+            let mut ds = [0u8; MSQID64_DS_LEN];
+            if let Err(e) = copy_in(buf, &mut ds) {
+                return e;
+            }
+            let u32_at = |o: usize| u32::from_ne_bytes([ds[o], ds[o + 1], ds[o + 2], ds[o + 3]]);
+            req.set_uid = u32_at(4);
+            req.set_gid = u32_at(8);
+            req.set_mode = u32_at(20);
+            let mut q = [0u8; 8];
+            q.copy_from_slice(&ds[88..96]);
+            req.set_qbytes = u64::from_ne_bytes(q);
+        }
+        msgcmd::IPC_INFO | msgcmd::MSG_INFO => {
+            // The return value (the highest slot in use) and the check of
+            // the buffer are the local call's; the contents the referee's.
+            local = shim::call_original_args(
+                HOOK_MSGCTL,
+                [s.local_id as c_long, cmd as c_long, buf as c_long, 0],
+            );
+            if local < 0 {
+                return local;
+            }
+        }
+        _ => {}
+    }
+    let answer = match node.call(&Frame::MsgCtl(req), None) {
+        Ok(a) => a,
+        Err(e) => return transport_err(e),
+    };
+    let reply = match answer.frame() {
+        Ok(Frame::MsgCtlReply(r)) => r,
+        _ => return neg(errno::EIO),
+    };
+    if reply.result < 0 {
+        return checked(reply.result);
+    }
+    match cmd {
+        msgcmd::IPC_RMID => {
+            // The referee tells every node; this one drops its shadow now,
+            // so a following get of the key finds no stale queue.
+            node.shadows.remove(Class::Msg, s.local_id);
+            rmid_local(s.local_id);
+            0
+        }
+        msgcmd::IPC_STAT | msgcmd::MSG_STAT | msgcmd::MSG_STAT_ANY => {
+            if let Err(e) = copy_out(buf, &msqid64_ds(&reply, s.local_id)) {
+                return e;
+            }
+            if cmd == msgcmd::IPC_STAT {
+                0
+            } else {
+                s.local_id as c_long
+            }
+        }
+        msgcmd::IPC_INFO | msgcmd::MSG_INFO => {
+            let i = reply.info;
+            let mut out = [0u8; MSGINFO_LEN];
+            for (k, v) in [
+                i.msgpool, i.msgmap, i.msgmax, i.msgmnb, i.msgmni, i.msgssz, i.msgtql,
+            ]
+            .iter()
+            .enumerate()
+            {
+                out[4 * k..4 * k + 4].copy_from_slice(&v.to_ne_bytes());
+            }
+            out[28..30].copy_from_slice(&i.msgseg.to_ne_bytes());
+            if let Err(e) = copy_out(buf, &out) {
+                return e;
+            }
+            local
+        }
+        _ => checked(reply.result),
+    }
+}
+
+/// `struct msqid64_ds` (x86-64 layout) from the referee's answer.
+fn msqid64_ds(reply: &MsgCtlReply, local_id: i32) -> [u8; MSQID64_DS_LEN] {
+    let st = reply.stat;
+    let mut ds = [0u8; MSQID64_DS_LEN];
+    let mut put = |o: usize, b: &[u8]| ds[o..o + b.len()].copy_from_slice(b);
+    put(0, &st.key.to_ne_bytes());
+    put(4, &st.uid.to_ne_bytes());
+    put(8, &st.gid.to_ne_bytes());
+    put(12, &st.cuid.to_ne_bytes());
+    put(16, &st.cgid.to_ne_bytes());
+    put(20, &st.mode.to_ne_bytes());
+    put(
+        24,
+        &((local_id as u32 >> IPCMNI_SHIFT) as u16).to_ne_bytes(),
+    );
+    put(48, &st.stime.to_ne_bytes());
+    put(56, &st.rtime.to_ne_bytes());
+    put(64, &st.ctime.to_ne_bytes());
+    put(72, &st.cbytes.to_ne_bytes());
+    put(80, &st.qnum.to_ne_bytes());
+    put(88, &st.qbytes.to_ne_bytes());
+    put(96, &st.lspid.to_ne_bytes());
+    put(100, &st.lrpid.to_ne_bytes());
+    ds
+}

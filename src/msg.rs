@@ -155,7 +155,7 @@ pub(crate) fn msgsnd(node: &Node, s: Shadow, msgp: usize, msgsz: usize, msgflg: 
     if mtype < 1 {
         return neg(errno::EINVAL);
     }
-    let mut text = match KVec::from_elem(0u8, msgsz, GFP_KERNEL) {
+    let mut text = match KVVec::from_elem(0u8, msgsz, GFP_KERNEL) {
         Ok(v) => v,
         Err(_) => return neg(errno::ENOMEM),
     };
@@ -199,7 +199,7 @@ pub(crate) fn msgrcv(
         if !cfg!(CONFIG_CHECKPOINT_RESTORE) {
             return neg(errno::ENOSYS);
         }
-        let mut scratch = match KVec::from_elem(0u8, fill, GFP_KERNEL) {
+        let mut scratch = match KVVec::from_elem(0u8, fill, GFP_KERNEL) {
             Ok(v) => v,
             Err(_) => return neg(errno::ENOMEM),
         };

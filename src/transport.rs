@@ -45,7 +45,7 @@ impl Tx {
 enum CallState {
     Waiting,
     /// The reply frame's bytes.
-    Replied(KVec<u8>),
+    Replied(KVVec<u8>),
     Failed(Error),
 }
 
@@ -70,7 +70,7 @@ pub(crate) enum Interrupted {
 
 /// A reply and whether the wait for it was interrupted.
 pub(crate) struct Answer {
-    pub(crate) bytes: KVec<u8>,
+    pub(crate) bytes: KVVec<u8>,
     pub(crate) interrupted: Option<Interrupted>,
 }
 
@@ -234,7 +234,7 @@ impl Node {
         let Some(call) = self.forget(req_id) else {
             return Ok(());
         };
-        match KVec::from_elem(0u8, frame.len(), GFP_KERNEL) {
+        match KVVec::from_elem(0u8, frame.len(), GFP_KERNEL) {
             Ok(mut bytes) => {
                 bytes.copy_from_slice(frame);
                 Self::finish(&call, CallState::Replied(bytes));
@@ -318,8 +318,8 @@ impl Node {
 }
 
 /// A zeroed buffer of exactly `frame`'s encoded size.
-fn frame_buf(frame: &Frame<'_>) -> Result<KVec<u8>> {
-    Ok(KVec::from_elem(0u8, frame.encoded_len(), GFP_KERNEL)?)
+fn frame_buf(frame: &Frame<'_>) -> Result<KVVec<u8>> {
+    Ok(KVVec::from_elem(0u8, frame.encoded_len(), GFP_KERNEL)?)
 }
 
 /// Encodes `frame` with `req_id` into `buf`, which [`frame_buf`] sized.

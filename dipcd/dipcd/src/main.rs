@@ -41,6 +41,15 @@ struct Cli {
     /// Most distributed queues (`msgmni`).
     #[arg(long, default_value_t = 32000)]
     msgmni: usize,
+    /// Largest distributed segment, in bytes (`shmmax`; Linux's default).
+    #[arg(long, default_value_t = u64::MAX - (1 << 24))]
+    shmmax: u64,
+    /// Most pages in all distributed segments (`shmall`; Linux's default).
+    #[arg(long, default_value_t = u64::MAX - (1 << 24))]
+    shmall: u64,
+    /// Most distributed segments (`shmmni`).
+    #[arg(long, default_value_t = 4096)]
+    shmmni: usize,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -117,6 +126,9 @@ fn run(cli: &Cli) -> ExitCode {
         msgmax: cli.msgmax,
         msgmnb: cli.msgmnb,
         msgmni: cli.msgmni,
+        shmmax: cli.shmmax,
+        shmall: cli.shmall,
+        shmmni: cli.shmmni,
         ..referee::Limits::default()
     };
     if let Err(e) = limits.check() {
@@ -147,6 +159,8 @@ fn run(cli: &Cli) -> ExitCode {
         msgmax = limits.msgmax,
         msgmnb = limits.msgmnb,
         msgmni = limits.msgmni,
+        shmmax = limits.shmmax,
+        shmmni = limits.shmmni,
         "dipcd referee started"
     );
     {

@@ -1,11 +1,15 @@
 //! The referee's network side: accepts node connections, one thread each,
 //! and drives a [`Session`] per connection.
 
+use crate::referee::dsm::{Data, Out};
 use crate::referee::sem::{Proc, Reply, Waiter};
 use crate::referee::{Effects, Limits, ObjectStatus, Objects};
 use crate::registry::{Closer, NodeStatus, Registry};
 use crate::session::{Action, FrameBuf, OwnedReply, Session, State};
-use dipc_wire::{ErrorCode, Frame, Message, MsgCtlReply, MsgRcvReply, SemCtlReply, Sembuf, Vals};
+use dipc_wire::{
+    ErrorCode, Frame, Message, MsgCtlReply, MsgRcvReply, PageData, PageGrant, PageInval,
+    SemCtlReply, Sembuf, ShmCtlReply, Vals,
+};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
@@ -180,6 +184,37 @@ impl Referee {
                 fx
             }
             Frame::Exit { pid } => objects.exit(Proc { node, pid }, now),
+            Frame::ShmAt(a) => {
+                let result = objects.shmat(&a, now);
+                out.push(encode(Some(node), req, Frame::Status { result }));
+                Effects::default()
+            }
+            Frame::ShmNattch(n) => {
+                objects.shm_nattch(node, n.oid, n.pid, n.nattch, n.detach != 0, now)
+            }
+            Frame::ShmCtl(c) => {
+                let (r, fx) = objects.shmctl(&c, now);
+                let reply = ShmCtlReply {
+                    result: r.result,
+                    stat: r.stat,
+                };
+                out.push(encode(Some(node), req, Frame::ShmCtlReply(reply)));
+                fx
+            }
+            Frame::PageReq(p) => objects.page_request(node, p.oid, p.page, p.write != 0),
+            Frame::PageAck(a) => {
+                let (ok, fx) = objects.page_ack(node, a.oid, a.page, req, a.data);
+                if !ok {
+                    tracing::debug!(
+                        node,
+                        oid = a.oid,
+                        page = a.page,
+                        txn = req,
+                        "stale page ack"
+                    );
+                }
+                fx
+            }
             _ => Effects::default(),
         };
         drop(objects);
@@ -412,6 +447,56 @@ fn effects(fx: Effects, out: &mut Vec<Outgoing>) {
             text: &m.text,
         };
         out.push(encode(Some(m.to.node), m.to.req, Frame::MsgRcvReply(reply)));
+    }
+    for d in fx.dsm {
+        let frame_out = match d.out {
+            Out::Grant {
+                node,
+                page,
+                write,
+                data,
+            } => {
+                let data = match &data {
+                    Data::Keep => PageData::Keep,
+                    Data::Zero => PageData::Zero,
+                    Data::Bytes(b) => PageData::Bytes(b),
+                };
+                let g = PageGrant {
+                    oid: d.oid,
+                    page,
+                    write: u8::from(write),
+                    result: 0,
+                    data,
+                };
+                encode(Some(node), 0, Frame::PageGrant(g))
+            }
+            Out::Inval {
+                node,
+                page,
+                keep_read,
+                want_data,
+                txn,
+            } => {
+                let i = PageInval {
+                    oid: d.oid,
+                    page,
+                    keep_read: u8::from(keep_read),
+                    want_data: u8::from(want_data),
+                };
+                encode(Some(node), txn, Frame::PageInval(i))
+            }
+        };
+        out.push(frame_out);
+    }
+    for r in fx.page_refusals {
+        let g = PageGrant {
+            oid: r.oid,
+            page: r.page,
+            write: u8::from(r.write),
+            result: r.result,
+            data: PageData::Keep,
+        };
+        out.push(encode(Some(r.node), 0, Frame::PageGrant(g)));
     }
     for (class, oid) in fx.removed {
         out.push(encode(None, 0, Frame::Removed { class, oid }));

@@ -156,6 +156,11 @@ impl Session {
                 | Frame::MsgSnd(_)
                 | Frame::MsgRcv(_)
                 | Frame::MsgCtl(_)
+                | Frame::ShmAt(_)
+                | Frame::ShmNattch(_)
+                | Frame::ShmCtl(_)
+                | Frame::PageReq(_)
+                | Frame::PageAck(_)
                 | Frame::Cancel { .. }
                 | Frame::Exit { .. },
             ) => Action::Ipc { node_id },

@@ -306,6 +306,7 @@ fn ipc_fields_are_checked() {
         flags: 0o1600,
         size: 3,
         cred: Cred::new(0, 0, 0),
+        pid: 7,
     });
     let mut b = encode_big(&g, 1);
     b[HEADER_LEN] = 9;
@@ -360,7 +361,7 @@ proptest! {
         let val_bytes: Vec<u8> = vals.iter().flat_map(|v| v.to_le_bytes()).collect();
         let class = Class::try_from(class).unwrap();
         let frames = [
-            Frame::Get(Get { class, key: ints[0], flags: ints[1], size: oid, cred }),
+            Frame::Get(Get { class, key: ints[0], flags: ints[1], size: oid, cred, pid: ints[4] as u32 }),
             Frame::GetReply(GetReply { result: ints[2], oid, mode: ints[3] as u32, size: oid ^ 1 }),
             Frame::SemOp(SemOp { oid, pid: ints[4] as u32, cred, sops: Sops::new(&sop_bytes).unwrap() }),
             Frame::Status { result: i64::from(ints[5]) << 3 },
@@ -515,4 +516,110 @@ proptest! {
             }
         }
     }
+}
+
+proptest! {
+    #[test]
+    fn shm_round_trip(
+        cred in arb_cred(),
+        req in any::<u64>(),
+        longs in proptest::array::uniform8(any::<i64>()),
+        ints in proptest::array::uniform8(any::<i32>()),
+        page in proptest::collection::vec(any::<u8>(), PAGE_LEN),
+        flags in proptest::array::uniform4(0u8..2),
+    ) {
+        let frames = [
+            Frame::ShmAt(ShmAt { oid: longs[0] as u64, pid: ints[0] as u32, cred, flags: ints[1] }),
+            Frame::ShmNattch(ShmNattch {
+                oid: longs[0] as u64, pid: ints[0] as u32, nattch: ints[2] as u32, detach: flags[0],
+            }),
+            Frame::ShmCtl(ShmCtl {
+                oid: longs[1] as u64, pid: ints[0] as u32, cred, cmd: ints[3],
+                set_uid: ints[4] as u32, set_gid: ints[5] as u32, set_mode: ints[6] as u32,
+            }),
+            Frame::ShmCtlReply(ShmCtlReply {
+                result: longs[7],
+                stat: ShmStat {
+                    key: ints[0], uid: 1, gid: 2, cuid: 3, cgid: 4, mode: ints[7] as u32,
+                    segsz: longs[1] as u64, atime: longs[2], dtime: longs[3], ctime: longs[4],
+                    cpid: ints[1] as u32, lpid: ints[2] as u32, nattch: longs[5] as u64,
+                },
+            }),
+            Frame::PageReq(PageReq { oid: longs[0] as u64, page: longs[1] as u64, write: flags[1] }),
+            Frame::PageGrant(PageGrant {
+                oid: longs[0] as u64, page: longs[1] as u64, write: flags[1], result: ints[3],
+                data: PageData::Bytes(&page),
+            }),
+            Frame::PageGrant(PageGrant {
+                oid: 1, page: 2, write: 0, result: 0, data: PageData::Zero,
+            }),
+            Frame::PageGrant(PageGrant {
+                oid: 1, page: 2, write: 1, result: -43, data: PageData::Keep,
+            }),
+            Frame::PageInval(PageInval {
+                oid: longs[2] as u64, page: longs[3] as u64, keep_read: flags[2], want_data: flags[3],
+            }),
+            Frame::PageAck(PageAck { oid: 5, page: longs[3] as u64, data: Some(&page) }),
+            Frame::PageAck(PageAck { oid: 5, page: 0, data: None }),
+        ];
+        for f in frames {
+            let buf = encode_big(&f, req);
+            let (msg, used) = decode(&buf).unwrap();
+            prop_assert_eq!(used, buf.len());
+            prop_assert_eq!(msg.req_id, req);
+            prop_assert_eq!(msg.frame, f);
+            for cut in [0, HEADER_LEN - 1, HEADER_LEN, buf.len() - 1] {
+                let incomplete = matches!(decode(&buf[..cut]), Err(DecodeError::Incomplete { .. }));
+                prop_assert!(incomplete);
+            }
+        }
+    }
+}
+
+#[test]
+fn page_frames_are_strict() {
+    let page = vec![7u8; PAGE_LEN];
+    // A page of the wrong size is refused by the encoder.
+    let short = Frame::PageAck(PageAck {
+        oid: 1,
+        page: 0,
+        data: Some(&page[..100]),
+    });
+    let mut buf = vec![0u8; HEADER_LEN + MAX_PAYLOAD];
+    assert_eq!(short.encode(1, &mut buf), Err(EncodeError::BadPage(100)));
+    // A flag byte other than 0 or 1, or an unknown data tag, is malformed.
+    let ok = encode_big(
+        &Frame::PageGrant(PageGrant {
+            oid: 1,
+            page: 2,
+            write: 1,
+            result: 0,
+            data: PageData::Zero,
+        }),
+        0,
+    );
+    let mut bad = ok.clone();
+    bad[HEADER_LEN + 16] = 2;
+    assert_eq!(decode(&bad), Err(DecodeError::BadPayload(Kind::PageGrant)));
+    let mut bad = ok.clone();
+    bad[HEADER_LEN + 21] = 3;
+    assert_eq!(decode(&bad), Err(DecodeError::BadPayload(Kind::PageGrant)));
+    // Tag 2 (bytes) without the bytes.
+    let mut bad = ok;
+    bad[HEADER_LEN + 21] = 2;
+    assert_eq!(decode(&bad), Err(DecodeError::BadPayload(Kind::PageGrant)));
+    let mut inval = encode_big(
+        &Frame::PageInval(PageInval {
+            oid: 1,
+            page: 2,
+            keep_read: 0,
+            want_data: 1,
+        }),
+        9,
+    );
+    inval[HEADER_LEN + 17] = 9;
+    assert_eq!(
+        decode(&inval),
+        Err(DecodeError::BadPayload(Kind::PageInval))
+    );
 }

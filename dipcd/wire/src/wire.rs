@@ -75,6 +75,22 @@ pub enum Kind {
     MsgCtl = 18,
     /// Referee to node: the answer to [`Kind::MsgCtl`].
     MsgCtlReply = 19,
+    /// Node to referee: may this process attach the segment?
+    ShmAt = 20,
+    /// Node to referee: how many attaches of a segment this node holds.
+    ShmNattch = 21,
+    /// Node to referee: `shmctl` on a distributed segment.
+    ShmCtl = 22,
+    /// Referee to node: the answer to [`Kind::ShmCtl`].
+    ShmCtlReply = 23,
+    /// Node to referee: a page fault needs a page (read or write access).
+    PageReq = 24,
+    /// Referee to node: access to a page granted, with its contents.
+    PageGrant = 25,
+    /// Referee to node: give up (or downgrade) a page copy.
+    PageInval = 26,
+    /// Node to referee: the answer to [`Kind::PageInval`].
+    PageAck = 27,
 }
 
 impl TryFrom<u16> for Kind {
@@ -101,6 +117,14 @@ impl TryFrom<u16> for Kind {
             17 => Kind::MsgRcvReply,
             18 => Kind::MsgCtl,
             19 => Kind::MsgCtlReply,
+            20 => Kind::ShmAt,
+            21 => Kind::ShmNattch,
+            22 => Kind::ShmCtl,
+            23 => Kind::ShmCtlReply,
+            24 => Kind::PageReq,
+            25 => Kind::PageGrant,
+            26 => Kind::PageInval,
+            27 => Kind::PageAck,
             other => return Err(DecodeError::UnknownKind(other)),
         })
     }
@@ -155,6 +179,8 @@ pub enum EncodeError {
     },
     /// A message body is longer than [`MAX_MTEXT`]; no peer would accept it.
     TextTooLong(usize),
+    /// Page contents that are not exactly [`PAGE_LEN`] bytes.
+    BadPage(usize),
 }
 
 /// Error codes carried by [`Frame::Error`]. The numbers are part of the
@@ -359,6 +385,8 @@ pub struct Get {
     pub size: u64,
     /// The caller.
     pub cred: Cred,
+    /// The caller's process id (tgid) on its node: a new segment's creator.
+    pub pid: u32,
 }
 
 /// The answer to [`Get`].
@@ -718,6 +746,195 @@ pub struct MsgCtlReply {
     pub info: MsgInfo,
 }
 
+/// Size of a DSM page: the coherence unit, `PAGE_SIZE` on every supported
+/// architecture.
+pub const PAGE_LEN: usize = 4096;
+
+/// `shmctl` commands, with Linux's numbers.
+pub mod shmcmd {
+    /// Remove the segment (destroyed when the last attach goes).
+    pub const IPC_RMID: i32 = 0;
+    /// Set owner and mode.
+    pub const IPC_SET: i32 = 1;
+    /// Read the segment's status.
+    pub const IPC_STAT: i32 = 2;
+}
+
+/// `shmat` flag: attach read-only.
+pub const SHM_RDONLY: i32 = 0o10000;
+/// `shmat` flag: attach with execute permission.
+pub const SHM_EXEC: i32 = 0o100000;
+/// Mode bit: the segment is marked for destruction.
+pub const SHM_DEST: u32 = 0o1000;
+
+/// May process `pid` attach segment `oid` with `flags` (`SHM_RDONLY`,
+/// `SHM_EXEC`)? Answered with [`Frame::Status`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShmAt {
+    /// The segment.
+    pub oid: u64,
+    /// The caller's process id (tgid) on its node.
+    pub pid: u32,
+    /// The caller.
+    pub cred: Cred,
+    /// `shmat` flags.
+    pub flags: i32,
+}
+
+/// The sending node now holds `nattch` attaches of segment `oid` (absolute,
+/// so a lost or repeated update does no harm). Not answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShmNattch {
+    /// The segment.
+    pub oid: u64,
+    /// The process whose attach or detach changed the count (0: unknown).
+    pub pid: u32,
+    /// Attaches on the sending node.
+    pub nattch: u32,
+    /// 1 when a `shmdt` caused the update (sets `shm_dtime`).
+    pub detach: u8,
+}
+
+/// `shmctl` on a distributed segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShmCtl {
+    /// The segment.
+    pub oid: u64,
+    /// The caller's process id (tgid) on its node.
+    pub pid: u32,
+    /// The caller.
+    pub cred: Cred,
+    /// A [`shmcmd`] value.
+    pub cmd: i32,
+    /// New owner uid for `IPC_SET`.
+    pub set_uid: u32,
+    /// New owner gid for `IPC_SET`.
+    pub set_gid: u32,
+    /// New mode for `IPC_SET` (low 9 bits are used).
+    pub set_mode: u32,
+}
+
+/// A segment's `struct shmid64_ds`, as `IPC_STAT` reports it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ShmStat {
+    /// Key (`IPC_PRIVATE` once removed).
+    pub key: i32,
+    /// Owner uid.
+    pub uid: u32,
+    /// Owner gid.
+    pub gid: u32,
+    /// Creator uid.
+    pub cuid: u32,
+    /// Creator gid.
+    pub cgid: u32,
+    /// Mode bits, with [`SHM_DEST`] once removed.
+    pub mode: u32,
+    /// Size in bytes.
+    pub segsz: u64,
+    /// Last attach time.
+    pub atime: i64,
+    /// Last detach time.
+    pub dtime: i64,
+    /// Last change time.
+    pub ctime: i64,
+    /// Creator (tgid on its node).
+    pub cpid: u32,
+    /// Last attach or detach (tgid on its node).
+    pub lpid: u32,
+    /// Attaches on every node.
+    pub nattch: u64,
+}
+
+/// The answer to [`ShmCtl`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShmCtlReply {
+    /// The call's return value, or a negative errno.
+    pub result: i64,
+    /// Filled for `IPC_STAT`.
+    pub stat: ShmStat,
+}
+
+/// A page fault on the sending node needs page `page` of segment `oid`.
+/// Not answered by request id: the referee sends a [`PageGrant`] when the
+/// access is granted, in order with every other frame for that page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PageReq {
+    /// The segment.
+    pub oid: u64,
+    /// Page index in the segment.
+    pub page: u64,
+    /// 1: write access (exclusive ownership); 0: a read copy.
+    pub write: u8,
+}
+
+/// What a [`PageGrant`] carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PageData<'a> {
+    /// Nothing: the node's copy is current.
+    Keep,
+    /// The page is all zeroes (never written).
+    Zero,
+    /// The page's bytes, exactly [`PAGE_LEN`].
+    Bytes(&'a [u8]),
+}
+
+impl PageData<'_> {
+    fn tag(&self) -> u8 {
+        match self {
+            PageData::Keep => 0,
+            PageData::Zero => 1,
+            PageData::Bytes(_) => 2,
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            PageData::Bytes(_) => PAGE_LEN,
+            _ => 0,
+        }
+    }
+}
+
+/// Access to a page, granted (or refused with `result < 0`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PageGrant<'a> {
+    /// The segment.
+    pub oid: u64,
+    /// Page index.
+    pub page: u64,
+    /// 1: exclusive write access; 0: a read copy.
+    pub write: u8,
+    /// 0, or a negative errno (the segment is gone, the page out of range).
+    pub result: i32,
+    /// The contents.
+    pub data: PageData<'a>,
+}
+
+/// Give up the copy of a page. Sent with a request id that the
+/// [`PageAck`] repeats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PageInval {
+    /// The segment.
+    pub oid: u64,
+    /// Page index.
+    pub page: u64,
+    /// 1: keep a read copy (a downgrade from write); 0: drop it.
+    pub keep_read: u8,
+    /// 1: send the page's bytes back (the node owns it).
+    pub want_data: u8,
+}
+
+/// The node no longer maps the page as the [`PageInval`] asked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PageAck<'a> {
+    /// The segment.
+    pub oid: u64,
+    /// Page index.
+    pub page: u64,
+    /// The page's bytes (exactly [`PAGE_LEN`]) when asked for and held.
+    pub data: Option<&'a [u8]>,
+}
+
 /// One decoded frame. Byte strings borrow from the input buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Frame<'a> {
@@ -784,6 +1001,22 @@ pub enum Frame<'a> {
     MsgCtl(MsgCtl),
     /// See [`MsgCtlReply`].
     MsgCtlReply(MsgCtlReply),
+    /// See [`ShmAt`].
+    ShmAt(ShmAt),
+    /// See [`ShmNattch`].
+    ShmNattch(ShmNattch),
+    /// See [`ShmCtl`].
+    ShmCtl(ShmCtl),
+    /// See [`ShmCtlReply`].
+    ShmCtlReply(ShmCtlReply),
+    /// See [`PageReq`].
+    PageReq(PageReq),
+    /// See [`PageGrant`].
+    PageGrant(PageGrant<'a>),
+    /// See [`PageInval`].
+    PageInval(PageInval),
+    /// See [`PageAck`].
+    PageAck(PageAck<'a>),
 }
 
 /// A frame with the request id it travels under. A reply carries the id of
@@ -938,6 +1171,11 @@ pub fn decode(buf: &[u8]) -> Result<(Message<'_>, usize), DecodeError> {
     ))
 }
 
+/// A flag byte: 0 or 1, anything else is malformed.
+fn bool_u8(v: u8) -> Option<u8> {
+    (v <= 1).then_some(v)
+}
+
 fn decode_payload(kind: Kind, payload: &[u8]) -> Option<Frame<'_>> {
     let mut r = Reader { buf: payload };
     let frame = match kind {
@@ -971,12 +1209,14 @@ fn decode_payload(kind: Kind, payload: &[u8]) -> Option<Frame<'_>> {
             let flags = r.i32()?;
             let size = r.u64()?;
             let cred = Cred::read(&mut r)?;
+            let pid = r.u32()?;
             Frame::Get(Get {
                 class,
                 key,
                 flags,
                 size,
                 cred,
+                pid,
             })
         }
         Kind::GetReply => Frame::GetReply(GetReply {
@@ -1128,6 +1368,85 @@ fn decode_payload(kind: Kind, payload: &[u8]) -> Option<Frame<'_>> {
                 msgseg: r.u16()?,
             },
         }),
+        Kind::ShmAt => Frame::ShmAt(ShmAt {
+            oid: r.u64()?,
+            pid: r.u32()?,
+            cred: Cred::read(&mut r)?,
+            flags: r.i32()?,
+        }),
+        Kind::ShmNattch => Frame::ShmNattch(ShmNattch {
+            oid: r.u64()?,
+            pid: r.u32()?,
+            nattch: r.u32()?,
+            detach: bool_u8(r.u8()?)?,
+        }),
+        Kind::ShmCtl => Frame::ShmCtl(ShmCtl {
+            oid: r.u64()?,
+            pid: r.u32()?,
+            cred: Cred::read(&mut r)?,
+            cmd: r.i32()?,
+            set_uid: r.u32()?,
+            set_gid: r.u32()?,
+            set_mode: r.u32()?,
+        }),
+        Kind::ShmCtlReply => Frame::ShmCtlReply(ShmCtlReply {
+            result: r.i64()?,
+            stat: ShmStat {
+                key: r.i32()?,
+                uid: r.u32()?,
+                gid: r.u32()?,
+                cuid: r.u32()?,
+                cgid: r.u32()?,
+                mode: r.u32()?,
+                segsz: r.u64()?,
+                atime: r.i64()?,
+                dtime: r.i64()?,
+                ctime: r.i64()?,
+                cpid: r.u32()?,
+                lpid: r.u32()?,
+                nattch: r.u64()?,
+            },
+        }),
+        Kind::PageReq => Frame::PageReq(PageReq {
+            oid: r.u64()?,
+            page: r.u64()?,
+            write: bool_u8(r.u8()?)?,
+        }),
+        Kind::PageGrant => {
+            let oid = r.u64()?;
+            let page = r.u64()?;
+            let write = bool_u8(r.u8()?)?;
+            let result = r.i32()?;
+            let data = match r.u8()? {
+                0 => PageData::Keep,
+                1 => PageData::Zero,
+                2 => PageData::Bytes(r.take(PAGE_LEN)?),
+                _ => return None,
+            };
+            Frame::PageGrant(PageGrant {
+                oid,
+                page,
+                write,
+                result,
+                data,
+            })
+        }
+        Kind::PageInval => Frame::PageInval(PageInval {
+            oid: r.u64()?,
+            page: r.u64()?,
+            keep_read: bool_u8(r.u8()?)?,
+            want_data: bool_u8(r.u8()?)?,
+        }),
+        Kind::PageAck => {
+            let oid = r.u64()?;
+            let page = r.u64()?;
+            let data = match r.u8()? {
+                0 => None,
+                1 => Some(r.take(PAGE_LEN)?),
+                _ => return None,
+            };
+            Frame::PageAck(PageAck { oid, page, data })
+        }
     };
     // A payload must be exactly as long as its kind says.
     r.is_empty().then_some(frame)
@@ -1156,6 +1475,14 @@ impl Frame<'_> {
             Frame::MsgRcvReply(_) => Kind::MsgRcvReply,
             Frame::MsgCtl(_) => Kind::MsgCtl,
             Frame::MsgCtlReply(_) => Kind::MsgCtlReply,
+            Frame::ShmAt(_) => Kind::ShmAt,
+            Frame::ShmNattch(_) => Kind::ShmNattch,
+            Frame::ShmCtl(_) => Kind::ShmCtl,
+            Frame::ShmCtlReply(_) => Kind::ShmCtlReply,
+            Frame::PageReq(_) => Kind::PageReq,
+            Frame::PageGrant(_) => Kind::PageGrant,
+            Frame::PageInval(_) => Kind::PageInval,
+            Frame::PageAck(_) => Kind::PageAck,
         }
     }
 
@@ -1166,7 +1493,7 @@ impl Frame<'_> {
             Frame::HelloAck(_) => 4 + 8 + 8,
             Frame::Ping { .. } | Frame::Pong { .. } => 8,
             Frame::Error { .. } => 4,
-            Frame::Get(g) => 1 + 4 + 4 + 8 + g.cred.wire_len(),
+            Frame::Get(g) => 1 + 4 + 4 + 8 + g.cred.wire_len() + 4,
             Frame::GetReply(_) => 4 + 8 + 4 + 8,
             Frame::SemOp(o) => 8 + 4 + o.cred.wire_len() + 2 + o.sops.0.len(),
             Frame::Status { .. } => 8,
@@ -1180,6 +1507,14 @@ impl Frame<'_> {
             Frame::MsgRcvReply(m) => 8 + 8 + 4 + m.text.len(),
             Frame::MsgCtl(m) => 8 + 4 + m.cred.wire_len() + 4 * 4 + 8,
             Frame::MsgCtlReply(_) => 8 + 4 * 6 + 8 * 6 + 4 * 2 + 4 * 7 + 2,
+            Frame::ShmAt(a) => 8 + 4 + a.cred.wire_len() + 4,
+            Frame::ShmNattch(_) => 8 + 4 + 4 + 1,
+            Frame::ShmCtl(c) => 8 + 4 + c.cred.wire_len() + 4 * 4,
+            Frame::ShmCtlReply(_) => 8 + 4 * 6 + 8 + 8 * 3 + 4 * 2 + 8,
+            Frame::PageReq(_) => 8 + 8 + 1,
+            Frame::PageGrant(g) => 8 + 8 + 1 + 4 + 1 + g.data.len(),
+            Frame::PageInval(_) => 8 + 8 + 1 + 1,
+            Frame::PageAck(a) => 8 + 8 + 1 + if a.data.is_some() { PAGE_LEN } else { 0 },
         }
     }
 
@@ -1198,6 +1533,16 @@ impl Frame<'_> {
         {
             if text.len() > MAX_MTEXT {
                 return Err(EncodeError::TextTooLong(text.len()));
+            }
+        }
+        if let Frame::PageGrant(PageGrant {
+            data: PageData::Bytes(p),
+            ..
+        })
+        | Frame::PageAck(PageAck { data: Some(p), .. }) = self
+        {
+            if p.len() != PAGE_LEN {
+                return Err(EncodeError::BadPage(p.len()));
             }
         }
         let frame = match *self {
@@ -1240,6 +1585,7 @@ impl Frame<'_> {
                 w.u32(g.flags as u32);
                 w.u64(g.size);
                 g.cred.write(&mut w);
+                w.u32(g.pid);
             }
             Frame::GetReply(g) => {
                 w.u32(g.result as u32);
@@ -1349,6 +1695,72 @@ impl Frame<'_> {
                     w.u32(v as u32);
                 }
                 w.u16(i.msgseg);
+            }
+            Frame::ShmAt(a) => {
+                w.u64(a.oid);
+                w.u32(a.pid);
+                a.cred.write(&mut w);
+                w.u32(a.flags as u32);
+            }
+            Frame::ShmNattch(n) => {
+                w.u64(n.oid);
+                w.u32(n.pid);
+                w.u32(n.nattch);
+                w.u8(n.detach.min(1));
+            }
+            Frame::ShmCtl(c) => {
+                w.u64(c.oid);
+                w.u32(c.pid);
+                c.cred.write(&mut w);
+                w.u32(c.cmd as u32);
+                w.u32(c.set_uid);
+                w.u32(c.set_gid);
+                w.u32(c.set_mode);
+            }
+            Frame::ShmCtlReply(c) => {
+                w.u64(c.result as u64);
+                let s = c.stat;
+                for v in [s.key as u32, s.uid, s.gid, s.cuid, s.cgid, s.mode] {
+                    w.u32(v);
+                }
+                for v in [s.segsz, s.atime as u64, s.dtime as u64, s.ctime as u64] {
+                    w.u64(v);
+                }
+                w.u32(s.cpid);
+                w.u32(s.lpid);
+                w.u64(s.nattch);
+            }
+            Frame::PageReq(p) => {
+                w.u64(p.oid);
+                w.u64(p.page);
+                w.u8(p.write.min(1));
+            }
+            Frame::PageGrant(g) => {
+                w.u64(g.oid);
+                w.u64(g.page);
+                w.u8(g.write.min(1));
+                w.u32(g.result as u32);
+                w.u8(g.data.tag());
+                if let PageData::Bytes(b) = g.data {
+                    w.bytes(b);
+                }
+            }
+            Frame::PageInval(i) => {
+                w.u64(i.oid);
+                w.u64(i.page);
+                w.u8(i.keep_read.min(1));
+                w.u8(i.want_data.min(1));
+            }
+            Frame::PageAck(a) => {
+                w.u64(a.oid);
+                w.u64(a.page);
+                match a.data {
+                    Some(b) => {
+                        w.u8(1);
+                        w.bytes(b);
+                    }
+                    None => w.u8(0),
+                }
             }
         }
         Ok(w.pos)

@@ -6,12 +6,16 @@
 //! One file per object kind, after `ipc/`: [`ipc`] (`ipc/util.c`),
 //! [`sem`] (`ipc/sem.c`) and [`msg`] (`ipc/msg.c`).
 
+pub mod dsm;
 pub mod ipc;
 pub mod msg;
 pub mod sem;
+pub mod shm;
 
 #[cfg(test)]
 mod msg_tests;
+#[cfg(test)]
+mod shm_tests;
 #[cfg(test)]
 mod tests;
 
@@ -44,6 +48,12 @@ pub struct Limits {
     pub msgmnb: usize,
     /// `msgmni`: most queues.
     pub msgmni: usize,
+    /// `shmmax`: the largest segment, in bytes.
+    pub shmmax: u64,
+    /// `shmall`: most pages in all segments.
+    pub shmall: u64,
+    /// `shmmni`: most segments.
+    pub shmmni: usize,
 }
 
 impl Limits {
@@ -69,6 +79,10 @@ impl Default for Limits {
             msgmax: 8192,
             msgmnb: 16384,
             msgmni: 32000,
+            // include/uapi/linux/shm.h: SHMMAX = SHMALL = ULONG_MAX - 2^24.
+            shmmax: u64::MAX - (1 << 24),
+            shmall: u64::MAX - (1 << 24),
+            shmmni: 4096,
         }
     }
 }
@@ -82,6 +96,10 @@ pub struct Effects {
     pub removed: Vec<(Class, u64)>,
     /// Answers to `msgrcv` calls: messages, or errors found while receiving.
     pub msgs: Vec<MsgReply>,
+    /// Page grants and invalidations.
+    pub dsm: Vec<shm::Dsm>,
+    /// Page requests refused (the segment is gone, the page out of range).
+    pub page_refusals: Vec<shm::PageRefusal>,
 }
 
 /// The answer to a `msgctl`.
@@ -152,6 +170,12 @@ pub struct ObjectStatus {
     pub bytes: u64,
     /// Sleeping operations.
     pub waiters: usize,
+    /// Segment size in bytes (0 for a set or a queue).
+    pub size: u64,
+    /// Attaches on every node (segments).
+    pub nattch: u64,
+    /// Pages with a directory entry (segments): pages in use.
+    pub pages: usize,
 }
 
 /// Every distributed object, by key and by cluster-wide id.
@@ -162,6 +186,11 @@ pub struct Objects {
     sems: BTreeMap<u64, SemArray>,
     used_sems: usize,
     msgs: BTreeMap<u64, MsgQueue>,
+    shms: BTreeMap<u64, shm::Segment>,
+    /// Pages in all segments (against `shmall`).
+    shm_pages: u64,
+    /// The last DSM transaction id.
+    next_txn: u64,
     last_oid: u64,
 }
 
@@ -222,8 +251,18 @@ impl Objects {
                 },
                 Err(e) => fail(e),
             },
-            // Segments come with their own issue.
-            Class::Shm => fail(errno::EINVAL),
+            Class::Shm => match self.shmget(g, now) {
+                Ok(oid) => {
+                    let seg = &self.shms[&oid];
+                    GetReply {
+                        result: 0,
+                        oid,
+                        mode: seg.perm.mode & 0o777,
+                        size: seg.segsz,
+                    }
+                }
+                Err(e) => fail(e),
+            },
         }
     }
 
@@ -511,6 +550,7 @@ impl Objects {
         for q in self.msgs.values_mut() {
             q.node_gone(node);
         }
+        self.shm_node_gone(node, &mut fx);
         fx
     }
 
@@ -630,6 +670,9 @@ impl Objects {
             messages: 0,
             bytes: 0,
             waiters: s.waiters(),
+            size: 0,
+            nattch: 0,
+            pages: 0,
         });
         let msgs = self.msgs.iter().map(|(&oid, q)| ObjectStatus {
             class: "msg",
@@ -641,8 +684,25 @@ impl Objects {
             messages: q.qnum(),
             bytes: q.cbytes,
             waiters: q.waiters(),
+            size: 0,
+            nattch: 0,
+            pages: 0,
         });
-        let mut all: Vec<ObjectStatus> = sems.chain(msgs).collect();
+        let shms = self.shms.iter().map(|(&oid, s)| ObjectStatus {
+            class: "shm",
+            oid,
+            key: s.perm.key,
+            mode: s.perm.mode,
+            uid: s.perm.uid,
+            nsems: 0,
+            messages: 0,
+            bytes: 0,
+            waiters: 0,
+            size: s.segsz,
+            nattch: s.total_nattch(),
+            pages: s.dir.entries(),
+        });
+        let mut all: Vec<ObjectStatus> = sems.chain(msgs).chain(shms).collect();
         all.sort_by_key(|o| o.oid);
         all
     }

@@ -30,6 +30,7 @@ fn msgget(o: &mut Objects, key: i32, flags: i32, cred: Cred) -> GetReply {
             flags,
             size: 0,
             cred,
+            pid: 1,
         },
         NOW,
     )
@@ -122,7 +123,8 @@ fn msgget_semantics() {
                 key: 5,
                 flags: IPC_CREAT | 0o600,
                 size: 1,
-                cred: ALICE
+                cred: ALICE,
+                pid: 1,
             },
             NOW
         )

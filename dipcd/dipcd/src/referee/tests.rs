@@ -19,6 +19,7 @@ fn get(o: &mut Objects, key: i32, nsems: u64, flags: i32, cred: Cred) -> GetRepl
             flags,
             size: nsems,
             cred,
+            pid: 1,
         },
         100,
     )

@@ -1,0 +1,362 @@
+//! The DSM directory of one segment: for each page, who may read it, who
+//! may write it, and the referee's home copy (Ivy's central manager with
+//! write-invalidate, single writer / multiple readers).
+//!
+//! Invariants, checked by [`Directory::check`] in the tests:
+//! - a page has an owner (one node with write access) or a copy set (nodes
+//!   with read access), never both;
+//! - at most one transaction per page is in progress; requests that arrive
+//!   meanwhile wait in the page's queue, in arrival order;
+//! - the home copy is current whenever the page has no owner.
+//!
+//! A request is answered at once when no other node has to give anything
+//! up. Otherwise the referee sends [`Out::Inval`] to every node that must
+//! (the owner with `want_data`, so its bytes come back), and answers the
+//! request once every [`Directory::ack`] is in. Frames to one node travel on
+//! one connection in order, so a node sees a grant before any invalidation
+//! that follows it.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+
+/// Bytes in a page.
+pub const PAGE_LEN: usize = dipc_wire::PAGE_LEN;
+
+/// A request for a page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Want {
+    /// The node that faulted.
+    pub node: u32,
+    /// Write access wanted (else a read copy).
+    pub write: bool,
+}
+
+/// What a grant carries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Data {
+    /// The node's copy is current.
+    Keep,
+    /// All zeroes: the page was never written.
+    Zero,
+    /// The page's bytes.
+    Bytes(Box<[u8]>),
+}
+
+/// A frame the directory wants sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Out {
+    /// Access granted to `node`.
+    Grant {
+        /// The node.
+        node: u32,
+        /// The page.
+        page: u64,
+        /// Write access (else read).
+        write: bool,
+        /// Contents for the node.
+        data: Data,
+    },
+    /// `node` must give its copy up (or keep only a read copy).
+    Inval {
+        /// The node.
+        node: u32,
+        /// The page.
+        page: u64,
+        /// Keep a read copy (a downgrade).
+        keep_read: bool,
+        /// Send the bytes back (the node owns the page).
+        want_data: bool,
+        /// Transaction id, repeated in the ack.
+        txn: u64,
+    },
+}
+
+#[derive(Debug)]
+struct Txn {
+    id: u64,
+    want: Want,
+    /// Nodes whose ack is missing.
+    pending: BTreeSet<u32>,
+    /// The requester left; finish without granting.
+    abandoned: bool,
+}
+
+#[derive(Debug, Default)]
+struct Page {
+    owner: Option<u32>,
+    copyset: BTreeSet<u32>,
+    home: Option<Box<[u8]>>,
+    txn: Option<Txn>,
+    queue: VecDeque<Want>,
+}
+
+impl Page {
+    fn idle(&self) -> bool {
+        self.owner.is_none()
+            && self.copyset.is_empty()
+            && self.home.is_none()
+            && self.txn.is_none()
+            && self.queue.is_empty()
+    }
+
+    fn home_data(&self) -> Data {
+        match &self.home {
+            Some(b) => Data::Bytes(b.clone()),
+            None => Data::Zero,
+        }
+    }
+}
+
+/// Counters for status and benchmarks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DirStats {
+    /// Grants sent.
+    pub grants: u64,
+    /// Invalidations sent.
+    pub invals: u64,
+    /// Pages whose bytes were sent in a grant.
+    pub pages_sent: u64,
+}
+
+/// One segment's directory. Pages nobody touched have no entry: a 1 GiB
+/// segment with one page in use holds one entry.
+#[derive(Debug)]
+pub struct Directory {
+    npages: u64,
+    pages: HashMap<u64, Page>,
+    /// Counters.
+    pub stats: DirStats,
+}
+
+/// Why a request or an ack was not taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DirError {
+    /// The page is past the segment's end.
+    OutOfRange,
+}
+
+impl Directory {
+    /// A directory for `npages` pages, all zero and uncached.
+    pub fn new(npages: u64) -> Self {
+        Directory {
+            npages,
+            pages: HashMap::new(),
+            stats: DirStats::default(),
+        }
+    }
+
+    /// Pages with an entry (touched at some time and not idle).
+    pub fn entries(&self) -> usize {
+        self.pages.len()
+    }
+
+    /// Node `node` faulted on `page`. `next_txn` numbers transactions.
+    pub fn request(
+        &mut self,
+        want: Want,
+        page: u64,
+        next_txn: &mut u64,
+        out: &mut Vec<Out>,
+    ) -> Result<(), DirError> {
+        if page >= self.npages {
+            return Err(DirError::OutOfRange);
+        }
+        let p = self.pages.entry(page).or_default();
+        p.queue.push_back(want);
+        self.pump(page, next_txn, out);
+        Ok(())
+    }
+
+    /// Node `node` answered invalidation `txn` of `page`, with the page's
+    /// bytes if it sent them. An ack that matches no pending invalidation
+    /// is ignored (returns `false`).
+    pub fn ack(
+        &mut self,
+        node: u32,
+        page: u64,
+        txn: u64,
+        data: Option<&[u8]>,
+        next_txn: &mut u64,
+        out: &mut Vec<Out>,
+    ) -> bool {
+        let Some(p) = self.pages.get_mut(&page) else {
+            return false;
+        };
+        let Some(t) = p.txn.as_mut() else {
+            return false;
+        };
+        if t.id != txn || !t.pending.remove(&node) {
+            return false;
+        }
+        let keep_read = !t.want.write;
+        if let Some(d) = data.filter(|d| d.len() == PAGE_LEN) {
+            p.home = Some(d.into());
+        }
+        Self::release(p, node, keep_read);
+        if p.txn.as_ref().is_some_and(|t| t.pending.is_empty()) {
+            self.finish(page, next_txn, out);
+        }
+        true
+    }
+
+    /// `node` gave its copy up: out of the copy set; an owner's page goes
+    /// back to the home copy (with the bytes it sent, if any).
+    fn release(p: &mut Page, node: u32, keep_read: bool) {
+        if p.owner == Some(node) {
+            p.owner = None;
+            if keep_read {
+                p.copyset.insert(node);
+            }
+        } else if !keep_read {
+            p.copyset.remove(&node);
+        }
+    }
+
+    /// The transaction of `page` has every ack: grant, then start the next.
+    fn finish(&mut self, page: u64, next_txn: &mut u64, out: &mut Vec<Out>) {
+        let Some(p) = self.pages.get_mut(&page) else {
+            return;
+        };
+        let Some(t) = p.txn.take() else {
+            return;
+        };
+        if !t.abandoned {
+            self.stats.grants += 1;
+            Self::grant(p, t.want, page, &mut self.stats, out);
+        }
+        self.pump(page, next_txn, out);
+    }
+
+    /// Grants `want` on a page nobody else needs to give up.
+    fn grant(p: &mut Page, want: Want, page: u64, stats: &mut DirStats, out: &mut Vec<Out>) {
+        let n = want.node;
+        let data = if p.owner == Some(n) || p.copyset.contains(&n) {
+            Data::Keep
+        } else {
+            p.home_data()
+        };
+        if want.write {
+            p.copyset.clear();
+            p.owner = Some(n);
+        } else if p.owner != Some(n) {
+            p.copyset.insert(n);
+        }
+        if matches!(data, Data::Bytes(_)) {
+            stats.pages_sent += 1;
+        }
+        out.push(Out::Grant {
+            node: n,
+            page,
+            write: want.write,
+            data,
+        });
+    }
+
+    /// Starts queued requests of `page` until one has to wait.
+    fn pump(&mut self, page: u64, next_txn: &mut u64, out: &mut Vec<Out>) {
+        let Some(p) = self.pages.get_mut(&page) else {
+            return;
+        };
+        while p.txn.is_none() {
+            let Some(want) = p.queue.pop_front() else {
+                break;
+            };
+            let n = want.node;
+            // Who must give something up first.
+            let targets: BTreeSet<u32> = match p.owner {
+                Some(o) if o != n => [o].into(),
+                Some(_) => BTreeSet::new(),
+                None if want.write => p.copyset.iter().copied().filter(|&c| c != n).collect(),
+                None => BTreeSet::new(),
+            };
+            if targets.is_empty() {
+                self.stats.grants += 1;
+                Self::grant(p, want, page, &mut self.stats, out);
+                continue;
+            }
+            *next_txn += 1;
+            let id = *next_txn;
+            for &t in &targets {
+                self.stats.invals += 1;
+                out.push(Out::Inval {
+                    node: t,
+                    page,
+                    keep_read: !want.write,
+                    want_data: p.owner == Some(t),
+                    txn: id,
+                });
+            }
+            p.txn = Some(Txn {
+                id,
+                want,
+                pending: targets,
+                abandoned: false,
+            });
+        }
+        if p.idle() {
+            self.pages.remove(&page);
+        }
+    }
+
+    /// Node `node` is gone: its copies and ownerships are dropped (an owned
+    /// page falls back to the home copy; writes since its last transfer are
+    /// lost), its queued requests are forgotten, and transactions waiting
+    /// for its ack go on without it.
+    pub fn node_gone(&mut self, node: u32, next_txn: &mut u64, out: &mut Vec<Out>) {
+        let pages: Vec<u64> = self.pages.keys().copied().collect();
+        for page in pages {
+            let Some(p) = self.pages.get_mut(&page) else {
+                continue;
+            };
+            p.queue.retain(|w| w.node != node);
+            if p.owner == Some(node) {
+                p.owner = None;
+            }
+            p.copyset.remove(&node);
+            let mut done = false;
+            if let Some(t) = p.txn.as_mut() {
+                if t.want.node == node {
+                    t.abandoned = true;
+                }
+                t.pending.remove(&node);
+                done = t.pending.is_empty();
+            }
+            if done {
+                self.finish(page, next_txn, out);
+            } else {
+                self.pump(page, next_txn, out);
+            }
+        }
+    }
+
+    /// Checks the invariants (tests).
+    #[cfg(test)]
+    pub fn check(&self) {
+        for (page, p) in &self.pages {
+            assert!(*page < self.npages);
+            assert!(
+                p.owner.is_none() || p.copyset.is_empty(),
+                "page {page}: owner {:?} and copies {:?}",
+                p.owner,
+                p.copyset
+            );
+            if p.txn.is_none() {
+                assert!(p.queue.is_empty(), "page {page}: idle with a queue");
+            }
+        }
+    }
+
+    /// Who holds `page`: its owner and copy set (tests).
+    #[cfg(test)]
+    pub fn holders(&self, page: u64) -> (Option<u32>, Vec<u32>) {
+        self.pages
+            .get(&page)
+            .map(|p| (p.owner, p.copyset.iter().copied().collect()))
+            .unwrap_or((None, Vec::new()))
+    }
+
+    /// The home copy of `page` (tests).
+    #[cfg(test)]
+    pub fn home(&self, page: u64) -> Option<&[u8]> {
+        self.pages.get(&page).and_then(|p| p.home.as_deref())
+    }
+}

@@ -1,0 +1,547 @@
+//! Segments after `ipc/shm.c`, and the DSM directory: every transition,
+//! racing requests, and a simulated cluster whose reads must always see the
+//! latest write.
+
+use super::dsm::{Data, Directory, Out, Want, PAGE_LEN};
+use super::ipc::{IPC_CREAT, IPC_EXCL};
+use super::shm::Dsm;
+use super::*;
+use dipc_wire::{shmcmd, ShmAt, ShmCtl, CAP_IPC_OWNER, CAP_SYS_ADMIN, SHM_DEST, SHM_RDONLY};
+use proptest::prelude::*;
+use std::collections::{BTreeMap, VecDeque};
+
+const ROOT: Cred = Cred::new(0, 0, CAP_SYS_ADMIN | CAP_IPC_OWNER);
+const ALICE: Cred = Cred::new(1000, 1000, 0);
+const BOB: Cred = Cred::new(1001, 1001, 0);
+const NOW: i64 = 100;
+
+fn shmget(o: &mut Objects, key: i32, size: u64, flags: i32, cred: Cred) -> GetReply {
+    o.get(
+        &Get {
+            class: Class::Shm,
+            key,
+            flags,
+            size,
+            cred,
+            pid: 42,
+        },
+        NOW,
+    )
+}
+
+fn ctl(o: &mut Objects, oid: u64, cmd: i32, cred: Cred) -> (shm::ShmCtlResult, Effects) {
+    o.shmctl(
+        &ShmCtl {
+            oid,
+            pid: 7,
+            cred,
+            cmd,
+            set_uid: 1000,
+            set_gid: 1000,
+            set_mode: 0o640,
+        },
+        NOW + 1,
+    )
+}
+
+fn at(o: &mut Objects, oid: u64, flags: i32, cred: Cred) -> i64 {
+    o.shmat(
+        &ShmAt {
+            oid,
+            pid: 9,
+            cred,
+            flags,
+        },
+        NOW + 2,
+    )
+}
+
+#[test]
+fn shmget_checks_sizes_and_permissions() {
+    let mut o = Objects::new(Limits {
+        shmmax: 2 << 20,
+        shmall: 300,
+        shmmni: 2,
+        ..Limits::default()
+    });
+    assert_eq!(
+        shmget(&mut o, 1, 0, IPC_CREAT, ALICE).result,
+        -errno::EINVAL
+    );
+    assert_eq!(
+        shmget(&mut o, 1, (2 << 20) + 1, IPC_CREAT, ALICE).result,
+        -errno::EINVAL
+    );
+    assert_eq!(shmget(&mut o, 1, 100, 0, ALICE).result, -errno::ENOENT);
+    let a = shmget(&mut o, 1, 10_000, IPC_CREAT | 0o600, ALICE);
+    assert_eq!((a.result, a.size, a.mode), (0, 10_000, 0o600));
+    // Existing: a larger size is EINVAL before the permission check, a
+    // smaller or zero size is fine.
+    assert_eq!(shmget(&mut o, 1, 10_001, 0, BOB).result, -errno::EINVAL);
+    assert_eq!(shmget(&mut o, 1, 0, 0o600, BOB).result, -errno::EACCES);
+    assert_eq!(shmget(&mut o, 1, 0, 0o600, ALICE).oid, a.oid);
+    assert_eq!(
+        shmget(&mut o, 1, 5, IPC_CREAT | IPC_EXCL, ALICE).result,
+        -errno::EEXIST
+    );
+    // shmall counts pages: 3 pages used, 298 more do not fit.
+    assert_eq!(
+        shmget(&mut o, 2, 298 * 4096, IPC_CREAT, ALICE).result,
+        -errno::ENOSPC
+    );
+    assert_eq!(shmget(&mut o, 2, 4096, IPC_CREAT, ALICE).result, 0);
+    // shmmni.
+    assert_eq!(
+        shmget(&mut o, 3, 4096, IPC_CREAT, ALICE).result,
+        -errno::ENOSPC
+    );
+    let seg = o.shm(a.oid).unwrap();
+    assert_eq!((seg.cpid, seg.ctime, seg.stat().nattch), (42, NOW, 0));
+}
+
+#[test]
+fn shmat_permissions() {
+    let mut o = Objects::new(Limits::default());
+    let a = shmget(&mut o, 1, 4096, IPC_CREAT | 0o640, ALICE);
+    assert_eq!(at(&mut o, a.oid, 0, ALICE), 0);
+    assert_eq!(at(&mut o, a.oid, 0, BOB), -i64::from(errno::EACCES));
+    assert_eq!(
+        at(&mut o, a.oid, SHM_RDONLY, BOB),
+        -i64::from(errno::EACCES)
+    );
+    let mut grp = BOB;
+    grp.ngroups = 1;
+    grp.groups[0] = 1000;
+    assert_eq!(at(&mut o, a.oid, SHM_RDONLY, grp), 0);
+    assert_eq!(at(&mut o, a.oid, 0, grp), -i64::from(errno::EACCES));
+    assert_eq!(at(&mut o, a.oid, 0, ROOT), 0);
+    assert_eq!(at(&mut o, 999, 0, ROOT), -i64::from(errno::EINVAL));
+    let seg = o.shm(a.oid).unwrap();
+    assert_eq!((seg.atime, seg.lpid), (NOW + 2, 9));
+}
+
+#[test]
+fn rmid_waits_for_the_last_attach_in_the_cluster() {
+    let mut o = Objects::new(Limits::default());
+    let a = shmget(&mut o, 1, 8192, IPC_CREAT | 0o600, ALICE);
+    assert!(o.shm_nattch(2, a.oid, 5, 1, false, NOW).removed.is_empty());
+    assert!(o.shm_nattch(3, a.oid, 6, 2, false, NOW).removed.is_empty());
+    let (r, fx) = ctl(&mut o, a.oid, shmcmd::IPC_STAT, BOB);
+    assert_eq!(r.result, -i64::from(errno::EACCES));
+    assert!(fx.removed.is_empty());
+    let (r, _) = ctl(&mut o, a.oid, shmcmd::IPC_STAT, ALICE);
+    assert_eq!((r.stat.nattch, r.stat.segsz, r.stat.lpid), (3, 8192, 6));
+    assert_eq!(
+        ctl(&mut o, a.oid, shmcmd::IPC_RMID, BOB).0.result,
+        -i64::from(errno::EPERM)
+    );
+    let (r, fx) = ctl(&mut o, a.oid, shmcmd::IPC_RMID, ALICE);
+    assert_eq!(r.result, 0);
+    assert!(fx.removed.is_empty());
+    // SHM_DEST shown, key private, and the key is free for a new segment.
+    let (r, _) = ctl(&mut o, a.oid, shmcmd::IPC_STAT, ALICE);
+    assert_eq!(r.stat.mode & SHM_DEST, SHM_DEST);
+    assert_eq!(r.stat.key, 0);
+    let b = shmget(&mut o, 1, 4096, IPC_CREAT | 0o600, ALICE);
+    assert_eq!(b.result, 0);
+    assert_ne!(b.oid, a.oid);
+    // Node 3 detaches: still one attach on node 2.
+    assert!(o
+        .shm_nattch(3, a.oid, 6, 0, true, NOW + 5)
+        .removed
+        .is_empty());
+    let (r, _) = ctl(&mut o, a.oid, shmcmd::IPC_STAT, ALICE);
+    assert_eq!((r.stat.nattch, r.stat.dtime), (1, NOW + 5));
+    // The last one goes: destroyed, every node told.
+    let fx = o.shm_nattch(2, a.oid, 5, 0, true, NOW + 6);
+    assert_eq!(fx.removed, vec![(Class::Shm, a.oid)]);
+    assert!(o.shm(a.oid).is_none());
+    assert_eq!(
+        ctl(&mut o, a.oid, shmcmd::IPC_STAT, ALICE).0.result,
+        -i64::from(errno::EIDRM)
+    );
+    // The new segment with the key is untouched.
+    assert_eq!(shmget(&mut o, 1, 0, 0o600, ALICE).oid, b.oid);
+    // Without attaches IPC_RMID destroys at once.
+    let (_, fx) = ctl(&mut o, b.oid, shmcmd::IPC_RMID, ALICE);
+    assert_eq!(fx.removed, vec![(Class::Shm, b.oid)]);
+    assert_eq!(shmget(&mut o, 1, 0, 0, ALICE).result, -errno::ENOENT);
+}
+
+#[test]
+fn ipc_set_and_node_gone() {
+    let mut o = Objects::new(Limits::default());
+    let a = shmget(&mut o, 1, 4096, IPC_CREAT | 0o600, ALICE);
+    assert_eq!(ctl(&mut o, a.oid, shmcmd::IPC_SET, ALICE).0.result, 0);
+    let (r, _) = ctl(&mut o, a.oid, shmcmd::IPC_STAT, ALICE);
+    assert_eq!((r.stat.mode, r.stat.ctime), (0o640, NOW + 1));
+    assert_eq!(
+        ctl(&mut o, a.oid, 77, ALICE).0.result,
+        -i64::from(errno::EINVAL)
+    );
+    o.shm_nattch(2, a.oid, 5, 1, false, NOW);
+    ctl(&mut o, a.oid, shmcmd::IPC_RMID, ALICE);
+    assert!(o.shm(a.oid).is_some());
+    // The node dies: its attach goes, and with it the segment.
+    let fx = o.node_gone(2, NOW);
+    assert_eq!(fx.removed, vec![(Class::Shm, a.oid)]);
+}
+
+fn grant(node: u32, page: u64, write: bool, data: Data) -> Out {
+    Out::Grant {
+        node,
+        page,
+        write,
+        data,
+    }
+}
+
+fn page_of(v: u8) -> Box<[u8]> {
+    vec![v; PAGE_LEN].into_boxed_slice()
+}
+
+#[test]
+fn directory_transitions() {
+    let mut d = Directory::new(4);
+    let mut txn = 0;
+    let mut out = Vec::new();
+    let want = |node, write| Want { node, write };
+    // Untouched page: a read gets zeroes, no one to ask.
+    d.request(want(1, false), 0, &mut txn, &mut out).unwrap();
+    assert_eq!(out, vec![grant(1, 0, false, Data::Zero)]);
+    assert_eq!(d.holders(0), (None, vec![1]));
+    // A second reader: zeroes too (no owner), both hold copies.
+    out.clear();
+    d.request(want(2, false), 0, &mut txn, &mut out).unwrap();
+    assert_eq!(out, vec![grant(2, 0, false, Data::Zero)]);
+    // A reader asks to write: the other copy is invalidated first.
+    out.clear();
+    d.request(want(1, true), 0, &mut txn, &mut out).unwrap();
+    assert_eq!(
+        out,
+        vec![Out::Inval {
+            node: 2,
+            page: 0,
+            keep_read: false,
+            want_data: false,
+            txn: 1
+        }]
+    );
+    // Meanwhile node 3 asks to read: queued behind the transaction.
+    out.clear();
+    d.request(want(3, false), 0, &mut txn, &mut out).unwrap();
+    assert!(out.is_empty());
+    // A wrong ack (other txn, other node) changes nothing.
+    assert!(!d.ack(2, 0, 99, None, &mut txn, &mut out));
+    assert!(!d.ack(3, 0, 1, None, &mut txn, &mut out));
+    assert!(out.is_empty());
+    // The ack: node 1 owns the page and keeps its bytes; then node 3's
+    // read needs node 1 to downgrade and send the bytes back.
+    assert!(d.ack(2, 0, 1, None, &mut txn, &mut out));
+    assert_eq!(
+        out,
+        vec![
+            grant(1, 0, true, Data::Keep),
+            Out::Inval {
+                node: 1,
+                page: 0,
+                keep_read: true,
+                want_data: true,
+                txn: 2
+            }
+        ]
+    );
+    d.check();
+    out.clear();
+    assert!(d.ack(1, 0, 2, Some(&page_of(7)), &mut txn, &mut out));
+    assert_eq!(out, vec![grant(3, 0, false, Data::Bytes(page_of(7)))]);
+    assert_eq!(d.holders(0), (None, vec![1, 3]));
+    assert_eq!(d.home(0), Some(&page_of(7)[..]));
+    // The owner asking again is answered at once, without bytes.
+    out.clear();
+    d.request(want(2, true), 0, &mut txn, &mut out).unwrap();
+    let acks: Vec<u32> = out
+        .iter()
+        .map(|o| match o {
+            Out::Inval { node, .. } => *node,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(acks, vec![1, 3]);
+    out.clear();
+    d.ack(1, 0, 3, None, &mut txn, &mut out);
+    assert!(out.is_empty());
+    d.ack(3, 0, 3, None, &mut txn, &mut out);
+    // Node 2 was invalidated earlier: it gets the bytes.
+    assert_eq!(out, vec![grant(2, 0, true, Data::Bytes(page_of(7)))]);
+    out.clear();
+    d.request(want(2, true), 0, &mut txn, &mut out).unwrap();
+    d.request(want(2, false), 0, &mut txn, &mut out).unwrap();
+    assert_eq!(
+        out,
+        vec![
+            grant(2, 0, true, Data::Keep),
+            grant(2, 0, false, Data::Keep)
+        ]
+    );
+    assert_eq!(d.holders(0), (Some(2), vec![]));
+    // Out of range.
+    assert!(d.request(want(1, false), 4, &mut txn, &mut out).is_err());
+    d.check();
+}
+
+#[test]
+fn node_gone_mid_transaction() {
+    let mut d = Directory::new(2);
+    let mut txn = 0;
+    let mut out = Vec::new();
+    d.request(
+        Want {
+            node: 1,
+            write: true,
+        },
+        1,
+        &mut txn,
+        &mut out,
+    )
+    .unwrap();
+    // Node 2 wants it; node 1 must send it back, but dies instead.
+    out.clear();
+    d.request(
+        Want {
+            node: 2,
+            write: true,
+        },
+        1,
+        &mut txn,
+        &mut out,
+    )
+    .unwrap();
+    d.request(
+        Want {
+            node: 1,
+            write: false,
+        },
+        1,
+        &mut txn,
+        &mut out,
+    )
+    .unwrap();
+    assert_eq!(out.len(), 1);
+    out.clear();
+    d.node_gone(1, &mut txn, &mut out);
+    // Node 2 gets the home copy (zeroes: node 1's writes are lost), and
+    // node 1's queued read is forgotten.
+    assert_eq!(out, vec![grant(2, 1, true, Data::Zero)]);
+    assert_eq!(d.holders(1), (Some(2), vec![]));
+    // The requester dies while its invalidations are out: nobody is granted.
+    out.clear();
+    d.request(
+        Want {
+            node: 3,
+            write: true,
+        },
+        1,
+        &mut txn,
+        &mut out,
+    )
+    .unwrap();
+    let t = match out[0] {
+        Out::Inval { txn, .. } => txn,
+        _ => panic!(),
+    };
+    out.clear();
+    d.node_gone(3, &mut txn, &mut out);
+    assert!(out.is_empty());
+    d.ack(2, 1, t, Some(&page_of(3)), &mut txn, &mut out);
+    assert!(out.is_empty());
+    assert_eq!(d.holders(1), (None, vec![]));
+    assert_eq!(d.home(1), Some(&page_of(3)[..]));
+    d.check();
+}
+
+#[test]
+fn a_huge_segment_keeps_only_touched_pages() {
+    let mut o = Objects::new(Limits::default());
+    let a = shmget(&mut o, 1, 1 << 30, IPC_CREAT | 0o600, ALICE);
+    let fx = o.page_request(2, a.oid, 12345, true);
+    assert_eq!(fx.dsm.len(), 1);
+    assert_eq!(o.shm(a.oid).unwrap().dir.entries(), 1);
+    let fx = o.page_request(2, a.oid, 1 << 18, false);
+    assert_eq!(fx.page_refusals[0].result, -errno::EFAULT);
+    let fx = o.page_request(2, 999, 0, false);
+    assert_eq!(fx.page_refusals[0].result, -errno::EIDRM);
+    let (ok, _) = o.page_ack(2, 999, 0, 1, None);
+    assert!(!ok);
+}
+
+/// A simulated node: its copy of each page (a version number in the first
+/// 8 bytes) and its access, updated as the kernel module does.
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Access {
+    #[default]
+    None,
+    Read,
+    Write,
+}
+
+/// A page request (page, write) or an ack (page, txn, version sent back).
+type ToReferee = (u64, bool, Option<(u64, Option<u64>)>);
+
+#[derive(Default)]
+struct SimNode {
+    access: BTreeMap<u64, Access>,
+    data: BTreeMap<u64, u64>,
+    /// Frames from the referee, in order.
+    inbox: VecDeque<Out>,
+    /// Requests and acks to the referee, in order.
+    outbox: VecDeque<ToReferee>,
+    /// A request of this page is in flight.
+    asked: BTreeMap<u64, Access>,
+}
+
+fn version(d: &Data, old: u64) -> u64 {
+    match d {
+        Data::Keep => old,
+        Data::Zero => 0,
+        Data::Bytes(b) => u64::from_le_bytes(b[..8].try_into().unwrap()),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// Three nodes, two pages, every interleaving of faults, deliveries,
+    /// reads, writes and a node restart: a node that may read a page holds
+    /// its latest write, at most one node may write it, and once the
+    /// network drains every request has been granted.
+    #[test]
+    fn directory_keeps_sequential_consistency(
+        steps in proptest::collection::vec((0u8..6, 1u32..4, 0u64..2), 1..300),
+    ) {
+        let mut o = Objects::new(Limits::default());
+        let oid = shmget(&mut o, 1, 2 * PAGE_LEN as u64, IPC_CREAT | 0o600, ROOT).oid;
+        let mut nodes: BTreeMap<u32, SimNode> = (1..4).map(|n| (n, SimNode::default())).collect();
+        let mut latest = [0u64; 2];
+        let mut writes = 0u64;
+        let route = |fx: Effects, nodes: &mut BTreeMap<u32, SimNode>| {
+            for Dsm { out, .. } in fx.dsm {
+                let n = match &out { Out::Grant { node, .. } | Out::Inval { node, .. } => *node };
+                nodes.get_mut(&n).unwrap().inbox.push_back(out);
+            }
+        };
+        let deliver_in = |n: u32, nodes: &mut BTreeMap<u32, SimNode>| {
+            let node = nodes.get_mut(&n).unwrap();
+            match node.inbox.pop_front() {
+                Some(Out::Grant { page, write, data, .. }) => {
+                    let old = node.data.get(&page).copied().unwrap_or(0);
+                    node.data.insert(page, version(&data, old));
+                    let a = node.access.entry(page).or_default();
+                    *a = if write { Access::Write } else { (*a).max(Access::Read) };
+                    node.asked.remove(&page);
+                }
+                Some(Out::Inval { page, keep_read, want_data, txn, .. }) => {
+                    let a = node.access.entry(page).or_default();
+                    *a = if keep_read { (*a).min(Access::Read) } else { Access::None };
+                    let d = want_data.then(|| node.data.get(&page).copied().unwrap_or(0));
+                    node.outbox.push_back((page, false, Some((txn, d))));
+                }
+                None => {}
+            }
+        };
+        let deliver_out = |n: u32, o: &mut Objects, nodes: &mut BTreeMap<u32, SimNode>| {
+            let Some((page, write, ack)) = nodes.get_mut(&n).unwrap().outbox.pop_front() else {
+                return;
+            };
+            let fx = match ack {
+                None => o.page_request(n, oid, page, write),
+                Some((txn, d)) => {
+                    let bytes = d.map(|v| {
+                        let mut b = vec![0u8; PAGE_LEN];
+                        b[..8].copy_from_slice(&v.to_le_bytes());
+                        b
+                    });
+                    o.page_ack(n, oid, page, txn, bytes.as_deref()).1
+                }
+            };
+            route(fx, nodes);
+        };
+        for &(op, n, page) in &steps {
+            match op {
+                // A fault: ask unless the access suffices or a request is out.
+                0 | 1 => {
+                    let want = if op == 1 { Access::Write } else { Access::Read };
+                    let node = nodes.get_mut(&n).unwrap();
+                    let have = node.access.get(&page).copied().unwrap_or_default();
+                    if have < want && node.asked.get(&page).is_none_or(|&a| a < want) {
+                        node.asked.insert(page, want);
+                        node.outbox.push_back((page, want == Access::Write, None));
+                    }
+                }
+                2 => deliver_in(n, &mut nodes),
+                3 => deliver_out(n, &mut o, &mut nodes),
+                // A load or a store by a process on the node.
+                4 => {
+                    let node = nodes.get_mut(&n).unwrap();
+                    match node.access.get(&page).copied().unwrap_or_default() {
+                        Access::Write => {
+                            writes += 1;
+                            latest[page as usize] = writes;
+                            node.data.insert(page, writes);
+                        }
+                        Access::Read => {
+                            prop_assert_eq!(node.data.get(&page).copied().unwrap_or(0), latest[page as usize]);
+                        }
+                        Access::None => {}
+                    }
+                }
+                // The node restarts (connection lost): the referee forgets
+                // it; its unsent writes are lost, so the latest value is
+                // what the others can still see.
+                _ => {
+                    if n != 3 {
+                        continue;
+                    }
+                    // Pages the referee counts as the node's: their bytes
+                    // since the last transfer die with it, even if an ack
+                    // carrying them was still on its way.
+                    let owned: Vec<u64> = (0..2u64)
+                        .filter(|&p| o.shm(oid).unwrap().dir.holders(p).0 == Some(n))
+                        .collect();
+                    *nodes.get_mut(&n).unwrap() = SimNode::default();
+                    let fx = o.node_gone(n, NOW);
+                    for p in owned {
+                        latest[p as usize] = o.shm(oid).unwrap().dir.home(p)
+                            .map(|b| u64::from_le_bytes(b[..8].try_into().unwrap()))
+                            .unwrap_or(0);
+                    }
+                    route(fx, &mut nodes);
+                }
+            }
+            o.shm(oid).unwrap().dir.check();
+            let writers = nodes.values().flat_map(|n| n.access.values()).filter(|&&a| a == Access::Write).count();
+            prop_assert!(writers <= 2, "more writers than pages");
+            for p in 0..2u64 {
+                let w = nodes.values().filter(|n| n.access.get(&p) == Some(&Access::Write)).count();
+                let r = nodes.values().filter(|n| n.access.get(&p) == Some(&Access::Read)).count();
+                prop_assert!(w <= 1 && (w == 0 || r == 0), "page {}: {} writers, {} readers", p, w, r);
+            }
+        }
+        // Drain: every request is answered, and every holder is current.
+        for _ in 0..1000 {
+            for n in 1..4 {
+                deliver_out(n, &mut o, &mut nodes);
+                deliver_in(n, &mut nodes);
+            }
+        }
+        for (id, node) in &nodes {
+            prop_assert!(node.asked.is_empty(), "node {} still waits for {:?}", id, node.asked);
+            prop_assert!(node.inbox.is_empty() && node.outbox.is_empty());
+            for (&p, &a) in &node.access {
+                if a != Access::None {
+                    prop_assert_eq!(node.data.get(&p).copied().unwrap_or(0), latest[p as usize]);
+                }
+            }
+        }
+    }
+}

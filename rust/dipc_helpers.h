@@ -95,6 +95,13 @@ u32 dipc_current_tgid(void);
  * bytes that could not be faulted in.
  */
 size_t dipc_fault_in_writeable(unsigned long uaddr, size_t size);
+/*
+ * dipc_call_original() and dipc_call_original_args() with CAP_IPC_OWNER and
+ * CAP_SYS_ADMIN raised: the local half of a call the referee has already
+ * permitted (attaching a shadow segment, mirroring IPC_SET/IPC_RMID on it).
+ */
+long dipc_call_original_priv(unsigned int id, const struct pt_regs *regs);
+long dipc_call_original_args_priv(unsigned int id, long a0, long a1, long a2, long a3);
 
 /* ---- per-CPU counters (helpers/percpu.c) ---- */
 
@@ -128,6 +135,53 @@ int dipc_rust_status_show(struct seq_file *m, void *ctx);
 const char *dipc_referee_param(void);
 /* The node name (utsname nodename) copied into buf, NUL-terminated. */
 void dipc_nodename(char *buf, size_t len);
+
+/* ---- distributed shared memory (helpers/shm.c) ---- */
+
+/* What dipc_rust_shm_acquire() tells the fault handler. */
+#define DIPC_FAULT_OK 0	   /* access granted: run the original handler */
+#define DIPC_FAULT_RETRY 1 /* return VM_FAULT_NOPAGE: the access faults again */
+#define DIPC_FAULT_SIGBUS 2
+
+/* Sets the context passed to the dipc_rust_shm_* callbacks. */
+void dipc_shm_init(void *ctx);
+/*
+ * Wraps the shm VMA that starts at addr in the caller's mm (just created by
+ * shmat()); returns its address_space, or NULL if there is none.
+ */
+void *dipc_shm_wrap(unsigned long addr);
+/*
+ * Before shmdt(addr): if a wrapped VMA starts at addr, puts the original
+ * ops back on every wrapped VMA of that segment in the caller's mm; returns
+ * the segment's address_space (NULL if none) and in *n how many VMAs.
+ */
+void *dipc_shm_unwrap(unsigned long addr, unsigned int *n);
+/* After shmdt(): wraps the segment's VMAs that are still there; how many. */
+unsigned int dipc_shm_rewrap(void *mapping);
+/* Holds (and releases) the segment's inode, so its pages outlive it. */
+void dipc_shm_mapping_get(void *mapping);
+void dipc_shm_mapping_put(void *mapping);
+/* Reads page idx in and locks it; returns the folio, NULL on failure. */
+void *dipc_shm_page_lock(void *mapping, unsigned long idx);
+void dipc_shm_page_unlock(void *folio);
+/* Copies PAGE_SIZE bytes into the page (src NULL: zeroes) or out of it. */
+void dipc_shm_page_copy_in(void *folio, unsigned long idx, const void *src);
+void dipc_shm_page_copy_out(void *folio, unsigned long idx, void *dst);
+/* Removes page idx from every process that maps it on this node. */
+void dipc_shm_unmap(void *mapping, unsigned long idx);
+/*
+ * Sleeps (killable) until dipc_rust_shm_changed(seg, idx, word); returns 0,
+ * or -ERESTARTSYS for a fatal signal.
+ */
+int dipc_shm_wait(void *seg, unsigned long idx, u32 word);
+/* Wakes every task in dipc_shm_wait(). */
+void dipc_shm_wake(void);
+bool dipc_fatal_signal_pending(void);
+/* Implemented in Rust, called by the fault handlers (see helpers/shm.c). */
+int dipc_rust_shm_acquire(void *ctx, void *mapping, unsigned long idx, bool write, bool user);
+bool dipc_rust_shm_valid(void *ctx, void *mapping, unsigned long idx, bool write);
+void dipc_rust_shm_vma_open(void *ctx, void *mapping, int delta);
+bool dipc_rust_shm_changed(void *seg, unsigned long idx, u32 word);
 
 /* ---- kernel TCP sockets (helpers/net.c) ---- */
 

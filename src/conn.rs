@@ -16,6 +16,7 @@ use crate::{
     node::{ConnState, Node, SockAddr},
     sem,
     shim::{self, Socket},
+    shm,
     wire::{self, Class, DecodeError, Frame, Hello, Message, HEADER_LEN, MAX_PAYLOAD},
 };
 use kernel::{prelude::*, sync::Arc};
@@ -69,6 +70,8 @@ fn run(node: &Node, addr: SockAddr) {
                 sock.shutdown();
                 node.tx.lock().sock = None;
                 node.fail_all();
+                // The referee forgets this node's page copies.
+                shm::connection_lost(node);
                 r
             });
         match result {
@@ -136,6 +139,7 @@ fn session(
         }
         if node.conn.lock().state == ConnState::Connected {
             send_exits(node, sock)?;
+            shm::send_nattch_updates(node, sock)?;
         }
         match sock.recv(&mut buf[filled..]) {
             Ok(0) => return Err(ECONNRESET),
@@ -227,6 +231,7 @@ fn handle(
         | Frame::SemCtlReply(_)
         | Frame::MsgRcvReply(_)
         | Frame::MsgCtlReply(_)
+        | Frame::ShmCtlReply(_)
             if state == ConnState::Connected && msg.req_id != 0 =>
         {
             node.deliver(msg.req_id, raw)
@@ -235,9 +240,16 @@ fn handle(
             match class {
                 Class::Sem => sem::removed(node, oid),
                 Class::Msg => msg::removed(node, oid),
-                Class::Shm => {}
+                Class::Shm => shm::removed(node, oid),
             }
             Ok(())
+        }
+        Frame::PageGrant(g) if state == ConnState::Connected => {
+            shm::grant(node, &g);
+            Ok(())
+        }
+        Frame::PageInval(i) if state == ConnState::Connected => {
+            shm::inval(node, sock, msg.req_id, &i)
         }
         Frame::Ping { nonce } => send(node, sock, Frame::Pong { nonce }, msg.req_id),
         Frame::Pong { .. } => Ok(()),

@@ -13,6 +13,8 @@
 //! - [`status`] - `/proc/dipc/status`;
 //! - [`transport`] - requests to the referee, many waiting at once;
 //! - [`sem`] - distributed semaphore sets;
+//! - [`msg`] - distributed message queues;
+//! - [`shm`] - distributed shared memory;
 //! - [`shadow`] - local shadows of distributed objects, the hot-path check;
 //! - [`policy`] - which keys are distributed (`/proc/sys/dipc/keys`);
 //! - [`node`] - this node's state, shared by all of them;
@@ -28,6 +30,7 @@ mod policy;
 mod sem;
 mod shadow;
 mod shim;
+mod shm;
 mod status;
 mod transport;
 

@@ -13,11 +13,16 @@ use crate::{
     node::Node,
     sem,
     shim::{self, Counter},
+    shm,
     wire::Class,
 };
 use kernel::{bindings, prelude::*};
 
 /// Hook numbers (`enum dipc_hook_id` in the C header).
+pub(crate) const HOOK_SHMGET: u32 = 0;
+pub(crate) const HOOK_SHMAT: u32 = 1;
+pub(crate) const HOOK_SHMDT: u32 = 2;
+pub(crate) const HOOK_SHMCTL: u32 = 3;
 pub(crate) const HOOK_SEMGET: u32 = 4;
 pub(crate) const HOOK_SEMOP: u32 = 5;
 pub(crate) const HOOK_SEMTIMEDOP: u32 = 6;
@@ -76,8 +81,26 @@ unsafe extern "C" fn dipc_rust_syscall(
     // stay in place for the whole call.
     let r = unsafe { &*regs };
     // The x86-64 syscall ABI: arguments in di, si, dx, r10, r8.
-    if let Some(ret) = dispatch(&node, id, [r.di, r.si, r.dx, r.r10, r.r8]) {
-        return ret;
+    match id {
+        // These two run the original call themselves, with the user's
+        // registers, and work on what it did.
+        HOOK_SHMAT => {
+            if let Some(s) = node.shadows.get(Class::Shm, r.di as i32) {
+                // SAFETY: `regs` is the trampoline's register set.
+                return unsafe { shm::shmat(&node, s, regs, r.si, r.dx as i32) };
+            }
+        }
+        HOOK_SHMDT => {
+            // SAFETY: `regs` is the trampoline's register set.
+            if let Some(ret) = unsafe { shm::shmdt(&node, regs, r.di) } {
+                return ret;
+            }
+        }
+        _ => {
+            if let Some(ret) = dispatch(&node, id, [r.di, r.si, r.dx, r.r10, r.r8]) {
+                return ret;
+            }
+        }
     }
     // SAFETY: `regs` and `id` are what the trampoline of hook `id` received.
     unsafe { shim::call_original(id, regs) }
@@ -124,6 +147,11 @@ fn dispatch(node: &Node, id: u32, a: [usize; 5]) -> Option<c_long> {
             Some(msg::msgrcv(node, s, a[1], a[2], a[3] as i64, a[4] as i32))
         }
         HOOK_MSGCTL => msg::msgctl(node, a[0] as i32, a[1] as i32, a[2]),
+        HOOK_SHMGET => {
+            let (key, size, flg) = (a[0] as i32, a[1], a[2] as i32);
+            sem::is_distributed(node, key, flg).then(|| shm::shmget(node, key, size, flg))
+        }
+        HOOK_SHMCTL => shm::shmctl(node, a[0] as i32, a[1] as i32, a[2]),
         _ => None,
     }
 }

@@ -54,6 +54,7 @@ pub(crate) fn msgget(node: &Node, key: i32, flg: i32) -> c_long {
         flags: flg & !IPC_DIPC,
         size: 0,
         cred: shim::current_cred(),
+        pid: shim::current_tgid(),
     };
     let answer = match node.call(&Frame::Get(get), None) {
         Ok(a) => a,

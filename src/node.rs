@@ -135,6 +135,13 @@ pub(crate) struct Node {
     pub(crate) policy_any: Atomic<u32>,
     #[pin]
     pub(crate) exits: SpinLock<Exits>,
+    /// Distributed segments used on this node.
+    #[pin]
+    pub(crate) segs: Mutex<KVec<Arc<crate::shm::Seg>>>,
+    /// `segs.len()`, read without the lock by `shmdt`.
+    pub(crate) nsegs: Atomic<u32>,
+    /// An attach count changed: the connection thread tells the referee.
+    pub(crate) shm_dirty: Atomic<u32>,
 }
 
 impl Node {
@@ -172,6 +179,9 @@ impl Node {
                 policy_any: Atomic::new(0),
                 // 8 KiB: built in place, not on the stack.
                 exits <- new_spinlock!(pin_init::init_zeroed()),
+                segs <- new_mutex!(KVec::new()),
+                nsegs: Atomic::new(0),
+                shm_dirty: Atomic::new(0),
             }),
             GFP_KERNEL,
         )

@@ -77,6 +77,7 @@ pub(crate) fn semget(node: &Node, key: i32, nsems: i32, flg: i32) -> c_long {
         // A negative nsems stays out of range at the referee.
         size: if nsems < 0 { u64::MAX } else { nsems as u64 },
         cred: shim::current_cred(),
+        pid: shim::current_tgid(),
     };
     let answer = match node.call(&Frame::Get(get), None) {
         Ok(a) => a,

@@ -72,6 +72,30 @@ mod ffi {
         pub(super) fn dipc_kthread_should_stop() -> bool;
         pub(super) fn dipc_kthread_sleep_ms(ms: c_uint);
         pub(super) fn dipc_fault_in_writeable(uaddr: usize, size: usize) -> usize;
+        pub(super) fn dipc_call_original_priv(
+            id: c_uint,
+            regs: *const bindings::pt_regs,
+        ) -> c_long;
+        pub(super) fn dipc_call_original_args_priv(
+            id: c_uint,
+            a0: c_long,
+            a1: c_long,
+            a2: c_long,
+            a3: c_long,
+        ) -> c_long;
+        pub(super) fn dipc_shm_wrap(addr: c_ulong) -> *mut c_void;
+        pub(super) fn dipc_shm_unwrap(addr: c_ulong, n: *mut c_uint) -> *mut c_void;
+        pub(super) fn dipc_shm_rewrap(mapping: *mut c_void) -> c_uint;
+        pub(super) fn dipc_shm_mapping_get(mapping: *mut c_void);
+        pub(super) fn dipc_shm_mapping_put(mapping: *mut c_void);
+        pub(super) fn dipc_shm_page_lock(mapping: *mut c_void, idx: c_ulong) -> *mut c_void;
+        pub(super) fn dipc_shm_page_unlock(folio: *mut c_void);
+        pub(super) fn dipc_shm_page_copy_in(folio: *mut c_void, idx: c_ulong, src: *const c_void);
+        pub(super) fn dipc_shm_page_copy_out(folio: *mut c_void, idx: c_ulong, dst: *mut c_void);
+        pub(super) fn dipc_shm_unmap(mapping: *mut c_void, idx: c_ulong);
+        pub(super) fn dipc_shm_wait(seg: *mut c_void, idx: c_ulong, word: u32) -> c_int;
+        pub(super) fn dipc_shm_wake();
+        pub(super) fn dipc_fatal_signal_pending() -> bool;
     }
 }
 
@@ -126,6 +150,25 @@ pub(crate) fn call_original_args(id: u32, args: [c_long; 4]) -> c_long {
     // checks nothing else; `id` is one of the `HOOK_*` constants, all below
     // NR_HOOKS.
     unsafe { ffi::dipc_call_original_args(id, args[0], args[1], args[2], args[3]) }
+}
+
+/// [`call_original_args`] with `CAP_IPC_OWNER` and `CAP_SYS_ADMIN` raised:
+/// the local half of a call the referee has already permitted.
+pub(crate) fn call_original_args_priv(id: u32, args: [c_long; 4]) -> c_long {
+    // SAFETY: as for `call_original_args`; the C side raises the
+    // capabilities on a private copy of the caller's credentials and puts
+    // the originals back before it returns.
+    unsafe { ffi::dipc_call_original_args_priv(id, args[0], args[1], args[2], args[3]) }
+}
+
+/// [`call_original`] with `CAP_IPC_OWNER` and `CAP_SYS_ADMIN` raised.
+///
+/// # Safety
+///
+/// As for [`call_original`].
+pub(crate) unsafe fn call_original_priv(id: c_uint, regs: *const bindings::pt_regs) -> c_long {
+    // SAFETY: per the function's contract.
+    unsafe { ffi::dipc_call_original_priv(id, regs) }
 }
 
 /// A reference on `T` handed to C as an opaque context pointer, taken back
@@ -404,4 +447,115 @@ impl<T: Send + Sync + 'static> Drop for Thread<T> {
         // told to stop, and after this nothing uses the context.
         unsafe { ffi::dipc_kthread_stop(self.task.as_ptr()) };
     }
+}
+
+/// `DIPC_FAULT_*` in the header: what a fault handler does next.
+pub(crate) const FAULT_OK: c_int = 0;
+pub(crate) const FAULT_RETRY: c_int = 1;
+pub(crate) const FAULT_SIGBUS: c_int = 2;
+
+// A segment's `address_space` and a locked folio are handled as opaque
+// addresses (`usize`, 0 for none) in Rust; only the C shim dereferences them.
+
+/// Wraps the shm VMA that `shmat()` just created at `addr` in the caller's
+/// mm; its `address_space`, or 0.
+pub(crate) fn shm_wrap(addr: usize) -> usize {
+    // SAFETY: the C side looks `addr` up in the caller's mm under its lock
+    // and touches only a VMA it finds there.
+    unsafe { ffi::dipc_shm_wrap(addr as c_ulong) as usize }
+}
+
+/// Before `shmdt(addr)`: the wrapped segment at `addr` (0 if none) and how
+/// many of its VMAs were given their original ops back.
+pub(crate) fn shm_unwrap(addr: usize) -> (usize, u32) {
+    let mut n: c_uint = 0;
+    // SAFETY: as for `shm_wrap`; `n` is a valid out-pointer.
+    let m = unsafe { ffi::dipc_shm_unwrap(addr as c_ulong, &mut n) };
+    (m as usize, n)
+}
+
+/// After `shmdt()`: wraps the VMAs of `mapping` that remain; how many.
+pub(crate) fn shm_rewrap(mapping: usize) -> u32 {
+    // SAFETY: `mapping` is only compared with the caller's VMAs' mappings.
+    unsafe { ffi::dipc_shm_rewrap(mapping as *mut c_void) }
+}
+
+/// Holds the inode of `mapping`, which a wrapped VMA of the caller maps.
+pub(crate) fn shm_mapping_get(mapping: usize) {
+    // SAFETY: `mapping` came from `shm_wrap` in this call, so the caller's
+    // VMA keeps it alive until the reference is taken.
+    unsafe { ffi::dipc_shm_mapping_get(mapping as *mut c_void) }
+}
+
+/// Releases what [`shm_mapping_get`] took.
+pub(crate) fn shm_mapping_put(mapping: usize) {
+    // SAFETY: the caller held the inode reference and gives it up once.
+    unsafe { ffi::dipc_shm_mapping_put(mapping as *mut c_void) }
+}
+
+/// Reads page `idx` of `mapping` in and locks it; the folio or 0.
+pub(crate) fn shm_page_lock(mapping: usize, idx: u64) -> usize {
+    // SAFETY: `mapping` is held by an inode reference (`shm_mapping_get`).
+    unsafe { ffi::dipc_shm_page_lock(mapping as *mut c_void, idx as c_ulong) as usize }
+}
+
+/// Unlocks and releases a folio from [`shm_page_lock`].
+pub(crate) fn shm_page_unlock(folio: usize) {
+    // SAFETY: `folio` came from `shm_page_lock` and is released once.
+    unsafe { ffi::dipc_shm_page_unlock(folio as *mut c_void) }
+}
+
+/// Copies a page's bytes (`None`: zeroes) into locked page `idx`.
+pub(crate) fn shm_page_copy_in(folio: usize, idx: u64, src: Option<&[u8]>) {
+    let p = match src {
+        Some(b) if b.len() == crate::wire::PAGE_LEN => b.as_ptr().cast(),
+        Some(_) => return,
+        None => core::ptr::null(),
+    };
+    // SAFETY: `folio` is locked and holds page `idx`; `p` is null or
+    // readable for PAGE_LEN (== PAGE_SIZE) bytes.
+    unsafe { ffi::dipc_shm_page_copy_in(folio as *mut c_void, idx as c_ulong, p) }
+}
+
+/// Copies locked page `idx` out to `dst` (PAGE_LEN bytes).
+pub(crate) fn shm_page_copy_out(folio: usize, idx: u64, dst: &mut [u8]) {
+    if dst.len() != crate::wire::PAGE_LEN {
+        return;
+    }
+    // SAFETY: `folio` is locked and holds page `idx`; `dst` is writable for
+    // PAGE_LEN (== PAGE_SIZE) bytes.
+    unsafe {
+        ffi::dipc_shm_page_copy_out(
+            folio as *mut c_void,
+            idx as c_ulong,
+            dst.as_mut_ptr().cast(),
+        )
+    }
+}
+
+/// Unmaps page `idx` of `mapping` from every process on this node.
+pub(crate) fn shm_unmap(mapping: usize, idx: u64) {
+    // SAFETY: `mapping` is held by an inode reference.
+    unsafe { ffi::dipc_shm_unmap(mapping as *mut c_void, idx as c_ulong) }
+}
+
+/// Sleeps (killable) until page `idx` of `seg` no longer has `word`.
+/// `Err` for a fatal signal.
+pub(crate) fn shm_wait(seg: &crate::shm::Seg, idx: u64, word: u32) -> Result {
+    let p = core::ptr::from_ref(seg).cast_mut().cast();
+    // SAFETY: `seg` outlives the call; the condition callback only reads it
+    // through a shared reference.
+    to_result(unsafe { ffi::dipc_shm_wait(p, idx as c_ulong, word) })
+}
+
+/// Wakes every task in [`shm_wait`].
+pub(crate) fn shm_wake() {
+    // SAFETY: wakes a static wait queue.
+    unsafe { ffi::dipc_shm_wake() }
+}
+
+/// Whether the calling task has a fatal signal pending.
+pub(crate) fn fatal_signal_pending() -> bool {
+    // SAFETY: reads the current task's signal state.
+    unsafe { ffi::dipc_fatal_signal_pending() }
 }

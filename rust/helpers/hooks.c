@@ -135,6 +135,7 @@ int dipc_hooks_register(void *ctx)
 	int err;
 
 	dipc_hook_ctx = ctx;
+	dipc_shm_init(ctx);
 	for (i = 0; i < DIPC_NR_HOOKS; i++) {
 		struct dipc_hook *hook = &dipc_hooks[i];
 

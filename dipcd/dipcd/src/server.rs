@@ -190,7 +190,14 @@ impl Referee {
                 Effects::default()
             }
             Frame::ShmNattch(n) => {
-                objects.shm_nattch(node, n.oid, n.pid, n.nattch, n.detach != 0, now)
+                let fx = objects.shm_nattch(node, n.oid, n.pid, n.nattch, n.detach != 0, now);
+                // Sent as a request (shmat, shmdt): say whether it destroyed
+                // the segment, so the node drops its shadow before returning.
+                if req != 0 {
+                    let result = i64::from(!fx.removed.is_empty());
+                    out.push(encode(Some(node), req, Frame::Status { result }));
+                }
+                fx
             }
             Frame::ShmCtl(c) => {
                 let (r, fx) = objects.shmctl(&c, now);

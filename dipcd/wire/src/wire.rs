@@ -782,7 +782,9 @@ pub struct ShmAt {
 }
 
 /// The sending node now holds `nattch` attaches of segment `oid` (absolute,
-/// so a lost or repeated update does no harm). Not answered.
+/// so a lost or repeated update does no harm). Sent with request id 0 it is
+/// not answered; as a request it is answered with [`Frame::Status`]: 1 when
+/// it destroyed a segment marked for removal, else 0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ShmNattch {
     /// The segment.

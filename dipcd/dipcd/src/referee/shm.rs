@@ -247,7 +247,9 @@ impl Objects {
         }
     }
 
-    /// `shmctl` on a distributed segment: `IPC_STAT`, `IPC_SET`, `IPC_RMID`.
+    /// `shmctl` on a distributed segment: `IPC_STAT`, `IPC_SET`, `IPC_RMID`
+    /// (whose result is 1 when it destroyed the segment at once, 0 when it
+    /// marked it `SHM_DEST`).
     pub fn shmctl(&mut self, c: &ShmCtl, now: i64) -> (ShmCtlResult, Effects) {
         let mut fx = Effects::default();
         let Some(seg) = self.shms.get_mut(&c.oid) else {
@@ -276,6 +278,15 @@ impl Objects {
                 Ok(()) => {
                     if seg.total_nattch() == 0 {
                         self.shm_destroy(c.oid, &mut fx);
+                        // 1 tells the caller's node it is gone already;
+                        // the node returns 0, as Linux does.
+                        return (
+                            ShmCtlResult {
+                                result: 1,
+                                ..Default::default()
+                            },
+                            fx,
+                        );
                     } else if !seg.dest() {
                         // `ipc_set_key_private()`: the key is free for a
                         // new segment.

@@ -163,7 +163,8 @@ fn rmid_waits_for_the_last_attach_in_the_cluster() {
     // The new segment with the key is untouched.
     assert_eq!(shmget(&mut o, 1, 0, 0o600, ALICE).oid, b.oid);
     // Without attaches IPC_RMID destroys at once.
-    let (_, fx) = ctl(&mut o, b.oid, shmcmd::IPC_RMID, ALICE);
+    let (r, fx) = ctl(&mut o, b.oid, shmcmd::IPC_RMID, ALICE);
+    assert_eq!(r.result, 1);
     assert_eq!(fx.removed, vec![(Class::Shm, b.oid)]);
     assert_eq!(shmget(&mut o, 1, 0, 0, ALICE).result, -errno::ENOENT);
 }

@@ -1,0 +1,715 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Distributed shared memory on the node side.
+//!
+//! `shmget`/`shmat`/`shmdt`/`shmctl` of a distributed segment go to the
+//! referee for the cluster-wide checks and counts; each node keeps a real
+//! local shadow segment whose pages are its cache of the segment. Its VMAs
+//! are wrapped (`rust/helpers/shm.c`), so every fault on a page this node
+//! may not access asks the referee first ([`acquire`]).
+//!
+//! Each page's access on this node (none, read, write) lives in a word with
+//! a change count ([`Seg`]). Only the connection thread changes it, in the
+//! order the referee's frames arrive: a grant installs the page's bytes and
+//! then raises the access; an invalidation lowers it, unmaps the page from
+//! every process and, for an owner, sends the bytes back. Both happen with
+//! the page's folio locked, which is what a fault holds when it checks the
+//! access a last time before the page is mapped.
+//!
+//! Lock order (`Documentation/dsm.md`): mmap lock / VMA lock → folio lock →
+//! [`Node::segs`] → a segment's state spin lock. Nothing sleeps for the
+//! network with a folio or a spin lock held; the connection thread takes no
+//! mmap lock.
+
+use crate::{
+    hooks::{HOOK_SHMAT, HOOK_SHMCTL, HOOK_SHMDT, HOOK_SHMGET},
+    node::Node,
+    sem::{checked, copy_in, copy_out, neg, transport_err, IPCMNI_SHIFT, IPC_CREAT, IPC_DIPC},
+    shadow::Shadow,
+    shim::{self, Socket},
+    wire::{
+        errno, shmcmd, Class, Frame, Get, PageAck, PageData, PageGrant, PageInval, PageReq, ShmAt,
+        ShmCtl, ShmCtlReply, ShmNattch, PAGE_LEN,
+    },
+};
+use kernel::{
+    bindings, new_spinlock,
+    prelude::*,
+    sync::{atomic::Relaxed, Arc, SpinLock},
+};
+
+const SHM_RND: i32 = 0o20000;
+const SHM_REMAP: i32 = 0o40000;
+const SHM_HUGETLB: i32 = 0o4000;
+/// `sizeof(struct shmid64_ds)` on x86-64.
+const SHMID64_DS_LEN: usize = 112;
+
+/// A page's access, in the low bits of its word.
+const ACC_MASK: u32 = 3;
+const ACC_NONE: u32 = 0;
+const ACC_READ: u32 = 1;
+const ACC_WRITE: u32 = 2;
+
+/// `word` with access `acc` and its change count advanced.
+fn next_word(word: u32, acc: u32) -> u32 {
+    ((word >> 2).wrapping_add(1) << 2) | acc
+}
+
+/// A segment's mutable state.
+struct SegState {
+    /// One word per page: access in the low two bits, a change count above.
+    pages: KVVec<u32>,
+    /// The shadow's `address_space` (0 until the first attach here); we
+    /// hold its inode while it is set.
+    mapping: usize,
+    /// VMAs mapping the segment on this node: its share of `shm_nattch`.
+    nattch: i32,
+    /// The count the referee last heard of.
+    nattch_sent: i32,
+    /// The segment is gone: every fault gets `SIGBUS`.
+    dead: bool,
+}
+
+/// A distributed segment used on this node.
+#[pin_data]
+pub(crate) struct Seg {
+    pub(crate) oid: u64,
+    npages: u64,
+    #[pin]
+    state: SpinLock<SegState>,
+}
+
+impl Seg {
+    fn new(oid: u64, size: u64) -> Result<Arc<Seg>> {
+        let npages = size.div_ceil(PAGE_LEN as u64);
+        let n = usize::try_from(npages).map_err(|_| ENOMEM)?;
+        let pages = KVVec::from_elem(0u32, n, GFP_KERNEL)?;
+        Arc::pin_init(
+            pin_init!(Seg {
+                oid,
+                npages,
+                state <- new_spinlock!(SegState {
+                    pages,
+                    mapping: 0,
+                    nattch: 0,
+                    nattch_sent: 0,
+                    dead: false,
+                }),
+            }),
+            GFP_KERNEL,
+        )
+    }
+
+    /// The page's word, `None` when out of range or the segment is gone.
+    fn word(&self, idx: u64) -> Option<u32> {
+        let st = self.state.lock();
+        if st.dead {
+            return None;
+        }
+        st.pages.get(usize::try_from(idx).ok()?).copied()
+    }
+
+    fn mapping(&self) -> usize {
+        self.state.lock().mapping
+    }
+}
+
+fn sufficient(word: u32, write: bool) -> bool {
+    let acc = word & ACC_MASK;
+    acc == ACC_WRITE || (!write && acc == ACC_READ)
+}
+
+impl Node {
+    fn seg_by_oid(&self, oid: u64) -> Option<Arc<Seg>> {
+        self.segs.lock().iter().find(|s| s.oid == oid).cloned()
+    }
+
+    fn seg_by_mapping(&self, mapping: usize) -> Option<Arc<Seg>> {
+        self.segs
+            .lock()
+            .iter()
+            .find(|s| s.mapping() == mapping)
+            .cloned()
+    }
+}
+
+/// `shmget` of a distributed key: the referee decides (`newseg()` and the
+/// checks on an existing segment); then the local shadow is found or
+/// created with the segment's size.
+pub(crate) fn shmget(node: &Node, key: i32, size: usize, flg: i32) -> c_long {
+    if flg & SHM_HUGETLB != 0 {
+        // A distributed segment's pages move one base page at a time.
+        return neg(errno::EINVAL);
+    }
+    let get = Get {
+        class: Class::Shm,
+        key,
+        flags: flg & !IPC_DIPC,
+        size: size as u64,
+        cred: shim::current_cred(),
+        pid: shim::current_tgid(),
+    };
+    let answer = match node.call(&Frame::Get(get), None) {
+        Ok(a) => a,
+        Err(e) => return transport_err(e),
+    };
+    let reply = match answer.frame() {
+        Ok(Frame::GetReply(r)) => r,
+        _ => return neg(errno::EIO),
+    };
+    if reply.result < 0 {
+        return checked(reply.result.into());
+    }
+    shadow(node, key, reply.oid, reply.size, reply.mode)
+}
+
+/// Finds or creates the local shadow of segment `oid`.
+fn shadow(node: &Node, key: i32, oid: u64, size: u64, mode: u32) -> c_long {
+    if let Some(s) = node.shadows.by_oid(Class::Shm, oid) {
+        return s.local_id as c_long;
+    }
+    let seg = match Seg::new(oid, size) {
+        Ok(s) => s,
+        Err(e) => return transport_err(e),
+    };
+    // Two tries: the first may find the shadow of an earlier segment with
+    // this key (removed while this node still had it).
+    for _ in 0..2 {
+        let flags = IPC_CREAT | (mode & 0o777) as i32;
+        let id = shim::call_original_args(
+            HOOK_SHMGET,
+            [key as c_long, size as c_long, flags as c_long, 0],
+        );
+        if id < 0 {
+            return id;
+        }
+        let id = id as i32;
+        if let Some(old) = node.shadows.get(Class::Shm, id) {
+            if old.oid != oid {
+                node.shadows.remove(Class::Shm, id);
+                rmid_local(id);
+                continue;
+            }
+        }
+        let s = Shadow {
+            class: Class::Shm,
+            local_id: id,
+            oid,
+            size,
+        };
+        if let Err(e) = node.segs.lock().push(seg, GFP_KERNEL) {
+            return transport_err(e.into());
+        }
+        node.nsegs.fetch_add(1, Relaxed);
+        return match node.shadows.insert(s) {
+            Ok(()) => id as c_long,
+            Err(e) => transport_err(e),
+        };
+    }
+    neg(errno::EEXIST)
+}
+
+fn rmid_local(id: i32) {
+    shim::call_original_args(
+        HOOK_SHMCTL,
+        [id as c_long, shmcmd::IPC_RMID as c_long, 0, 0],
+    );
+}
+
+/// Tells the referee this node's attach count of `seg` and waits for it
+/// to be taken, so a `shmdt` that destroys the segment has done so when it
+/// returns (then the local shadow goes too, as in Linux).
+fn sync_nattch(node: &Node, seg: &Seg, pid: u32, detach: bool) {
+    let nattch = {
+        let mut st = seg.state.lock();
+        st.nattch_sent = st.nattch;
+        st.nattch.max(0) as u32
+    };
+    let f = Frame::ShmNattch(ShmNattch {
+        oid: seg.oid,
+        pid,
+        nattch,
+        detach: u8::from(detach),
+    });
+    // Without a connection the referee drops our attaches anyway.
+    if let Ok(a) = node.call(&f, None) {
+        if let Ok(Frame::Status { result: 1 }) = a.frame() {
+            removed(node, seg.oid);
+        }
+    }
+}
+
+/// `shmat` of shadow `s`: `do_shmat()`'s address checks, the referee's
+/// permission check, the local attach, and the wrapper on the new VMA.
+///
+/// # Safety
+///
+/// `regs` is the syscall's user register set, as the trampoline got it.
+pub(crate) unsafe fn shmat(
+    node: &Node,
+    s: Shadow,
+    regs: *const bindings::pt_regs,
+    addr: usize,
+    flg: i32,
+) -> c_long {
+    let page = PAGE_LEN - 1;
+    if addr != 0 {
+        if addr & page != 0 {
+            if flg & SHM_RND == 0 || (addr & !page == 0 && flg & SHM_REMAP != 0) {
+                return neg(errno::EINVAL);
+            }
+        }
+    } else if flg & SHM_REMAP != 0 {
+        return neg(errno::EINVAL);
+    }
+    let req = ShmAt {
+        oid: s.oid,
+        pid: shim::current_tgid(),
+        cred: shim::current_cred(),
+        flags: flg,
+    };
+    match node.call(&Frame::ShmAt(req), None) {
+        Ok(a) => match a.frame() {
+            Ok(Frame::Status { result: 0 }) => {}
+            Ok(Frame::Status { result }) => return checked(result),
+            _ => return neg(errno::EIO),
+        },
+        Err(e) => return transport_err(e),
+    }
+    // The referee checked the permissions; the shadow's own may be stale.
+    // SAFETY: per the function's contract.
+    let ret = unsafe { shim::call_original_priv(HOOK_SHMAT, regs) };
+    if (-4095..0).contains(&ret) {
+        return ret;
+    }
+    let Some(seg) = node.seg_by_oid(s.oid) else {
+        return ret;
+    };
+    let mapping = shim::shm_wrap(ret as usize);
+    if mapping != 0 {
+        let mut st = seg.state.lock();
+        if st.mapping == 0 {
+            st.mapping = mapping;
+            drop(st);
+            shim::shm_mapping_get(mapping);
+            st = seg.state.lock();
+        }
+        st.nattch += 1;
+    }
+    sync_nattch(node, &seg, shim::current_tgid(), false);
+    ret
+}
+
+/// `shmdt(addr)`: `None` unless a distributed segment is attached at
+/// `addr`. `shmdt()` recognises a segment by the kernel's own VMA ops, so
+/// they are put back for the call and the wrapper reinstalled on whatever
+/// remains.
+///
+/// # Safety
+///
+/// `regs` is the syscall's user register set, as the trampoline got it.
+pub(crate) unsafe fn shmdt(
+    node: &Node,
+    regs: *const bindings::pt_regs,
+    addr: usize,
+) -> Option<c_long> {
+    if node.nsegs.load(Relaxed) == 0 {
+        return None;
+    }
+    let (mapping, n) = shim::shm_unwrap(addr);
+    if mapping == 0 {
+        return None;
+    }
+    // SAFETY: per the function's contract.
+    let ret = unsafe { shim::call_original(HOOK_SHMDT, regs) };
+    let left = shim::shm_rewrap(mapping);
+    if let Some(seg) = node.seg_by_mapping(mapping) {
+        seg.state.lock().nattch -= n as i32 - left as i32;
+        sync_nattch(node, &seg, shim::current_tgid(), true);
+    }
+    Some(ret)
+}
+
+/// `shmctl` of a shadow: `IPC_STAT`, `IPC_SET` and `IPC_RMID` go to the
+/// referee; everything else (`SHM_LOCK`, `SHM_UNLOCK`, `SHM_STAT`, the
+/// info commands) concerns the local shadow and runs locally.
+pub(crate) fn shmctl(node: &Node, shmid: i32, cmd: i32, buf: usize) -> Option<c_long> {
+    if !matches!(cmd, shmcmd::IPC_STAT | shmcmd::IPC_SET | shmcmd::IPC_RMID) {
+        return None;
+    }
+    let s = node.shadows.get(Class::Shm, shmid)?;
+    let mut req = ShmCtl {
+        oid: s.oid,
+        pid: shim::current_tgid(),
+        cred: shim::current_cred(),
+        cmd,
+        set_uid: 0,
+        set_gid: 0,
+        set_mode: 0,
+    };
+    if cmd == shmcmd::IPC_SET {
+        let mut ds = [0u8; SHMID64_DS_LEN];
+        if let Err(e) = copy_in(buf, &mut ds) {
+            return Some(e);
+        }
+        let u32_at = |o: usize| u32::from_ne_bytes([ds[o], ds[o + 1], ds[o + 2], ds[o + 3]]);
+        req.set_uid = u32_at(4);
+        req.set_gid = u32_at(8);
+        req.set_mode = u32_at(20);
+    }
+    let answer = match node.call(&Frame::ShmCtl(req), None) {
+        Ok(a) => a,
+        Err(e) => return Some(transport_err(e)),
+    };
+    let reply = match answer.frame() {
+        Ok(Frame::ShmCtlReply(r)) => r,
+        _ => return Some(neg(errno::EIO)),
+    };
+    if reply.result == -i64::from(errno::EIDRM) {
+        // Destroyed meanwhile: the id is no longer valid, as locally.
+        removed(node, s.oid);
+        return Some(neg(errno::EINVAL));
+    }
+    if reply.result < 0 {
+        return Some(checked(reply.result));
+    }
+    let priv_ctl = |cmd: i32, buf: usize| {
+        shim::call_original_args_priv(
+            HOOK_SHMCTL,
+            [s.local_id as c_long, cmd as c_long, buf as c_long, 0],
+        )
+    };
+    match cmd {
+        shmcmd::IPC_STAT => {
+            if let Err(e) = copy_out(buf, &shmid64_ds(&reply, s.local_id)) {
+                return Some(e);
+            }
+        }
+        // Mirrored on the shadow, so `ipcs` here shows the new owner and
+        // mode.
+        shmcmd::IPC_SET => {
+            priv_ctl(shmcmd::IPC_SET, buf);
+        }
+        // 1: destroyed at once (no attach anywhere); 0: marked SHM_DEST,
+        // and the shadow is marked here so its key is free locally too.
+        _ if reply.result == 1 => removed(node, s.oid),
+        _ => {
+            priv_ctl(shmcmd::IPC_RMID, 0);
+        }
+    }
+    Some(0)
+}
+
+/// `struct shmid64_ds` (x86-64 layout) from the referee's answer.
+fn shmid64_ds(reply: &ShmCtlReply, local_id: i32) -> [u8; SHMID64_DS_LEN] {
+    let st = reply.stat;
+    let mut ds = [0u8; SHMID64_DS_LEN];
+    let mut put = |o: usize, b: &[u8]| ds[o..o + b.len()].copy_from_slice(b);
+    put(0, &st.key.to_ne_bytes());
+    put(4, &st.uid.to_ne_bytes());
+    put(8, &st.gid.to_ne_bytes());
+    put(12, &st.cuid.to_ne_bytes());
+    put(16, &st.cgid.to_ne_bytes());
+    put(20, &st.mode.to_ne_bytes());
+    put(
+        24,
+        &((local_id as u32 >> IPCMNI_SHIFT) as u16).to_ne_bytes(),
+    );
+    put(48, &st.segsz.to_ne_bytes());
+    put(56, &st.atime.to_ne_bytes());
+    put(64, &st.dtime.to_ne_bytes());
+    put(72, &st.ctime.to_ne_bytes());
+    put(80, &st.cpid.to_ne_bytes());
+    put(84, &st.lpid.to_ne_bytes());
+    put(88, &st.nattch.to_ne_bytes());
+    ds
+}
+
+/// The referee destroyed segment `oid`: forget it here, drop the shadow.
+pub(crate) fn removed(node: &Node, oid: u64) {
+    let seg = {
+        let mut segs = node.segs.lock();
+        let Some(i) = segs.iter().position(|s| s.oid == oid) else {
+            return;
+        };
+        segs.remove(i).ok()
+    };
+    if let Some(seg) = seg {
+        node.nsegs.fetch_sub(1, Relaxed);
+        let mapping = {
+            let mut st = seg.state.lock();
+            st.dead = true;
+            core::mem::replace(&mut st.mapping, 0)
+        };
+        shim::shm_wake();
+        if mapping != 0 {
+            shim::shm_mapping_put(mapping);
+        }
+    }
+    if let Some(s) = node.shadows.by_oid(Class::Shm, oid) {
+        node.shadows.remove(Class::Shm, s.local_id);
+        rmid_local(s.local_id);
+    }
+}
+
+/// Sets page `idx` of `seg` to access `acc`, with the folio locked when
+/// the segment is mapped here: for a lower access, unmaps it everywhere on
+/// this node and copies its bytes to `out` if given; for a grant, first
+/// installs `data`. Called by the connection thread only.
+fn set_page(seg: &Seg, idx: u64, acc: u32, data: Option<PageData<'_>>, out: Option<&mut [u8]>) {
+    let Ok(i) = usize::try_from(idx) else {
+        return;
+    };
+    let mapping = seg.mapping();
+    let folio = if mapping != 0 {
+        shim::shm_page_lock(mapping, idx)
+    } else {
+        0
+    };
+    if folio != 0 {
+        match data {
+            Some(PageData::Bytes(b)) => shim::shm_page_copy_in(folio, idx, Some(b)),
+            Some(PageData::Zero) => shim::shm_page_copy_in(folio, idx, None),
+            _ => {}
+        }
+    } else if matches!(data, Some(PageData::Bytes(_) | PageData::Zero)) {
+        // Without the page there is nothing to grant: leave the access
+        // unchanged; the fault asks again.
+        return;
+    }
+    {
+        let mut st = seg.state.lock();
+        if let Some(w) = st.pages.get_mut(i) {
+            *w = next_word(*w, acc);
+        }
+    }
+    if acc != ACC_WRITE && mapping != 0 {
+        shim::shm_unmap(mapping, idx);
+    }
+    if let (Some(out), true) = (out, folio != 0) {
+        shim::shm_page_copy_out(folio, idx, out);
+    }
+    if folio != 0 {
+        shim::shm_page_unlock(folio);
+    }
+    shim::shm_wake();
+}
+
+/// A [`PageGrant`] arrived (connection thread).
+pub(crate) fn grant(node: &Node, g: &PageGrant<'_>) {
+    let Some(seg) = node.seg_by_oid(g.oid) else {
+        return;
+    };
+    if g.result < 0 {
+        pr_warn!(
+            "segment {}: page {} refused ({})\n",
+            g.oid,
+            g.page,
+            g.result
+        );
+        seg.state.lock().dead = true;
+        shim::shm_wake();
+        return;
+    }
+    let Some(word) = seg.word(g.page) else {
+        return;
+    };
+    let acc = if g.write != 0 {
+        ACC_WRITE
+    } else {
+        (word & ACC_MASK).max(ACC_READ)
+    };
+    set_page(&seg, g.page, acc, Some(g.data), None);
+}
+
+/// A [`PageInval`] arrived (connection thread): give the copy up, then ack.
+pub(crate) fn inval(node: &Node, sock: &Socket, txn: u64, i: &PageInval) -> Result {
+    let mut buf = KVVec::from_elem(0u8, PAGE_LEN, GFP_KERNEL)?;
+    let mut have = false;
+    if let Some(seg) = node.seg_by_oid(i.oid) {
+        if let Some(word) = seg.word(i.page) {
+            let acc = if i.keep_read != 0 {
+                (word & ACC_MASK).min(ACC_READ)
+            } else {
+                ACC_NONE
+            };
+            let want = i.want_data != 0 && seg.mapping() != 0;
+            set_page(&seg, i.page, acc, None, want.then_some(&mut buf[..]));
+            have = want;
+        }
+    }
+    let ack = PageAck {
+        oid: i.oid,
+        page: i.page,
+        data: have.then_some(&buf[..]),
+    };
+    node.send_on(sock, &Frame::PageAck(ack), txn)
+}
+
+/// The connection is gone: the referee forgets this node's copies, so
+/// every page becomes invalid here too (writes not yet sent are lost).
+pub(crate) fn connection_lost(node: &Node) {
+    let segs: KVec<Arc<Seg>> = {
+        let segs = node.segs.lock();
+        let mut v = KVec::new();
+        for s in segs.iter() {
+            if v.push(s.clone(), GFP_KERNEL).is_err() {
+                break;
+            }
+        }
+        v
+    };
+    for seg in segs.iter() {
+        for idx in 0..seg.npages {
+            if seg.word(idx).is_some_and(|w| w & ACC_MASK != ACC_NONE) {
+                set_page(seg, idx, ACC_NONE, None, None);
+            }
+        }
+        seg.state.lock().nattch_sent = -1;
+    }
+    node.shm_dirty.store(1, Relaxed);
+    shim::shm_wake();
+}
+
+/// Sends the attach counts that changed since the referee last heard
+/// (connection thread, between reads).
+pub(crate) fn send_nattch_updates(node: &Node, sock: &Socket) -> Result {
+    if node.shm_dirty.xchg(0, Relaxed) == 0 {
+        return Ok(());
+    }
+    let segs: KVec<Arc<Seg>> = {
+        let segs = node.segs.lock();
+        let mut v = KVec::new();
+        for s in segs.iter() {
+            v.push(s.clone(), GFP_KERNEL)?;
+        }
+        v
+    };
+    for seg in segs.iter() {
+        let n = {
+            let mut st = seg.state.lock();
+            if st.nattch == st.nattch_sent {
+                continue;
+            }
+            st.nattch_sent = st.nattch;
+            st.nattch.max(0) as u32
+        };
+        let f = Frame::ShmNattch(ShmNattch {
+            oid: seg.oid,
+            pid: 0,
+            nattch: n,
+            detach: 0,
+        });
+        if let Err(e) = node.send_on(sock, &f, 0) {
+            node.shm_dirty.store(1, Relaxed);
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// Fault path: waits until this node may access page `idx` of the segment
+/// behind `mapping` as asked. Returns a `DIPC_FAULT_*` value.
+fn acquire(node: &Node, mapping: usize, idx: u64, write: bool, user: bool) -> c_int {
+    // A task being killed stops here: a user fault returns to be killed, a
+    // kernel access (copy_from_user) fails.
+    let give_up = if user {
+        shim::FAULT_RETRY
+    } else {
+        shim::FAULT_SIGBUS
+    };
+    let Some(seg) = node.seg_by_mapping(mapping) else {
+        return shim::FAULT_SIGBUS;
+    };
+    loop {
+        if shim::fatal_signal_pending() {
+            return give_up;
+        }
+        let Some(word) = seg.word(idx) else {
+            return shim::FAULT_SIGBUS;
+        };
+        if sufficient(word, write) {
+            return shim::FAULT_OK;
+        }
+        let req = PageReq {
+            oid: seg.oid,
+            page: idx,
+            write: u8::from(write),
+        };
+        if node.send_oneway(&Frame::PageReq(req)).is_err() {
+            return shim::FAULT_SIGBUS;
+        }
+        if shim::shm_wait(&seg, idx, word).is_err() {
+            return give_up;
+        }
+    }
+}
+
+/// Called by the fault handlers.
+///
+/// # Safety
+///
+/// `ctx` is the context given to [`shim::Hooks::register`], alive while
+/// any wrapped VMA exists (each holds a module reference).
+#[no_mangle]
+unsafe extern "C" fn dipc_rust_shm_acquire(
+    ctx: *mut c_void,
+    mapping: *mut c_void,
+    idx: c_ulong,
+    write: bool,
+    user: bool,
+) -> c_int {
+    // SAFETY: per the function's contract.
+    let node = unsafe { shim::borrow_ctx::<Node>(ctx) };
+    acquire(&node, mapping as usize, idx as u64, write, user)
+}
+
+/// Called by the fault handlers with the page's folio locked: may the
+/// page be mapped for this access?
+///
+/// # Safety
+///
+/// As for [`dipc_rust_shm_acquire`].
+#[no_mangle]
+unsafe extern "C" fn dipc_rust_shm_valid(
+    ctx: *mut c_void,
+    mapping: *mut c_void,
+    idx: c_ulong,
+    write: bool,
+) -> bool {
+    // SAFETY: per the function's contract.
+    let node = unsafe { shim::borrow_ctx::<Node>(ctx) };
+    node.seg_by_mapping(mapping as usize)
+        .and_then(|s| s.word(idx as u64))
+        .is_some_and(|w| sufficient(w, write))
+}
+
+/// A wrapped VMA was opened (`delta` 1: fork, split) or closed (-1).
+///
+/// # Safety
+///
+/// As for [`dipc_rust_shm_acquire`].
+#[no_mangle]
+unsafe extern "C" fn dipc_rust_shm_vma_open(ctx: *mut c_void, mapping: *mut c_void, delta: c_int) {
+    // SAFETY: per the function's contract.
+    let node = unsafe { shim::borrow_ctx::<Node>(ctx) };
+    if let Some(seg) = node.seg_by_mapping(mapping as usize) {
+        seg.state.lock().nattch += delta;
+        node.shm_dirty.store(1, Relaxed);
+    }
+}
+
+/// The wait condition of [`shim::shm_wait`]: the page's word is no longer
+/// `word`, or the segment is gone. Runs in a sleeping task's condition
+/// check: takes only the segment's spin lock.
+///
+/// # Safety
+///
+/// `seg` is the `Seg` that [`shim::shm_wait`] was given, which the waiting
+/// task keeps alive.
+#[no_mangle]
+unsafe extern "C" fn dipc_rust_shm_changed(seg: *mut c_void, idx: c_ulong, word: u32) -> bool {
+    // SAFETY: per the function's contract.
+    let seg = unsafe { &*(seg as *const Seg) };
+    seg.word(idx as u64) != Some(word)
+}

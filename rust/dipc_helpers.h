@@ -143,6 +143,8 @@ void dipc_nodename(char *buf, size_t len);
 #define DIPC_FAULT_RETRY 1 /* return VM_FAULT_NOPAGE: the access faults again */
 #define DIPC_FAULT_SIGBUS 2
 
+/* Whether any VMA on this node is wrapped (a distributed segment is mapped). */
+bool dipc_shm_wrapped(void);
 /* Sets the context passed to the dipc_rust_shm_* callbacks. */
 void dipc_shm_init(void *ctx);
 /*
@@ -170,10 +172,11 @@ void dipc_shm_page_copy_out(void *folio, unsigned long idx, void *dst);
 /* Removes page idx from every process that maps it on this node. */
 void dipc_shm_unmap(void *mapping, unsigned long idx);
 /*
- * Sleeps (killable) until dipc_rust_shm_changed(seg, idx, word); returns 0,
- * or -ERESTARTSYS for a fatal signal.
+ * Sleeps (killable) until dipc_rust_shm_changed(seg, idx, word), at most
+ * ms milliseconds; returns 1 (changed), 0 (timed out), or -ERESTARTSYS for a
+ * fatal signal.
  */
-int dipc_shm_wait(void *seg, unsigned long idx, u32 word);
+int dipc_shm_wait(void *seg, unsigned long idx, u32 word, unsigned int ms);
 /* Wakes every task in dipc_shm_wait(). */
 void dipc_shm_wake(void);
 bool dipc_fatal_signal_pending(void);

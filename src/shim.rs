@@ -72,10 +72,8 @@ mod ffi {
         pub(super) fn dipc_kthread_should_stop() -> bool;
         pub(super) fn dipc_kthread_sleep_ms(ms: c_uint);
         pub(super) fn dipc_fault_in_writeable(uaddr: usize, size: usize) -> usize;
-        pub(super) fn dipc_call_original_priv(
-            id: c_uint,
-            regs: *const bindings::pt_regs,
-        ) -> c_long;
+        pub(super) fn dipc_call_original_priv(id: c_uint, regs: *const bindings::pt_regs)
+            -> c_long;
         pub(super) fn dipc_call_original_args_priv(
             id: c_uint,
             a0: c_long,
@@ -93,7 +91,8 @@ mod ffi {
         pub(super) fn dipc_shm_page_copy_in(folio: *mut c_void, idx: c_ulong, src: *const c_void);
         pub(super) fn dipc_shm_page_copy_out(folio: *mut c_void, idx: c_ulong, dst: *mut c_void);
         pub(super) fn dipc_shm_unmap(mapping: *mut c_void, idx: c_ulong);
-        pub(super) fn dipc_shm_wait(seg: *mut c_void, idx: c_ulong, word: u32) -> c_int;
+        pub(super) fn dipc_shm_wait(seg: *mut c_void, idx: c_ulong, word: u32, ms: c_uint)
+            -> c_int;
         pub(super) fn dipc_shm_wake();
         pub(super) fn dipc_fatal_signal_pending() -> bool;
     }
@@ -539,13 +538,16 @@ pub(crate) fn shm_unmap(mapping: usize, idx: u64) {
     unsafe { ffi::dipc_shm_unmap(mapping as *mut c_void, idx as c_ulong) }
 }
 
-/// Sleeps (killable) until page `idx` of `seg` no longer has `word`.
-/// `Err` for a fatal signal.
-pub(crate) fn shm_wait(seg: &crate::shm::Seg, idx: u64, word: u32) -> Result {
+/// Sleeps (killable) until page `idx` of `seg` no longer has `word`, at
+/// most `ms`: `Ok(true)` changed, `Ok(false)` timed out, `Err` for a fatal
+/// signal.
+pub(crate) fn shm_wait(seg: &crate::shm::Seg, idx: u64, word: u32, ms: u32) -> Result<bool> {
     let p = core::ptr::from_ref(seg).cast_mut().cast();
     // SAFETY: `seg` outlives the call; the condition callback only reads it
     // through a shared reference.
-    to_result(unsafe { ffi::dipc_shm_wait(p, idx as c_ulong, word) })
+    let r = unsafe { ffi::dipc_shm_wait(p, idx as c_ulong, word, ms) };
+    to_result(r)?;
+    Ok(r > 0)
 }
 
 /// Wakes every task in [`shm_wait`].

@@ -44,6 +44,14 @@ const SHM_HUGETLB: i32 = 0o4000;
 /// `sizeof(struct shmid64_ds)` on x86-64.
 const SHMID64_DS_LEN: usize = 112;
 
+/// Per-CPU counters (after the hooks' `calls_*`): page requests sent,
+/// requests sent again after a second without an answer, grants and
+/// invalidations applied.
+pub(crate) const COUNT_REQUESTS: usize = 16;
+pub(crate) const COUNT_RESENDS: usize = 17;
+pub(crate) const COUNT_GRANTS: usize = 18;
+pub(crate) const COUNT_INVALS: usize = 19;
+
 /// A page's access, in the low bits of its word.
 const ACC_MASK: u32 = 3;
 const ACC_NONE: u32 = 0;
@@ -454,11 +462,18 @@ pub(crate) fn removed(node: &Node, oid: u64) {
 
 /// Sets page `idx` of `seg` to access `acc`, with the folio locked when
 /// the segment is mapped here: for a lower access, unmaps it everywhere on
-/// this node and copies its bytes to `out` if given; for a grant, first
-/// installs `data`. Called by the connection thread only.
-fn set_page(seg: &Seg, idx: u64, acc: u32, data: Option<PageData<'_>>, out: Option<&mut [u8]>) {
+/// this node and copies its bytes to `out` if given (returns whether it
+/// did); for a grant, first installs `data`. Called by the connection
+/// thread only.
+fn set_page(
+    seg: &Seg,
+    idx: u64,
+    acc: u32,
+    data: Option<PageData<'_>>,
+    out: Option<&mut [u8]>,
+) -> bool {
     let Ok(i) = usize::try_from(idx) else {
-        return;
+        return false;
     };
     let mapping = seg.mapping();
     let folio = if mapping != 0 {
@@ -474,8 +489,14 @@ fn set_page(seg: &Seg, idx: u64, acc: u32, data: Option<PageData<'_>>, out: Opti
         }
     } else if matches!(data, Some(PageData::Bytes(_) | PageData::Zero)) {
         // Without the page there is nothing to grant: leave the access
-        // unchanged; the fault asks again.
-        return;
+        // unchanged, and wake the fault, which asks again.
+        pr_warn!(
+            "segment {}: page {} not installed (no memory)\n",
+            seg.oid,
+            idx
+        );
+        shim::shm_wake();
+        return false;
     }
     {
         let mut st = seg.state.lock();
@@ -486,13 +507,18 @@ fn set_page(seg: &Seg, idx: u64, acc: u32, data: Option<PageData<'_>>, out: Opti
     if acc != ACC_WRITE && mapping != 0 {
         shim::shm_unmap(mapping, idx);
     }
-    if let (Some(out), true) = (out, folio != 0) {
-        shim::shm_page_copy_out(folio, idx, out);
-    }
+    let copied = match (out, folio != 0) {
+        (Some(out), true) => {
+            shim::shm_page_copy_out(folio, idx, out);
+            true
+        }
+        _ => false,
+    };
     if folio != 0 {
         shim::shm_page_unlock(folio);
     }
     shim::shm_wake();
+    copied
 }
 
 /// A [`PageGrant`] arrived (connection thread).
@@ -514,6 +540,7 @@ pub(crate) fn grant(node: &Node, g: &PageGrant<'_>) {
     let Some(word) = seg.word(g.page) else {
         return;
     };
+    shim::Counter::inc(COUNT_GRANTS);
     let acc = if g.write != 0 {
         ACC_WRITE
     } else {
@@ -524,6 +551,7 @@ pub(crate) fn grant(node: &Node, g: &PageGrant<'_>) {
 
 /// A [`PageInval`] arrived (connection thread): give the copy up, then ack.
 pub(crate) fn inval(node: &Node, sock: &Socket, txn: u64, i: &PageInval) -> Result {
+    shim::Counter::inc(COUNT_INVALS);
     let mut buf = KVVec::from_elem(0u8, PAGE_LEN, GFP_KERNEL)?;
     let mut have = false;
     if let Some(seg) = node.seg_by_oid(i.oid) {
@@ -533,9 +561,8 @@ pub(crate) fn inval(node: &Node, sock: &Socket, txn: u64, i: &PageInval) -> Resu
             } else {
                 ACC_NONE
             };
-            let want = i.want_data != 0 && seg.mapping() != 0;
-            set_page(&seg, i.page, acc, None, want.then_some(&mut buf[..]));
-            have = want;
+            let want = i.want_data != 0;
+            have = set_page(&seg, i.page, acc, None, want.then_some(&mut buf[..]));
         }
     }
     let ack = PageAck {
@@ -639,8 +666,22 @@ fn acquire(node: &Node, mapping: usize, idx: u64, write: bool, user: bool) -> c_
         if node.send_oneway(&Frame::PageReq(req)).is_err() {
             return shim::FAULT_SIGBUS;
         }
-        if shim::shm_wait(&seg, idx, word).is_err() {
-            return give_up;
+        shim::Counter::inc(COUNT_REQUESTS);
+        // The referee answers every request; a second without a change is
+        // not expected, and the request goes out again (a duplicate is
+        // harmless: the referee grants what is already held at once). The
+        // counter shows whether it ever happens.
+        loop {
+            match shim::shm_wait(&seg, idx, word, 1000) {
+                Ok(true) => break,
+                Ok(false) => {
+                    shim::Counter::inc(COUNT_RESENDS);
+                    if node.send_oneway(&Frame::PageReq(req)).is_err() {
+                        return shim::FAULT_SIGBUS;
+                    }
+                }
+                Err(_) => return give_up,
+            }
         }
     }
 }

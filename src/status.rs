@@ -2,8 +2,8 @@
 
 //! `/proc/dipc/status`: one `key value` pair a line, for people and scripts.
 
-use crate::{hooks, node::Node, shim};
-use kernel::{bindings, prelude::*, seq_file::SeqFile, seq_print};
+use crate::{hooks, node::Node, shim, shm};
+use kernel::{bindings, prelude::*, seq_file::SeqFile, seq_print, sync::atomic::Relaxed};
 
 /// Prints the status file.
 ///
@@ -43,6 +43,15 @@ fn show(m: &SeqFile, node: &Node) {
         let ex = node.exits.lock();
         seq_print!(m, "undo_tracked {}\n", ex.tracked());
         seq_print!(m, "undo_overflow {}\n", ex.overflow);
+    }
+    seq_print!(m, "segments {}\n", node.nsegs.load(Relaxed));
+    for (name, idx) in [
+        ("dsm_requests", shm::COUNT_REQUESTS),
+        ("dsm_resends", shm::COUNT_RESENDS),
+        ("dsm_grants", shm::COUNT_GRANTS),
+        ("dsm_invalidations", shm::COUNT_INVALS),
+    ] {
+        seq_print!(m, "{} {}\n", name, shim::Counter::sum(idx));
     }
     seq_print!(m, "hooks_registered {}\n", hooks::registered_count());
     for (id, name) in hooks::HOOK_NAMES.iter().enumerate() {

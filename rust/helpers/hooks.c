@@ -76,7 +76,12 @@ static int dipc_pre_handler(struct kprobe *kp, struct pt_regs *regs)
 	/* At the ftrace site the stack top is the syscall's return address. */
 	unsigned long caller = *(unsigned long *)regs->sp;
 
-	if (!READ_ONCE(dipc_enabled))
+	/*
+	 * Switched off: pass through, except shmdt() while distributed
+	 * segments are mapped, whose VMAs only the module can detach.
+	 */
+	if (!READ_ONCE(dipc_enabled) &&
+	    !(hook == &dipc_hooks[DIPC_HOOK_SHMDT] && dipc_shm_wrapped()))
 		return 0;
 	/* Our own call of the original: let it run. */
 	if (within_module(caller, THIS_MODULE))

@@ -33,6 +33,13 @@ static const struct vm_operations_struct *dipc_orig_ops;
 static struct vm_operations_struct dipc_shm_ops;
 static void *dipc_shm_ctx;
 static DECLARE_WAIT_QUEUE_HEAD(dipc_shm_wq);
+/* Wrapped VMAs on this node. */
+static atomic_t dipc_wrapped = ATOMIC_INIT(0);
+
+bool dipc_shm_wrapped(void)
+{
+	return atomic_read(&dipc_wrapped) != 0;
+}
 
 static struct address_space *dipc_vma_mapping(struct vm_area_struct *vma)
 {
@@ -98,6 +105,7 @@ static void dipc_vm_open(struct vm_area_struct *vma)
 {
 	/* A wrapped VMA exists, so the module is live: a plain get is safe. */
 	__module_get(THIS_MODULE);
+	atomic_inc(&dipc_wrapped);
 	dipc_orig_ops->open(vma);
 	dipc_rust_shm_vma_open(dipc_shm_ctx, dipc_vma_mapping(vma), 1);
 }
@@ -106,6 +114,7 @@ static void dipc_vm_close(struct vm_area_struct *vma)
 {
 	dipc_rust_shm_vma_open(dipc_shm_ctx, dipc_vma_mapping(vma), -1);
 	dipc_orig_ops->close(vma);
+	atomic_dec(&dipc_wrapped);
 	/* dipc_hooks_unregister() waits (RCU Tasks) until we have returned. */
 	module_put(THIS_MODULE);
 }
@@ -127,6 +136,7 @@ static void dipc_wrap_vma(struct vm_area_struct *vma)
 	 */
 	vma->vm_page_prot = vm_get_page_prot(vma->vm_flags & ~VM_SHARED);
 	__module_get(THIS_MODULE);
+	atomic_inc(&dipc_wrapped);
 }
 
 static void dipc_unwrap_vma(struct vm_area_struct *vma)
@@ -134,6 +144,7 @@ static void dipc_unwrap_vma(struct vm_area_struct *vma)
 	vma_start_write(vma);
 	vma->vm_ops = dipc_orig_ops;
 	vma->vm_page_prot = vm_get_page_prot(vma->vm_flags);
+	atomic_dec(&dipc_wrapped);
 	/* The caller runs in a hooked syscall, which holds a reference too. */
 	module_put(THIS_MODULE);
 }
@@ -273,10 +284,15 @@ void dipc_shm_unmap(void *mapping, unsigned long idx)
 	unmap_mapping_pages(mapping, idx, 1, false);
 }
 
-int dipc_shm_wait(void *seg, unsigned long idx, u32 word)
+int dipc_shm_wait(void *seg, unsigned long idx, u32 word, unsigned int ms)
 {
-	return wait_event_killable(dipc_shm_wq,
-				   dipc_rust_shm_changed(seg, idx, word));
+	long r = wait_event_killable_timeout(dipc_shm_wq,
+					     dipc_rust_shm_changed(seg, idx, word),
+					     msecs_to_jiffies(ms));
+
+	if (r < 0)
+		return r;
+	return r > 0;
 }
 
 void dipc_shm_wake(void)

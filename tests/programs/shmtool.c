@@ -26,18 +26,22 @@
  *   shmtool check KEY SEED             read it back; every byte must match
  *   shmtool rdonly KEY                 attach SHM_RDONLY: a load works, a
  *                                      store must raise SIGSEGV
- *   shmtool hold KEY SECONDS [FILE]    attach and sleep (touching nothing);
- *                                      FILE is created once attached
+ *   shmtool hold KEY SECONDS           attach and sleep (touching nothing)
  *   shmtool stat KEY                   print segsz, nattch, cpid/lpid set,
  *                                      and whether SHM_DEST is set
  *   shmtool nattch KEY N               wait (up to 20 s) until shm_nattch is N
  *   shmtool fork KEY                   a forked child stores, the parent
  *                                      must see it (and nattch counts both)
- *   shmtool kill-fault KEY             a child spins on a page the parent
- *                                      keeps writing from another... (see
- *                                      below): SIGKILL must end it at once
+ *   shmtool kill-fault KEY PAGE        a child stores to page PAGE, which this
+ *                                      node does not hold (the scenario stops
+ *                                      the referee, so the fault waits); the
+ *                                      parent kills it with SIGKILL: it must be
+ *                                      gone within 5 s
  *   shmtool partial KEY                munmap/mprotect/madvise on part of an
  *                                      attached segment keep it coherent
+ *   shmtool detach-off KEY             attach, switch dipc off
+ *                                      (/proc/sys/dipc/enabled), detach: it
+ *                                      must work; switch it back on
  *   shmtool rmid KEY
  *   shmtool noent KEY                  shmget(KEY, 0, 0) must fail ENOENT
  */
@@ -116,6 +120,7 @@ static int litmus(const char *key, const char *role, long rounds)
 	volatile uint64_t *flag = (uint64_t *)p, *ack = (uint64_t *)(p + 2 * PAGE);
 	uint64_t *data = (uint64_t *)(p + PAGE);
 	long bad = 0;
+	double t0 = now();
 
 	for (long r = 1; r <= rounds; r++) {
 		if (!strcmp(role, "writer")) {
@@ -133,7 +138,8 @@ static int litmus(const char *key, const char *role, long rounds)
 			*ack = r;
 		}
 	}
-	printf("litmus %s: %ld rounds, %ld violations\n", role, rounds, bad);
+	printf("litmus %s: %ld rounds, %ld violations (%.0f rounds/s)\n", role, rounds, bad,
+	       rounds / (now() - t0));
 	return bad != 0;
 }
 
@@ -292,16 +298,19 @@ static int fork_test(const char *key)
 	return p[100] != 4242;
 }
 
-/* A child faults on a page whose owner (another node) keeps it busy; the
- * parent kills it with SIGKILL and it must be gone within 5 s. */
-static int kill_fault(const char *key)
+/* A child faults on a page the referee will not grant for now; SIGKILL
+ * must end it within 5 s. */
+static int kill_fault(const char *key, long page)
 {
 	volatile uint64_t *p = attach(key, 0);
+
+	/* Attached; the scenario stops the referee meanwhile. */
+	sleep(2);
 	pid_t c = fork();
 
 	if (c == 0) {
 		for (;;)
-			p[0]++;
+			p[page * PAGE / 8]++;
 	}
 	usleep(300000);
 	double t0 = now();
@@ -381,13 +390,8 @@ int main(int argc, char **argv)
 		return check(key, strtoull(argv[3], NULL, 0));
 	if (!strcmp(cmd, "rdonly"))
 		return rdonly(key);
-	if (!strcmp(cmd, "hold") && argc >= 4) {
+	if (!strcmp(cmd, "hold") && argc == 4) {
 		attach(key, 0);
-		if (argc == 5) {
-			FILE *f = fopen(argv[4], "w");
-			if (f)
-				fclose(f);
-		}
 		sleep(atoi(argv[3]));
 		return 0;
 	}
@@ -397,10 +401,22 @@ int main(int argc, char **argv)
 		return wait_nattch(key, strtoul(argv[3], NULL, 0));
 	if (!strcmp(cmd, "fork"))
 		return fork_test(key);
-	if (!strcmp(cmd, "kill-fault"))
-		return kill_fault(key);
+	if (!strcmp(cmd, "kill-fault") && argc == 4)
+		return kill_fault(key, atol(argv[3]));
 	if (!strcmp(cmd, "partial"))
 		return partial(key);
+	if (!strcmp(cmd, "detach-off")) {
+		char *p = attach(key, 0);
+		FILE *f = fopen("/proc/sys/dipc/enabled", "w");
+		if (!f || fputs("0\n", f) < 0 || fclose(f))
+			die("enabled");
+		int r = shmdt(p);
+		printf("detach with dipc off: %s\n", r ? strerror(errno) : "ok");
+		f = fopen("/proc/sys/dipc/enabled", "w");
+		if (!f || fputs("1\n", f) < 0 || fclose(f))
+			die("enabled");
+		return r != 0;
+	}
 	if (!strcmp(cmd, "rmid"))
 		return shmctl(get(key, 0, 0), IPC_RMID, NULL) < 0;
 	if (!strcmp(cmd, "noent")) {

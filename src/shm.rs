@@ -41,6 +41,7 @@ use kernel::{
 const SHM_RND: i32 = 0o20000;
 const SHM_REMAP: i32 = 0o40000;
 const SHM_HUGETLB: i32 = 0o4000;
+const SHM_NORESERVE: i32 = 0o10000;
 /// `sizeof(struct shmid64_ds)` on x86-64.
 const SHMID64_DS_LEN: usize = 112;
 
@@ -183,7 +184,11 @@ fn shadow(node: &Node, key: i32, oid: u64, size: u64, mode: u32) -> c_long {
     // Two tries: the first may find the shadow of an earlier segment with
     // this key (removed while this node still had it).
     for _ in 0..2 {
-        let flags = IPC_CREAT | (mode & 0o777) as i32;
+        // The shadow is a cache filled on demand: no swap reservation
+        // (SHM_NORESERVE), so a segment larger than this node's memory can
+        // be attached and used sparsely. The referee accounts for segments
+        // (`shmall`).
+        let flags = IPC_CREAT | SHM_NORESERVE | (mode & 0o777) as i32;
         let id = shim::call_original_args(
             HOOK_SHMGET,
             [key as c_long, size as c_long, flags as c_long, 0],

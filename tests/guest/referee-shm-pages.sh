@@ -5,5 +5,5 @@
 key=$(printf '%d' "$1")
 json=$(dipcd status --json) || fail "dipcd status failed"
 echo "$json" | tr '{' '\n' | grep "\"class\":\"shm\"" | grep "\"key\":$key,"
-echo "$json" | tr '{' '\n' | grep "\"key\":$key," | grep -q "\"pages\":$2}" ||
+echo "$json" | tr '{' '\n' | grep "\"key\":$key," | grep -q "\"pages\":$2," ||
 	fail "segment $1 does not hold exactly $2 pages at the referee"

@@ -102,6 +102,11 @@ static long u_set(int id)
 	return shmctl(id, IPC_SET, &ds);
 }
 
+static long u_lock(int id)
+{
+	return shmctl(id, SHM_LOCK, NULL);
+}
+
 static long u_get(int id)
 {
 	(void)id;
@@ -207,6 +212,11 @@ int main(int argc, char **argv)
 	show("set bad buf", shmctl(id, IPC_SET, (struct shmid_ds *)8));
 	show("bad cmd", shmctl(id, 77, &ds));
 	show("stat bad id", shmctl(id + 1, IPC_STAT, &ds));
+
+	/* SHM_LOCK/SHM_UNLOCK act on the local shadow, as locally. */
+	show("shm lock", shmctl(id, SHM_LOCK, NULL));
+	show("shm unlock", shmctl(id, SHM_UNLOCK, NULL));
+	as_user("user shm lock", id, u_lock);
 
 	/* IPC_RMID while attached: SHM_DEST, key free, segment still usable. */
 	show("rmid attached", shmctl(id, IPC_RMID, NULL));

@@ -42,6 +42,12 @@
  *   shmtool detach-off KEY             attach, switch dipc off
  *                                      (/proc/sys/dipc/enabled), detach: it
  *                                      must work; switch it back on
+ *   shmtool count KEY N USEC           increment the 64-bit counter at offset 0
+ *                                      N times, sleeping USEC between
+ *   shmtool attach-loop KEY N          N times: attach, read the 64-bit
+ *                                      counter at offset 0, detach; the
+ *                                      values must never go down (another
+ *                                      node keeps incrementing it)
  *   shmtool rmid KEY
  *   shmtool noent KEY                  shmget(KEY, 0, 0) must fail ENOENT
  */
@@ -405,6 +411,33 @@ int main(int argc, char **argv)
 		return kill_fault(key, atol(argv[3]));
 	if (!strcmp(cmd, "partial"))
 		return partial(key);
+	if (!strcmp(cmd, "count") && argc == 5) {
+		char *p = attach(key, 0);
+		long n = atol(argv[3]), us = atol(argv[4]);
+		for (long i = 0; i < n; i++) {
+			V(p, 0) = V(p, 0) + 1;
+			usleep(us);
+		}
+		printf("count: %llu\n", (unsigned long long)V(p, 0));
+		return 0;
+	}
+	if (!strcmp(cmd, "attach-loop") && argc == 4) {
+		uint64_t last = 0;
+		long n = atol(argv[3]), back = 0, changes = 0;
+		for (long i = 0; i < n; i++) {
+			char *p = attach(key, SHM_RDONLY);
+			uint64_t v = V(p, 0);
+			if (v < last)
+				back++;
+			changes += v != last;
+			last = v;
+			if (shmdt(p) < 0)
+				die("shmdt");
+		}
+		printf("attach-loop: %ld attaches, %ld saw a new value, last %llu, %ld went back\n",
+		       n, changes, (unsigned long long)last, back);
+		return back != 0;
+	}
 	if (!strcmp(cmd, "detach-off")) {
 		char *p = attach(key, 0);
 		FILE *f = fopen("/proc/sys/dipc/enabled", "w");

@@ -162,6 +162,19 @@ impl Guest {
         writeln!(agent, "{id} {}", base64(command.as_bytes()))
     }
 
+    /// Sends an empty line to the agent. The guest reads it after the
+    /// current command and runs nothing; its arrival raises a serial receive
+    /// interrupt, and the 8250 driver's interrupt handler also restarts a
+    /// transmission that stalled (a lost transmit interrupt would otherwise
+    /// leave a finished command's output unsent until the next input).
+    pub fn nudge(&mut self) -> io::Result<()> {
+        let agent = self
+            .agent
+            .as_mut()
+            .ok_or_else(|| io::Error::other("agent not connected"))?;
+        writeln!(agent)
+    }
+
     /// Asks the guest to power off, waits up to `grace`, then kills it.
     pub fn stop(&mut self, grace: Duration) {
         let _ = self.send(0, "shutdown");

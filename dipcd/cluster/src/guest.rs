@@ -1,6 +1,6 @@
 //! One QEMU guest: its process, its console log and its command agent.
 
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -100,7 +100,13 @@ impl Guest {
             "socket,id=agent,path={},server=on,wait=off",
             agent.display()
         ))
-        .args(["-serial", "chardev:agent"])
+        .args(["-device", "virtio-serial-pci"])
+        .args(["-device", "virtconsole,chardev=agent"])
+        .arg("-monitor")
+        .arg(format!(
+            "unix:{},server=on,wait=off",
+            cfg.dir.join(format!("node{node}.monitor")).display()
+        ))
         .arg("-netdev")
         .arg(format!(
             "socket,id=n0,mcast=230.0.0.1:{},localaddr=127.0.0.1",
@@ -162,17 +168,33 @@ impl Guest {
         writeln!(agent, "{id} {}", base64(command.as_bytes()))
     }
 
-    /// Sends an empty line to the agent. The guest reads it after the
-    /// current command and runs nothing; its arrival raises a serial receive
-    /// interrupt, and the 8250 driver's interrupt handler also restarts a
-    /// transmission that stalled (a lost transmit interrupt would otherwise
-    /// leave a finished command's output unsent until the next input).
-    pub fn nudge(&mut self) -> io::Result<()> {
-        let agent = self
-            .agent
-            .as_mut()
-            .ok_or_else(|| io::Error::other("agent not connected"))?;
-        writeln!(agent)
+    /// Where the guest's vCPUs are: the instruction pointer of each, sampled
+    /// `samples` times through the QEMU monitor (for a step that hangs).
+    pub fn cpu_samples(&self, dir: &std::path::Path, samples: usize) -> String {
+        let path = dir.join(format!("node{}.monitor", self.node));
+        let mut out = String::new();
+        let Ok(mut mon) = UnixStream::connect(&path) else {
+            return "monitor unreachable".into();
+        };
+        let _ = mon.set_read_timeout(Some(Duration::from_millis(300)));
+        let mut buf = vec![0u8; 1 << 16];
+        for _ in 0..samples {
+            let _ = writeln!(mon, "info registers -a");
+            std::thread::sleep(Duration::from_millis(200));
+            let mut text = String::new();
+            while let Ok(n) = mon.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                text.push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+            for l in text.lines().filter(|l| l.contains("RIP=")) {
+                let rip = l.split_whitespace().find(|w| w.starts_with("RIP="));
+                out.push_str(rip.unwrap_or(l));
+                out.push(' ');
+            }
+        }
+        out
     }
 
     /// Asks the guest to power off, waits up to `grace`, then kills it.

@@ -17,10 +17,6 @@ use std::process::ExitCode;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// How long a step may go without an answer before the agents still running
-/// it are nudged (see `Guest::nudge`).
-const NUDGE_AFTER: Duration = Duration::from_secs(10);
-
 #[derive(Parser)]
 #[command(name = "dipc-cluster", about = "Run a scenario on a QEMU test cluster")]
 struct Cli {
@@ -110,7 +106,11 @@ fn run(cli: &Cli) -> Result<(), String> {
     for node in 1..=cli.nodes {
         guests.push(Guest::start(&cfg, node).map_err(|e| format!("starting node {node}: {e}"))?);
     }
-    let mut cluster = Cluster { guests, rx };
+    let mut cluster = Cluster {
+        guests,
+        rx,
+        dir: out.clone(),
+    };
     for g in &mut cluster.guests {
         let node = g.node;
         g.connect(&out, tx.clone(), boot_deadline)
@@ -147,6 +147,8 @@ fn run(cli: &Cli) -> Result<(), String> {
 struct Cluster {
     guests: Vec<Guest>,
     rx: mpsc::Receiver<Event>,
+    /// Where logs and sockets go.
+    dir: PathBuf,
 }
 
 /// A failure, with the node whose console explains it (if any).
@@ -202,10 +204,9 @@ impl Cluster {
             let timeout = Duration::from_secs(step.timeout_s.unwrap_or(default_timeout));
             let deadline = Instant::now() + timeout;
             let mut failure = None;
-            let mut nudged: BTreeMap<usize, u32> = BTreeMap::new();
             while !waiting.is_empty() {
                 let left = deadline.saturating_duration_since(Instant::now());
-                match self.rx.recv_timeout(left.min(NUDGE_AFTER)) {
+                match self.rx.recv_timeout(left) {
                     Ok(Event::Done {
                         node,
                         id,
@@ -217,13 +218,6 @@ impl Cluster {
                         }
                         for l in output.lines() {
                             println!("  node{node}| {l}");
-                        }
-                        if let Some(k) = nudged.get(&node) {
-                            println!(
-                                "  (node {node} answered after {k} nudge(s) of its agent, \
-                                 {} s into the step)",
-                                timeout.saturating_sub(deadline - Instant::now()).as_secs()
-                            );
                         }
                         let ok = (rc == 0) != step.expect_failure;
                         if !ok && failure.is_none() {
@@ -241,17 +235,14 @@ impl Cluster {
                         return Err((Some(n), format!("line {}: node {n} died", step.line)))
                     }
                     Ok(Event::Ready(_)) => {}
-                    // Quiet for a while, but time is left: nudge the agents
-                    // still running this step (see `Guest::nudge`).
-                    Err(_) if Instant::now() < deadline => {
-                        for &n in waiting.values() {
-                            if self.guests[n - 1].nudge().is_ok() {
-                                *nudged.entry(n).or_default() += 1;
-                            }
-                        }
-                    }
                     Err(_) => {
                         let nodes: Vec<usize> = waiting.values().copied().collect();
+                        for &n in &nodes {
+                            println!(
+                                "  node {n} vCPU instruction pointers: {}",
+                                self.guests[n - 1].cpu_samples(&self.dir, 8)
+                            );
+                        }
                         return Err((
                             nodes.first().copied(),
                             format!(

@@ -23,11 +23,11 @@
 use crate::{
     hooks::{HOOK_MSGCTL, HOOK_MSGGET},
     node::Node,
-    sem::{checked, copy_in, copy_out, neg, transport_err, IPCMNI_SHIFT, IPC_CREAT, IPC_DIPC},
+    sem::{checked, copy_in, copy_out, get_object, neg, put_ipc64_perm, transport_err, IPC_CREAT},
     shadow::Shadow,
     shim,
     transport::{Answer, Interrupted},
-    wire::{errno, msgcmd, Class, Frame, Get, MsgCtl, MsgCtlReply, MsgRcv, MsgSnd, MAX_MTEXT},
+    wire::{errno, msgcmd, Class, Frame, MsgCtl, MsgCtlReply, MsgRcv, MsgSnd, MAX_MTEXT},
 };
 use kernel::prelude::*;
 
@@ -48,25 +48,10 @@ const MTYPE_LEN: usize = 8;
 /// `msgget` of a distributed key: the referee decides (`ipcget()`); then
 /// the local shadow is found or created and its id returned.
 pub(crate) fn msgget(node: &Node, key: i32, flg: i32) -> c_long {
-    let get = Get {
-        class: Class::Msg,
-        key,
-        flags: flg & !IPC_DIPC,
-        size: 0,
-        cred: shim::current_cred(),
-        pid: shim::current_tgid(),
+    let reply = match get_object(node, Class::Msg, key, flg, 0) {
+        Ok(r) => r,
+        Err(e) => return e,
     };
-    let answer = match node.call(&Frame::Get(get), None) {
-        Ok(a) => a,
-        Err(e) => return transport_err(e),
-    };
-    let reply = match answer.frame() {
-        Ok(Frame::GetReply(r)) => r,
-        _ => return neg(errno::EIO),
-    };
-    if reply.result < 0 {
-        return checked(reply.result.into());
-    }
     // The size is the referee's msgmax.
     if reply.size > MAX_MTEXT as u64 {
         return neg(errno::EIO);
@@ -358,17 +343,10 @@ fn ctl(node: &Node, s: Shadow, cmd: i32, buf: usize) -> c_long {
 fn msqid64_ds(reply: &MsgCtlReply, local_id: i32) -> [u8; MSQID64_DS_LEN] {
     let st = reply.stat;
     let mut ds = [0u8; MSQID64_DS_LEN];
-    let mut put = |o: usize, b: &[u8]| ds[o..o + b.len()].copy_from_slice(b);
-    put(0, &st.key.to_ne_bytes());
-    put(4, &st.uid.to_ne_bytes());
-    put(8, &st.gid.to_ne_bytes());
-    put(12, &st.cuid.to_ne_bytes());
-    put(16, &st.cgid.to_ne_bytes());
-    put(20, &st.mode.to_ne_bytes());
-    put(
-        24,
-        &((local_id as u32 >> IPCMNI_SHIFT) as u16).to_ne_bytes(),
+    put_ipc64_perm(
+        &mut ds, st.key, st.uid, st.gid, st.cuid, st.cgid, st.mode, local_id,
     );
+    let mut put = |o: usize, b: &[u8]| ds[o..o + b.len()].copy_from_slice(b);
     put(48, &st.stime.to_ne_bytes());
     put(56, &st.rtime.to_ne_bytes());
     put(64, &st.ctime.to_ne_bytes());

@@ -15,7 +15,8 @@ use crate::{
     shim,
     transport::{Answer, Interrupted},
     wire::{
-        errno, semcmd, Class, Frame, Get, SemCtl, SemOp, Sembuf, Sops, Vals, MAX_SOPS, SEMBUF_LEN,
+        errno, semcmd, Class, Frame, Get, GetReply, SemCtl, SemOp, Sembuf, Sops, Vals, MAX_SOPS,
+        SEMBUF_LEN,
     },
 };
 use kernel::{
@@ -67,29 +68,71 @@ pub(crate) fn is_distributed(node: &Node, key: i32, flg: i32) -> bool {
             || (node.policy_any.load(Relaxed) != 0 && node.policy.lock().contains(key)))
 }
 
-/// `semget` of a distributed key: the referee decides (`ipcget()`); then the
-/// local shadow is found or created and its id returned.
-pub(crate) fn semget(node: &Node, key: i32, nsems: i32, flg: i32) -> c_long {
+/// Asks the referee for the object of class `class` with `key` (`ipcget()`
+/// there): its `GetReply`, or the value the `get` syscall returns on
+/// failure.
+pub(crate) fn get_object(
+    node: &Node,
+    class: Class,
+    key: i32,
+    flg: i32,
+    size: u64,
+) -> core::result::Result<GetReply, c_long> {
     let get = Get {
-        class: Class::Sem,
+        class,
         key,
         flags: flg & !IPC_DIPC,
-        // A negative nsems stays out of range at the referee.
-        size: if nsems < 0 { u64::MAX } else { nsems as u64 },
+        size,
         cred: shim::current_cred(),
         pid: shim::current_tgid(),
     };
-    let answer = match node.call(&Frame::Get(get), None) {
-        Ok(a) => a,
-        Err(e) => return transport_err(e),
-    };
+    let answer = node.call(&Frame::Get(get), None).map_err(transport_err)?;
     let reply = match answer.frame() {
         Ok(Frame::GetReply(r)) => r,
-        _ => return neg(errno::EIO),
+        _ => return Err(neg(errno::EIO)),
     };
     if reply.result < 0 {
-        return checked(reply.result.into());
+        return Err(checked(reply.result.into()));
     }
+    Ok(reply)
+}
+
+/// Writes the `struct ipc64_perm` at the start of an x86-64 `*id64_ds`: the
+/// referee's owner and mode, and the sequence number of the local shadow's
+/// id.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn put_ipc64_perm(
+    ds: &mut [u8],
+    key: i32,
+    uid: u32,
+    gid: u32,
+    cuid: u32,
+    cgid: u32,
+    mode: u32,
+    local_id: i32,
+) {
+    let mut put = |o: usize, b: &[u8]| ds[o..o + b.len()].copy_from_slice(b);
+    put(0, &key.to_ne_bytes());
+    put(4, &uid.to_ne_bytes());
+    put(8, &gid.to_ne_bytes());
+    put(12, &cuid.to_ne_bytes());
+    put(16, &cgid.to_ne_bytes());
+    put(20, &mode.to_ne_bytes());
+    put(
+        24,
+        &((local_id as u32 >> IPCMNI_SHIFT) as u16).to_ne_bytes(),
+    );
+}
+
+/// `semget` of a distributed key: the referee decides (`ipcget()`); then the
+/// local shadow is found or created and its id returned.
+pub(crate) fn semget(node: &Node, key: i32, nsems: i32, flg: i32) -> c_long {
+    // A negative nsems stays out of range at the referee.
+    let size = if nsems < 0 { u64::MAX } else { nsems as u64 };
+    let reply = match get_object(node, Class::Sem, key, flg, size) {
+        Ok(r) => r,
+        Err(e) => return e,
+    };
     if reply.size == 0 || reply.size > crate::wire::MAX_SEMS as u64 {
         return neg(errno::EIO);
     }
@@ -347,17 +390,10 @@ pub(crate) fn semctl(node: &Node, s: Shadow, semnum: i32, cmd: i32, arg: usize) 
         semcmd::IPC_STAT => {
             let st = reply.stat;
             let mut ds = [0u8; SEMID64_DS_LEN];
-            let mut put = |o: usize, b: &[u8]| ds[o..o + b.len()].copy_from_slice(b);
-            put(0, &st.key.to_ne_bytes());
-            put(4, &st.uid.to_ne_bytes());
-            put(8, &st.gid.to_ne_bytes());
-            put(12, &st.cuid.to_ne_bytes());
-            put(16, &st.cgid.to_ne_bytes());
-            put(20, &st.mode.to_ne_bytes());
-            put(
-                24,
-                &((s.local_id as u32 >> IPCMNI_SHIFT) as u16).to_ne_bytes(),
+            put_ipc64_perm(
+                &mut ds, st.key, st.uid, st.gid, st.cuid, st.cgid, st.mode, s.local_id,
             );
+            let mut put = |o: usize, b: &[u8]| ds[o..o + b.len()].copy_from_slice(b);
             put(48, &st.otime.to_ne_bytes());
             put(64, &st.ctime.to_ne_bytes());
             put(80, &u64::from(st.nsems).to_ne_bytes());

@@ -24,11 +24,11 @@
 use crate::{
     hooks::{HOOK_SHMAT, HOOK_SHMCTL, HOOK_SHMDT, HOOK_SHMGET},
     node::Node,
-    sem::{checked, copy_in, copy_out, neg, transport_err, IPCMNI_SHIFT, IPC_CREAT, IPC_DIPC},
+    sem::{checked, copy_in, copy_out, get_object, neg, put_ipc64_perm, transport_err, IPC_CREAT},
     shadow::Shadow,
     shim::{self, Socket},
     wire::{
-        errno, shmcmd, Class, Frame, Get, PageAck, PageData, PageGrant, PageInval, PageReq, ShmAt,
+        errno, shmcmd, Class, Frame, PageAck, PageData, PageGrant, PageInval, PageReq, ShmAt,
         ShmCtl, ShmCtlReply, ShmNattch, PAGE_LEN,
     },
 };
@@ -150,25 +150,10 @@ pub(crate) fn shmget(node: &Node, key: i32, size: usize, flg: i32) -> c_long {
         // A distributed segment's pages move one base page at a time.
         return neg(errno::EINVAL);
     }
-    let get = Get {
-        class: Class::Shm,
-        key,
-        flags: flg & !IPC_DIPC,
-        size: size as u64,
-        cred: shim::current_cred(),
-        pid: shim::current_tgid(),
+    let reply = match get_object(node, Class::Shm, key, flg, size as u64) {
+        Ok(r) => r,
+        Err(e) => return e,
     };
-    let answer = match node.call(&Frame::Get(get), None) {
-        Ok(a) => a,
-        Err(e) => return transport_err(e),
-    };
-    let reply = match answer.frame() {
-        Ok(Frame::GetReply(r)) => r,
-        _ => return neg(errno::EIO),
-    };
-    if reply.result < 0 {
-        return checked(reply.result.into());
-    }
     shadow(node, key, reply.oid, reply.size, reply.mode)
 }
 
@@ -417,17 +402,10 @@ pub(crate) fn shmctl(node: &Node, shmid: i32, cmd: i32, buf: usize) -> Option<c_
 fn shmid64_ds(reply: &ShmCtlReply, local_id: i32) -> [u8; SHMID64_DS_LEN] {
     let st = reply.stat;
     let mut ds = [0u8; SHMID64_DS_LEN];
-    let mut put = |o: usize, b: &[u8]| ds[o..o + b.len()].copy_from_slice(b);
-    put(0, &st.key.to_ne_bytes());
-    put(4, &st.uid.to_ne_bytes());
-    put(8, &st.gid.to_ne_bytes());
-    put(12, &st.cuid.to_ne_bytes());
-    put(16, &st.cgid.to_ne_bytes());
-    put(20, &st.mode.to_ne_bytes());
-    put(
-        24,
-        &((local_id as u32 >> IPCMNI_SHIFT) as u16).to_ne_bytes(),
+    put_ipc64_perm(
+        &mut ds, st.key, st.uid, st.gid, st.cuid, st.cgid, st.mode, local_id,
     );
+    let mut put = |o: usize, b: &[u8]| ds[o..o + b.len()].copy_from_slice(b);
     put(48, &st.segsz.to_ne_bytes());
     put(56, &st.atime.to_ne_bytes());
     put(64, &st.dtime.to_ne_bytes());

@@ -6,6 +6,7 @@
 //! runner sends over a second serial port.
 
 mod accel;
+mod clock;
 mod guest;
 mod scenario;
 
@@ -85,6 +86,7 @@ fn run(cli: &Cli) -> Result<(), String> {
     let accel = accel::choose(&cli.accel, &cli.qemu, &cli.kernel, &cli.initrd, &out)?;
     println!("dipc-cluster: accelerator {accel}");
 
+    let append = format!("{} {}", clock::guest_tsc_args(), cli.append);
     // A multicast port of our own, so concurrent runs do not share a network.
     let mcast_port = 20000 + (std::process::id() % 20000) as u16;
     let cfg = GuestConfig {
@@ -97,7 +99,7 @@ fn run(cli: &Cli) -> Result<(), String> {
         nodes: cli.nodes,
         mcast_port,
         dir: &out,
-        append: &cli.append,
+        append: &append,
     };
     let (tx, rx) = mpsc::channel();
     let start = Instant::now();

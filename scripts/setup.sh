@@ -2,8 +2,8 @@
 # Installs everything dipc needs on a Debian 12 (bookworm) machine, as root:
 # the kernel toolchain (pinned Debian rustc-web, libclang 19, bindgen-cli),
 # GCC and the kernel build dependencies, QEMU and busybox-static for the test
-# cluster, and the pinned linux-source-7.3 package (fetched from
-# trixie-backports through a private apt configuration, so nothing else on the
+# cluster, stress-ng, redis-server and libhiredis-dev for `make bench`, and
+# the pinned linux-source-7.3 package (fetched from trixie-backports through a private apt configuration, so nothing else on the
 # machine ever comes from a newer suite).
 #
 # Idempotent: when everything is already in place it only checks and exits.
@@ -33,6 +33,7 @@ pinned=(
 plain=(
 	gcc make bc bison flex libelf-dev libssl-dev cpio xz-utils kmod
 	qemu-system-x86 busybox-static ca-certificates
+	stress-ng redis-server libhiredis-dev
 )
 
 missing=()

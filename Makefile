@@ -18,7 +18,7 @@ GUEST_TARGET := x86_64-unknown-linux-gnu
 DIPCD_BIN := dipcd/target/$(GUEST_TARGET)/release/dipcd
 
 .PHONY: all module kernel setup clippy fmt fmt-check dipcd dipcd-test programs \
-	initramfs check check-host check-cluster demo clean
+	initramfs check check-host check-cluster bench demo clean
 
 all: module
 
@@ -73,6 +73,13 @@ check: setup
 	$(MAKE) check-host
 	$(MAKE) clippy
 	$(MAKE) check-cluster
+
+# Benchmarks: figures beside their baselines from the same run (table,
+# bench/results/DATE.json, bench/plots/*.svg, README). Not a test.
+bench: setup
+	$(MAKE) module dipcd programs
+	scripts/initramfs.sh --bench build/initramfs-bench.cpio.gz
+	scripts/bench.sh
 
 # A 3-node cluster: the referee and the module on every node.
 demo: setup

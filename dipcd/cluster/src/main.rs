@@ -186,7 +186,7 @@ impl Cluster {
 
     fn run_steps(&mut self, steps: &[scenario::Step], default_timeout: u64) -> Result<(), Failure> {
         let mut next_id = 1u64;
-        for step in steps {
+        for (index, step) in steps.iter().enumerate() {
             let mut waiting = BTreeMap::new();
             for &n in &step.nodes {
                 let id = next_id;
@@ -202,7 +202,12 @@ impl Cluster {
             } else {
                 ""
             };
-            println!("[{}] $ {first}{more}", nodes_label(&step.nodes));
+            println!(
+                "({}/{}) [{}] $ {first}{more}",
+                index + 1,
+                steps.len(),
+                nodes_label(&step.nodes)
+            );
             let timeout = Duration::from_secs(step.timeout_s.unwrap_or(default_timeout));
             let deadline = Instant::now() + timeout;
             let mut failure = None;

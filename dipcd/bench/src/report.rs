@@ -1,0 +1,539 @@
+//! From BENCH records to the report: each figure beside its baseline from
+//! the same run, the ratio, and the target it is held to.
+
+use crate::load::LoadResult;
+use crate::record::Record;
+use serde::Serialize;
+
+/// What a ratio is held to.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub enum Target {
+    /// The ratio must not exceed this.
+    AtMost(f64),
+    /// The ratio must reach this.
+    AtLeast(f64),
+}
+
+impl Target {
+    fn met(self, ratio: f64) -> bool {
+        match self {
+            Target::AtMost(t) => ratio <= t,
+            Target::AtLeast(t) => ratio >= t,
+        }
+    }
+
+    fn text(self) -> String {
+        match self {
+            Target::AtMost(t) => format!("≤ {t}×"),
+            Target::AtLeast(t) => format!("≥ {t}×"),
+        }
+    }
+}
+
+/// One line of the table.
+#[derive(Clone, Debug, Serialize)]
+pub struct Row {
+    /// Section of the table.
+    pub group: &'static str,
+    /// What is measured.
+    pub figure: String,
+    /// Unit of `value` and `baseline`.
+    pub unit: String,
+    /// dipc's figure (None: missing from the run).
+    pub value: Option<f64>,
+    /// What it is compared with.
+    pub baseline_name: String,
+    /// The baseline's figure.
+    pub baseline: Option<f64>,
+    /// `value / baseline`.
+    pub ratio: Option<f64>,
+    /// The target for `ratio`, if there is one.
+    pub target: Option<Target>,
+    /// Whether the target is met.
+    pub met: Option<bool>,
+}
+
+/// The whole report.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// Table rows.
+    pub rows: Vec<Row>,
+    /// Correctness checks made on the way (must all hold).
+    pub checks: Vec<(String, bool)>,
+    /// Figures the run should have produced and did not.
+    pub missing: Vec<String>,
+}
+
+/// Record lookup with the missing ones remembered.
+struct Find<'a> {
+    recs: &'a [Record],
+    missing: Vec<String>,
+}
+
+impl<'a> Find<'a> {
+    /// Every record called `name` whose fields include each of `want`.
+    fn all(&self, name: &str, want: &[(&str, &str)]) -> Vec<&'a Record> {
+        self.recs
+            .iter()
+            .filter(|r| r.name == name && want.iter().all(|(k, v)| r.field(k) == Some(*v)))
+            .collect()
+    }
+
+    /// The last such record, noted as missing if there is none.
+    fn one(&mut self, name: &str, want: &[(&str, &str)]) -> Option<&'a Record> {
+        let r = self.all(name, want).last().copied();
+        if r.is_none() {
+            let w: Vec<String> = want.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            self.missing
+                .push(format!("{name} {}", w.join(" ")).trim().to_string());
+        }
+        r
+    }
+
+    /// The mean value of every such record (repeated rounds).
+    fn mean(&mut self, name: &str, want: &[(&str, &str)]) -> Option<f64> {
+        let v: Vec<f64> = self.all(name, want).iter().map(|r| r.value).collect();
+        if v.is_empty() {
+            self.one(name, want);
+            return None;
+        }
+        Some(v.iter().sum::<f64>() / v.len() as f64)
+    }
+}
+
+struct Builder {
+    rows: Vec<Row>,
+    group: &'static str,
+}
+
+impl Builder {
+    #[allow(clippy::too_many_arguments)]
+    fn row(
+        &mut self,
+        figure: &str,
+        unit: &str,
+        value: Option<f64>,
+        baseline_name: &str,
+        baseline: Option<f64>,
+        target: Option<Target>,
+    ) {
+        let ratio = match (value, baseline) {
+            (Some(v), Some(b)) if b > 0.0 => Some(v / b),
+            _ => None,
+        };
+        self.rows.push(Row {
+            group: self.group,
+            figure: figure.to_string(),
+            unit: unit.to_string(),
+            value,
+            baseline_name: baseline_name.to_string(),
+            baseline,
+            ratio,
+            target,
+            met: match (ratio, target) {
+                (Some(r), Some(t)) => Some(t.met(r)),
+                _ => None,
+            },
+        });
+    }
+}
+
+fn p99(r: Option<&Record>) -> Option<f64> {
+    r.and_then(|r| r.num("p99"))
+}
+
+fn val(r: Option<&Record>) -> Option<f64> {
+    r.map(|r| r.value)
+}
+
+fn times(k: f64, v: Option<f64>) -> Option<f64> {
+    v.map(|v| k * v)
+}
+
+/// Builds the report from the cluster's records and the referee load run.
+pub fn build(recs: &[Record], load: Option<&LoadResult>) -> Report {
+    let mut f = Find {
+        recs,
+        missing: Vec::new(),
+    };
+    let mut b = Builder {
+        rows: Vec::new(),
+        group: "",
+    };
+    let mut checks = Vec::new();
+
+    let rtt_ref = f.one("tcp_rtt_64", &[("pair", "2-1")]);
+    let rtt_peer = f.one("tcp_rtt_64", &[("pair", "2-3")]);
+    let rtt1k_ref = f.one("tcp_rtt_1024", &[("pair", "2-1")]);
+    let rtt1k_peer = f.one("tcp_rtt_1024", &[("pair", "2-3")]);
+    let fetch = f.one("tcp_fetch_4096", &[("pair", "2-3")]);
+    let rtt_name = "TCP 64 B round trip, node 2 ↔ referee";
+
+    b.group = "Semaphores (node 2; the referee on node 1)";
+    let sem_op = f.one("sem_op", &[]);
+    let sem_pv = f.one("sem_pv", &[]);
+    let sem_pp = f.one("sem_pingpong", &[]);
+    b.row(
+        "remote semop, one op (median)",
+        "µs",
+        val(sem_op),
+        rtt_name,
+        val(rtt_ref),
+        Some(Target::AtMost(1.2)),
+    );
+    b.row(
+        "remote semop, one op (p99)",
+        "µs",
+        p99(sem_op),
+        rtt_name,
+        p99(rtt_ref),
+        None,
+    );
+    b.row(
+        "remote semop P+V (median)",
+        "µs",
+        val(sem_pv),
+        "2 × TCP 64 B round trip",
+        times(2.0, val(rtt_ref)),
+        Some(Target::AtMost(1.2)),
+    );
+    b.row(
+        "hand-off node 2 → 3 → 2 by V/P on two semaphores (median)",
+        "µs",
+        val(sem_pp),
+        "TCP 64 B round trip, node 2 ↔ 3",
+        val(rtt_peer),
+        None,
+    );
+
+    b.group = "Message queues (1 KiB messages)";
+    let msg_rt = f.one("msg_rt_1024", &[]);
+    b.row(
+        "remote msgsnd + msgrcv (median)",
+        "µs",
+        val(msg_rt),
+        "2 × TCP 1 KiB round trip, node 2 ↔ referee",
+        times(2.0, val(rtt1k_ref)),
+        Some(Target::AtMost(1.2)),
+    );
+    b.row(
+        "remote msgsnd + msgrcv (p99)",
+        "µs",
+        p99(msg_rt),
+        "2 × TCP 1 KiB round trip (p99)",
+        times(2.0, p99(rtt1k_ref)),
+        None,
+    );
+    b.row(
+        "ping-pong node 2 ↔ 3 through two queues (median)",
+        "µs",
+        val(f.one("msg_pingpong_1024", &[])),
+        "TCP 1 KiB round trip, node 2 ↔ 3",
+        val(rtt1k_peer),
+        None,
+    );
+    b.row(
+        "throughput, 4 pipelined senders on node 2, receiver on 3",
+        "MB/s",
+        val(f.one("msg_tput_1024", &[])),
+        "raw TCP stream of 1 KiB writes",
+        val(f.one("tcp_stream_1024", &[("pair", "2-3")])),
+        None,
+    );
+
+    b.group = "Distributed shared memory (pages owned by the other node)";
+    let rm = f.one("dsm_read_miss", &[]);
+    let fetch_name = "TCP round trip + 4 KiB, node 2 ↔ 3";
+    b.row(
+        "read-miss fault (median)",
+        "µs",
+        val(rm),
+        fetch_name,
+        val(fetch),
+        Some(Target::AtMost(1.3)),
+    );
+    b.row(
+        "read-miss fault (p99)",
+        "µs",
+        p99(rm),
+        fetch_name,
+        p99(fetch),
+        None,
+    );
+    b.row(
+        "write-ownership transfer (median)",
+        "µs",
+        val(f.one("dsm_write_miss", &[])),
+        fetch_name,
+        val(fetch),
+        None,
+    );
+    b.row(
+        "2-node ping-pong on one page, per round (median)",
+        "µs",
+        val(f.one("dsm_pingpong", &[])),
+        "2 × (TCP round trip + 4 KiB)",
+        times(2.0, val(fetch)),
+        None,
+    );
+    b.row(
+        "sequential read of 64 MiB",
+        "MB/s",
+        val(f.one("dsm_seqread", &[])),
+        "raw TCP stream (64 KiB writes)",
+        val(f.one("tcp_stream_65536", &[("pair", "2-3")])),
+        None,
+    );
+
+    b.group = "Local (non-distributed) IPC, stress-ng bogo ops/s";
+    for s in ["sem-sysv", "msg", "shm-sysv"] {
+        let name = format!("local_{s}");
+        b.row(
+            &format!("stress-ng --{s}, module loaded"),
+            "ops/s",
+            f.mean(&name, &[("module", "loaded")]),
+            "the same, module not loaded",
+            f.mean(&name, &[("module", "unloaded")]),
+            Some(Target::AtLeast(0.98)),
+        );
+    }
+
+    b.group = "dipc against the same operations on Redis (server on node 1)";
+    b.row(
+        "semaphore op (median)",
+        "µs",
+        val(sem_op),
+        "Redis RPUSH / BLPOP token",
+        val(f.one("redis_sem_op", &[])),
+        Some(Target::AtMost(0.8)),
+    );
+    b.row(
+        "semaphore hand-off node 2 → 3 → 2 (median)",
+        "µs",
+        val(sem_pp),
+        "Redis, the same with two lists",
+        val(f.one("redis_sem_pingpong", &[])),
+        None,
+    );
+    b.row(
+        "queue send + receive, 1 KiB (median)",
+        "µs",
+        val(msg_rt),
+        "Redis LPUSH + BRPOP",
+        val(f.one("redis_msg_rt_1024", &[])),
+        None,
+    );
+
+    b.group = "Contention: k nodes on one semaphore / one page (aggregate)";
+    for (name, what) in [
+        ("scale_sem", "semaphore P+V"),
+        ("scale_shm", "atomic add on one page"),
+    ] {
+        let total = |f: &mut Find<'_>, k: usize| -> Option<f64> {
+            let k = k.to_string();
+            let v: Vec<&Record> = f.all(name, &[("nodes", &k)]);
+            if v.len() != k.parse::<usize>().unwrap_or(0) {
+                f.missing.push(format!("{name} nodes={k} (one per node)"));
+                return None;
+            }
+            Some(v.iter().map(|r| r.value).sum())
+        };
+        let one = total(&mut f, 1);
+        b.row(&format!("{what}, 1 node"), "ops/s", one, "—", None, None);
+        for k in 2..=4 {
+            let v = total(&mut f, k);
+            b.row(
+                &format!("{what}, {k} nodes"),
+                "ops/s",
+                v,
+                "1 node",
+                one,
+                None,
+            );
+        }
+    }
+    for k in 1..=4 {
+        let ks = k.to_string();
+        let adds: f64 = f
+            .all("scale_shm", &[("nodes", &ks)])
+            .iter()
+            .filter_map(|r| r.num("ops"))
+            .sum();
+        if let Some(word) = f.one("scale_shm_total", &[("nodes", &ks)]) {
+            checks.push((
+                format!(
+                    "{k} nodes: the shared word ({}) equals the increments made ({adds})",
+                    word.value
+                ),
+                word.value == adds,
+            ));
+        }
+    }
+
+    b.group = "Referee (dipcd on one host core, load from the other)";
+    match load {
+        Some(l) => {
+            b.row(
+                &format!(
+                    "semop requests, {} connections × {} in flight",
+                    l.conns, l.window
+                ),
+                "ops/s",
+                Some(l.ops_per_s),
+                "target 200 000 ops/s",
+                Some(200_000.0),
+                Some(Target::AtLeast(1.0)),
+            );
+            if let Some(c) = l.ops_per_cpu_s {
+                b.row(
+                    "the same per referee CPU second",
+                    "ops/s",
+                    Some(c),
+                    "target 200 000 ops/s",
+                    Some(200_000.0),
+                    None,
+                );
+            }
+            checks.push((
+                format!("referee load: {} of {} operations failed", l.errors, l.ops),
+                l.errors == 0,
+            ));
+        }
+        None => f.missing.push("referee load".into()),
+    }
+
+    Report {
+        rows: b.rows,
+        checks,
+        missing: f.missing,
+    }
+}
+
+fn num(v: Option<f64>) -> String {
+    match v {
+        None => "missing".into(),
+        Some(v) if v >= 1000.0 => {
+            let s = format!("{:.0}", v);
+            let mut out = String::new();
+            for (i, c) in s.chars().enumerate() {
+                if i > 0 && (s.len() - i) % 3 == 0 {
+                    out.push('\u{202f}');
+                }
+                out.push(c);
+            }
+            out
+        }
+        Some(v) if v >= 100.0 => format!("{v:.0}"),
+        Some(v) => format!("{v:.1}"),
+    }
+}
+
+/// The report as a Markdown table, one section per group.
+pub fn markdown(r: &Report) -> String {
+    let mut s = String::new();
+    let mut group = "";
+    for row in &r.rows {
+        if row.group != group {
+            group = row.group;
+            s.push_str(&format!(
+                "\n**{group}**\n\n| figure | dipc | baseline | ratio | target |\n|---|---:|---|---:|---|\n"
+            ));
+        }
+        let base = match row.baseline {
+            Some(b) => format!("{} {} ({})", num(Some(b)), row.unit, row.baseline_name),
+            None => row.baseline_name.clone(),
+        };
+        let ratio = row
+            .ratio
+            .map(|x| format!("{x:.2}×"))
+            .unwrap_or_else(|| "—".into());
+        let target = match (row.target, row.met) {
+            (Some(t), Some(true)) => format!("{} met", t.text()),
+            (Some(t), Some(false)) => format!("{} **missed**", t.text()),
+            (Some(t), None) => t.text(),
+            (None, _) => String::new(),
+        };
+        s.push_str(&format!(
+            "| {} | {} {} | {} | {} | {} |\n",
+            row.figure,
+            num(row.value),
+            row.unit,
+            base,
+            ratio,
+            target
+        ));
+    }
+    if !r.checks.is_empty() {
+        s.push_str("\nChecks: ");
+        let c: Vec<String> = r
+            .checks
+            .iter()
+            .map(|(t, ok)| format!("{} {t}", if *ok { "✓" } else { "✗" }))
+            .collect();
+        s.push_str(&c.join("; "));
+        s.push('\n');
+    }
+    if !r.missing.is_empty() {
+        s.push_str(&format!(
+            "\nMissing from this run: {}\n",
+            r.missing.join(", ")
+        ));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::parse;
+
+    fn q() -> String {
+        (0..=100)
+            .map(|i| (i * 10).to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    #[test]
+    fn ratios_targets_and_missing() {
+        let log = format!(
+            "  node2| BENCH tcp_rtt_64 unit=us value=500 p99=900 q={q} pair=2-1\n\
+             \x20 node2| BENCH sem_op unit=us value=550 p99=1000 q={q}\n\
+             \x20 node2| BENCH sem_pv unit=us value=1500 p99=2000 q={q}\n\
+             \x20 node2| BENCH local_msg unit=ops/s value=100 module=unloaded\n\
+             \x20 node2| BENCH local_msg unit=ops/s value=300 module=unloaded\n\
+             \x20 node2| BENCH local_msg unit=ops/s value=196 module=loaded\n\
+             \x20 node2| BENCH scale_shm unit=ops/s value=10 nodes=2 ops=50\n\
+             \x20 node3| BENCH scale_shm unit=ops/s value=20 nodes=2 ops=70\n\
+             \x20 node2| BENCH scale_shm_total unit=ops value=121 nodes=2\n",
+            q = q()
+        );
+        let r = build(&parse(&log), None);
+        let row = |name: &str| {
+            r.rows
+                .iter()
+                .find(|x| x.figure == name)
+                .expect(name)
+                .clone()
+        };
+        let op = row("remote semop, one op (median)");
+        assert_eq!(op.ratio, Some(1.1));
+        assert_eq!(op.met, Some(true));
+        let pv = row("remote semop P+V (median)");
+        assert_eq!(pv.baseline, Some(1000.0));
+        assert_eq!(pv.met, Some(false));
+        let local = row("stress-ng --msg, module loaded");
+        assert_eq!(local.baseline, Some(200.0));
+        assert_eq!(local.ratio, Some(0.98));
+        assert_eq!(local.met, Some(true));
+        assert_eq!(row("atomic add on one page, 2 nodes").value, Some(30.0));
+        assert_eq!(r.checks.len(), 1);
+        assert!(!r.checks[0].1, "121 != 50 + 70");
+        assert!(r.missing.iter().any(|m| m == "dsm_read_miss"));
+        assert!(r.missing.iter().any(|m| m == "referee load"));
+        let md = markdown(&r);
+        assert!(md.contains("| remote semop, one op (median) | 550 µs | 500 µs"));
+        assert!(md.contains("**missed**"));
+        assert!(md.contains("Missing from this run:"));
+    }
+}

@@ -238,21 +238,35 @@ impl Referee {
         self.send(out);
     }
 
-    /// Sends each frame to its node(s). A node whose connection fails is
-    /// closed by its own thread; the others still get theirs.
+    /// Sends each frame to its node(s), in order. The frames for one node
+    /// go out in a single write: a batch of requests read together is
+    /// answered with one system call per node instead of one per frame. A
+    /// node whose connection fails is closed by its own thread; the others
+    /// still get theirs.
     fn send(&self, out: Vec<Outgoing>) {
-        for o in out {
-            let targets: Vec<(u32, Writer)> = {
-                let w = lock(&self.writers);
-                match o.to {
-                    Some(n) => w.get(&n).map(|(_, s)| (n, s.clone())).into_iter().collect(),
-                    None => w.iter().map(|(&n, (_, s))| (n, s.clone())).collect(),
+        if out.is_empty() {
+            return;
+        }
+        let mut per_node: BTreeMap<u32, (Writer, Vec<u8>)> = BTreeMap::new();
+        {
+            let w = lock(&self.writers);
+            for o in &out {
+                let targets: Vec<(u32, &Writer)> = match o.to {
+                    Some(n) => w.get(&n).map(|(_, s)| (n, s)).into_iter().collect(),
+                    None => w.iter().map(|(&n, (_, s))| (n, s)).collect(),
+                };
+                for (node, stream) in targets {
+                    per_node
+                        .entry(node)
+                        .or_insert_with(|| (stream.clone(), Vec::new()))
+                        .1
+                        .extend_from_slice(&o.bytes);
                 }
-            };
-            for (node, stream) in targets {
-                if let Err(e) = lock(&stream).write_all(&o.bytes) {
-                    tracing::warn!(node, error = %e, "send failed");
-                }
+            }
+        }
+        for (node, (stream, bytes)) in per_node {
+            if let Err(e) = lock(&stream).write_all(&bytes) {
+                tracing::warn!(node, error = %e, "send failed");
             }
         }
     }
@@ -339,20 +353,25 @@ fn handle(referee: &Referee, mut stream: TcpStream, peer: SocketAddr) -> io::Res
             Err(e) => break Err(e),
         };
         frames.extend(&buf[..n]);
+        // What the requests of this read produce is sent when they have all
+        // been carried out (or before anything else is written), in order.
+        let mut pending = Vec::new();
         let outcome = loop {
             let step = frames.next_with(|m| match session.on_message(m) {
                 Action::Ipc { node_id } => Err(referee.ipc(node_id, m)),
                 a => Ok(a),
             });
             match step {
-                Ok(Some(Err(out))) => referee.send(out),
+                Ok(Some(Err(out))) => pending.extend(out),
                 Ok(Some(Ok(action))) => {
+                    referee.send(std::mem::take(&mut pending));
                     if let Err(e) = act(referee, &mut stream, peer, conn_id, &mut writer, action) {
                         break Some(e);
                     }
                 }
                 Ok(None) => break None,
                 Err(e) => {
+                    referee.send(std::mem::take(&mut pending));
                     tracing::warn!(%peer, error = %e, "bad frame; closing the connection");
                     let _ = send(
                         &mut stream,
@@ -367,6 +386,7 @@ fn handle(referee: &Referee, mut stream: TcpStream, peer: SocketAddr) -> io::Res
                 }
             }
         };
+        referee.send(pending);
         if let Some(e) = outcome {
             break Err(e);
         }

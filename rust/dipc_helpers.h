@@ -44,9 +44,13 @@ enum dipc_hook_id {
  * Registers a kprobe on each syscall entry point. A hook marked optional in
  * the table (the ipc(2) multiplexer, absent on x86-64 without IA32
  * emulation) is skipped when its symbol does not exist. `ctx` is passed to
- * dipc_rust_syscall(). Returns 0 or a negative errno (nothing registered).
+ * dipc_rust_syscall(). The three bitmaps (one u64 per 64 ids, IPCMNI bits,
+ * owned by the caller and alive until dipc_hooks_unregister() returns) say
+ * which local ids may be shadows; calls on other ids skip the module.
+ * Returns 0 or a negative errno (nothing registered).
  */
-int dipc_hooks_register(void *ctx);
+int dipc_hooks_register(void *ctx, const u64 *sem_bits, const u64 *msg_bits,
+			const u64 *shm_bits);
 /*
  * Unregisters every hook, then waits until no task can still be running in a
  * trampoline (RCU Tasks), so the module text may be freed.

@@ -68,7 +68,7 @@ impl kernel::Module for Dipc {
             None => None,
         };
         let control = shim::Control::register(node.clone())?;
-        let hooks = shim::Hooks::register(node.clone())?;
+        let hooks = shim::Hooks::register(node.clone(), node.shadows.bitmaps())?;
         pr_info!(
             "loaded: node {}, {} hooks, referee {}\n",
             node_id,

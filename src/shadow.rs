@@ -99,6 +99,13 @@ impl Shadows {
         }
     }
 
+    /// The bitmaps (sem, msg, shm) for the C pre-handler, which tests them
+    /// the way [`Shadows::maybe`] does.
+    pub(crate) fn bitmaps(&self) -> [*const u64; 3] {
+        // `Atomic<u64>` has the layout of a `u64`.
+        [&self.sem, &self.msg, &self.shm].map(|b| b.0.as_ptr().cast::<u64>())
+    }
+
     /// Whether `id` may be a shadow: the hot-path check.
     #[inline]
     pub(crate) fn maybe(&self, class: Class, id: i32) -> bool {

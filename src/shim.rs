@@ -35,7 +35,12 @@ mod ffi {
     use kernel::{bindings, prelude::*};
 
     unsafe extern "C" {
-        pub(super) fn dipc_hooks_register(ctx: *mut c_void) -> c_int;
+        pub(super) fn dipc_hooks_register(
+            ctx: *mut c_void,
+            sem_bits: *const u64,
+            msg_bits: *const u64,
+            shm_bits: *const u64,
+        ) -> c_int;
         pub(super) fn dipc_hooks_unregister();
         pub(super) fn dipc_hook_registered(id: c_uint) -> bool;
         pub(super) fn dipc_call_original(id: c_uint, regs: *const bindings::pt_regs) -> c_long;
@@ -226,11 +231,14 @@ pub(crate) struct Hooks<T: Send + Sync + 'static> {
 }
 
 impl<T: Send + Sync + 'static> Hooks<T> {
-    /// Registers every hook; redirected calls get `ctx`.
-    pub(crate) fn register(ctx: Arc<T>) -> Result<Self> {
+    /// Registers every hook; redirected calls get `ctx`. `bits` are the
+    /// shadow bitmaps (sem, msg, shm) of [`crate::shadow::Shadows`], which
+    /// must live inside `ctx`.
+    pub(crate) fn register(ctx: Arc<T>, bits: [*const u64; 3]) -> Result<Self> {
         let ctx = ForeignArc::new(ctx);
-        // SAFETY: `ctx.ptr` stays valid until `Drop` has unregistered the hooks.
-        to_result(unsafe { ffi::dipc_hooks_register(ctx.ptr) })?;
+        // SAFETY: `ctx.ptr` stays valid until `Drop` has unregistered the
+        // hooks, and so do the bitmaps, which live inside it.
+        to_result(unsafe { ffi::dipc_hooks_register(ctx.ptr, bits[0], bits[1], bits[2]) })?;
         Ok(Hooks { _ctx: ctx })
     }
 }

@@ -26,6 +26,59 @@ struct dipc_hook {
 
 static void *dipc_hook_ctx;
 
+/*
+ * The Rust side's "may this id be a shadow?" bitmaps (sem, msg, shm), indexed
+ * like the kernel's id table. A clear bit means the id is no distributed
+ * object's shadow, so the call is the local kernel's alone.
+ */
+#define DIPC_IPCMNI 32768
+static const u64 *dipc_shadow_bits[3];
+
+static bool dipc_maybe_shadow(const u64 *bits, int id)
+{
+	u32 idx;
+
+	if (id < 0)
+		return false;
+	idx = (u32)id % DIPC_IPCMNI;
+	return READ_ONCE(bits[idx / 64]) & (1ULL << (idx % 64));
+}
+
+/*
+ * Whether hook `id` with the syscall wrapper's registers `regs` needs the
+ * module: the hot operations on an id that is no shadow (semop, msgsnd,
+ * msgrcv, shmat) and shmdt while no distributed segment is mapped are
+ * decided here, without leaving the kprobe, so local IPC pays one probe
+ * and one bitmap load instead of a detour through the module and a second
+ * probe hit for the original call.
+ */
+static bool dipc_needs_module(unsigned int id, const struct pt_regs *regs)
+{
+	/* The wrapper's argument: the user's registers. */
+	const struct pt_regs *user = (const struct pt_regs *)regs->di;
+	const u64 *bits;
+
+	switch (id) {
+	case DIPC_HOOK_SEMOP:
+	case DIPC_HOOK_SEMTIMEDOP:
+		bits = dipc_shadow_bits[0];
+		break;
+	case DIPC_HOOK_MSGSND:
+	case DIPC_HOOK_MSGRCV:
+		bits = dipc_shadow_bits[1];
+		break;
+	case DIPC_HOOK_SHMAT:
+		bits = dipc_shadow_bits[2];
+		break;
+	case DIPC_HOOK_SHMDT:
+		return dipc_shm_wrapped();
+	default:
+		return true;
+	}
+	return !bits || dipc_maybe_shadow(bits, (int)user->di);
+}
+NOKPROBE_SYMBOL(dipc_needs_module);
+
 #define DIPC_TRAMPOLINE(id)                                                   \
 	static long dipc_trampoline_##id(const struct pt_regs *regs)          \
 	{                                                                     \
@@ -86,6 +139,11 @@ static int dipc_pre_handler(struct kprobe *kp, struct pt_regs *regs)
 	/* Our own call of the original: let it run. */
 	if (within_module(caller, THIS_MODULE))
 		return 0;
+	/* Certainly local: count it and let the original run. */
+	if (!dipc_needs_module(hook - dipc_hooks, regs)) {
+		dipc_counter_inc(hook - dipc_hooks);
+		return 0;
+	}
 	/* The module is going away: pass through. */
 	if (!try_module_get(THIS_MODULE))
 		return 0;
@@ -134,12 +192,16 @@ bool dipc_hook_registered(unsigned int id)
 	return id < DIPC_NR_HOOKS && dipc_hooks[id].registered;
 }
 
-int dipc_hooks_register(void *ctx)
+int dipc_hooks_register(void *ctx, const u64 *sem_bits, const u64 *msg_bits,
+			const u64 *shm_bits)
 {
 	unsigned int i;
 	int err;
 
 	dipc_hook_ctx = ctx;
+	dipc_shadow_bits[0] = sem_bits;
+	dipc_shadow_bits[1] = msg_bits;
+	dipc_shadow_bits[2] = shm_bits;
 	dipc_shm_init(ctx);
 	for (i = 0; i < DIPC_NR_HOOKS; i++) {
 		struct dipc_hook *hook = &dipc_hooks[i];

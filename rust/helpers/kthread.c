@@ -18,14 +18,6 @@ struct task_struct *dipc_kthread_start(void *data, const char *name)
 	if (IS_ERR(task))
 		return task;
 	get_task_struct(task);
-	/*
-	 * The connection thread delivers every reply, grant and invalidation.
-	 * As the lowest real-time priority its wake-up preempts a task that
-	 * spins on a page at once; as a normal task under lazy preemption it
-	 * would wait for the next tick (4 ms at HZ=250). It sleeps in recv()
-	 * whenever there is nothing to do, so it cannot starve anyone.
-	 */
-	sched_set_fifo_low(task);
 	wake_up_process(task);
 	return task;
 }

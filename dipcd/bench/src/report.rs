@@ -362,7 +362,7 @@ pub fn build(recs: &[Record], load: Option<&LoadResult>) -> Report {
         if let Some(word) = f.one("scale_shm_total", &[("nodes", &ks)]) {
             checks.push((
                 format!(
-                    "{k} nodes: the shared word ({}) equals the increments made ({adds})",
+                    "contention on {k} node(s): the shared word ({}) equals the increments made ({adds})",
                     word.value
                 ),
                 word.value == adds,

@@ -21,6 +21,12 @@
  *                                      slot of one page ITER times, reading
  *                                      the others; then waits for all
  *                                      NSLOTS slots to reach ITER
+ *   shmtool add KEY ITER SPIN_US       ITER atomic increments (lock xadd) of
+ *                                      the 64-bit word at offset 0, spinning
+ *                                      SPIN_US between them (so runs on
+ *                                      several nodes overlap and the page
+ *                                      moves often); the word must end at
+ *                                      the sum of every node's ITER
  *   shmtool fill KEY SEED              write the whole segment sequentially
  *                                      with a pattern from SEED
  *   shmtool check KEY SEED             read it back; every byte must match
@@ -383,6 +389,21 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		return shmdt(p) < 0;
+	}
+	if (!strcmp(cmd, "add") && argc == 5) {
+		uint64_t *w = attach(key, 0);
+		long iter = atol(argv[3]);
+		double spin = atof(argv[4]) / 1e6;
+
+		for (long i = 0; i < iter; i++) {
+			double t0 = now();
+
+			__atomic_fetch_add(w, 1, __ATOMIC_SEQ_CST);
+			while (now() - t0 < spin)
+				;
+		}
+		printf("add: %ld increments\n", iter);
+		return shmdt(w) < 0;
 	}
 	if (!strcmp(cmd, "litmus") && argc == 5)
 		return litmus(key, argv[3], atol(argv[4]));

@@ -11,7 +11,7 @@ use dipc_wire::{
     SemCtlReply, Sembuf, ShmCtlReply, Vals,
 };
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,6 +33,14 @@ pub struct Referee {
     /// and that connection's id. Separate from `registry` because it is
     /// used on every reply, while the registry changes only on join/leave.
     writers: Mutex<BTreeMap<u32, (u64, Writer)>>,
+    /// Encoded frames not yet written, per node, in the order they were
+    /// decided. Frames are queued here while `objects` is held, so two
+    /// connection threads that decide frames for the same node one after
+    /// the other can never write them the other way round (a grant
+    /// overtaking the invalidation decided after it loses a page's
+    /// stores). Lock order: `objects`, `writers`, `pending`; a node's
+    /// writer lock is taken before `pending` when flushing.
+    pending: Mutex<BTreeMap<u32, Vec<u8>>>,
     /// Identifies this run (changes on restart); sent in every hello ack.
     session_id: u64,
     listen: SocketAddr,
@@ -96,6 +104,7 @@ impl Referee {
             registry: Mutex::new(Registry::default()),
             objects: Mutex::new(Objects::new(limits)),
             writers: Mutex::new(BTreeMap::new()),
+            pending: Mutex::new(BTreeMap::new()),
             // Distinct across restarts of one referee; mixed with the pid so
             // two started in the same nanosecond still differ.
             session_id: nanos ^ u64::from(std::process::id()).rotate_left(48),
@@ -113,8 +122,9 @@ impl Referee {
         lock(&self.objects)
     }
 
-    /// Carries out one IPC request from `node` and returns what to send.
-    fn ipc(&self, node: u32, msg: Message<'_>) -> Vec<Outgoing> {
+    /// Carries out one IPC request from `node`, queues what it produces,
+    /// and returns the nodes with frames queued (see [`Referee::flush`]).
+    fn ipc(&self, node: u32, msg: Message<'_>) -> BTreeSet<u32> {
         let now = now_s();
         let req = msg.req_id;
         let mut out = Vec::new();
@@ -224,48 +234,68 @@ impl Referee {
             }
             _ => Effects::default(),
         };
-        drop(objects);
         effects(fx, &mut out);
-        out
+        // Queued before the lock goes, in the order decided under it.
+        self.enqueue(out)
     }
 
     /// Node `node`'s earlier connection is over: its sleepers go, its
     /// processes' SEM_UNDO adjustments are applied.
     fn node_gone(&self, node: u32) {
-        let fx = self.objects().node_gone(node, now_s());
-        let mut out = Vec::new();
-        effects(fx, &mut out);
-        self.send(out);
+        let nodes = {
+            let mut objects = self.objects();
+            let fx = objects.node_gone(node, now_s());
+            let mut out = Vec::new();
+            effects(fx, &mut out);
+            let nodes = self.enqueue(out);
+            drop(objects);
+            nodes
+        };
+        self.flush(&nodes);
     }
 
-    /// Sends each frame to its node(s), in order. The frames for one node
-    /// go out in a single write: a batch of requests read together is
-    /// answered with one system call per node instead of one per frame. A
-    /// node whose connection fails is closed by its own thread; the others
-    /// still get theirs.
-    fn send(&self, out: Vec<Outgoing>) {
+    /// Queues each frame for its node(s), in order; returns the nodes that
+    /// have frames queued. Called with `objects` held.
+    fn enqueue(&self, out: Vec<Outgoing>) -> BTreeSet<u32> {
+        let mut nodes = BTreeSet::new();
         if out.is_empty() {
-            return;
+            return nodes;
         }
-        let mut per_node: BTreeMap<u32, (Writer, Vec<u8>)> = BTreeMap::new();
-        {
-            let w = lock(&self.writers);
-            for o in &out {
-                let targets: Vec<(u32, &Writer)> = match o.to {
-                    Some(n) => w.get(&n).map(|(_, s)| (n, s)).into_iter().collect(),
-                    None => w.iter().map(|(&n, (_, s))| (n, s)).collect(),
-                };
-                for (node, stream) in targets {
-                    per_node
-                        .entry(node)
-                        .or_insert_with(|| (stream.clone(), Vec::new()))
-                        .1
-                        .extend_from_slice(&o.bytes);
-                }
+        let writers = lock(&self.writers);
+        let mut pending = lock(&self.pending);
+        for o in &out {
+            let targets: Vec<u32> = match o.to {
+                Some(n) if writers.contains_key(&n) => vec![n],
+                Some(_) => Vec::new(),
+                None => writers.keys().copied().collect(),
+            };
+            for n in targets {
+                pending.entry(n).or_default().extend_from_slice(&o.bytes);
+                nodes.insert(n);
             }
         }
-        for (node, (stream, bytes)) in per_node {
-            if let Err(e) = lock(&stream).write_all(&bytes) {
+        nodes
+    }
+
+    /// Writes what is queued for each of `nodes`, one write per node: a
+    /// batch of requests read together is answered with one system call
+    /// per node instead of one per frame. The queue is emptied with the
+    /// node's writer held, so frames leave in the order they were queued
+    /// whichever thread writes them. A node whose connection fails is
+    /// closed by its own thread; the others still get theirs.
+    fn flush(&self, nodes: &BTreeSet<u32>) {
+        for &node in nodes {
+            let stream = lock(&self.writers).get(&node).map(|(_, s)| s.clone());
+            let Some(stream) = stream else {
+                lock(&self.pending).remove(&node);
+                continue;
+            };
+            let mut s = lock(&stream);
+            let bytes = lock(&self.pending).remove(&node).unwrap_or_default();
+            if bytes.is_empty() {
+                continue;
+            }
+            if let Err(e) = s.write_all(&bytes) {
                 tracing::warn!(node, error = %e, "send failed");
             }
         }
@@ -355,23 +385,23 @@ fn handle(referee: &Referee, mut stream: TcpStream, peer: SocketAddr) -> io::Res
         frames.extend(&buf[..n]);
         // What the requests of this read produce is sent when they have all
         // been carried out (or before anything else is written), in order.
-        let mut pending = Vec::new();
+        let mut pending = BTreeSet::new();
         let outcome = loop {
             let step = frames.next_with(|m| match session.on_message(m) {
                 Action::Ipc { node_id } => Err(referee.ipc(node_id, m)),
                 a => Ok(a),
             });
             match step {
-                Ok(Some(Err(out))) => pending.extend(out),
+                Ok(Some(Err(nodes))) => pending.extend(nodes),
                 Ok(Some(Ok(action))) => {
-                    referee.send(std::mem::take(&mut pending));
+                    referee.flush(&std::mem::take(&mut pending));
                     if let Err(e) = act(referee, &mut stream, peer, conn_id, &mut writer, action) {
                         break Some(e);
                     }
                 }
                 Ok(None) => break None,
                 Err(e) => {
-                    referee.send(std::mem::take(&mut pending));
+                    referee.flush(&std::mem::take(&mut pending));
                     tracing::warn!(%peer, error = %e, "bad frame; closing the connection");
                     let _ = send(
                         &mut stream,
@@ -386,7 +416,7 @@ fn handle(referee: &Referee, mut stream: TcpStream, peer: SocketAddr) -> io::Res
                 }
             }
         };
-        referee.send(pending);
+        referee.flush(&pending);
         if let Some(e) = outcome {
             break Err(e);
         }
@@ -435,7 +465,13 @@ fn act(
             referee.node_gone(node_id);
             // The ack goes out before any other frame on this connection.
             let mut w = lock(&writer_new);
-            lock(&referee.writers).insert(node_id, (conn_id, writer_new.clone()));
+            {
+                // Frames queued for the node's earlier connection are not
+                // this one's.
+                let mut writers = lock(&referee.writers);
+                lock(&referee.pending).remove(&node_id);
+                writers.insert(node_id, (conn_id, writer_new.clone()));
+            }
             let r = send(&mut w, &reply);
             drop(w);
             *writer = Some(writer_new);

@@ -16,7 +16,43 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
+
+/* The key=value arguments, copied onto every BENCH line. */
+static char bench_extra_args[512];
+
+/*
+ * Splits argv: words of the form key=value (after argv[0]) are appended to
+ * bench_extra_args, the others go to pos (at most max); returns their count.
+ */
+static inline int bench_args(int argc, char **argv, char **pos, int max)
+{
+	int n = 0;
+
+	for (int i = 0; i < argc; i++) {
+		if (i > 0 && strchr(argv[i], '=')) {
+			size_t l = strlen(bench_extra_args);
+
+			snprintf(bench_extra_args + l, sizeof(bench_extra_args) - l, "%s%s",
+				 l ? " " : "", argv[i]);
+		} else if (n < max) {
+			pos[n++] = argv[i];
+		}
+	}
+	return n;
+}
+
+/* Ends a BENCH line: " " and the extra words from fmt, then a newline. */
+static inline void bench_end(const char *fmt, va_list ap)
+{
+	if (fmt && *fmt) {
+		putchar(' ');
+		vprintf(fmt, ap);
+	}
+	putchar('\n');
+	fflush(stdout);
+}
 
 static inline double bench_now_us(void)
 {
@@ -52,14 +88,9 @@ static inline void bench_latency(const char *name, double *s, int n, const char 
 	       s[(long)(n - 1) * 99 / 100]);
 	for (i = 0; i <= 100; i++)
 		printf("%s%.1f", i ? "," : "", s[(long)(n - 1) * i / 100]);
-	if (extra && *extra) {
-		va_start(ap, extra);
-		putchar(' ');
-		vprintf(extra, ap);
-		va_end(ap);
-	}
-	putchar('\n');
-	fflush(stdout);
+	va_start(ap, extra);
+	bench_end(extra, ap);
+	va_end(ap);
 }
 
 /* Prints a single figure: NAME, its unit and value, and extra words. */
@@ -69,14 +100,9 @@ static inline void bench_figure(const char *name, const char *unit, double value
 	va_list ap;
 
 	printf("BENCH %s unit=%s value=%.3f", name, unit, value);
-	if (extra && *extra) {
-		va_start(ap, extra);
-		putchar(' ');
-		vprintf(extra, ap);
-		va_end(ap);
-	}
-	putchar('\n');
-	fflush(stdout);
+	va_start(ap, extra);
+	bench_end(extra, ap);
+	va_end(ap);
 }
 
 #endif

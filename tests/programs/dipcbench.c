@@ -47,8 +47,6 @@
 #define PAGE 4096
 #define CHUNK (1 << 20)
 
-static char extra[512];
-
 static void die(const char *what)
 {
 	fprintf(stderr, "dipcbench: %s: %s\n", what, strerror(errno));
@@ -150,7 +148,7 @@ static int tcp(const char *cmd, const char *ip, int port, int size, long n)
 		full(fd, &ack, 1, 1);
 		snprintf(name, sizeof(name), "tcp_stream_%d", size);
 		bench_figure(name, "MB/s", (double)writes * size / (bench_now_us() - t0), "size=%d %s",
-			     size, extra);
+			     size, bench_extra_args);
 		return 0;
 	}
 	double *s = calloc(n, sizeof(double));
@@ -171,7 +169,7 @@ static int tcp(const char *cmd, const char *ip, int port, int size, long n)
 	}
 	full(fd, &ack, 1, 1);
 	snprintf(name, sizeof(name), fetch ? "tcp_fetch_%d" : "tcp_rtt_%d", size);
-	bench_latency(name, s, n, "size=%d %s", size, extra);
+	bench_latency(name, s, n, "size=%d %s", size, bench_extra_args);
 	return 0;
 }
 
@@ -206,8 +204,8 @@ static int sem_op(const char *key, long n)
 		if (i & 1)
 			pair[i / 2] = one[i] + one[i - 1];
 	}
-	bench_latency("sem_pv", pair, n / 2, "%s", extra);
-	bench_latency("sem_op", one, n, "%s", extra);
+	bench_latency("sem_pv", pair, n / 2, "%s", bench_extra_args);
+	bench_latency("sem_op", one, n, "%s", bench_extra_args);
 	return 0;
 }
 
@@ -230,7 +228,7 @@ static int sem_pingpong(const char *key, long n, int a)
 		s[i] = bench_now_us() - t0;
 	}
 	if (a)
-		bench_latency("sem_pingpong", s, n, "%s", extra);
+		bench_latency("sem_pingpong", s, n, "%s", bench_extra_args);
 	return 0;
 }
 
@@ -294,7 +292,7 @@ static int msg_rt(const char *key, int size, long n, int mode)
 	}
 	snprintf(name, sizeof(name), mode == 'r' ? "msg_rt_%d" : "msg_pingpong_%d", size);
 	if (mode != 'b')
-		bench_latency(name, s, n, "size=%d %s", size, extra);
+		bench_latency(name, s, n, "size=%d %s", size, bench_extra_args);
 	return 0;
 }
 
@@ -325,7 +323,7 @@ static int msg_recv(const char *key, int size, long count)
 
 	snprintf(name, sizeof(name), "msg_tput_%d", size);
 	bench_figure(name, "MB/s", (double)(count - 1) * size / us, "size=%d msgs_per_s=%.0f %s",
-		     size, (count - 1) / us * 1e6, extra);
+		     size, (count - 1) / us * 1e6, bench_extra_args);
 	return 0;
 }
 
@@ -373,7 +371,7 @@ static int pages(const char *mode, const char *key, long first, long n)
 		s[i] = bench_now_us() - t0;
 	}
 	if (strcmp(mode, "shm-own"))
-		bench_latency(rd ? "dsm_read_miss" : "dsm_write_miss", s, n, "%s", extra);
+		bench_latency(rd ? "dsm_read_miss" : "dsm_write_miss", s, n, "%s", bench_extra_args);
 	return (int)(sum & 0);
 }
 
@@ -393,7 +391,7 @@ static int shm_pingpong(const char *key, long n, int a)
 		s[i] = bench_now_us() - t0;
 	}
 	if (a)
-		bench_latency("dsm_pingpong", s + 1, n - 1, "%s", extra);
+		bench_latency("dsm_pingpong", s + 1, n - 1, "%s", bench_extra_args);
 	return 0;
 }
 
@@ -409,7 +407,7 @@ static int shm_seqread(const char *key, long mib)
 	double us = bench_now_us() - t0;
 
 	bench_figure("dsm_seqread", "MB/s", mib * 1048576.0 / us, "mib=%ld sum=%llu %s", mib,
-		     (unsigned long long)sum, extra);
+		     (unsigned long long)sum, bench_extra_args);
 	return 0;
 }
 
@@ -445,25 +443,16 @@ static int contend(const char *what, const char *key, int k, int secs)
 		t1 = bench_now_us();
 	} while (t1 < end);
 	snprintf(name, sizeof(name), w ? "scale_shm" : "scale_sem");
-	bench_figure(name, "ops/s", ops / (t1 - t0) * 1e6, "nodes=%d ops=%ld %s", k, ops, extra);
+	bench_figure(name, "ops/s", ops / (t1 - t0) * 1e6, "nodes=%d ops=%ld %s", k, ops, bench_extra_args);
 	return 0;
 }
 
 int main(int argc, char **argv)
 {
 	char *pos[16];
-	int n = 0;
+	int n = bench_args(argc, argv, pos, 16);
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	for (int i = 0; i < argc; i++) {
-		if (i > 0 && strchr(argv[i], '=')) {
-			size_t l = strlen(extra);
-
-			snprintf(extra + l, sizeof(extra) - l, "%s%s", l ? " " : "", argv[i]);
-		} else if (n < 16) {
-			pos[n++] = argv[i];
-		}
-	}
 	const char *cmd = n > 1 ? pos[1] : "";
 
 	if (!strcmp(cmd, "serve") && n == 3)
@@ -493,7 +482,7 @@ int main(int argc, char **argv)
 	if ((!strcmp(cmd, "sem-contend") || !strcmp(cmd, "shm-contend")) && n == 5)
 		return contend(cmd, pos[2], atoi(pos[3]), atoi(pos[4]));
 	if (!strcmp(cmd, "shm-word") && n == 3) {
-		bench_figure("scale_shm_total", "ops", *(volatile long *)attach(pos[2]), "%s", extra);
+		bench_figure("scale_shm_total", "ops", *(volatile long *)attach(pos[2]), "%s", bench_extra_args);
 		return 0;
 	}
 	fprintf(stderr, "usage: see the comment at the top of dipcbench.c\n");

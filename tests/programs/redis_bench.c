@@ -17,8 +17,6 @@
 #include <hiredis/hiredis.h>
 #include <string.h>
 
-static char extra[512];
-
 static redisReply *cmd(redisContext *c, const char *fmt, ...)
 {
 	va_list ap;
@@ -45,18 +43,9 @@ int main(int argc, char **argv)
 {
 	char *pos[16], k0[128], k1[128];
 	static char payload[65536];
-	int n = 0;
+	int n = bench_args(argc, argv, pos, 16);
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	for (int i = 0; i < argc; i++) {
-		if (i > 0 && strchr(argv[i], '=')) {
-			size_t l = strlen(extra);
-
-			snprintf(extra + l, sizeof(extra) - l, "%s%s", l ? " " : "", argv[i]);
-		} else if (n < 16) {
-			pos[n++] = argv[i];
-		}
-	}
 	if (n < 6) {
 		fprintf(stderr, "usage: see the comment at the top of redis_bench.c\n");
 		return 2;
@@ -84,8 +73,8 @@ int main(int argc, char **argv)
 			if (i & 1)
 				pair[i / 2] = one[i] + one[i - 1];
 		}
-		bench_latency("redis_sem_pv", pair, cnt / 2, "%s", extra);
-		bench_latency("redis_sem_op", one, cnt, "%s", extra);
+		bench_latency("redis_sem_pv", pair, cnt / 2, "%s", bench_extra_args);
+		bench_latency("redis_sem_op", one, cnt, "%s", bench_extra_args);
 		return 0;
 	}
 	if (!strcmp(what, "sem-pingpong") && n == 7) {
@@ -106,7 +95,7 @@ int main(int argc, char **argv)
 			s[i] = bench_now_us() - t0;
 		}
 		if (a)
-			bench_latency("redis_sem_pingpong", s, cnt, "%s", extra);
+			bench_latency("redis_sem_pingpong", s, cnt, "%s", bench_extra_args);
 		return 0;
 	}
 	if ((!strcmp(what, "msg-rt") && n == 7) || (!strcmp(what, "msg-pingpong") && n == 8)) {
@@ -134,7 +123,7 @@ int main(int argc, char **argv)
 		}
 		snprintf(name, sizeof(name), rt ? "redis_msg_rt_%d" : "redis_msg_pingpong_%d", size);
 		if (rt || a)
-			bench_latency(name, s, cnt, "size=%d %s", size, extra);
+			bench_latency(name, s, cnt, "size=%d %s", size, bench_extra_args);
 		return 0;
 	}
 	fprintf(stderr, "usage: see the comment at the top of redis_bench.c\n");

@@ -4,14 +4,28 @@
 # kernel source version, the config fragment, this script and the versions of
 # rustc, bindgen, libclang and gcc. A change to any of them builds anew.
 #
-#   scripts/kernel.sh          build if needed; print the build directory
-#   scripts/kernel.sh --dir    print the build directory only (no build)
-#   scripts/kernel.sh --key    print the cache key
+#   scripts/kernel.sh [--flavour F]             build if needed; print the build directory
+#   scripts/kernel.sh [--flavour F] --dir       print the build directory only (no build)
+#   scripts/kernel.sh [--flavour F] --key       print the cache key
+#   scripts/kernel.sh [--flavour F] --make-args print the extra make arguments
+#                                               the module must be built with
+# Flavours: `test` (default; gcc) and `debug` (scripts/kernel-debug.config on
+# top: KASAN, lockdep, kmemleak, DEBUG_OBJECTS; built with LLVM, which KASAN
+# with Rust requires). DIPC_KERNEL_FLAVOUR sets the default.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=scripts/versions.sh
 . "$here/versions.sh"
-fragment="${DIPC_KERNEL_FRAGMENT:-$here/kernel.config}"
+flavour="${DIPC_KERNEL_FLAVOUR:-test}"
+if [ "${1:-}" = --flavour ]; then
+	flavour="${2:?--flavour needs a value}"
+	shift 2
+fi
+case "$flavour" in
+test) fragments=("$here/kernel.config"); margs=(); name=kernel ;;
+debug) fragments=("$here/kernel.config" "$here/kernel-debug.config"); margs=("LLVM=-${LLVM_MAJOR}"); name=debug ;;
+*) printf 'kernel: error: unknown flavour %s (test or debug)\n' "$flavour" >&2; exit 1 ;;
+esac
 src="$DIPC_CACHE/src/${KERNEL_SOURCE_PKG}_${KERNEL_SOURCE_VERSION}"
 
 log() { printf 'kernel: %s\n' "$*" >&2; }
@@ -20,22 +34,24 @@ die() { printf 'kernel: error: %s\n' "$*" >&2; exit 1; }
 key() {
 	{
 		echo "$KERNEL_SOURCE_PKG $KERNEL_SOURCE_VERSION"
-		cat "$fragment" "$here/kernel.sh" "$here/versions.sh"
+		cat "${fragments[@]}" "$here/kernel.sh" "$here/versions.sh"
+		echo "${margs[@]}"
 		"$KRUSTC" -vV
 		"$KBINDGEN" --version
 		gcc --version | head -n1
+		[ "${#margs[@]}" = 0 ] || "clang-${LLVM_MAJOR}" --version | head -n1
 		dpkg-query -W -f='${Version}\n' "libclang1-${LLVM_MAJOR}"
 	} | sha256sum | cut -c1-16
 }
 
 [ -f "$src/.dipc-complete" ] || die "no kernel source in $src: run scripts/setup.sh first"
 [ -x "$KRUSTC" ] && [ -x "$KBINDGEN" ] || die "kernel toolchain missing: run scripts/setup.sh first"
-name="$(basename "$fragment" .config)"
 out="$DIPC_CACHE/kernel/${KERNEL_SERIES}-${name}-$(key)"
 
 case "${1:-}" in
 --dir) echo "$out"; exit 0 ;;
 --key) key; exit 0 ;;
+--make-args) echo "${margs[@]}"; exit 0 ;;
 "") ;;
 *) die "unknown argument $1" ;;
 esac
@@ -46,15 +62,15 @@ if [ -f "$out/.dipc-complete" ]; then
 fi
 
 kmake() {
-	make -C "$src" O="$out" RUSTC="$KRUSTC" HOSTRUSTC="$KRUSTC" BINDGEN="$KBINDGEN" "$@"
+	make -C "$src" O="$out" RUSTC="$KRUSTC" HOSTRUSTC="$KRUSTC" BINDGEN="$KBINDGEN" "${margs[@]}" "$@"
 }
 
-log "building the test kernel in $out (about 6 minutes on 2 cores)"
+log "building the $flavour kernel in $out (about 6 minutes on 2 cores; debug: longer)"
 start=$(date +%s)
 rm -rf "$out"
 mkdir -p "$out"
 kmake -s tinyconfig >/dev/null
-"$src/scripts/kconfig/merge_config.sh" -m -O "$out" "$out/.config" "$fragment" >/dev/null
+"$src/scripts/kconfig/merge_config.sh" -m -O "$out" "$out/.config" "${fragments[@]}" >/dev/null
 kmake -s olddefconfig >/dev/null
 
 # Every option of the fragment must have survived olddefconfig.
@@ -67,7 +83,7 @@ while IFS= read -r line; do
 		opt="${line#\# }"; opt="${opt%% *}"
 		! grep -q "^$opt=" "$out/.config" || { log "option did not stick: $line"; bad=1; } ;;
 	esac
-done <"$fragment"
+done < <(cat "${fragments[@]}")
 [ "$bad" = 0 ] || die "the config fragment does not apply cleanly"
 
 kmake -j"$(nproc)" >"$out/build.log" 2>&1 || {

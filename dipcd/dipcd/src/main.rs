@@ -50,6 +50,12 @@ struct Cli {
     /// Most distributed segments (`shmmni`).
     #[arg(long, default_value_t = 4096)]
     shmmni: usize,
+    /// Seconds of silence after which a node is declared dead: its
+    /// connection is closed, its SEM_UNDO adjustments are applied, its
+    /// attaches and pages are dropped. The referee pings a node that has
+    /// been silent for a third of this.
+    #[arg(long, default_value_t = 15.0, value_parser = parse_keepalive)]
+    keepalive: f64,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -62,6 +68,14 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+fn parse_keepalive(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    if !(0.3..=3600.0).contains(&v) {
+        return Err("the keepalive must lie between 0.3 and 3600 seconds".into());
+    }
+    Ok(v)
 }
 
 fn main() -> ExitCode {
@@ -152,7 +166,8 @@ fn run(cli: &Cli) -> ExitCode {
         }
     };
     let listen = listener.local_addr().unwrap_or(cli.listen);
-    let referee = Arc::new(server::Referee::new(listen, limits));
+    let keepalive = std::time::Duration::from_secs_f64(cli.keepalive);
+    let referee = Arc::new(server::Referee::new(listen, limits).with_keepalive(keepalive));
     tracing::info!(
         %listen,
         control = %cli.control.display(),
@@ -161,6 +176,7 @@ fn run(cli: &Cli) -> ExitCode {
         msgmni = limits.msgmni,
         shmmax = limits.shmmax,
         shmmni = limits.shmmni,
+        keepalive_s = cli.keepalive,
         "dipcd referee started"
     );
     {

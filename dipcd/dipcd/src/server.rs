@@ -14,9 +14,9 @@ use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// A connection's write half, shared by every thread that answers its node.
 type Writer = Arc<Mutex<TcpStream>>;
@@ -46,6 +46,11 @@ pub struct Referee {
     listen: SocketAddr,
     started: Instant,
     next_conn: AtomicU64,
+    /// Silence after which a connection is declared dead; also the longest
+    /// a write to a node may block.
+    keepalive: Duration,
+    /// Connection threads running (registered or not).
+    open: AtomicUsize,
 }
 
 /// What `dipcd status` reports.
@@ -57,6 +62,10 @@ pub struct Status {
     pub session: u64,
     /// Seconds since the referee started.
     pub uptime_s: u64,
+    /// Silence after which a node is declared dead, in milliseconds.
+    pub keepalive_ms: u64,
+    /// Open connections, including peers that have not said hello.
+    pub connections: usize,
     /// Connected nodes by id.
     pub nodes: Vec<NodeStatus>,
     /// Distributed objects.
@@ -111,7 +120,16 @@ impl Referee {
             listen,
             started: Instant::now(),
             next_conn: AtomicU64::new(1),
+            keepalive: Duration::from_secs(15),
+            open: AtomicUsize::new(0),
         }
+    }
+
+    /// Sets how long a node may stay silent before it is declared dead
+    /// (it is pinged after a third of this).
+    pub fn with_keepalive(mut self, keepalive: Duration) -> Self {
+        self.keepalive = keepalive;
+        self
     }
 
     fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
@@ -296,7 +314,12 @@ impl Referee {
                 continue;
             }
             if let Err(e) = s.write_all(&bytes) {
-                tracing::warn!(node, error = %e, "send failed");
+                // A write that failed or timed out (the node stopped
+                // reading for a whole keepalive) may have sent part of a
+                // frame: the stream is unusable. Closing it ends the node's
+                // connection thread, which declares the node gone.
+                tracing::warn!(node, error = %e, "send failed; closing the connection");
+                let _ = s.shutdown(Shutdown::Both);
             }
         }
     }
@@ -312,6 +335,8 @@ impl Referee {
             listen: self.listen.to_string(),
             session: self.session_id,
             uptime_s: now.duration_since(self.started).as_secs(),
+            keepalive_ms: self.keepalive.as_millis() as u64,
+            connections: self.open.load(Ordering::Relaxed),
             nodes: self.registry().status(now),
             objects,
             waiters,
@@ -331,6 +356,10 @@ impl Closer for SocketCloser {
         let _ = self.0.shutdown(Shutdown::Both);
     }
 }
+
+#[cfg(test)]
+#[path = "server_tests.rs"]
+mod tests;
 
 /// Accepts connections forever, one thread each.
 pub fn serve(referee: Arc<Referee>, listener: TcpListener) -> io::Result<()> {
@@ -367,21 +396,85 @@ fn send(stream: &mut TcpStream, reply: &OwnedReply) -> io::Result<()> {
     stream.write_all(&buf)
 }
 
+/// Counts a connection thread while it runs.
+struct Open<'a>(&'a AtomicUsize);
+
+impl<'a> Open<'a> {
+    fn new(n: &'a AtomicUsize) -> Self {
+        n.fetch_add(1, Ordering::Relaxed);
+        Open(n)
+    }
+}
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 fn handle(referee: &Referee, mut stream: TcpStream, peer: SocketAddr) -> io::Result<()> {
+    let _open = Open::new(&referee.open);
     tracing::info!(%peer, "connection accepted");
     stream.set_nodelay(true)?;
+    // Keepalive: the read wakes every third of the keepalive; a node silent
+    // for one third is pinged (a live node answers, and also pings on its
+    // own after 5 s of silence), one silent for the whole keepalive is dead.
+    // The write timeout (shared by every clone of the socket) bounds how
+    // long a node that stopped reading can hold up the threads writing to
+    // it.
+    let keepalive = referee.keepalive;
+    let tick = (keepalive / 3).max(Duration::from_millis(100));
+    stream.set_read_timeout(Some(tick))?;
+    stream.set_write_timeout(Some(keepalive))?;
     let conn_id = referee.next_conn.fetch_add(1, Ordering::Relaxed);
     let mut session = Session::new(referee.session_id);
     let mut frames = FrameBuf::default();
     let mut buf = vec![0u8; 16 * 1024];
     let mut writer = None;
+    let mut heard = Instant::now();
+    let mut pinged = false;
     let result = loop {
         let n = match stream.read(&mut buf) {
             Ok(0) => break Ok(()),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                let silent = heard.elapsed();
+                if silent >= keepalive {
+                    let node = match session.state() {
+                        State::Ready { node_id } => Some(node_id),
+                        _ => None,
+                    };
+                    tracing::warn!(
+                        %peer,
+                        node,
+                        silent_ms = silent.as_millis() as u64,
+                        "no frame within the keepalive; declaring the peer dead"
+                    );
+                    break Err(io::Error::new(io::ErrorKind::TimedOut, "keepalive expired"));
+                }
+                if !pinged && silent >= tick {
+                    pinged = true;
+                    let ping = Action::Reply(OwnedReply {
+                        req_id: 0,
+                        frame: Frame::Ping {
+                            nonce: silent.as_millis() as u64,
+                        },
+                    });
+                    // Before hello there is nobody to ping: an idle
+                    // unregistered peer just times out.
+                    if writer.is_some() {
+                        if let Err(e) = act(referee, &mut stream, peer, conn_id, &mut writer, ping) {
+                            break Err(e);
+                        }
+                    }
+                }
+                continue;
+            }
             Err(e) => break Err(e),
         };
+        heard = Instant::now();
+        pinged = false;
         frames.extend(&buf[..n]);
         // What the requests of this read produce is sent when they have all
         // been carried out (or before anything else is written), in order.

@@ -1,0 +1,399 @@
+//! The referee's network side against real sockets: a test peer that speaks
+//! the protocol (and breaks it), and the keepalive.
+
+use super::*;
+use crate::session::FrameBuf;
+use dipc_wire::{Class, Cred, Get, Hello, Kind, HEADER_LEN, MAGIC, MAX_NAME_LEN, VERSION};
+
+const IPC_CREAT: i32 = 0o1000;
+
+/// A referee serving on a loopback port of its own.
+fn start(keepalive: Duration) -> (Arc<Referee>, SocketAddr) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let referee = Arc::new(Referee::new(addr, Limits::default()).with_keepalive(keepalive));
+    let r = referee.clone();
+    std::thread::spawn(move || serve(r, listener));
+    (referee, addr)
+}
+
+/// What a peer received: a frame's kind, request id and, for the few the
+/// tests look into, a value.
+#[derive(Debug, PartialEq)]
+enum Got {
+    Frame(Kind, u64, i64),
+    /// The referee closed the connection (EOF or reset).
+    Closed,
+}
+
+/// A test node speaking raw bytes to the referee.
+struct Peer {
+    s: TcpStream,
+    frames: FrameBuf,
+}
+
+impl Peer {
+    fn connect(addr: SocketAddr) -> Peer {
+        let s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        Peer {
+            s,
+            frames: FrameBuf::default(),
+        }
+    }
+
+    fn raw(&mut self, bytes: &[u8]) {
+        // The referee may already have closed: a refused write is fine.
+        let _ = self.s.write_all(bytes);
+    }
+
+    fn send(&mut self, req: u64, frame: Frame<'_>) {
+        self.raw(&bytes(req, frame));
+    }
+
+    /// The next frame, or `Closed`; panics after the read timeout.
+    fn recv(&mut self) -> Got {
+        let mut buf = [0u8; 4096];
+        loop {
+            let got = self.frames.next_with(|m| {
+                let v = match m.frame {
+                    Frame::Status { result } => result,
+                    Frame::GetReply(g) => i64::from(g.result),
+                    Frame::HelloAck(a) => i64::from(a.node_id),
+                    Frame::Error { code } => code as i64,
+                    Frame::Ping { nonce } | Frame::Pong { nonce } => nonce as i64,
+                    _ => 0,
+                };
+                Got::Frame(m.frame.kind(), m.req_id, v)
+            });
+            match got {
+                Ok(Some(g)) => return g,
+                Ok(None) => {}
+                Err(e) => panic!("the referee sent a bad frame: {e}"),
+            }
+            match self.s.read(&mut buf) {
+                Ok(0) => return Got::Closed,
+                Ok(n) => self.frames.extend(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return Got::Closed,
+                Err(e) => panic!("no answer from the referee: {e}"),
+            }
+        }
+    }
+
+    /// Reads until the referee closes; returns the kinds it sent first.
+    fn until_closed(&mut self) -> Vec<Kind> {
+        let mut kinds = Vec::new();
+        loop {
+            match self.recv() {
+                Got::Closed => return kinds,
+                Got::Frame(k, _, _) => kinds.push(k),
+            }
+        }
+    }
+
+    /// Answers the referee's pings for `d`; false if it closed.
+    fn answer_pings(&mut self, d: Duration) -> bool {
+        let end = Instant::now() + d;
+        let mut buf = [0u8; 4096];
+        while Instant::now() < end {
+            while let Some((req, nonce)) = self
+                .frames
+                .next_with(|m| match m.frame {
+                    Frame::Ping { nonce } => (m.req_id, nonce),
+                    f => panic!("unexpected {:?}", f.kind()),
+                })
+                .unwrap()
+            {
+                self.send(req, Frame::Pong { nonce });
+            }
+            self.s
+                .set_read_timeout(Some(Duration::from_millis(50)))
+                .unwrap();
+            match self.s.read(&mut buf) {
+                Ok(0) => return false,
+                Ok(n) => self.frames.extend(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return false,
+                Err(_) => {}
+            }
+        }
+        self.s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        true
+    }
+
+    fn hello(&mut self, node_id: u32) {
+        self.send(
+            1,
+            Frame::Hello(Hello {
+                node_id,
+                features: 0,
+                name: b"test-peer",
+            }),
+        );
+        assert_eq!(
+            self.recv(),
+            Got::Frame(Kind::HelloAck, 1, i64::from(node_id))
+        );
+    }
+
+    /// `semget(key, 1, IPC_CREAT | 0666)`: the reply's result.
+    fn semget(&mut self, req: u64, key: i32) -> Got {
+        self.send(
+            req,
+            Frame::Get(Get {
+                class: Class::Sem,
+                key,
+                flags: IPC_CREAT | 0o666,
+                size: 1,
+                cred: Cred::new(0, 0, 0),
+                pid: 100,
+            }),
+        );
+        self.recv()
+    }
+}
+
+fn bytes(req: u64, frame: Frame<'_>) -> Vec<u8> {
+    let mut v = vec![0; frame.encoded_len()];
+    let n = frame.encode(req, &mut v).unwrap();
+    v.truncate(n);
+    v
+}
+
+/// A header with every field chosen by the test.
+fn header(magic: u32, version: u16, kind: u16, len: u32, reserved: u32) -> Vec<u8> {
+    let mut h = Vec::with_capacity(HEADER_LEN);
+    h.extend_from_slice(&magic.to_le_bytes());
+    h.extend_from_slice(&version.to_le_bytes());
+    h.extend_from_slice(&kind.to_le_bytes());
+    h.extend_from_slice(&7u64.to_le_bytes());
+    h.extend_from_slice(&len.to_le_bytes());
+    h.extend_from_slice(&reserved.to_le_bytes());
+    h
+}
+
+/// Waits until the referee counts `n` open connections.
+fn wait_open(referee: &Referee, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while referee.open.load(Ordering::Relaxed) != n {
+        assert!(
+            Instant::now() < deadline,
+            "{} connections still open, expected {n}",
+            referee.open.load(Ordering::Relaxed)
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_node_is_served() {
+    let (referee, addr) = start(Duration::from_secs(30));
+    let mut p = Peer::connect(addr);
+    p.hello(3);
+    assert_eq!(p.semget(2, 0x42), Got::Frame(Kind::GetReply, 2, 0));
+    p.send(3, Frame::Ping { nonce: 9 });
+    assert_eq!(p.recv(), Got::Frame(Kind::Pong, 3, 9));
+    let st = referee.status();
+    assert_eq!(st.nodes.len(), 1);
+    assert_eq!(st.objects.len(), 1);
+    drop(p);
+    wait_open(&referee, 0);
+    assert!(referee.status().nodes.is_empty());
+}
+
+/// Every malformed, oversized, out-of-range or out-of-order frame closes
+/// the connection at once (well before the keepalive), after an error
+/// frame where one can still be sent; the referee keeps serving others,
+/// and no connection thread or registration is left behind.
+#[test]
+fn bad_frames_close_the_connection_and_nothing_else() {
+    let (referee, addr) = start(Duration::from_secs(60));
+    let hello = bytes(
+        1,
+        Frame::Hello(Hello {
+            node_id: 5,
+            features: 0,
+            name: b"n",
+        }),
+    );
+    let mut cases: Vec<(String, bool, Vec<u8>)> = vec![
+        ("garbage".into(), false, vec![0xa5; 64]),
+        (
+            "bad magic".into(),
+            false,
+            header(0x1234_5678, VERSION, 1, 0, 0),
+        ),
+        ("bad version".into(), false, header(MAGIC, 9, 1, 0, 0)),
+        ("unknown kind".into(), false, header(MAGIC, VERSION, 999, 0, 0)),
+        (
+            "oversized".into(),
+            false,
+            header(MAGIC, VERSION, 6, u32::MAX, 0),
+        ),
+        ("reserved".into(), false, header(MAGIC, VERSION, 3, 8, 1)),
+        (
+            "get before hello".into(),
+            false,
+            bytes(
+                2,
+                Frame::Get(Get {
+                    class: Class::Sem,
+                    key: 1,
+                    flags: 0,
+                    size: 1,
+                    cred: Cred::new(0, 0, 0),
+                    pid: 1,
+                }),
+            ),
+        ),
+        ("second hello".into(), true, hello.clone()),
+        (
+            "referee-only frame".into(),
+            true,
+            bytes(4, Frame::Status { result: 0 }),
+        ),
+        (
+            "name too long".into(),
+            false,
+            bytes(
+                1,
+                Frame::Hello(Hello {
+                    node_id: 5,
+                    features: 0,
+                    name: &[b'x'; MAX_NAME_LEN],
+                }),
+            )
+            .into_iter()
+            .enumerate()
+            // Announce one more name byte than the encoder allows.
+            .map(|(i, b)| if i == 16 { b + 1 } else { b })
+            .chain([b'x'])
+            .collect(),
+        ),
+    ];
+    // Every kind with a payload that is too short for it.
+    for kind in 1..=27u16 {
+        let mut f = header(MAGIC, VERSION, kind, 1, 0);
+        f.push(0xff);
+        cases.push((format!("kind {kind}, 1-byte payload"), true, f));
+    }
+    for (what, after_hello, frame) in &cases {
+        let mut p = Peer::connect(addr);
+        if *after_hello {
+            p.hello(5);
+        }
+        let t = Instant::now();
+        p.raw(frame);
+        let kinds = p.until_closed();
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "{what}: closed only after {:?}",
+            t.elapsed()
+        );
+        assert!(
+            kinds.iter().all(|k| *k == Kind::Error),
+            "{what}: the referee answered {kinds:?}"
+        );
+        // A good node is still served.
+        let mut good = Peer::connect(addr);
+        good.hello(9);
+        assert_eq!(good.semget(2, 0x43), Got::Frame(Kind::GetReply, 2, 0), "{what}");
+        drop(good);
+        wait_open(&referee, 0);
+        assert!(referee.status().nodes.is_empty(), "{what}: a node stayed registered");
+    }
+    assert_eq!(referee.status().waiters, 0);
+}
+
+/// A frame cut short and then silence: the connection is closed by the
+/// keepalive, not left waiting forever for the rest.
+#[test]
+fn a_truncated_frame_times_out() {
+    let (referee, addr) = start(Duration::from_millis(600));
+    let mut p = Peer::connect(addr);
+    p.hello(4);
+    let whole = bytes(2, Frame::Ping { nonce: 1 });
+    p.raw(&whole[..whole.len() - 3]);
+    let t = Instant::now();
+    // The referee pings the silent node, then gives up on it.
+    assert_eq!(p.until_closed(), vec![Kind::Ping]);
+    let waited = t.elapsed();
+    assert!(
+        waited >= Duration::from_millis(500) && waited < Duration::from_secs(3),
+        "closed after {waited:?}"
+    );
+    wait_open(&referee, 0);
+}
+
+/// A registered node that stops talking is pinged after a third of the
+/// keepalive and declared dead after the keepalive: it leaves the
+/// registry, and its SEM_UNDO adjustments are applied.
+#[test]
+fn a_silent_node_is_declared_dead() {
+    let (referee, addr) = start(Duration::from_millis(900));
+    let mut a = Peer::connect(addr);
+    a.hello(1);
+    assert_eq!(a.semget(2, 0x44), Got::Frame(Kind::GetReply, 2, 0));
+    let oid = referee.status().objects[0].oid;
+    // Node 1 takes +1 with SEM_UNDO.
+    let sop = dipc_wire::Sembuf {
+        num: 0,
+        op: 1,
+        flg: 0x1000,
+    };
+    let sops = sop.to_bytes();
+    a.send(
+        3,
+        Frame::SemOp(dipc_wire::SemOp {
+            oid,
+            pid: 100,
+            cred: Cred::new(0, 0, 0),
+            sops: dipc_wire::Sops::new(&sops).unwrap(),
+        }),
+    );
+    assert_eq!(a.recv(), Got::Frame(Kind::Status, 3, 0));
+    // Node 2 waits for the value to drop back to 0 (a wait-for-zero).
+    let mut b = Peer::connect(addr);
+    b.hello(2);
+    let zero = dipc_wire::Sembuf {
+        num: 0,
+        op: 0,
+        flg: 0,
+    }
+    .to_bytes();
+    b.send(
+        2,
+        Frame::SemOp(dipc_wire::SemOp {
+            oid,
+            pid: 200,
+            cred: Cred::new(0, 0, 0),
+            sops: dipc_wire::Sops::new(&zero).unwrap(),
+        }),
+    );
+    // Node 1 goes silent (its machine died); node 2 keeps answering pings.
+    let t = Instant::now();
+    let got = loop {
+        assert!(t.elapsed() < Duration::from_secs(10), "node 1 never declared dead");
+        match b.recv() {
+            Got::Frame(Kind::Ping, req, nonce) => {
+                b.send(req, Frame::Pong { nonce: nonce as u64 });
+            }
+            other => break other,
+        }
+    };
+    // The waiter completes because node 1's undo brought the value to 0.
+    assert_eq!(got, Got::Frame(Kind::Status, 2, 0));
+    let waited = t.elapsed();
+    assert!(
+        waited >= Duration::from_millis(800) && waited < Duration::from_secs(4),
+        "node 1 declared dead after {waited:?}"
+    );
+    let nodes: Vec<u32> = referee.status().nodes.iter().map(|n| n.node_id).collect();
+    assert_eq!(nodes, vec![2]);
+    // Node 1's socket was closed (after a ping it never answered).
+    let kinds = a.until_closed();
+    assert!(kinds.iter().all(|k| *k == Kind::Ping), "{kinds:?}");
+    // Node 2, which answers pings, outlives several keepalives.
+    assert!(b.answer_pings(Duration::from_millis(2500)), "node 2 was disconnected");
+    assert_eq!(b.semget(9, 0x45), Got::Frame(Kind::GetReply, 9, 0));
+    assert_eq!(referee.status().nodes.len(), 1);
+}

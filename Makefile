@@ -5,20 +5,28 @@
 SHELL := /bin/bash
 include scripts/versions.mk
 
+# Which cached kernel to build against: `test` (the default) or `debug`
+# (KASAN, lockdep, kmemleak, DEBUG_OBJECTS; built with LLVM). The debug
+# flavour's module goes to build/module-debug/, so both can coexist.
+KFLAVOUR ?= test
 # The kernel build tree to build the module against. Unset: the cached test
-# kernel (built on first use by scripts/kernel.sh).
+# (or debug) kernel, built on first use by scripts/kernel.sh.
 ifeq ($(origin KDIR),undefined)
 KDIR_IS_TEST_KERNEL := 1
-KDIR = $(shell scripts/kernel.sh --dir)
+KDIR = $(shell scripts/kernel.sh --flavour $(KFLAVOUR) --dir)
+KARGS = $(shell scripts/kernel.sh --flavour $(KFLAVOUR) --make-args)
+endif
+ifeq ($(KFLAVOUR),debug)
+KMO = MO=$(CURDIR)/build/module-debug
 endif
 
-KMAKE = $(MAKE) -C $(KDIR) M=$(CURDIR) RUSTC=$(KRUSTC) HOSTRUSTC=$(KRUSTC) BINDGEN=$(KBINDGEN)
+KMAKE = $(MAKE) -C $(KDIR) M=$(CURDIR) $(KMO) $(KARGS) RUSTC=$(KRUSTC) HOSTRUSTC=$(KRUSTC) BINDGEN=$(KBINDGEN)
 CARGO ?= cargo
 GUEST_TARGET := x86_64-unknown-linux-gnu
 DIPCD_BIN := dipcd/target/$(GUEST_TARGET)/release/dipcd
 
 .PHONY: all module kernel setup clippy fmt fmt-check dipcd dipcd-test programs \
-	initramfs check check-host check-cluster bench demo clean
+	initramfs check check-host check-cluster check-debug fuzz bench demo clean
 
 all: module
 
@@ -26,10 +34,11 @@ setup:
 	scripts/setup.sh
 
 kernel:
-	@scripts/kernel.sh >/dev/null
+	@scripts/kernel.sh --flavour $(KFLAVOUR) >/dev/null
 
 # The module, warning-free (Kbuild makes warnings errors).
 module: $(if $(KDIR_IS_TEST_KERNEL),kernel)
+	$(if $(KMO),mkdir -p build/module-debug)
 	$(KMAKE) modules
 
 # The module under clippy with the kernel's lint set, warnings as errors.
@@ -37,14 +46,17 @@ clippy: $(if $(KDIR_IS_TEST_KERNEL),kernel)
 	rm -f src/dipc_main.o
 	$(KMAKE) CLIPPY=1 CLIPPY_DRIVER=$(KCLIPPY_DRIVER) modules
 	cd dipcd && $(CARGO) clippy --all-targets -- -D warnings
+	cd dipcd/fuzz && $(CARGO) clippy --all-targets -- -D warnings
 
 fmt:
 	rustfmt --edition 2021 --config-path $(KSRC)/.rustfmt.toml src/*.rs
 	cd dipcd && $(CARGO) fmt
+	cd dipcd/fuzz && $(CARGO) fmt
 
 fmt-check:
 	rustfmt --check --edition 2021 --config-path $(KSRC)/.rustfmt.toml src/*.rs
 	cd dipcd && $(CARGO) fmt --check
+	cd dipcd/fuzz && $(CARGO) fmt --check
 
 # dipcd for the guests: static, so it runs in a busybox initramfs.
 dipcd:
@@ -61,8 +73,14 @@ programs:
 initramfs: module dipcd programs
 	scripts/initramfs.sh build/initramfs.cpio.gz
 
-# Host-side tests: the wire format and the referee, lints and formatting.
-check-host: dipcd-test fmt-check
+# The wire decoder under libFuzzer (scripts/fuzz.sh): FUZZ_SECONDS each run.
+FUZZ_SECONDS ?= 30
+fuzz:
+	scripts/fuzz.sh $(FUZZ_SECONDS)
+
+# Host-side tests: the wire format and the referee (with a test peer on
+# loopback), a short fuzz run, lints and formatting.
+check-host: dipcd-test fmt-check fuzz
 
 # The 3-node cluster scenario.
 check-cluster: initramfs
@@ -73,6 +91,17 @@ check: setup
 	$(MAKE) check-host
 	$(MAKE) clippy
 	$(MAKE) check-cluster
+
+# The whole cluster suite on the debug kernel (KASAN, lockdep, kmemleak,
+# DEBUG_OBJECTS): any report in any guest's kernel log fails the scenario
+# (tests/guest/dmesg-clean.sh). Slower guests: more memory, longer limits.
+check-debug: setup
+	$(MAKE) KFLAVOUR=debug module
+	$(MAKE) dipcd programs
+	scripts/initramfs.sh --module build/module-debug/dipc.ko build/initramfs-debug.cpio.gz
+	DIPC_KERNEL_FLAVOUR=debug DIPC_INITRD=build/initramfs-debug.cpio.gz \
+		DIPC_OUT=build/cluster-debug DIPC_MEM=768 DIPC_TIMEOUT_SCALE=4 \
+		tests/cluster/run-all.sh
 
 # Benchmarks: figures beside their baselines from the same run (table,
 # bench/results/DATE.json, bench/plots/*.svg, README). Not a test.

@@ -2,7 +2,9 @@
 # Installs everything dipc needs on a Debian 12 (bookworm) machine, as root:
 # the kernel toolchain (pinned Debian rustc-web, libclang 19, bindgen-cli),
 # GCC and the kernel build dependencies, QEMU and busybox-static for the test
-# cluster, stress-ng, redis-server and libhiredis-dev for `make bench`, and
+# cluster, clang/lld/llvm 19 for the debug kernel, wireguard-tools and
+# iproute2 for the WireGuard test, stress-ng, redis-server and libhiredis-dev
+# for `make bench`, and
 # the pinned linux-source-7.3 package (fetched from trixie-backports through a private apt configuration, so nothing else on the
 # machine ever comes from a newer suite).
 #
@@ -28,12 +30,18 @@ pinned=(
 	"rust-web-clippy=${RUST_WEB_VERSION}"
 	"libclang-${LLVM_MAJOR}-dev=${LIBCLANG_VERSION}"
 	"libclang1-${LLVM_MAJOR}=${LIBCLANG_VERSION}"
+	# clang, lld and llvm of the same release build the debug kernel
+	# (KASAN with Rust needs clang; its LLVM is rustc-web's).
+	"clang-${LLVM_MAJOR}=${LIBCLANG_VERSION}"
+	"lld-${LLVM_MAJOR}=${LIBCLANG_VERSION}"
+	"llvm-${LLVM_MAJOR}=${LIBCLANG_VERSION}"
 )
 # Everything else, from bookworm at whatever version it has.
 plain=(
 	gcc make bc bison flex libelf-dev libssl-dev cpio xz-utils kmod
 	qemu-system-x86 busybox-static ca-certificates
 	stress-ng redis-server libhiredis-dev
+	wireguard-tools iproute2
 )
 
 missing=()
@@ -73,6 +81,18 @@ if [ "$("$KBINDGEN" --version 2>/dev/null)" != "bindgen $BINDGEN_VERSION" ]; the
 	cargo install --quiet --locked --root "$DIPC_TOOLS" bindgen-cli --version "$BINDGEN_VERSION"
 else
 	log "bindgen-cli $BINDGEN_VERSION: present"
+fi
+
+# cargo-fuzz, pinned. It drives libFuzzer on the machine's stable toolchain
+# (scripts/fuzz.sh sets RUSTC_BOOTSTRAP=1 for the sanitizer flags). Its
+# version lives here, not in versions.sh, which keys the kernel cache.
+CARGO_FUZZ_VERSION="0.13.2"
+CARGO_FUZZ="${DIPC_TOOLS}/bin/cargo-fuzz"
+if [ "$("$CARGO_FUZZ" --version 2>/dev/null)" != "cargo-fuzz $CARGO_FUZZ_VERSION" ]; then
+	log "installing cargo-fuzz $CARGO_FUZZ_VERSION into $DIPC_TOOLS"
+	cargo install --quiet --locked --root "$DIPC_TOOLS" cargo-fuzz --version "$CARGO_FUZZ_VERSION"
+else
+	log "cargo-fuzz $CARGO_FUZZ_VERSION: present"
 fi
 
 # Kernel source. The extracted tree is read-only input; builds go to O= dirs.

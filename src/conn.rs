@@ -19,7 +19,11 @@ use crate::{
     shm,
     wire::{self, Class, DecodeError, Frame, Hello, Message, HEADER_LEN, MAX_PAYLOAD},
 };
-use kernel::{prelude::*, sync::Arc};
+use kernel::{
+    prelude::*,
+    sync::Arc,
+    time::{Instant, Monotonic},
+};
 
 /// Longest wait for the TCP handshake.
 const CONNECT_TIMEOUT_MS: u32 = 2000;
@@ -27,10 +31,10 @@ const CONNECT_TIMEOUT_MS: u32 = 2000;
 const RECV_TIMEOUT_MS: u32 = 100;
 const BACKOFF_MIN_MS: u32 = 100;
 const BACKOFF_MAX_MS: u32 = 5000;
-/// After this long without a frame from the referee, send a ping.
-const PING_IDLE_MS: u32 = 5000;
-/// After this long without a frame, the connection is dead: reconnect.
-const DEAD_MS: u32 = 15000;
+// After `Node::keepalive_ms` without a frame from the referee the connection
+// is dead (reconnect); after a third of it, send a ping. The referee's own
+// keepalive is longer, so a node cut off from it gives up its pages before
+// the referee hands them to anyone else.
 /// Request id of the hello.
 const HELLO_REQ: u64 = 1;
 
@@ -131,8 +135,9 @@ fn session(
     send(node, sock, hello, HELLO_REQ)?;
 
     let mut filled = 0;
-    let mut idle_ms = 0;
+    let mut heard = Instant::<Monotonic>::now();
     let mut pinged = false;
+    let dead_ms = i64::from(node.keepalive_ms);
     loop {
         if shim::kthread_should_stop() {
             return Ok(());
@@ -145,20 +150,21 @@ fn session(
             Ok(0) => return Err(ECONNRESET),
             Ok(n) => {
                 filled += n;
-                idle_ms = 0;
+                heard = Instant::<Monotonic>::now();
                 pinged = false;
             }
             Err(e) if e == EAGAIN => {
-                idle_ms += RECV_TIMEOUT_MS;
-                if idle_ms >= DEAD_MS {
+                let idle_ms = heard.elapsed().as_millis();
+                if idle_ms >= dead_ms {
+                    pr_warn!("referee silent for {} ms; reconnecting\n", idle_ms);
                     return Err(ETIMEDOUT);
                 }
-                if idle_ms >= PING_IDLE_MS && !pinged {
+                if idle_ms >= dead_ms / 3 && !pinged {
                     send(
                         node,
                         sock,
                         Frame::Ping {
-                            nonce: u64::from(idle_ms),
+                            nonce: idle_ms as u64,
                         },
                         0,
                     )?;

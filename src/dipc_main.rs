@@ -48,6 +48,10 @@ module! {
             default: 0,
             description: "This node's id in the cluster (1..); required with referee=",
         },
+        keepalive_ms: u32 {
+            default: 10000,
+            description: "Declare the referee connection dead after this many ms without a frame (pinged after a third); keep it below dipcd's --keepalive",
+        },
     },
 }
 
@@ -62,7 +66,11 @@ struct Dipc {
 impl kernel::Module for Dipc {
     fn init(_module: &'static ThisModule) -> Result<Self> {
         let node_id = module_parameters::node_id.value();
-        let node = node::Node::new(node_id, shim::referee_param())?;
+        let node = node::Node::new(
+            node_id,
+            shim::referee_param(),
+            module_parameters::keepalive_ms.value(),
+        )?;
         let conn = match node.referee {
             Some(_) => Some(shim::Thread::start(node.clone(), c"dipc-conn")?),
             None => None,

@@ -118,6 +118,8 @@ pub(crate) struct ConnInfo {
 pub(crate) struct Node {
     pub(crate) node_id: u32,
     pub(crate) referee: Option<SockAddr>,
+    /// Silence after which the connection is declared dead (ms).
+    pub(crate) keepalive_ms: u32,
     /// Updated by the connection thread, read by the status file.
     #[pin]
     pub(crate) conn: Mutex<ConnInfo>,
@@ -146,7 +148,7 @@ pub(crate) struct Node {
 
 impl Node {
     /// The node, from the module parameters.
-    pub(crate) fn new(node_id: u32, referee: &CStr) -> Result<Arc<Self>> {
+    pub(crate) fn new(node_id: u32, referee: &CStr, keepalive_ms: u32) -> Result<Arc<Self>> {
         let referee = match referee.to_bytes() {
             [] => None,
             s => match SockAddr::parse(s) {
@@ -161,10 +163,15 @@ impl Node {
             pr_err!("referee= needs node_id= (1 or more)\n");
             return Err(EINVAL);
         }
+        if !(300..=3_600_000).contains(&keepalive_ms) {
+            pr_err!("keepalive_ms={}: expected 300..3600000\n", keepalive_ms);
+            return Err(EINVAL);
+        }
         Arc::pin_init(
             pin_init!(Node {
                 node_id,
                 referee,
+                keepalive_ms,
                 conn <- new_mutex!(ConnInfo {
                     state: ConnState::Stopped,
                     session: 0,

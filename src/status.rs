@@ -26,6 +26,7 @@ fn show(m: &SeqFile, node: &Node) {
     seq_print!(m, "enabled {}\n", u8::from(shim::enabled()));
     seq_print!(m, "node_id {}\n", node.node_id);
     seq_print!(m, "referee {}\n", node.referee_display());
+    seq_print!(m, "keepalive_ms {}\n", node.keepalive_ms);
     {
         let conn = node.conn.lock();
         seq_print!(m, "connection {}\n", conn.state);

@@ -2,6 +2,9 @@
 # Runs every cluster scenario (tests/cluster/*.scenario) on a fresh 3-node
 # cluster each. Needs `make initramfs` first (make check-cluster does it).
 #   tests/cluster/run-all.sh [SCENARIO...]
+# Environment: DIPC_KERNEL_FLAVOUR (test or debug), DIPC_INITRD (default
+# build/initramfs.cpio.gz), DIPC_OUT (logs, default build/cluster),
+# DIPC_NODES (3), DIPC_MEM (guest MiB, 256), DIPC_TIMEOUT_SCALE (1).
 set -euo pipefail
 top="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$top"
@@ -14,12 +17,14 @@ failed=0 passed=0
 for s in "${scenarios[@]}"; do
 	name="$(basename "$s" .scenario)"
 	echo "=== cluster scenario: $name"
+	out="${DIPC_OUT:-build/cluster}/$name"
 	if "$runner" --nodes "${DIPC_NODES:-3}" --kernel "$kdir/arch/x86/boot/bzImage" \
-		--initrd build/initramfs.cpio.gz --out "build/cluster/$name" "$s"; then
+		--initrd "${DIPC_INITRD:-build/initramfs.cpio.gz}" --out "$out" \
+		--mem "${DIPC_MEM:-256}" --timeout-scale "${DIPC_TIMEOUT_SCALE:-1}" "$s"; then
 		passed=$((passed + 1))
 	else
 		failed=$((failed + 1))
-		echo "=== FAILED: $name (consoles in build/cluster/$name/)"
+		echo "=== FAILED: $name (consoles in $out/)"
 	fi
 done
 echo "cluster: $passed passed, $failed failed"

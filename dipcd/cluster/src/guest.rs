@@ -197,6 +197,33 @@ impl Guest {
         out
     }
 
+    /// Kills QEMU at once (SIGKILL): the guest's connections end without a
+    /// FIN, as when a machine loses power.
+    pub fn kill(&mut self) -> io::Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        self.agent = None;
+        Ok(())
+    }
+
+    /// Runs one human-monitor command and returns what QEMU printed.
+    pub fn monitor(&self, dir: &std::path::Path, command: &str) -> io::Result<String> {
+        let path = dir.join(format!("node{}.monitor", self.node));
+        let mut mon = UnixStream::connect(&path)?;
+        mon.set_read_timeout(Some(Duration::from_millis(300)))?;
+        writeln!(mon, "{command}")?;
+        std::thread::sleep(Duration::from_millis(200));
+        let mut text = String::new();
+        let mut buf = vec![0u8; 1 << 14];
+        while let Ok(n) = mon.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            text.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        Ok(text)
+    }
+
     /// Asks the guest to power off, waits up to `grace`, then kills it.
     pub fn stop(&mut self, grace: Duration) {
         let _ = self.send(0, "shutdown");

@@ -50,6 +50,10 @@ struct Cli {
     /// Default seconds per step.
     #[arg(long, default_value_t = 120)]
     step_timeout: u64,
+    /// Multiplies the boot timeout and every step's time limit (a slower
+    /// kernel, such as the debug one).
+    #[arg(long, default_value_t = 1.0)]
+    timeout_scale: f64,
     /// Extra kernel command line for every guest.
     #[arg(long, default_value = "")]
     append: String,
@@ -103,7 +107,11 @@ fn run(cli: &Cli) -> Result<(), String> {
     };
     let (tx, rx) = mpsc::channel();
     let start = Instant::now();
-    let boot_deadline = start + Duration::from_secs(cli.boot_timeout);
+    let scale = cli.timeout_scale;
+    if !(0.1..=100.0).contains(&scale) {
+        return Err(format!("--timeout-scale {scale} out of range 0.1..=100"));
+    }
+    let boot_deadline = start + Duration::from_secs_f64(cli.boot_timeout as f64 * scale);
     let mut guests = Vec::new();
     for node in 1..=cli.nodes {
         guests.push(Guest::start(&cfg, node).map_err(|e| format!("starting node {node}: {e}"))?);
@@ -112,6 +120,7 @@ fn run(cli: &Cli) -> Result<(), String> {
         guests,
         rx,
         dir: out.clone(),
+        killed: Vec::new(),
     };
     for g in &mut cluster.guests {
         let node = g.node;
@@ -121,7 +130,7 @@ fn run(cli: &Cli) -> Result<(), String> {
     drop(tx);
     let result = cluster
         .wait_ready(boot_deadline, start)
-        .and_then(|()| cluster.run_steps(&steps, cli.step_timeout));
+        .and_then(|()| cluster.run_steps(&steps, cli.step_timeout, scale));
     if let Err((node, e)) = &result {
         if let Some(g) = node.and_then(|n| cluster.guests.get(n - 1)) {
             eprintln!(
@@ -151,6 +160,8 @@ struct Cluster {
     rx: mpsc::Receiver<Event>,
     /// Where logs and sockets go.
     dir: PathBuf,
+    /// Nodes killed by a `%kill` step.
+    killed: Vec<usize>,
 }
 
 /// A failure, with the node whose console explains it (if any).
@@ -184,9 +195,32 @@ impl Cluster {
         Ok(())
     }
 
-    fn run_steps(&mut self, steps: &[scenario::Step], default_timeout: u64) -> Result<(), Failure> {
+    fn run_steps(
+        &mut self,
+        steps: &[scenario::Step],
+        default_timeout: u64,
+        scale: f64,
+    ) -> Result<(), Failure> {
         let mut next_id = 1u64;
         for (index, step) in steps.iter().enumerate() {
+            if let Some(dead) = step.nodes.iter().find(|n| self.killed.contains(n)) {
+                return Err((
+                    None,
+                    format!("line {}: node {dead} was killed earlier", step.line),
+                ));
+            }
+            if let Some(action) = step.action {
+                println!(
+                    "({}/{}) [{}] {}",
+                    index + 1,
+                    steps.len(),
+                    nodes_label(&step.nodes),
+                    step.command
+                );
+                self.act(action, &step.nodes)
+                    .map_err(|(n, e)| (Some(n), format!("line {}: node {n}: {e}", step.line)))?;
+                continue;
+            }
             let mut waiting = BTreeMap::new();
             for &n in &step.nodes {
                 let id = next_id;
@@ -208,7 +242,8 @@ impl Cluster {
                 steps.len(),
                 nodes_label(&step.nodes)
             );
-            let timeout = Duration::from_secs(step.timeout_s.unwrap_or(default_timeout));
+            let timeout =
+                Duration::from_secs_f64(step.timeout_s.unwrap_or(default_timeout) as f64 * scale);
             let deadline = Instant::now() + timeout;
             let mut failure = None;
             while !waiting.is_empty() {
@@ -238,6 +273,7 @@ impl Cluster {
                             ));
                         }
                     }
+                    Ok(Event::Gone(n)) if self.killed.contains(&n) => {}
                     Ok(Event::Gone(n)) => {
                         return Err((Some(n), format!("line {}: node {n} died", step.line)))
                     }
@@ -264,6 +300,29 @@ impl Cluster {
             }
             if let Some(f) = failure {
                 return Err(f);
+            }
+        }
+        Ok(())
+    }
+
+    /// Carries out a runner action on `nodes`.
+    fn act(&mut self, action: scenario::Action, nodes: &[usize]) -> Result<(), (usize, String)> {
+        for &n in nodes {
+            let g = &mut self.guests[n - 1];
+            match action {
+                scenario::Action::Kill => {
+                    g.kill().map_err(|e| (n, format!("kill: {e}")))?;
+                    self.killed.push(n);
+                }
+                scenario::Action::Link(up) => {
+                    let cmd = format!("set_link n0 {}", if up { "on" } else { "off" });
+                    let reply = g
+                        .monitor(&self.dir, &cmd)
+                        .map_err(|e| (n, format!("monitor: {e}")))?;
+                    if reply.contains("rror") {
+                        return Err((n, format!("{cmd}: {}", reply.trim())));
+                    }
+                }
             }
         }
         Ok(())

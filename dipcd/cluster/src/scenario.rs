@@ -7,7 +7,12 @@
 //! @2,3 some-command                     run on nodes 2 and 3 at once
 //! @1 ! insmod /dipc.ko referee=bogus    must exit non-zero
 //! @1 timeout=300 long-command           this step may take 300 s
+//! @3 %kill                              the runner kills node 3's QEMU
+//! @2 %link off                          the runner unplugs node 2's network
+//! @2 %link on                           ... and plugs it back in
 //! ```
+//! Steps whose command starts with `%` are done by the runner, not in the
+//! guest. A killed node takes no further steps.
 //! A line ending in `\` continues on the next. Commands run in the guest's
 //! `sh` with `NODE`, `NODES` and `REFEREE_IP` set.
 
@@ -24,8 +29,20 @@ pub struct Step {
     pub expect_failure: bool,
     /// Per-step time limit in seconds, if given.
     pub timeout_s: Option<u64>,
-    /// Shell command.
+    /// Shell command (for a runner action, its text).
     pub command: String,
+    /// What the runner itself does instead of running `command` in the
+    /// guests, if anything.
+    pub action: Option<Action>,
+}
+
+/// A step the runner carries out on the guests from outside.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Kill the guests' QEMU processes (SIGKILL: no shutdown, no FIN).
+    Kill,
+    /// Plug (true) or unplug (false) the guests' network cable.
+    Link(bool),
 }
 
 /// A syntax error in a scenario file.
@@ -114,15 +131,29 @@ fn parse_step(line: usize, text: &str, nodes: usize) -> Result<Step, ParseError>
             break;
         }
     }
-    if rest.trim().is_empty() {
+    let command = rest.trim();
+    if command.is_empty() {
         return Err(err("empty command".into()));
+    }
+    let action = match command.strip_prefix('%') {
+        None => None,
+        Some(a) => Some(match a.split_whitespace().collect::<Vec<_>>().as_slice() {
+            ["kill"] => Action::Kill,
+            ["link", "on"] => Action::Link(true),
+            ["link", "off"] => Action::Link(false),
+            _ => return Err(err(format!("unknown runner action {command:?}"))),
+        }),
+    };
+    if action.is_some() && (expect_failure || timeout_s.is_some()) {
+        return Err(err("a runner action takes no `!` or `timeout=`".into()));
     }
     Ok(Step {
         line,
         nodes: targets,
         expect_failure,
         timeout_s,
-        command: rest.trim().to_string(),
+        command: command.to_string(),
+        action,
     })
 }
 
@@ -146,6 +177,20 @@ mod tests {
         assert_eq!(s[2].timeout_s, Some(5));
         assert_eq!(s[2].command, "x \n  y");
         assert_eq!(s[2].line, 5);
+        assert_eq!(s[0].action, None);
+    }
+
+    #[test]
+    fn parses_runner_actions() {
+        let s = parse("@3 %kill\n@2 %link off\n@2 %link  on\n", 3).unwrap();
+        assert_eq!(s[0].action, Some(Action::Kill));
+        assert_eq!(s[0].nodes, vec![3]);
+        assert_eq!(s[1].action, Some(Action::Link(false)));
+        assert_eq!(s[2].action, Some(Action::Link(true)));
+        assert!(parse("@1 %reboot", 3).is_err());
+        assert!(parse("@1 %link", 3).is_err());
+        assert!(parse("@1 ! %kill", 3).is_err());
+        assert!(parse("@1 timeout=3 %kill", 3).is_err());
     }
 
     #[test]

@@ -53,7 +53,9 @@ struct Cli {
     /// Seconds of silence after which a node is declared dead: its
     /// connection is closed, its SEM_UNDO adjustments are applied, its
     /// attaches and pages are dropped. The referee pings a node that has
-    /// been silent for a third of this.
+    /// been silent for a third of this. Keep it above every node's
+    /// `keepalive_ms` (10 s by default), so a cut-off node gives up its
+    /// pages before the referee hands them to another.
     #[arg(long, default_value_t = 15.0, value_parser = parse_keepalive)]
     keepalive: f64,
     #[command(subcommand)]

@@ -7,7 +7,9 @@ include scripts/versions.mk
 
 # Which cached kernel to build against: `test` (the default) or `debug`
 # (KASAN, lockdep, kmemleak, DEBUG_OBJECTS; built with LLVM). The debug
-# flavour's module goes to build/module-debug/, so both can coexist.
+# flavour's module is built from a copy of the sources in
+# build/module-debug/ (kbuild's MO= needs a source tree without build
+# outputs), so both modules can coexist.
 KFLAVOUR ?= test
 # The kernel build tree to build the module against. Unset: the cached test
 # (or debug) kernel, built on first use by scripts/kernel.sh.
@@ -16,11 +18,12 @@ KDIR_IS_TEST_KERNEL := 1
 KDIR = $(shell scripts/kernel.sh --flavour $(KFLAVOUR) --dir)
 KARGS = $(shell scripts/kernel.sh --flavour $(KFLAVOUR) --make-args)
 endif
+KMOD_DIR = $(CURDIR)
 ifeq ($(KFLAVOUR),debug)
-KMO = MO=$(CURDIR)/build/module-debug
+KMOD_DIR = $(CURDIR)/build/module-debug
 endif
 
-KMAKE = $(MAKE) -C $(KDIR) M=$(CURDIR) $(KMO) $(KARGS) RUSTC=$(KRUSTC) HOSTRUSTC=$(KRUSTC) BINDGEN=$(KBINDGEN)
+KMAKE = $(MAKE) -C $(KDIR) M=$(KMOD_DIR) $(KARGS) RUSTC=$(KRUSTC) HOSTRUSTC=$(KRUSTC) BINDGEN=$(KBINDGEN)
 CARGO ?= cargo
 GUEST_TARGET := x86_64-unknown-linux-gnu
 DIPCD_BIN := dipcd/target/$(GUEST_TARGET)/release/dipcd
@@ -38,7 +41,11 @@ kernel:
 
 # The module, warning-free (Kbuild makes warnings errors).
 module: $(if $(KDIR_IS_TEST_KERNEL),kernel)
-	$(if $(KMO),mkdir -p build/module-debug)
+ifeq ($(KFLAVOUR),debug)
+	mkdir -p $(KMOD_DIR)
+	git ls-files -co --exclude-standard Kbuild src rust include dipcd/wire/src \
+		| tar -cf - -T - | tar -xf - -C $(KMOD_DIR)
+endif
 	$(KMAKE) modules
 
 # The module under clippy with the kernel's lint set, warnings as errors.

@@ -4,7 +4,7 @@
 # no object kmemleak finds unreferenced (scanned twice, as its documentation
 # advises, so objects in flight are not reported).
 . /tests/lib.sh
-bad=$(dmesg | grep -E 'WARNING:|BUG:|Oops|Call Trace|general protection|kmemleak|UBSAN|KASAN|refcount_t|possible circular|possible recursive|inconsistent lock|ODEBUG|list_(add|del) corruption|INFO: task .* blocked')
+bad=$(dmesg | grep -E 'WARNING:|BUG:|Oops|Call Trace|general protection|suspected memory leak|UBSAN|KASAN|refcount_t|possible circular|possible recursive|inconsistent lock|ODEBUG|list_(add|del) corruption|INFO: task .* blocked')
 [ -z "$bad" ] || { dmesg | tail -n 80; fail "kernel log has reports: $bad"; }
 if [ -e /sys/kernel/debug/kmemleak ]; then
 	echo scan >/sys/kernel/debug/kmemleak

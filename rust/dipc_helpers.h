@@ -140,6 +140,24 @@ const char *dipc_referee_param(void);
 /* The node name (utsname nodename) copied into buf, NUL-terminated. */
 void dipc_nodename(char *buf, size_t len);
 
+/* ---- node authentication (helpers/auth.c) ---- */
+
+/* The `secret_file` module parameter (a path, or empty), NUL-terminated. */
+const char *dipc_secret_file_param(void);
+/*
+ * Reads up to cap bytes of the regular file at path, which must belong to
+ * root and be unreadable by group and others. Returns the byte count, or
+ * -EPERM (ownership or mode), -EINVAL (not a regular file) or another
+ * negative errno.
+ */
+int dipc_read_secret(const char *path, u8 *buf, size_t cap);
+/* HMAC-SHA256 of data under key into out[32]. Returns 0 or a negative errno. */
+int dipc_hmac_sha256(const u8 *key, size_t key_len, const u8 *data, size_t len, u8 *out);
+/* len random bytes. */
+void dipc_random_bytes(u8 *buf, size_t len);
+/* Whether a and b are equal, in time independent of their contents. */
+bool dipc_memeq_secret(const u8 *a, const u8 *b, size_t len);
+
 /* ---- distributed shared memory (helpers/shm.c) ---- */
 
 /* What dipc_rust_shm_acquire() tells the fault handler. */

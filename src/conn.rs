@@ -17,7 +17,10 @@ use crate::{
     sem,
     shim::{self, Socket},
     shm,
-    wire::{self, Class, DecodeError, Frame, Hello, Message, HEADER_LEN, MAX_PAYLOAD},
+    wire::{
+        self, auth_input, Auth, AuthRole, Class, DecodeError, Frame, Hello, Message, AUTH_LEN,
+        HEADER_LEN, MAX_PAYLOAD,
+    },
 };
 use kernel::{
     prelude::*,
@@ -134,6 +137,7 @@ fn session(
     });
     send(node, sock, hello, HELLO_REQ)?;
 
+    let mut auth = AuthState::default();
     let mut filled = 0;
     let mut heard = Instant::<Monotonic>::now();
     let mut pinged = false;
@@ -179,7 +183,8 @@ fn session(
             match wire::decode(&buf[start..filled]) {
                 Ok((msg, used)) => {
                     node.conn.lock().frames_in += 1;
-                    handle(node, sock, msg, &buf[start..start + used], backoff, failing)?;
+                    let raw = &buf[start..start + used];
+                    handle(node, sock, msg, raw, &mut auth, backoff, failing)?;
                     start += used;
                 }
                 // `buf` holds a maximum-size frame, so a whole frame always fits.
@@ -195,16 +200,75 @@ fn session(
     }
 }
 
+/// Where this connection's authentication stands. A node with a secret
+/// answers the referee's challenge with its tag and a nonce of its own, and
+/// accepts the hello ack only after the referee's tag over that nonce
+/// checked out: a referee that skips the challenge, or cannot prove the
+/// secret, is refused.
+#[derive(Default)]
+struct AuthState {
+    /// Our nonce, once we answered a challenge.
+    own: Option<[u8; AUTH_LEN]>,
+    /// The referee proved it holds the secret.
+    proven: bool,
+}
+
+fn answer_challenge(
+    node: &Node,
+    sock: &Socket,
+    challenge: &[u8; AUTH_LEN],
+    auth: &mut AuthState,
+) -> Result {
+    let Some(secret) = node.secret.as_deref() else {
+        pr_warn!("the referee requires authentication; load dipc with secret_file=\n");
+        return Err(EACCES);
+    };
+    let mut own = [0u8; AUTH_LEN];
+    shim::random_bytes(&mut own);
+    let input = auth_input(AuthRole::Node, node.node_id, challenge, &own);
+    let mac = shim::hmac_sha256(secret, &input)?;
+    auth.own = Some(own);
+    send(node, sock, Frame::Auth(Auth { mac, nonce: own }), HELLO_REQ)
+}
+
+fn check_referee_proof(node: &Node, a: &Auth, auth: &mut AuthState) -> Result {
+    let (Some(secret), Some(own)) = (node.secret.as_deref(), auth.own) else {
+        pr_warn!("unexpected proof from the referee; closing\n");
+        return Err(EPROTO);
+    };
+    let input = auth_input(AuthRole::Referee, node.node_id, &own, &[0; AUTH_LEN]);
+    let want = shim::hmac_sha256(secret, &input)?;
+    if !shim::tags_equal(&want, &a.mac) {
+        pr_warn!("the referee failed to prove the cluster secret; refusing it\n");
+        return Err(EACCES);
+    }
+    auth.proven = true;
+    Ok(())
+}
+
 fn handle(
     node: &Node,
     sock: &Arc<Socket>,
     msg: Message<'_>,
     raw: &[u8],
+    auth: &mut AuthState,
     backoff: &mut u32,
     failing: &mut bool,
 ) -> Result {
     let state = node.conn.lock().state;
     match msg.frame {
+        Frame::Challenge { nonce } if state == ConnState::Handshake && auth.own.is_none() => {
+            answer_challenge(node, sock, &nonce, auth)
+        }
+        Frame::Auth(a) if state == ConnState::Handshake && !auth.proven => {
+            check_referee_proof(node, &a, auth)
+        }
+        Frame::HelloAck(_)
+            if state == ConnState::Handshake && node.secret.is_some() && !auth.proven =>
+        {
+            pr_warn!("the referee did not authenticate itself; refusing it\n");
+            Err(EACCES)
+        }
         Frame::HelloAck(ack) if state == ConnState::Handshake && msg.req_id == HELLO_REQ => {
             if ack.node_id != node.node_id {
                 pr_warn!(

@@ -6,6 +6,7 @@
 use crate::{
     policy::Policy,
     shadow::Shadows,
+    shim,
     transport::{Call, Exits, Tx},
 };
 use kernel::{
@@ -120,6 +121,8 @@ pub(crate) struct Node {
     pub(crate) referee: Option<SockAddr>,
     /// Silence after which the connection is declared dead (ms).
     pub(crate) keepalive_ms: u32,
+    /// The cluster secret from `secret_file=`, if any (see `conn.rs`).
+    pub(crate) secret: Option<KVec<u8>>,
     /// Updated by the connection thread, read by the status file.
     #[pin]
     pub(crate) conn: Mutex<ConnInfo>,
@@ -167,11 +170,13 @@ impl Node {
             pr_err!("keepalive_ms={}: expected 300..3600000\n", keepalive_ms);
             return Err(EINVAL);
         }
+        let secret = load_secret(shim::secret_file_param())?;
         Arc::pin_init(
             pin_init!(Node {
                 node_id,
                 referee,
                 keepalive_ms,
+                secret,
                 conn <- new_mutex!(ConnInfo {
                     state: ConnState::Stopped,
                     session: 0,
@@ -231,4 +236,48 @@ unsafe extern "C" fn dipc_rust_policy_set(ctx: *mut c_void, buf: *const u8, len:
         }
         Err(e) => e.to_errno(),
     }
+}
+
+/// Shortest and longest accepted secret, in bytes (as `dipcd`).
+const SECRET_MIN: usize = 16;
+const SECRET_MAX: usize = 256;
+
+/// Reads the cluster secret from `path` (empty: none). The file must be
+/// root's and private; one trailing newline is not part of the secret.
+fn load_secret(path: &CStr) -> Result<Option<KVec<u8>>> {
+    if path.is_empty() {
+        return Ok(None);
+    }
+    let mut buf = KVec::new();
+    buf.resize(SECRET_MAX + 2, 0, GFP_KERNEL)?;
+    let n = match shim::read_secret(path, &mut buf) {
+        Ok(n) => n,
+        Err(e) => {
+            if e == EPERM {
+                pr_err!(
+                    "secret_file={:?}: must be owned by root with mode 0600 or 0400\n",
+                    path
+                );
+            } else {
+                pr_err!("secret_file={:?}: error {}\n", path, e.to_errno());
+            }
+            return Err(e);
+        }
+    };
+    let mut len = n;
+    if len > 0 && buf[len - 1] == b'\n' {
+        len -= 1;
+    }
+    if !(SECRET_MIN..=SECRET_MAX).contains(&len) {
+        pr_err!(
+            "secret_file={:?}: {} bytes; the secret needs {} to {}\n",
+            path,
+            len,
+            SECRET_MIN,
+            SECRET_MAX
+        );
+        return Err(EINVAL);
+    }
+    buf.truncate(len);
+    Ok(Some(buf))
 }

@@ -60,6 +60,17 @@ mod ffi {
         pub(super) fn dipc_control_unregister();
         pub(super) fn dipc_referee_param() -> *const c_char;
         pub(super) fn dipc_nodename(buf: *mut c_char, len: usize);
+        pub(super) fn dipc_secret_file_param() -> *const c_char;
+        pub(super) fn dipc_read_secret(path: *const c_char, buf: *mut u8, cap: usize) -> c_int;
+        pub(super) fn dipc_hmac_sha256(
+            key: *const u8,
+            key_len: usize,
+            data: *const u8,
+            len: usize,
+            out: *mut u8,
+        ) -> c_int;
+        pub(super) fn dipc_random_bytes(buf: *mut u8, len: usize);
+        pub(super) fn dipc_memeq_secret(a: *const u8, b: *const u8, len: usize) -> bool;
         pub(super) fn dipc_sock_connect(
             addr: u32,
             port: u16,
@@ -320,6 +331,51 @@ pub(crate) fn referee_param() -> &'static CStr {
     // SAFETY: the parameter is a NUL-terminated static buffer, read-only
     // (mode 0444) after load.
     unsafe { CStr::from_char_ptr(ffi::dipc_referee_param()) }
+}
+
+/// The `secret_file` module parameter (a path, or empty).
+pub(crate) fn secret_file_param() -> &'static CStr {
+    // SAFETY: the parameter is a NUL-terminated static buffer, read-only
+    // (mode 0444) after load.
+    unsafe { CStr::from_char_ptr(ffi::dipc_secret_file_param()) }
+}
+
+/// Reads the root-only secret file at `path` into `buf`; returns the byte
+/// count. `EPERM` if others may read it or root does not own it.
+pub(crate) fn read_secret(path: &CStr, buf: &mut [u8]) -> Result<usize> {
+    // SAFETY: `path` is NUL-terminated; `buf` is writable for its length.
+    let n = unsafe { ffi::dipc_read_secret(path.as_char_ptr(), buf.as_mut_ptr(), buf.len()) };
+    to_result(n)?;
+    Ok(n as usize)
+}
+
+/// HMAC-SHA256 of `data` under `key`, through the kernel crypto API.
+pub(crate) fn hmac_sha256(key: &[u8], data: &[u8]) -> Result<[u8; 32]> {
+    let mut out = [0u8; 32];
+    // SAFETY: both inputs are readable for their lengths; `out` has the
+    // 32 bytes the function writes.
+    to_result(unsafe {
+        ffi::dipc_hmac_sha256(
+            key.as_ptr(),
+            key.len(),
+            data.as_ptr(),
+            data.len(),
+            out.as_mut_ptr(),
+        )
+    })?;
+    Ok(out)
+}
+
+/// Fills `buf` with random bytes.
+pub(crate) fn random_bytes(buf: &mut [u8]) {
+    // SAFETY: `buf` is writable for its length.
+    unsafe { ffi::dipc_random_bytes(buf.as_mut_ptr(), buf.len()) }
+}
+
+/// Whether two tags are equal, compared in constant time.
+pub(crate) fn tags_equal(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    // SAFETY: both arrays are readable for 32 bytes.
+    unsafe { ffi::dipc_memeq_secret(a.as_ptr(), b.as_ptr(), 32) }
 }
 
 /// The node's name (utsname nodename), without the NUL.

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every cluster scenario (tests/cluster/*.scenario) on a fresh 3-node
-# cluster each. Needs `make initramfs` first (make check-cluster does it).
+# cluster each (or the size its "# nodes: N" line asks for). Needs `make initramfs` first (make check-cluster does it).
 #   tests/cluster/run-all.sh [SCENARIO...]
 # Environment: DIPC_KERNEL_FLAVOUR (test or debug), DIPC_INITRD (default
 # build/initramfs.cpio.gz), DIPC_OUT (logs, default build/cluster),
@@ -18,7 +18,9 @@ for s in "${scenarios[@]}"; do
 	name="$(basename "$s" .scenario)"
 	echo "=== cluster scenario: $name"
 	out="${DIPC_OUT:-build/cluster}/$name"
-	if "$runner" --nodes "${DIPC_NODES:-3}" --kernel "$kdir/arch/x86/boot/bzImage" \
+	# A scenario may ask for its own cluster size with a "# nodes: N" line.
+	nodes="$(sed -n 's/^# nodes: \([0-9][0-9]*\)$/\1/p' "$s" | head -n 1)"
+	if "$runner" --nodes "${nodes:-${DIPC_NODES:-3}}" --kernel "$kdir/arch/x86/boot/bzImage" \
 		--initrd "${DIPC_INITRD:-build/initramfs.cpio.gz}" --out "$out" \
 		--mem "${DIPC_MEM:-256}" --timeout-scale "${DIPC_TIMEOUT_SCALE:-1}" "$s"; then
 		passed=$((passed + 1))

@@ -3,6 +3,7 @@
 //! `dipcd --listen ADDR` runs the referee; `dipcd status` asks a running one
 //! which nodes are connected.
 
+mod auth;
 mod control;
 mod referee;
 mod registry;
@@ -58,6 +59,16 @@ struct Cli {
     /// pages before the referee hands them to another.
     #[arg(long, default_value_t = 15.0, value_parser = parse_keepalive)]
     keepalive: f64,
+    /// The cluster secret: a file only root can read (mode 0600), 16 to 256
+    /// bytes (one trailing newline is ignored). With it, every node must
+    /// prove it holds the same secret (HMAC-SHA256 challenge-response), and
+    /// proves the referee's knowledge of it in turn.
+    #[arg(long)]
+    secret_file: Option<PathBuf>,
+    /// Networks nodes may connect from (`10.0.0.0/24`, `10.0.0.7`,
+    /// `fd00::/8`); repeat or separate with commas. Default: any address.
+    #[arg(long, value_delimiter = ',')]
+    allow: Vec<auth::Net>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -151,6 +162,16 @@ fn run(cli: &Cli) -> ExitCode {
         tracing::error!(error = %e, "bad limits");
         return ExitCode::FAILURE;
     }
+    let secret = match &cli.secret_file {
+        Some(path) => match auth::Secret::load(path) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot use the secret file");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
     let listener = match TcpListener::bind(cli.listen) {
         Ok(l) => l,
         Err(e) => {
@@ -169,7 +190,13 @@ fn run(cli: &Cli) -> ExitCode {
     };
     let listen = listener.local_addr().unwrap_or(cli.listen);
     let keepalive = std::time::Duration::from_secs_f64(cli.keepalive);
-    let referee = Arc::new(server::Referee::new(listen, limits).with_keepalive(keepalive));
+    let authenticated = secret.is_some();
+    let allow: Vec<String> = cli.allow.iter().map(ToString::to_string).collect();
+    let referee = Arc::new(
+        server::Referee::new(listen, limits)
+            .with_keepalive(keepalive)
+            .with_access(secret, cli.allow.clone()),
+    );
     tracing::info!(
         %listen,
         control = %cli.control.display(),
@@ -179,6 +206,8 @@ fn run(cli: &Cli) -> ExitCode {
         shmmax = limits.shmmax,
         shmmni = limits.shmmni,
         keepalive_s = cli.keepalive,
+        authenticated,
+        allow = ?allow,
         "dipcd referee started"
     );
     {

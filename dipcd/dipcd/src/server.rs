@@ -1,6 +1,7 @@
 //! The referee's network side: accepts node connections, one thread each,
 //! and drives a [`Session`] per connection.
 
+use crate::auth::{self, Net, Secret};
 use crate::referee::dsm::{Data, Out};
 use crate::referee::sem::{Proc, Reply, Waiter};
 use crate::referee::{Effects, Limits, ObjectStatus, Objects};
@@ -51,6 +52,10 @@ pub struct Referee {
     keepalive: Duration,
     /// Connection threads running (registered or not).
     open: AtomicUsize,
+    /// The cluster secret nodes must prove they hold, if any.
+    secret: Option<Secret>,
+    /// Networks nodes may connect from (empty: any).
+    allow: Vec<Net>,
 }
 
 /// What `dipcd status` reports.
@@ -66,6 +71,10 @@ pub struct Status {
     pub keepalive_ms: u64,
     /// Open connections, including peers that have not said hello.
     pub connections: usize,
+    /// Whether nodes must prove they hold the cluster secret.
+    pub authenticated: bool,
+    /// Networks nodes may connect from (empty: any).
+    pub allow: Vec<String>,
     /// Connected nodes by id.
     pub nodes: Vec<NodeStatus>,
     /// Distributed objects.
@@ -122,7 +131,17 @@ impl Referee {
             next_conn: AtomicU64::new(1),
             keepalive: Duration::from_secs(15),
             open: AtomicUsize::new(0),
+            secret: None,
+            allow: Vec::new(),
         }
+    }
+
+    /// Requires nodes to prove they hold `secret` (if given), and to
+    /// connect from one of `allow` (if not empty).
+    pub fn with_access(mut self, secret: Option<Secret>, allow: Vec<Net>) -> Self {
+        self.secret = secret;
+        self.allow = allow;
+        self
     }
 
     /// Sets how long a node may stay silent before it is declared dead
@@ -337,6 +356,8 @@ impl Referee {
             uptime_s: now.duration_since(self.started).as_secs(),
             keepalive_ms: self.keepalive.as_millis() as u64,
             connections: self.open.load(Ordering::Relaxed),
+            authenticated: self.secret.is_some(),
+            allow: self.allow.iter().map(ToString::to_string).collect(),
             nodes: self.registry().status(now),
             objects,
             waiters,
@@ -414,6 +435,23 @@ impl Drop for Open<'_> {
 
 fn handle(referee: &Referee, mut stream: TcpStream, peer: SocketAddr) -> io::Result<()> {
     let _open = Open::new(&referee.open);
+    if !auth::allowed(&referee.allow, peer.ip()) {
+        tracing::warn!(%peer, "refusing a peer outside the allow list");
+        let _ = send(
+            &mut stream,
+            &OwnedReply {
+                req_id: 0,
+                frame: Frame::Error {
+                    code: ErrorCode::Refused,
+                },
+            },
+        );
+        let _ = stream.shutdown(Shutdown::Both);
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            "outside the allow list",
+        ));
+    }
     tracing::info!(%peer, "connection accepted");
     stream.set_nodelay(true)?;
     // Keepalive: the read wakes every third of the keepalive; a node silent
@@ -428,6 +466,9 @@ fn handle(referee: &Referee, mut stream: TcpStream, peer: SocketAddr) -> io::Res
     stream.set_write_timeout(Some(keepalive))?;
     let conn_id = referee.next_conn.fetch_add(1, Ordering::Relaxed);
     let mut session = Session::new(referee.session_id);
+    if let Some(secret) = &referee.secret {
+        session = session.with_auth(secret.clone(), auth::nonce()?);
+    }
     let mut frames = FrameBuf::default();
     let mut buf = vec![0u8; 16 * 1024];
     let mut writer = None;
@@ -438,7 +479,12 @@ fn handle(referee: &Referee, mut stream: TcpStream, peer: SocketAddr) -> io::Res
             Ok(0) => break Ok(()),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 let silent = heard.elapsed();
                 if silent >= keepalive {
                     let node = match session.state() {
@@ -464,7 +510,8 @@ fn handle(referee: &Referee, mut stream: TcpStream, peer: SocketAddr) -> io::Res
                     // Before hello there is nobody to ping: an idle
                     // unregistered peer just times out.
                     if writer.is_some() {
-                        if let Err(e) = act(referee, &mut stream, peer, conn_id, &mut writer, ping) {
+                        if let Err(e) = act(referee, &mut stream, peer, conn_id, &mut writer, ping)
+                        {
                             break Err(e);
                         }
                     }
@@ -539,7 +586,7 @@ fn act(
     action: Action,
 ) -> io::Result<()> {
     match action {
-        Action::Register(hello, reply) => {
+        Action::Register(hello, replies) => {
             let closer = Box::new(SocketCloser(stream.try_clone()?));
             tracing::info!(node_id = hello.node_id, name = %hello.name, %peer, "node joined");
             let writer_new = Arc::new(Mutex::new(stream.try_clone()?));
@@ -565,7 +612,7 @@ fn act(
                 lock(&referee.pending).remove(&node_id);
                 writers.insert(node_id, (conn_id, writer_new.clone()));
             }
-            let r = send(&mut w, &reply);
+            let r = replies.iter().try_for_each(|reply| send(&mut w, reply));
             drop(w);
             *writer = Some(writer_new);
             r

@@ -116,7 +116,9 @@ impl Peer {
                 Err(_) => {}
             }
         }
-        self.s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        self.s
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
         true
     }
 
@@ -223,7 +225,11 @@ fn bad_frames_close_the_connection_and_nothing_else() {
             header(0x1234_5678, VERSION, 1, 0, 0),
         ),
         ("bad version".into(), false, header(MAGIC, 9, 1, 0, 0)),
-        ("unknown kind".into(), false, header(MAGIC, VERSION, 999, 0, 0)),
+        (
+            "unknown kind".into(),
+            false,
+            header(MAGIC, VERSION, 999, 0, 0),
+        ),
         (
             "oversized".into(),
             false,
@@ -296,10 +302,17 @@ fn bad_frames_close_the_connection_and_nothing_else() {
         // A good node is still served.
         let mut good = Peer::connect(addr);
         good.hello(9);
-        assert_eq!(good.semget(2, 0x43), Got::Frame(Kind::GetReply, 2, 0), "{what}");
+        assert_eq!(
+            good.semget(2, 0x43),
+            Got::Frame(Kind::GetReply, 2, 0),
+            "{what}"
+        );
         drop(good);
         wait_open(&referee, 0);
-        assert!(referee.status().nodes.is_empty(), "{what}: a node stayed registered");
+        assert!(
+            referee.status().nodes.is_empty(),
+            "{what}: a node stayed registered"
+        );
     }
     assert_eq!(referee.status().waiters, 0);
 }
@@ -372,10 +385,18 @@ fn a_silent_node_is_declared_dead() {
     // Node 1 goes silent (its machine died); node 2 keeps answering pings.
     let t = Instant::now();
     let got = loop {
-        assert!(t.elapsed() < Duration::from_secs(10), "node 1 never declared dead");
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "node 1 never declared dead"
+        );
         match b.recv() {
             Got::Frame(Kind::Ping, req, nonce) => {
-                b.send(req, Frame::Pong { nonce: nonce as u64 });
+                b.send(
+                    req,
+                    Frame::Pong {
+                        nonce: nonce as u64,
+                    },
+                );
             }
             other => break other,
         }
@@ -393,7 +414,158 @@ fn a_silent_node_is_declared_dead() {
     let kinds = a.until_closed();
     assert!(kinds.iter().all(|k| *k == Kind::Ping), "{kinds:?}");
     // Node 2, which answers pings, outlives several keepalives.
-    assert!(b.answer_pings(Duration::from_millis(2500)), "node 2 was disconnected");
+    assert!(
+        b.answer_pings(Duration::from_millis(2500)),
+        "node 2 was disconnected"
+    );
     assert_eq!(b.semget(9, 0x45), Got::Frame(Kind::GetReply, 9, 0));
     assert_eq!(referee.status().nodes.len(), 1);
+}
+
+fn start_with(secret: Option<&[u8]>, allow: &[&str]) -> (Arc<Referee>, SocketAddr) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let secret = secret.map(|s| Secret::new(s).unwrap());
+    let allow = allow.iter().map(|a| a.parse().unwrap()).collect();
+    let referee = Arc::new(Referee::new(addr, Limits::default()).with_access(secret, allow));
+    let r = referee.clone();
+    std::thread::spawn(move || serve(r, listener));
+    (referee, addr)
+}
+
+/// Runs the node's side of the handshake with `key`; returns what the
+/// referee sent after the node's proof.
+fn authenticate(p: &mut Peer, node_id: u32, key: &[u8]) -> Vec<Got> {
+    let key = Secret::new(key).unwrap();
+    p.send(
+        1,
+        Frame::Hello(Hello {
+            node_id,
+            features: 0,
+            name: b"test-peer",
+        }),
+    );
+    let mut buf = [0u8; 4096];
+    let challenge = loop {
+        if let Some(c) = p
+            .frames
+            .next_with(|m| match m.frame {
+                Frame::Challenge { nonce } => nonce,
+                f => panic!("expected a challenge, got {:?}", f.kind()),
+            })
+            .unwrap()
+        {
+            break c;
+        }
+        let n = p.s.read(&mut buf).unwrap();
+        assert!(n > 0, "closed before the challenge");
+        p.frames.extend(&buf[..n]);
+    };
+    let own = [0x5au8; dipc_wire::AUTH_LEN];
+    p.send(
+        2,
+        Frame::Auth(dipc_wire::Auth {
+            mac: key.tag(dipc_wire::AuthRole::Node, node_id, &challenge, &own),
+            nonce: own,
+        }),
+    );
+    // The referee's proof, checked here, then the ack (or an error).
+    let mut got = Vec::new();
+    loop {
+        let mut proof = None;
+        let g = {
+            let mut buf = [0u8; 4096];
+            loop {
+                let r = p
+                    .frames
+                    .next_with(|m| {
+                        if let Frame::Auth(a) = m.frame {
+                            proof = Some(a.mac);
+                        }
+                        m.frame.kind()
+                    })
+                    .unwrap();
+                if let Some(k) = r {
+                    break Some(k);
+                }
+                match p.s.read(&mut buf) {
+                    Ok(0) | Err(_) => break None,
+                    Ok(n) => p.frames.extend(&buf[..n]),
+                }
+            }
+        };
+        match g {
+            None => {
+                got.push(Got::Closed);
+                return got;
+            }
+            Some(k) => {
+                if let Some(mac) = proof {
+                    assert!(
+                        key.verify(
+                            dipc_wire::AuthRole::Referee,
+                            node_id,
+                            &own,
+                            &[0; dipc_wire::AUTH_LEN],
+                            &mac
+                        ),
+                        "the referee's proof does not check"
+                    );
+                }
+                got.push(Got::Frame(k, 0, 0));
+                if k == Kind::HelloAck || k == Kind::Error {
+                    return got;
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn nodes_must_hold_the_secret() {
+    let key = b"0123456789abcdef0123456789abcdef";
+    let (referee, addr) = start_with(Some(key), &[]);
+    // The right secret: the referee proves itself, then acks.
+    let mut good = Peer::connect(addr);
+    assert_eq!(
+        authenticate(&mut good, 2, key),
+        vec![
+            Got::Frame(Kind::Auth, 0, 0),
+            Got::Frame(Kind::HelloAck, 0, 0)
+        ]
+    );
+    assert_eq!(good.semget(3, 0x46), Got::Frame(Kind::GetReply, 3, 0));
+    // A wrong secret: refused and closed, never registered.
+    let mut bad = Peer::connect(addr);
+    let got = authenticate(&mut bad, 3, b"0123456789abcdef0123456789abcdeX");
+    assert_eq!(got[0], Got::Frame(Kind::Error, 0, 0));
+    assert_eq!(bad.until_closed(), vec![]);
+    // No proof at all: an IPC request right after the hello.
+    let mut none = Peer::connect(addr);
+    none.send(
+        1,
+        Frame::Hello(Hello {
+            node_id: 4,
+            features: 0,
+            name: b"x",
+        }),
+    );
+    none.send(2, Frame::Ping { nonce: 1 });
+    assert_eq!(none.until_closed(), vec![Kind::Challenge, Kind::Error]);
+    let nodes: Vec<u32> = referee.status().nodes.iter().map(|n| n.node_id).collect();
+    assert_eq!(nodes, vec![2]);
+    assert!(referee.status().authenticated);
+    drop(good);
+    wait_open(&referee, 0);
+}
+
+#[test]
+fn the_allow_list_refuses_other_addresses() {
+    let (referee, addr) = start_with(None, &["10.0.0.0/8"]);
+    let mut p = Peer::connect(addr);
+    assert_eq!(p.until_closed(), vec![Kind::Error]);
+    wait_open(&referee, 0);
+    let (_, addr) = start_with(None, &["10.0.0.0/8", "127.0.0.1"]);
+    let mut p = Peer::connect(addr);
+    p.hello(1);
 }

@@ -3,8 +3,10 @@
 //! The I/O loop in [`crate::server`] feeds it received bytes through
 //! [`FrameBuf`] and carries out the [`Action`]s it returns.
 
+use crate::auth::Secret;
 use dipc_wire::{
-    decode, DecodeError, ErrorCode, Frame, HelloAck, Message, HEADER_LEN, MAX_PAYLOAD,
+    decode, Auth, AuthRole, DecodeError, ErrorCode, Frame, HelloAck, Message, AUTH_LEN, HEADER_LEN,
+    MAX_PAYLOAD,
 };
 
 /// Accumulates bytes from the network and yields whole frames.
@@ -48,6 +50,11 @@ impl FrameBuf {
 pub enum State {
     /// Connected, waiting for the node's hello.
     AwaitHello,
+    /// Hello received and challenged: waiting for the node's proof.
+    AwaitAuth {
+        /// The id the node claims.
+        node_id: u32,
+    },
     /// Hello done: the node is registered under this id.
     Ready {
         /// The node's id.
@@ -68,8 +75,9 @@ pub struct NodeHello {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
     /// Register the node (replacing any older connection with its id), then
-    /// send the reply.
-    Register(NodeHello, OwnedReply),
+    /// send the replies in order (the referee's proof, if any, then the
+    /// hello ack).
+    Register(NodeHello, Vec<OwnedReply>),
     /// Send a reply.
     Reply(OwnedReply),
     /// Nothing to send.
@@ -98,6 +106,11 @@ pub struct OwnedReply {
 pub struct Session {
     state: State,
     session_id: u64,
+    /// The cluster secret and this connection's challenge, if nodes must
+    /// authenticate.
+    auth: Option<(Secret, [u8; AUTH_LEN])>,
+    /// The hello being authenticated.
+    hello: Option<(NodeHello, u64)>,
 }
 
 impl Session {
@@ -106,6 +119,26 @@ impl Session {
         Session {
             state: State::AwaitHello,
             session_id,
+            auth: None,
+            hello: None,
+        }
+    }
+
+    /// Nodes must prove they know `secret`; `challenge` is this
+    /// connection's fresh random nonce.
+    pub fn with_auth(mut self, secret: Secret, challenge: [u8; AUTH_LEN]) -> Self {
+        self.auth = Some((secret, challenge));
+        self
+    }
+
+    fn ack(&self, node_id: u32, req_id: u64) -> OwnedReply {
+        OwnedReply {
+            req_id,
+            frame: Frame::HelloAck(HelloAck {
+                node_id,
+                features: 0,
+                session: self.session_id,
+            }),
         }
     }
 
@@ -123,22 +156,51 @@ impl Session {
                     // newer than us, and only the version field may say so.
                     tracing::debug!(features = h.features, "node announced unknown features");
                 }
-                self.state = State::Ready { node_id: h.node_id };
-                Action::Register(
-                    NodeHello {
-                        node_id: h.node_id,
-                        name: String::from_utf8_lossy(h.name).into_owned(),
-                    },
-                    OwnedReply {
+                let hello = NodeHello {
+                    node_id: h.node_id,
+                    name: String::from_utf8_lossy(h.name).into_owned(),
+                };
+                if let Some((_, challenge)) = &self.auth {
+                    let challenge = *challenge;
+                    self.state = State::AwaitAuth { node_id: h.node_id };
+                    self.hello = Some((hello, msg.req_id));
+                    return Action::Reply(OwnedReply {
                         req_id: msg.req_id,
-                        frame: Frame::HelloAck(HelloAck {
-                            node_id: h.node_id,
-                            features: 0,
-                            session: self.session_id,
-                        }),
-                    },
-                )
+                        frame: Frame::Challenge { nonce: challenge },
+                    });
+                }
+                self.state = State::Ready { node_id: h.node_id };
+                Action::Register(hello, vec![self.ack(h.node_id, msg.req_id)])
             }
+            (State::AwaitAuth { node_id }, Frame::Auth(a)) => {
+                let (Some((secret, challenge)), Some((hello, req))) =
+                    (self.auth.as_ref(), self.hello.take())
+                else {
+                    return Action::Refuse(ErrorCode::Protocol, "no hello to authenticate".into());
+                };
+                if !secret.verify(AuthRole::Node, node_id, challenge, &a.nonce, &a.mac) {
+                    return Action::Refuse(
+                        ErrorCode::Refused,
+                        format!("node {node_id} failed authentication (wrong secret)"),
+                    );
+                }
+                let proof = OwnedReply {
+                    req_id: msg.req_id,
+                    frame: Frame::Auth(Auth {
+                        mac: secret.tag(AuthRole::Referee, node_id, &a.nonce, &[0; AUTH_LEN]),
+                        nonce: [0; AUTH_LEN],
+                    }),
+                };
+                self.state = State::Ready { node_id };
+                Action::Register(hello, vec![proof, self.ack(node_id, req)])
+            }
+            (State::AwaitAuth { node_id }, f) => Action::Refuse(
+                ErrorCode::Refused,
+                format!(
+                    "node {node_id} sent {:?} instead of authenticating",
+                    f.kind()
+                ),
+            ),
             (State::AwaitHello, f) => Action::Refuse(
                 ErrorCode::Protocol,
                 format!("{:?} frame before hello", f.kind()),
@@ -205,14 +267,14 @@ mod tests {
                     node_id: 2,
                     name: "node".into()
                 },
-                OwnedReply {
+                vec![OwnedReply {
                     req_id: 5,
                     frame: Frame::HelloAck(HelloAck {
                         node_id: 2,
                         features: 0,
                         session: 77
                     })
-                }
+                }]
             )
         );
         assert_eq!(s.state(), State::Ready { node_id: 2 });
@@ -272,6 +334,93 @@ mod tests {
         assert!(matches!(
             fb.next_with(|_| ()),
             Err(DecodeError::BadMagic(_))
+        ));
+    }
+
+    fn secret(b: &[u8]) -> Secret {
+        Secret::new(b).unwrap()
+    }
+
+    /// The node's side of the exchange, by hand.
+    fn prove(key: &Secret, node: u32, challenge: &[u8; AUTH_LEN]) -> Frame<'static> {
+        let own = [9u8; AUTH_LEN];
+        Frame::Auth(Auth {
+            mac: key.tag(AuthRole::Node, node, challenge, &own),
+            nonce: own,
+        })
+    }
+
+    fn step(s: &mut Session, f: Frame<'_>, req: u64) -> Action {
+        let mut fb = FrameBuf::default();
+        fb.extend(&bytes(f, req));
+        fb.next_with(|m| s.on_message(m)).unwrap().unwrap()
+    }
+
+    #[test]
+    fn authenticated_hello() {
+        let key = secret(b"0123456789abcdef");
+        let challenge = [4u8; AUTH_LEN];
+        let mut s = Session::new(77).with_auth(key.clone(), challenge);
+        assert_eq!(
+            step(&mut s, hello(2), 5),
+            Action::Reply(OwnedReply {
+                req_id: 5,
+                frame: Frame::Challenge { nonce: challenge }
+            })
+        );
+        assert_eq!(s.state(), State::AwaitAuth { node_id: 2 });
+        let Action::Register(h, replies) = step(&mut s, prove(&key, 2, &challenge), 6) else {
+            panic!("not registered");
+        };
+        assert_eq!(h.node_id, 2);
+        assert_eq!(replies.len(), 2);
+        // The referee's proof answers the node's nonce, then the ack.
+        let Frame::Auth(a) = replies[0].frame else {
+            panic!("no proof");
+        };
+        assert!(key.verify(AuthRole::Referee, 2, &[9; AUTH_LEN], &[0; AUTH_LEN], &a.mac));
+        assert!(matches!(replies[1].frame, Frame::HelloAck(_)));
+        assert_eq!(replies[1].req_id, 5);
+        assert_eq!(s.state(), State::Ready { node_id: 2 });
+    }
+
+    #[test]
+    fn wrong_or_missing_proof_is_refused() {
+        let key = secret(b"0123456789abcdef");
+        let wrong = secret(b"0123456789abcdeX");
+        let challenge = [4u8; AUTH_LEN];
+        // A wrong secret.
+        let mut s = Session::new(1).with_auth(key.clone(), challenge);
+        step(&mut s, hello(2), 1);
+        assert!(matches!(
+            step(&mut s, prove(&wrong, 2, &challenge), 2),
+            Action::Refuse(ErrorCode::Refused, _)
+        ));
+        // A proof for another node id, or over another challenge.
+        let mut s = Session::new(1).with_auth(key.clone(), challenge);
+        step(&mut s, hello(2), 1);
+        assert!(matches!(
+            step(&mut s, prove(&key, 3, &challenge), 2),
+            Action::Refuse(ErrorCode::Refused, _)
+        ));
+        let mut s = Session::new(1).with_auth(key.clone(), challenge);
+        step(&mut s, hello(2), 1);
+        assert!(matches!(
+            step(&mut s, prove(&key, 2, &[5; AUTH_LEN]), 2),
+            Action::Refuse(ErrorCode::Refused, _)
+        ));
+        // Anything but a proof after the challenge.
+        let mut s = Session::new(1).with_auth(key.clone(), challenge);
+        step(&mut s, hello(2), 1);
+        assert!(matches!(
+            step(&mut s, Frame::Ping { nonce: 1 }, 2),
+            Action::Refuse(ErrorCode::Refused, _)
+        ));
+        // A proof without a hello.
+        let mut s = Session::new(1).with_auth(key.clone(), challenge);
+        assert!(matches!(
+            step(&mut s, prove(&key, 2, &challenge), 2),
+            Action::Refuse(ErrorCode::Protocol, _)
         ));
     }
 }

@@ -623,3 +623,42 @@ fn page_frames_are_strict() {
         Err(DecodeError::BadPayload(Kind::PageInval))
     );
 }
+
+#[test]
+fn auth_frames_round_trip_and_are_strict() {
+    let frames = [
+        Frame::Challenge {
+            nonce: [7; AUTH_LEN],
+        },
+        Frame::Auth(Auth {
+            mac: [1; AUTH_LEN],
+            nonce: [2; AUTH_LEN],
+        }),
+    ];
+    for f in frames {
+        let (buf, n) = encode_vec(&f, 5);
+        assert_eq!(n, f.encoded_len());
+        let (m, used) = decode(&buf[..n]).unwrap();
+        assert_eq!(used, n);
+        assert_eq!(m.frame, f);
+        // One byte short or one byte long is malformed.
+        let mut short = buf[..n - 1].to_vec();
+        short[16..20].copy_from_slice(&((n - 1 - HEADER_LEN) as u32).to_le_bytes());
+        assert_eq!(decode(&short), Err(DecodeError::BadPayload(f.kind())));
+        let mut long = buf[..n].to_vec();
+        long.push(0);
+        long[16..20].copy_from_slice(&((n + 1 - HEADER_LEN) as u32).to_le_bytes());
+        assert_eq!(decode(&long), Err(DecodeError::BadPayload(f.kind())));
+    }
+}
+
+#[test]
+fn auth_inputs_differ_by_role_id_and_nonces() {
+    let a = [1u8; AUTH_LEN];
+    let b = [2u8; AUTH_LEN];
+    let base = auth_input(AuthRole::Node, 3, &a, &b);
+    assert_ne!(base, auth_input(AuthRole::Referee, 3, &a, &b));
+    assert_ne!(base, auth_input(AuthRole::Node, 4, &a, &b));
+    assert_ne!(base, auth_input(AuthRole::Node, 3, &b, &a));
+    assert_eq!(&base[16..20], &3u32.to_le_bytes());
+}

@@ -91,6 +91,11 @@ pub enum Kind {
     PageInval = 26,
     /// Node to referee: the answer to [`Kind::PageInval`].
     PageAck = 27,
+    /// Referee to node, after a hello when the cluster has a secret: prove
+    /// that you know it.
+    Challenge = 28,
+    /// Either direction: a proof of the secret (see [`Auth`]).
+    Auth = 29,
 }
 
 impl TryFrom<u16> for Kind {
@@ -125,6 +130,8 @@ impl TryFrom<u16> for Kind {
             25 => Kind::PageGrant,
             26 => Kind::PageInval,
             27 => Kind::PageAck,
+            28 => Kind::Challenge,
+            29 => Kind::Auth,
             other => return Err(DecodeError::UnknownKind(other)),
         })
     }
@@ -232,6 +239,55 @@ pub struct HelloAck {
     pub features: u64,
     /// Identifies this referee run; changes when the referee restarts.
     pub session: u64,
+}
+
+/// Length of an authentication nonce and of an HMAC-SHA256 tag.
+pub const AUTH_LEN: usize = 32;
+
+/// A proof of the cluster secret: HMAC-SHA256, keyed with the secret, over
+/// [`auth_input`]. The node sends one (with a fresh nonce of its own for the
+/// referee to answer); the referee answers with its own proof over the
+/// node's nonce (and an all-zero `nonce`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Auth {
+    /// The tag.
+    pub mac: [u8; AUTH_LEN],
+    /// The sender's challenge to the other side (zero in the referee's).
+    pub nonce: [u8; AUTH_LEN],
+}
+
+/// Who computes an authentication tag (the two directions use different
+/// inputs, so one side's tag can never be replayed as the other's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthRole {
+    /// The node proves itself to the referee.
+    Node,
+    /// The referee proves itself to the node.
+    Referee,
+}
+
+/// Length of [`auth_input`]'s result.
+pub const AUTH_INPUT_LEN: usize = 16 + 4 + 2 * AUTH_LEN;
+
+/// What an authentication tag is computed over: a label naming the
+/// protocol and the role, the node id, the nonce being answered, and the
+/// answerer's own nonce (the node's, or zeros for the referee).
+pub fn auth_input(
+    role: AuthRole,
+    node_id: u32,
+    challenge: &[u8; AUTH_LEN],
+    own: &[u8; AUTH_LEN],
+) -> [u8; AUTH_INPUT_LEN] {
+    let mut out = [0u8; AUTH_INPUT_LEN];
+    let label: &[u8; 16] = match role {
+        AuthRole::Node => b"dipc-v1-node\0\0\0\0",
+        AuthRole::Referee => b"dipc-v1-referee\0",
+    };
+    out[..16].copy_from_slice(label);
+    out[16..20].copy_from_slice(&node_id.to_le_bytes());
+    out[20..20 + AUTH_LEN].copy_from_slice(challenge);
+    out[20 + AUTH_LEN..].copy_from_slice(own);
+    out
 }
 
 /// Linux errno numbers as carried on the wire (in [`Frame::Status`] and
@@ -949,6 +1005,13 @@ pub enum Frame<'a> {
         /// Echoed in the [`Frame::Pong`].
         nonce: u64,
     },
+    /// The referee's challenge after a hello: a fresh random nonce.
+    Challenge {
+        /// The nonce to answer with an [`Auth`].
+        nonce: [u8; AUTH_LEN],
+    },
+    /// See [`Auth`].
+    Auth(Auth),
     /// Answer to [`Frame::Ping`].
     Pong {
         /// The ping's value.
@@ -1201,6 +1264,11 @@ fn decode_payload(kind: Kind, payload: &[u8]) -> Option<Frame<'_>> {
             session: r.u64()?,
         }),
         Kind::Ping => Frame::Ping { nonce: r.u64()? },
+        Kind::Challenge => Frame::Challenge { nonce: r.array()? },
+        Kind::Auth => Frame::Auth(Auth {
+            mac: r.array()?,
+            nonce: r.array()?,
+        }),
         Kind::Pong => Frame::Pong { nonce: r.u64()? },
         Kind::Error => Frame::Error {
             code: ErrorCode::try_from(r.u32()?).ok()?,
@@ -1461,6 +1529,8 @@ impl Frame<'_> {
             Frame::Hello(_) => Kind::Hello,
             Frame::HelloAck(_) => Kind::HelloAck,
             Frame::Ping { .. } => Kind::Ping,
+            Frame::Challenge { .. } => Kind::Challenge,
+            Frame::Auth(_) => Kind::Auth,
             Frame::Pong { .. } => Kind::Pong,
             Frame::Error { .. } => Kind::Error,
             Frame::Get(_) => Kind::Get,
@@ -1494,6 +1564,8 @@ impl Frame<'_> {
             Frame::Hello(h) => 4 + 8 + 1 + h.name.len(),
             Frame::HelloAck(_) => 4 + 8 + 8,
             Frame::Ping { .. } | Frame::Pong { .. } => 8,
+            Frame::Challenge { .. } => AUTH_LEN,
+            Frame::Auth(_) => 2 * AUTH_LEN,
             Frame::Error { .. } => 4,
             Frame::Get(g) => 1 + 4 + 4 + 8 + g.cred.wire_len() + 4,
             Frame::GetReply(_) => 4 + 8 + 4 + 8,
@@ -1580,6 +1652,11 @@ impl Frame<'_> {
                 w.u64(a.session);
             }
             Frame::Ping { nonce } | Frame::Pong { nonce } => w.u64(nonce),
+            Frame::Challenge { nonce } => w.bytes(&nonce),
+            Frame::Auth(a) => {
+                w.bytes(&a.mac);
+                w.bytes(&a.nonce);
+            }
             Frame::Error { code } => w.u32(code as u32),
             Frame::Get(g) => {
                 w.u8(g.class as u8);

@@ -29,7 +29,7 @@ GUEST_TARGET := x86_64-unknown-linux-gnu
 DIPCD_BIN := dipcd/target/$(GUEST_TARGET)/release/dipcd
 
 .PHONY: all module kernel setup clippy fmt fmt-check dipcd dipcd-test programs \
-	initramfs check check-host check-cluster check-debug fuzz bench demo clean
+	initramfs check check-host check-cluster check-debug fuzz soak bench demo clean
 
 all: module
 
@@ -109,6 +109,13 @@ check-debug: setup
 	DIPC_KERNEL_FLAVOUR=debug DIPC_INITRD=build/initramfs-debug.cpio.gz \
 		DIPC_OUT=build/cluster-debug DIPC_MEM=768 DIPC_TIMEOUT_SCALE=4 \
 		tests/cluster/run-all.sh
+
+# A long run (not in make check): SOAK_MINUTES on 3 nodes, on the debug
+# kernel unless SOAK_KERNEL=test; see scripts/soak.sh.
+SOAK_MINUTES ?= 10
+SOAK_KERNEL ?= debug
+soak: setup
+	scripts/soak.sh $(SOAK_MINUTES) $(SOAK_KERNEL)
 
 # Benchmarks: figures beside their baselines from the same run (table,
 # bench/results/DATE.json, bench/plots/*.svg, README). Not a test.

@@ -237,6 +237,11 @@ void dipc_kthread_stop(struct task_struct *task);
 bool dipc_kthread_should_stop(void);
 /* Sleeps up to ms milliseconds; returns early when the thread is told to stop. */
 void dipc_kthread_sleep_ms(unsigned int ms);
+/*
+ * Sleeps up to ms milliseconds in TASK_KILLABLE (only a fatal signal ends it
+ * early); returns false when a fatal signal is pending.
+ */
+bool dipc_sleep_killable_ms(unsigned int ms);
 /* Implemented in Rust: a thread's body. */
 int dipc_rust_thread(void *data);
 

@@ -52,6 +52,10 @@ module! {
             default: 10000,
             description: "Declare the referee connection dead after this many ms without a frame (pinged after a third); keep it below dipcd's --keepalive",
         },
+        reconnect_wait_ms: u32 {
+            default: 30000,
+            description: "A call or shm fault made while the referee is unreachable waits this many ms for the connection (killable), then fails with EIO (a fault: SIGBUS)",
+        },
     },
 }
 
@@ -70,6 +74,7 @@ impl kernel::Module for Dipc {
             node_id,
             shim::referee_param(),
             module_parameters::keepalive_ms.value(),
+            module_parameters::reconnect_wait_ms.value(),
         )?;
         let conn = match node.referee {
             Some(_) => Some(shim::Thread::start(node.clone(), c"dipc-conn")?),

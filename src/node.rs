@@ -121,6 +121,9 @@ pub(crate) struct Node {
     pub(crate) referee: Option<SockAddr>,
     /// Silence after which the connection is declared dead (ms).
     pub(crate) keepalive_ms: u32,
+    /// How long a call or page fault made without a connection waits for
+    /// one before it fails (ms).
+    pub(crate) reconnect_wait_ms: u32,
     /// The cluster secret from `secret_file=`, if any (see `conn.rs`).
     pub(crate) secret: Option<KVec<u8>>,
     /// Updated by the connection thread, read by the status file.
@@ -151,7 +154,12 @@ pub(crate) struct Node {
 
 impl Node {
     /// The node, from the module parameters.
-    pub(crate) fn new(node_id: u32, referee: &CStr, keepalive_ms: u32) -> Result<Arc<Self>> {
+    pub(crate) fn new(
+        node_id: u32,
+        referee: &CStr,
+        keepalive_ms: u32,
+        reconnect_wait_ms: u32,
+    ) -> Result<Arc<Self>> {
         let referee = match referee.to_bytes() {
             [] => None,
             s => match SockAddr::parse(s) {
@@ -170,12 +178,17 @@ impl Node {
             pr_err!("keepalive_ms={}: expected 300..3600000\n", keepalive_ms);
             return Err(EINVAL);
         }
+        if reconnect_wait_ms > 3_600_000 {
+            pr_err!("reconnect_wait_ms={}: at most 3600000\n", reconnect_wait_ms);
+            return Err(EINVAL);
+        }
         let secret = load_secret(shim::secret_file_param())?;
         Arc::pin_init(
             pin_init!(Node {
                 node_id,
                 referee,
                 keepalive_ms,
+                reconnect_wait_ms,
                 secret,
                 conn <- new_mutex!(ConnInfo {
                     state: ConnState::Stopped,

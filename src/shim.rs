@@ -87,6 +87,7 @@ mod ffi {
         pub(super) fn dipc_kthread_stop(task: *mut RawTask);
         pub(super) fn dipc_kthread_should_stop() -> bool;
         pub(super) fn dipc_kthread_sleep_ms(ms: c_uint);
+        pub(super) fn dipc_sleep_killable_ms(ms: c_uint) -> bool;
         pub(super) fn dipc_fault_in_writeable(uaddr: usize, size: usize) -> usize;
         pub(super) fn dipc_call_original_priv(id: c_uint, regs: *const bindings::pt_regs)
             -> c_long;
@@ -495,6 +496,14 @@ impl<T: Send + Sync + 'static> Thread<T> {
 pub(crate) fn kthread_should_stop() -> bool {
     // SAFETY: kthread_should_stop() only reads the current task's kthread flags.
     unsafe { ffi::dipc_kthread_should_stop() }
+}
+
+/// Sleeps up to `ms` where only a fatal signal wakes the task early; false
+/// when one is pending (the task is being killed).
+pub(crate) fn sleep_killable_ms(ms: u32) -> bool {
+    // SAFETY: called in process context from a syscall or fault path that
+    // holds no spin lock.
+    unsafe { ffi::dipc_sleep_killable_ms(ms) }
 }
 
 /// Sleeps up to `ms`, returning early when the thread is told to stop. Call

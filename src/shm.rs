@@ -647,7 +647,13 @@ fn acquire(node: &Node, mapping: usize, idx: u64, write: bool, user: bool) -> c_
             write: u8::from(write),
         };
         if node.send_oneway(&Frame::PageReq(req)).is_err() {
-            return shim::FAULT_SIGBUS;
+            // No connection: wait for one (the node gave up every page
+            // when it was lost), then ask again from the start.
+            match node.wait_for_connection() {
+                Ok(()) => continue,
+                Err(e) if e == EINTR => return give_up,
+                Err(_) => return shim::FAULT_SIGBUS,
+            }
         }
         shim::Counter::inc(COUNT_REQUESTS);
         // The referee answers every request; a second without a change is

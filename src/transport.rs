@@ -13,14 +13,14 @@
 
 use crate::{
     node::Node,
-    shim::Socket,
+    shim::{self, Socket},
     wire::{self, Frame},
 };
 use kernel::{
     new_condvar, new_mutex,
     prelude::*,
     sync::{Arc, CondVar, CondVarTimeoutResult, Mutex},
-    time::Jiffies,
+    time::{Instant, Jiffies, Monotonic},
 };
 
 /// The sending side of the connection, guarded by [`Node::tx`].
@@ -136,10 +136,35 @@ impl Node {
         Ok(())
     }
 
+    /// Waits until there is a connection to the referee, at most
+    /// `reconnect_wait_ms`, sleeping killably: `Err(EIO)` when none came in
+    /// time (or no referee is configured), `Err(EINTR)` when the task is
+    /// being killed.
+    pub(crate) fn wait_for_connection(&self) -> Result {
+        let start = Instant::<Monotonic>::now();
+        loop {
+            if self.tx.lock().sock.is_some() {
+                return Ok(());
+            }
+            if self.referee.is_none()
+                || start.elapsed().as_millis() >= i64::from(self.reconnect_wait_ms)
+            {
+                return Err(EIO);
+            }
+            if !shim::sleep_killable_ms(20) {
+                return Err(EINTR);
+            }
+        }
+    }
+
     /// Sends the request `frame` and waits for its reply, at most `timeout`
     /// jiffies before cancelling it (`None`: no limit). A signal cancels it
-    /// too. `Err(EIO)` when there is no connection or it is lost.
+    /// too. Without a connection it first waits for one
+    /// ([`Node::wait_for_connection`]). `Err(EIO)` when none comes in time
+    /// or the connection is lost while the request is out (it may or may
+    /// not have been carried out).
     pub(crate) fn call(&self, frame: &Frame<'_>, timeout: Option<Jiffies>) -> Result<Answer> {
+        self.wait_for_connection()?;
         // Allocated before `tx` is taken; encoded once the request id is known.
         let mut buf = frame_buf(frame)?;
         let call = {

@@ -2,6 +2,7 @@
 /* Kernel threads: the connection thread's lifecycle and its sleeps. */
 #include <linux/err.h>
 #include <linux/kthread.h>
+#include <linux/sched/signal.h>
 #include <linux/sched.h>
 #include <linux/sched/task.h>
 #include "../dipc_helpers.h"
@@ -31,6 +32,12 @@ void dipc_kthread_stop(struct task_struct *task)
 bool dipc_kthread_should_stop(void)
 {
 	return kthread_should_stop();
+}
+
+bool dipc_sleep_killable_ms(unsigned int ms)
+{
+	schedule_timeout_killable(msecs_to_jiffies(ms));
+	return !fatal_signal_pending(current);
 }
 
 void dipc_kthread_sleep_ms(unsigned int ms)

@@ -54,6 +54,8 @@
  *                                      counter at offset 0, detach; the
  *                                      values must never go down (another
  *                                      node keeps incrementing it)
+ *   shmtool sum KEY FIRST N            print the sum of the N 64-bit words
+ *                                      from offset FIRST
  *   shmtool rmid KEY
  *   shmtool noent KEY                  shmget(KEY, 0, 0) must fail ENOENT
  */
@@ -470,6 +472,16 @@ int main(int argc, char **argv)
 		if (!f || fputs("1\n", f) < 0 || fclose(f))
 			die("enabled");
 		return r != 0;
+	}
+	if (!strcmp(cmd, "sum") && argc == 5) {
+		char *p = attach(key, SHM_RDONLY);
+		unsigned long first = strtoul(argv[3], NULL, 0), n = strtoul(argv[4], NULL, 0);
+		uint64_t sum = 0;
+
+		for (unsigned long i = 0; i < n; i++)
+			sum += V(p, first + 8 * i);
+		printf("%llu\n", (unsigned long long)sum);
+		return shmdt(p) < 0;
 	}
 	if (!strcmp(cmd, "rmid"))
 		return shmctl(get(key, 0, 0), IPC_RMID, NULL) < 0;

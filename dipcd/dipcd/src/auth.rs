@@ -74,9 +74,10 @@ impl Secret {
         challenge: &[u8; AUTH_LEN],
         own: &[u8; AUTH_LEN],
     ) -> [u8; AUTH_LEN] {
-        let mut mac = self.mac();
-        mac.update(&auth_input(role, node_id, challenge, own));
-        mac.finalize().into_bytes().into()
+        self.mac(role, node_id, challenge, own)
+            .finalize()
+            .into_bytes()
+            .into()
     }
 
     /// Whether `tag` is the right one (compared in constant time).
@@ -88,14 +89,23 @@ impl Secret {
         own: &[u8; AUTH_LEN],
         tag: &[u8; AUTH_LEN],
     ) -> bool {
-        let mut mac = self.mac();
-        mac.update(&auth_input(role, node_id, challenge, own));
-        mac.verify_slice(tag).is_ok()
+        self.mac(role, node_id, challenge, own)
+            .verify_slice(tag)
+            .is_ok()
     }
 
-    fn mac(&self) -> Hmac<Sha256> {
+    /// The HMAC over [`auth_input`], ready to finalize or verify.
+    fn mac(
+        &self,
+        role: AuthRole,
+        node_id: u32,
+        challenge: &[u8; AUTH_LEN],
+        own: &[u8; AUTH_LEN],
+    ) -> Hmac<Sha256> {
         // HMAC takes a key of any length.
-        Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC accepts any key length")
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC accepts any key length");
+        mac.update(&auth_input(role, node_id, challenge, own));
+        mac
     }
 }
 

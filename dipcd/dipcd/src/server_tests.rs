@@ -51,33 +51,39 @@ impl Peer {
         self.raw(&bytes(req, frame));
     }
 
-    /// The next frame, or `Closed`; panics after the read timeout.
-    fn recv(&mut self) -> Got {
+    /// `f` of the next frame, or `None` when the referee closed; panics
+    /// after the read timeout.
+    fn next<T>(&mut self, mut f: impl FnMut(dipc_wire::Message<'_>) -> T) -> Option<T> {
         let mut buf = [0u8; 4096];
         loop {
-            let got = self.frames.next_with(|m| {
-                let v = match m.frame {
-                    Frame::Status { result } => result,
-                    Frame::GetReply(g) => i64::from(g.result),
-                    Frame::HelloAck(a) => i64::from(a.node_id),
-                    Frame::Error { code } => code as i64,
-                    Frame::Ping { nonce } | Frame::Pong { nonce } => nonce as i64,
-                    _ => 0,
-                };
-                Got::Frame(m.frame.kind(), m.req_id, v)
-            });
-            match got {
-                Ok(Some(g)) => return g,
+            match self.frames.next_with(&mut f) {
+                Ok(Some(g)) => return Some(g),
                 Ok(None) => {}
                 Err(e) => panic!("the referee sent a bad frame: {e}"),
             }
             match self.s.read(&mut buf) {
-                Ok(0) => return Got::Closed,
+                Ok(0) => return None,
                 Ok(n) => self.frames.extend(&buf[..n]),
-                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return Got::Closed,
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return None,
                 Err(e) => panic!("no answer from the referee: {e}"),
             }
         }
+    }
+
+    /// The next frame, or `Closed`; panics after the read timeout.
+    fn recv(&mut self) -> Got {
+        self.next(|m| {
+            let v = match m.frame {
+                Frame::Status { result } => result,
+                Frame::GetReply(g) => i64::from(g.result),
+                Frame::HelloAck(a) => i64::from(a.node_id),
+                Frame::Error { code } => code as i64,
+                Frame::Ping { nonce } | Frame::Pong { nonce } => nonce as i64,
+                _ => 0,
+            };
+            Got::Frame(m.frame.kind(), m.req_id, v)
+        })
+        .unwrap_or(Got::Closed)
     }
 
     /// Reads until the referee closes; returns the kinds it sent first.
@@ -134,6 +140,20 @@ impl Peer {
         assert_eq!(
             self.recv(),
             Got::Frame(Kind::HelloAck, 1, i64::from(node_id))
+        );
+    }
+
+    /// One operation on semaphore 0 of set `oid`, by process `pid`.
+    fn semop(&mut self, req: u64, oid: u64, pid: u32, op: i16, flg: i16) {
+        let sops = dipc_wire::Sembuf { num: 0, op, flg }.to_bytes();
+        self.send(
+            req,
+            Frame::SemOp(dipc_wire::SemOp {
+                oid,
+                pid,
+                cred: Cred::new(0, 0, 0),
+                sops: dipc_wire::Sops::new(&sops).unwrap(),
+            }),
         );
     }
 
@@ -348,40 +368,12 @@ fn a_silent_node_is_declared_dead() {
     assert_eq!(a.semget(2, 0x44), Got::Frame(Kind::GetReply, 2, 0));
     let oid = referee.status().objects[0].oid;
     // Node 1 takes +1 with SEM_UNDO.
-    let sop = dipc_wire::Sembuf {
-        num: 0,
-        op: 1,
-        flg: 0x1000,
-    };
-    let sops = sop.to_bytes();
-    a.send(
-        3,
-        Frame::SemOp(dipc_wire::SemOp {
-            oid,
-            pid: 100,
-            cred: Cred::new(0, 0, 0),
-            sops: dipc_wire::Sops::new(&sops).unwrap(),
-        }),
-    );
+    a.semop(3, oid, 100, 1, 0x1000);
     assert_eq!(a.recv(), Got::Frame(Kind::Status, 3, 0));
     // Node 2 waits for the value to drop back to 0 (a wait-for-zero).
     let mut b = Peer::connect(addr);
     b.hello(2);
-    let zero = dipc_wire::Sembuf {
-        num: 0,
-        op: 0,
-        flg: 0,
-    }
-    .to_bytes();
-    b.send(
-        2,
-        Frame::SemOp(dipc_wire::SemOp {
-            oid,
-            pid: 200,
-            cred: Cred::new(0, 0, 0),
-            sops: dipc_wire::Sops::new(&zero).unwrap(),
-        }),
-    );
+    b.semop(2, oid, 200, 0, 0);
     // Node 1 goes silent (its machine died); node 2 keeps answering pings.
     let t = Instant::now();
     let got = loop {
@@ -445,22 +437,12 @@ fn authenticate(p: &mut Peer, node_id: u32, key: &[u8]) -> Vec<Got> {
             name: b"test-peer",
         }),
     );
-    let mut buf = [0u8; 4096];
-    let challenge = loop {
-        if let Some(c) = p
-            .frames
-            .next_with(|m| match m.frame {
-                Frame::Challenge { nonce } => nonce,
-                f => panic!("expected a challenge, got {:?}", f.kind()),
-            })
-            .unwrap()
-        {
-            break c;
-        }
-        let n = p.s.read(&mut buf).unwrap();
-        assert!(n > 0, "closed before the challenge");
-        p.frames.extend(&buf[..n]);
-    };
+    let challenge = p
+        .next(|m| match m.frame {
+            Frame::Challenge { nonce } => nonce,
+            f => panic!("expected a challenge, got {:?}", f.kind()),
+        })
+        .expect("closed before the challenge");
     let own = [0x5au8; dipc_wire::AUTH_LEN];
     p.send(
         2,
@@ -472,51 +454,21 @@ fn authenticate(p: &mut Peer, node_id: u32, key: &[u8]) -> Vec<Got> {
     // The referee's proof, checked here, then the ack (or an error).
     let mut got = Vec::new();
     loop {
-        let mut proof = None;
-        let g = {
-            let mut buf = [0u8; 4096];
-            loop {
-                let r = p
-                    .frames
-                    .next_with(|m| {
-                        if let Frame::Auth(a) = m.frame {
-                            proof = Some(a.mac);
-                        }
-                        m.frame.kind()
-                    })
-                    .unwrap();
-                if let Some(k) = r {
-                    break Some(k);
-                }
-                match p.s.read(&mut buf) {
-                    Ok(0) | Err(_) => break None,
-                    Ok(n) => p.frames.extend(&buf[..n]),
-                }
-            }
+        let Some((k, proof)) = p.next(|m| match m.frame {
+            Frame::Auth(a) => (m.frame.kind(), Some(a.mac)),
+            f => (f.kind(), None),
+        }) else {
+            got.push(Got::Closed);
+            return got;
         };
-        match g {
-            None => {
-                got.push(Got::Closed);
-                return got;
-            }
-            Some(k) => {
-                if let Some(mac) = proof {
-                    assert!(
-                        key.verify(
-                            dipc_wire::AuthRole::Referee,
-                            node_id,
-                            &own,
-                            &[0; dipc_wire::AUTH_LEN],
-                            &mac
-                        ),
-                        "the referee's proof does not check"
-                    );
-                }
-                got.push(Got::Frame(k, 0, 0));
-                if k == Kind::HelloAck || k == Kind::Error {
-                    return got;
-                }
-            }
+        if let Some(mac) = proof {
+            let zero = [0; dipc_wire::AUTH_LEN];
+            let ok = key.verify(dipc_wire::AuthRole::Referee, node_id, &own, &zero, &mac);
+            assert!(ok, "the referee's proof does not check");
+        }
+        got.push(Got::Frame(k, 0, 0));
+        if k == Kind::HelloAck || k == Kind::Error {
+            return got;
         }
     }
 }

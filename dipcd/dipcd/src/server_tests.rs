@@ -297,7 +297,7 @@ fn bad_frames_close_the_connection_and_nothing_else() {
         ),
     ];
     // Every kind with a payload that is too short for it.
-    for kind in 1..=27u16 {
+    for kind in 1..=29u16 {
         let mut f = header(MAGIC, VERSION, kind, 1, 0);
         f.push(0xff);
         cases.push((format!("kind {kind}, 1-byte payload"), true, f));

@@ -4,7 +4,9 @@
 #   tests/cluster/run-all.sh [SCENARIO...]
 # Environment: DIPC_KERNEL_FLAVOUR (test or debug), DIPC_INITRD (default
 # build/initramfs.cpio.gz), DIPC_OUT (logs, default build/cluster),
-# DIPC_NODES (3), DIPC_MEM (guest MiB, 256), DIPC_TIMEOUT_SCALE (1).
+# DIPC_NODES (3), DIPC_MEM (guest MiB, 256), DIPC_TIMEOUT_SCALE (1),
+# DIPC_APPEND (extra guest kernel command line, e.g. dipc.scale=8, which
+# divides the long test loops).
 set -euo pipefail
 top="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$top"
@@ -22,7 +24,8 @@ for s in "${scenarios[@]}"; do
 	nodes="$(sed -n 's/^# nodes: \([0-9][0-9]*\)$/\1/p' "$s" | head -n 1)"
 	if "$runner" --nodes "${nodes:-${DIPC_NODES:-3}}" --kernel "$kdir/arch/x86/boot/bzImage" \
 		--initrd "${DIPC_INITRD:-build/initramfs.cpio.gz}" --out "$out" \
-		--mem "${DIPC_MEM:-256}" --timeout-scale "${DIPC_TIMEOUT_SCALE:-1}" "$s"; then
+		--mem "${DIPC_MEM:-256}" --timeout-scale "${DIPC_TIMEOUT_SCALE:-1}" \
+		--append "${DIPC_APPEND:-}" "$s"; then
 		passed=$((passed + 1))
 	else
 		failed=$((failed + 1))

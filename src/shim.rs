@@ -336,8 +336,8 @@ pub(crate) fn referee_param() -> &'static CStr {
 
 /// The `secret_file` module parameter (a path, or empty).
 pub(crate) fn secret_file_param() -> &'static CStr {
-    // SAFETY: the parameter is a NUL-terminated static buffer, read-only
-    // (mode 0444) after load.
+    // The parameter is a static buffer, read-only (mode 0444) after load.
+    // SAFETY: it is NUL-terminated and lives as long as the module.
     unsafe { CStr::from_char_ptr(ffi::dipc_secret_file_param()) }
 }
 
@@ -353,8 +353,8 @@ pub(crate) fn read_secret(path: &CStr, buf: &mut [u8]) -> Result<usize> {
 /// HMAC-SHA256 of `data` under `key`, through the kernel crypto API.
 pub(crate) fn hmac_sha256(key: &[u8], data: &[u8]) -> Result<[u8; 32]> {
     let mut out = [0u8; 32];
-    // SAFETY: both inputs are readable for their lengths; `out` has the
-    // 32 bytes the function writes.
+    // The C side writes exactly 32 bytes to `out`.
+    // SAFETY: the inputs are readable for their lengths, `out` has 32 bytes.
     to_result(unsafe {
         ffi::dipc_hmac_sha256(
             key.as_ptr(),
@@ -501,8 +501,8 @@ pub(crate) fn kthread_should_stop() -> bool {
 /// Sleeps up to `ms` where only a fatal signal wakes the task early; false
 /// when one is pending (the task is being killed).
 pub(crate) fn sleep_killable_ms(ms: u32) -> bool {
-    // SAFETY: called in process context from a syscall or fault path that
-    // holds no spin lock.
+    // Callers are syscall and fault paths in process context.
+    // SAFETY: sleeping is allowed there; no spin lock is held.
     unsafe { ffi::dipc_sleep_killable_ms(ms) }
 }
 

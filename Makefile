@@ -102,13 +102,13 @@ check: setup
 # The whole cluster suite on the debug kernel (KASAN, lockdep, kmemleak,
 # DEBUG_OBJECTS): any report in any guest's kernel log fails the scenario
 # (tests/guest/dmesg-clean.sh). Slower guests: more memory, longer limits,
-# and the long test loops divided by 8 (dipc.scale=8).
+# and the long test loops divided by 32 (dipc.scale=32).
 check-debug: setup
 	$(MAKE) KFLAVOUR=debug module
 	$(MAKE) dipcd programs
 	scripts/initramfs.sh --module build/module-debug/dipc.ko build/initramfs-debug.cpio.gz
 	DIPC_KERNEL_FLAVOUR=debug DIPC_INITRD=build/initramfs-debug.cpio.gz \
-		DIPC_OUT=build/cluster-debug DIPC_MEM=768 DIPC_TIMEOUT_SCALE=4 DIPC_APPEND=dipc.scale=8 \
+		DIPC_OUT=build/cluster-debug DIPC_MEM=768 DIPC_TIMEOUT_SCALE=4 DIPC_APPEND=dipc.scale=32 \
 		tests/cluster/run-all.sh
 
 # A long run (not in make check): SOAK_MINUTES on 3 nodes, on the debug

@@ -8,6 +8,7 @@ use crate::{
     shadow::Shadows,
     shim,
     transport::{Call, Exits, Tx},
+    wire,
 };
 use kernel::{
     fmt, new_mutex, new_spinlock,
@@ -251,10 +252,6 @@ unsafe extern "C" fn dipc_rust_policy_set(ctx: *mut c_void, buf: *const u8, len:
     }
 }
 
-/// Shortest and longest accepted secret, in bytes (as `dipcd`).
-const SECRET_MIN: usize = 16;
-const SECRET_MAX: usize = 256;
-
 /// Reads the cluster secret from `path` (empty: none). The file must be
 /// root's and private; one trailing newline is not part of the secret.
 fn load_secret(path: &CStr) -> Result<Option<KVec<u8>>> {
@@ -262,7 +259,7 @@ fn load_secret(path: &CStr) -> Result<Option<KVec<u8>>> {
         return Ok(None);
     }
     let mut buf = KVec::new();
-    buf.resize(SECRET_MAX + 2, 0, GFP_KERNEL)?;
+    buf.resize(wire::SECRET_MAX + 2, 0, GFP_KERNEL)?;
     let n = match shim::read_secret(path, &mut buf) {
         Ok(n) => n,
         Err(e) => {
@@ -277,20 +274,19 @@ fn load_secret(path: &CStr) -> Result<Option<KVec<u8>>> {
             return Err(e);
         }
     };
-    let mut len = n;
-    if len > 0 && buf[len - 1] == b'\n' {
-        len -= 1;
-    }
-    if !(SECRET_MIN..=SECRET_MAX).contains(&len) {
-        pr_err!(
-            "secret_file={:?}: {} bytes; the secret needs {} to {}\n",
-            path,
-            len,
-            SECRET_MIN,
-            SECRET_MAX
-        );
-        return Err(EINVAL);
-    }
+    let len = match wire::secret_in_file(&buf[..n]) {
+        Ok(secret) => secret.len(),
+        Err(len) => {
+            pr_err!(
+                "secret_file={:?}: {} bytes; the secret needs {} to {}\n",
+                path,
+                len,
+                wire::SECRET_MIN,
+                wire::SECRET_MAX
+            );
+            return Err(EINVAL);
+        }
+    };
     buf.truncate(len);
     Ok(Some(buf))
 }

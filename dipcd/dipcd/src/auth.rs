@@ -7,18 +7,13 @@
 //! challenge, so each side knows the other holds the secret. The inputs are
 //! [`dipc_wire::auth_input`]. Nothing secret ever crosses the wire.
 
-use dipc_wire::{auth_input, AuthRole, AUTH_LEN};
+use dipc_wire::{auth_input, secret_in_file, AuthRole, AUTH_LEN, SECRET_MAX, SECRET_MIN};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::io::Read;
 use std::net::IpAddr;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-
-/// Shortest and longest accepted secret, in bytes.
-pub const SECRET_MIN: usize = 16;
-/// See [`SECRET_MIN`].
-pub const SECRET_MAX: usize = 256;
 
 /// The cluster secret.
 #[derive(Clone)]
@@ -31,16 +26,12 @@ impl std::fmt::Debug for Secret {
 }
 
 impl Secret {
-    /// A secret from its bytes; one trailing newline is not part of it
-    /// (the module reads the file the same way).
+    /// A secret from a secret file's contents, read as the module reads
+    /// them ([`secret_in_file`]: one trailing newline is not part of it).
     pub fn new(bytes: &[u8]) -> Result<Self, String> {
-        let b = bytes.strip_suffix(b"\n").unwrap_or(bytes);
-        if !(SECRET_MIN..=SECRET_MAX).contains(&b.len()) {
-            return Err(format!(
-                "the secret has {} bytes; it needs {SECRET_MIN} to {SECRET_MAX}",
-                b.len()
-            ));
-        }
+        let b = secret_in_file(bytes).map_err(|len| {
+            format!("the secret has {len} bytes; it needs {SECRET_MIN} to {SECRET_MAX}")
+        })?;
         Ok(Secret(b.to_vec()))
     }
 

@@ -653,6 +653,20 @@ fn auth_frames_round_trip_and_are_strict() {
 }
 
 #[test]
+fn secret_files_lose_one_trailing_newline() {
+    let s = [b'k'; SECRET_MIN];
+    assert_eq!(secret_in_file(&s), Ok(&s[..]));
+    let mut nl = s.to_vec();
+    nl.push(b'\n');
+    assert_eq!(secret_in_file(&nl), Ok(&s[..]));
+    nl.push(b'\n');
+    assert_eq!(secret_in_file(&nl), Ok(&nl[..SECRET_MIN + 1]));
+    assert_eq!(secret_in_file(&s[..SECRET_MIN - 1]), Err(SECRET_MIN - 1));
+    assert_eq!(secret_in_file(&[b'k'; SECRET_MAX + 1]), Err(SECRET_MAX + 1));
+    assert_eq!(secret_in_file(b"\n"), Err(0));
+}
+
+#[test]
 fn auth_inputs_differ_by_role_id_and_nonces() {
     let a = [1u8; AUTH_LEN];
     let b = [2u8; AUTH_LEN];

@@ -266,6 +266,26 @@ pub enum AuthRole {
     Referee,
 }
 
+/// Shortest cluster secret, in bytes (the module and `dipcd` both enforce it).
+pub const SECRET_MIN: usize = 16;
+/// Longest cluster secret, in bytes.
+pub const SECRET_MAX: usize = 256;
+
+/// The cluster secret held in a secret file's `contents`, the same on both
+/// ends: one trailing newline is not part of it. `Err` carries the secret's
+/// length when that lies outside [`SECRET_MIN`]`..=`[`SECRET_MAX`].
+pub fn secret_in_file(contents: &[u8]) -> Result<&[u8], usize> {
+    let secret = match contents {
+        [rest @ .., b'\n'] => rest,
+        all => all,
+    };
+    if (SECRET_MIN..=SECRET_MAX).contains(&secret.len()) {
+        Ok(secret)
+    } else {
+        Err(secret.len())
+    }
+}
+
 /// Length of [`auth_input`]'s result.
 pub const AUTH_INPUT_LEN: usize = 16 + 4 + 2 * AUTH_LEN;
 

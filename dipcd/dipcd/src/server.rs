@@ -433,19 +433,23 @@ impl Drop for Open<'_> {
     }
 }
 
+/// Tells the peer why it is being closed. Best effort: the connection is
+/// closed next whether or not this arrives.
+fn send_error(stream: &mut TcpStream, code: ErrorCode) {
+    let _ = send(
+        stream,
+        &OwnedReply {
+            req_id: 0,
+            frame: Frame::Error { code },
+        },
+    );
+}
+
 fn handle(referee: &Referee, mut stream: TcpStream, peer: SocketAddr) -> io::Result<()> {
     let _open = Open::new(&referee.open);
     if !auth::allowed(&referee.allow, peer.ip()) {
         tracing::warn!(%peer, "refusing a peer outside the allow list");
-        let _ = send(
-            &mut stream,
-            &OwnedReply {
-                req_id: 0,
-                frame: Frame::Error {
-                    code: ErrorCode::Refused,
-                },
-            },
-        );
+        send_error(&mut stream, ErrorCode::Refused);
         let _ = stream.shutdown(Shutdown::Both);
         return Err(io::Error::new(
             io::ErrorKind::PermissionDenied,
@@ -543,15 +547,7 @@ fn handle(referee: &Referee, mut stream: TcpStream, peer: SocketAddr) -> io::Res
                 Err(e) => {
                     referee.flush(&std::mem::take(&mut pending));
                     tracing::warn!(%peer, error = %e, "bad frame; closing the connection");
-                    let _ = send(
-                        &mut stream,
-                        &OwnedReply {
-                            req_id: 0,
-                            frame: Frame::Error {
-                                code: ErrorCode::Protocol,
-                            },
-                        },
-                    );
+                    send_error(&mut stream, ErrorCode::Protocol);
                     break Some(io::Error::new(io::ErrorKind::InvalidData, e.to_string()));
                 }
             }
@@ -626,13 +622,7 @@ fn act(
         Action::None | Action::Ipc { .. } => Ok(()),
         Action::Refuse(code, why) => {
             tracing::warn!(%peer, %why, "refusing peer");
-            let _ = send(
-                stream,
-                &OwnedReply {
-                    req_id: 0,
-                    frame: Frame::Error { code },
-                },
-            );
+            send_error(stream, code);
             Err(io::Error::new(io::ErrorKind::InvalidData, why))
         }
     }

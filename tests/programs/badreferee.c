@@ -33,6 +33,8 @@ static size_t header(uint8_t *b, uint32_t magic, uint16_t version, uint16_t kind
 }
 
 static const uint32_t MAGIC = 0x43504944; /* "DIPC" little-endian */
+/* The wire protocol version (dipcd/wire/src/wire.rs: VERSION). */
+static const uint16_t VERSION = 2;
 
 static double now(void)
 {
@@ -51,27 +53,27 @@ static size_t build(int i, uint8_t *b, uint32_t node_id, const char **what)
 	switch (i) {
 	case 0:
 		*what = "bad magic";
-		return header(b, 0x12345678, 1, 2, 1, 0, 0);
+		return header(b, 0x12345678, VERSION, 2, 1, 0, 0);
 	case 1:
 		*what = "bad version";
 		return header(b, MAGIC, 9, 2, 1, 20, 0);
 	case 2:
 		*what = "unknown kind";
-		return header(b, MAGIC, 1, 999, 1, 0, 0);
+		return header(b, MAGIC, VERSION, 999, 1, 0, 0);
 	case 3:
 		*what = "oversized length";
-		return header(b, MAGIC, 1, 2, 1, 0xffffffffu, 0);
+		return header(b, MAGIC, VERSION, 2, 1, 0xffffffffu, 0);
 	case 4:
 		*what = "reserved field set";
-		return header(b, MAGIC, 1, 3, 0, 8, 7);
+		return header(b, MAGIC, VERSION, 3, 0, 8, 7);
 	case 5:
 		*what = "malformed hello ack (short payload)";
-		n = header(b, MAGIC, 1, 2, 1, 3, 0);
+		n = header(b, MAGIC, VERSION, 2, 1, 3, 0);
 		memset(b + n, 0, 3);
 		return n + 3;
 	case 6:
 		*what = "hello ack for another node";
-		n = header(b, MAGIC, 1, 2, 1, 20, 0);
+		n = header(b, MAGIC, VERSION, 2, 1, 20, 0);
 		node_id += 1;
 		memcpy(b + n, &node_id, 4);
 		memcpy(b + n + 4, &zero, 8);
@@ -79,12 +81,12 @@ static size_t build(int i, uint8_t *b, uint32_t node_id, const char **what)
 		return n + 20;
 	case 7:
 		*what = "a reply before the hello ack";
-		n = header(b, MAGIC, 1, 9, 5, 8, 0);
+		n = header(b, MAGIC, VERSION, 9, 5, 8, 0);
 		memcpy(b + n, &zero, 8);
 		return n + 8;
 	case 8:
 		*what = "truncated frame, then silence";
-		n = header(b, MAGIC, 1, 2, 1, 20, 0);
+		n = header(b, MAGIC, VERSION, 2, 1, 20, 0);
 		memset(b + n, 0, 10);
 		return n + 10;
 	}

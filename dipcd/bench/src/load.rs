@@ -86,6 +86,7 @@ impl Conn {
             Frame::Hello(Hello {
                 node_id: node,
                 features: 0,
+                incarnation: u64::from(node),
                 name: name.as_bytes(),
             }),
         ))?;

@@ -9,6 +9,8 @@ mod referee;
 mod registry;
 mod server;
 mod session;
+mod state;
+mod store;
 
 use clap::{Parser, Subcommand};
 use std::net::{SocketAddr, TcpListener};
@@ -69,6 +71,24 @@ struct Cli {
     /// `fd00::/8`); repeat or separate with commas. Default: any address.
     #[arg(long, value_delimiter = ',')]
     allow: Vec<auth::Net>,
+    /// Keep the state here (created if missing): every change is appended
+    /// to `DIR/log` before its answer leaves, and `DIR/snapshot` is
+    /// rewritten now and then. A referee started on the same directory
+    /// recovers every object, message, semaphore value, undo record, page
+    /// and node session, and the nodes resume. Without it, the state lives
+    /// in memory only.
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// When the log reaches the disk: `always` (before any answer that
+    /// depends on it leaves; one fdatasync per batch), `Nms` (every N
+    /// milliseconds: a host crash loses at most that much), or `never`
+    /// (left to the kernel). A crash of the referee alone loses nothing
+    /// with any of them.
+    #[arg(long, default_value = "always")]
+    fsync: store::Fsync,
+    /// Write a snapshot, and empty the log, after this many records.
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+    snapshot_every: u64,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -192,11 +212,31 @@ fn run(cli: &Cli) -> ExitCode {
     let keepalive = std::time::Duration::from_secs_f64(cli.keepalive);
     let authenticated = secret.is_some();
     let allow: Vec<String> = cli.allow.iter().map(ToString::to_string).collect();
-    let referee = Arc::new(
-        server::Referee::new(listen, limits)
-            .with_keepalive(keepalive)
-            .with_access(secret, cli.allow.clone()),
-    );
+    let mut referee = server::Referee::new(listen, limits)
+        .with_keepalive(keepalive)
+        .with_access(secret, cli.allow.clone());
+    if let Some(dir) = &cli.state_dir {
+        let t = std::time::Instant::now();
+        referee = match referee.with_store(dir, cli.fsync, cli.snapshot_every) {
+            Ok((r, rec)) => {
+                tracing::info!(
+                    dir = %dir.display(),
+                    fsync = %cli.fsync,
+                    snapshot_seq = rec.snapshot_seq,
+                    log_records = rec.records,
+                    torn_bytes = rec.torn_bytes,
+                    ms = t.elapsed().as_millis() as u64,
+                    "state recovered"
+                );
+                r
+            }
+            Err(e) => {
+                tracing::error!(dir = %dir.display(), error = %e, "cannot recover the state");
+                return ExitCode::FAILURE;
+            }
+        };
+    }
+    let referee = Arc::new(referee);
     tracing::info!(
         %listen,
         control = %cli.control.display(),
@@ -217,6 +257,26 @@ fn run(cli: &Cli) -> ExitCode {
             .spawn(move || control::serve(referee, control))
         {
             tracing::error!(error = %e, "cannot start the control thread");
+            return ExitCode::FAILURE;
+        }
+    }
+    {
+        let r = referee.clone();
+        if let Err(e) = std::thread::Builder::new()
+            .name("dipcd-reaper".into())
+            .spawn(move || r.reap_forever())
+        {
+            tracing::error!(error = %e, "cannot start the reaper thread");
+            return ExitCode::FAILURE;
+        }
+    }
+    if let store::Fsync::Every(every) = cli.fsync {
+        let r = referee.clone();
+        if let Err(e) = std::thread::Builder::new()
+            .name("dipcd-sync".into())
+            .spawn(move || r.sync_every(every))
+        {
+            tracing::error!(error = %e, "cannot start the sync thread");
             return ExitCode::FAILURE;
         }
     }

@@ -36,6 +36,9 @@ pub struct NodeStatus {
 #[derive(Default)]
 pub struct Registry {
     nodes: BTreeMap<u32, Entry>,
+    /// Nodes whose connection ended (not by the keepalive), since when:
+    /// their sessions are kept for one keepalive in case they come back.
+    away: BTreeMap<u32, Instant>,
 }
 
 impl Registry {
@@ -58,6 +61,7 @@ impl Registry {
             conn_id,
             closer,
         };
+        self.away.remove(&node_id);
         if let Some(old) = self.nodes.insert(node_id, entry) {
             tracing::warn!(node_id, old = %old.addr, new = %addr, "node reconnected; closing its older connection");
             old.closer.close();
@@ -74,6 +78,27 @@ impl Registry {
             }
             _ => false,
         }
+    }
+
+    /// Whether `node_id` is connected.
+    pub fn connected(&self, node_id: u32) -> bool {
+        self.nodes.contains_key(&node_id)
+    }
+
+    /// `node_id`'s connection ended at `at`; its session waits for it.
+    pub fn went_away(&mut self, node_id: u32, at: Instant) {
+        self.away.insert(node_id, at);
+    }
+
+    /// Since when `node_id` has been away (`None`: never connected to this
+    /// run of the referee).
+    pub fn away_since(&self, node_id: u32) -> Option<Instant> {
+        self.away.get(&node_id).copied()
+    }
+
+    /// Forgets that `node_id` was away (its session ended).
+    pub fn forget(&mut self, node_id: u32) {
+        self.away.remove(&node_id);
     }
 
     /// Connected nodes, by id.

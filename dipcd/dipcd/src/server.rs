@@ -2,15 +2,12 @@
 //! and drives a [`Session`] per connection.
 
 use crate::auth::{self, Net, Secret};
-use crate::referee::dsm::{Data, Out};
-use crate::referee::sem::{Proc, Reply, Waiter};
-use crate::referee::{Effects, Limits, ObjectStatus, Objects};
+use crate::referee::{Limits, ObjectStatus};
 use crate::registry::{Closer, NodeStatus, Registry};
 use crate::session::{Action, FrameBuf, OwnedReply, Session, State};
-use dipc_wire::{
-    ErrorCode, Frame, Message, MsgCtlReply, MsgRcvReply, PageData, PageGrant, PageInval,
-    SemCtlReply, Sembuf, ShmCtlReply, Vals,
-};
+use crate::state::{self, LimitsRecord, Outgoing, Record};
+use crate::store::{self, Fsync, Recovered, Store};
+use dipc_wire::{ErrorCode, Frame, Message, ACK_RESUMED};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read, Write};
@@ -26,10 +23,14 @@ type Writer = Arc<Mutex<TcpStream>>;
 pub struct Referee {
     /// Connected nodes. One lock: registration is rare and short.
     registry: Mutex<Registry>,
-    /// Every distributed object. One lock for all of them: each request is
-    /// a short computation on plain state; replies are sent after it is
-    /// released, so a slow node never holds it.
-    objects: Mutex<Objects>,
+    /// Every distributed object and the nodes' sessions. One lock for all
+    /// of them: each request is a short computation on plain state;
+    /// replies are sent after it is released, so a slow node never holds
+    /// it.
+    state: Mutex<state::State>,
+    /// The log, if the referee persists its state. Lock order: `state`,
+    /// then `store`.
+    store: Option<Mutex<Store>>,
     /// Where to send frames for each node: its connection's write half
     /// and that connection's id. Separate from `registry` because it is
     /// used on every reply, while the registry changes only on join/leave.
@@ -56,6 +57,30 @@ pub struct Referee {
     secret: Option<Secret>,
     /// Networks nodes may connect from (empty: any).
     allow: Vec<Net>,
+    /// The state directory, if persisting.
+    dir: Option<std::path::PathBuf>,
+}
+
+/// Set in the nonce of a ping that asks which cached answers the node has
+/// received: the rest of the nonce is the cache's mark when it was sent.
+/// (The keepalive's pings carry milliseconds, far below this bit.)
+const SYNC_PING: u64 = 1 << 63;
+/// Cached answers for one node beyond which a sync ping is sent.
+const SYNC_AFTER: usize = 32;
+
+/// Where the referee keeps its state (`dipcd status`).
+#[derive(Debug, Serialize)]
+pub struct PersistStatus {
+    /// The directory.
+    pub dir: String,
+    /// The fsync policy.
+    pub fsync: String,
+    /// Records in the log since the last snapshot.
+    pub log_records: u64,
+    /// Bytes in the log.
+    pub log_bytes: u64,
+    /// Records applied since the state was created.
+    pub seq: u64,
 }
 
 /// What `dipcd status` reports.
@@ -81,21 +106,12 @@ pub struct Status {
     pub objects: Vec<ObjectStatus>,
     /// Requests sleeping at the referee (all objects).
     pub waiters: usize,
-}
-
-/// A frame to send to a node, encoded.
-struct Outgoing {
-    /// `None`: every connected node.
-    to: Option<u32>,
-    bytes: Vec<u8>,
-}
-
-fn encode(to: Option<u32>, req_id: u64, frame: Frame<'_>) -> Outgoing {
-    let mut bytes = vec![0u8; frame.encoded_len()];
-    // The buffer has exactly the frame's size.
-    let n = frame.encode(req_id, &mut bytes).unwrap_or(0);
-    bytes.truncate(n);
-    Outgoing { to, bytes }
+    /// Nodes whose sessions the referee holds while they are disconnected.
+    pub away: Vec<u32>,
+    /// Answers kept until their nodes are known to have them.
+    pub replies_cached: usize,
+    /// Persistence, if configured.
+    pub persist: Option<PersistStatus>,
 }
 
 fn now_s() -> i64 {
@@ -120,7 +136,8 @@ impl Referee {
             .unwrap_or(0);
         Referee {
             registry: Mutex::new(Registry::default()),
-            objects: Mutex::new(Objects::new(limits)),
+            state: Mutex::new(state::State::new(limits)),
+            store: None,
             writers: Mutex::new(BTreeMap::new()),
             pending: Mutex::new(BTreeMap::new()),
             // Distinct across restarts of one referee; mixed with the pid so
@@ -133,6 +150,7 @@ impl Referee {
             open: AtomicUsize::new(0),
             secret: None,
             allow: Vec::new(),
+            dir: None,
         }
     }
 
@@ -151,144 +169,206 @@ impl Referee {
         self
     }
 
+    /// Keeps the state in `dir`: recovers it from there (the limits given
+    /// to [`Referee::new`] apply from now on) and logs every change.
+    pub fn with_store(
+        mut self,
+        dir: &std::path::Path,
+        fsync: Fsync,
+        snapshot_every: u64,
+    ) -> io::Result<(Self, Recovered)> {
+        let limits = lock(&self.state).objects.limits();
+        let (mut store, mut st, rec) =
+            Store::open(dir, fsync, snapshot_every, state::State::new(limits))?;
+        let r = Record::Limits(LimitsRecord::from(limits));
+        store.append(st.seq + 1, &r)?;
+        st.apply(&r);
+        self.state = Mutex::new(st);
+        self.store = Some(Mutex::new(store));
+        self.dir = Some(dir.to_path_buf());
+        Ok((self, rec))
+    }
+
     fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
         lock(&self.registry)
     }
 
-    fn objects(&self) -> std::sync::MutexGuard<'_, Objects> {
-        lock(&self.objects)
+    fn state(&self) -> std::sync::MutexGuard<'_, state::State> {
+        lock(&self.state)
+    }
+
+    /// Logs `rec` (if persisting) and applies it. Call with `state` held.
+    /// A referee that cannot log must not answer: it stops, and recovers
+    /// from what reached the log when it is started again.
+    fn record(&self, st: &mut state::State, rec: &Record) -> state::Applied {
+        if let Some(store) = &self.store {
+            let mut store = lock(store);
+            if let Err(e) = store.append(st.seq + 1, rec) {
+                tracing::error!(error = %e, "cannot append to the log; stopping");
+                std::process::exit(74);
+            }
+            let applied = st.apply(rec);
+            if store.wants_snapshot() {
+                let t = Instant::now();
+                match store.snapshot(st) {
+                    Ok(()) => tracing::info!(
+                        seq = st.seq,
+                        ms = t.elapsed().as_millis() as u64,
+                        "snapshot written; log emptied"
+                    ),
+                    Err(e) => tracing::error!(error = %e, "snapshot failed; the log keeps growing"),
+                }
+            }
+            applied
+        } else {
+            st.apply(rec)
+        }
+    }
+
+    /// With `--fsync always`: brings the log to the disk before anything
+    /// decided so far is sent. One `fdatasync` covers every record logged
+    /// before it began (group commit); the lock is not held during it.
+    fn durable(&self) {
+        let Some(store) = &self.store else {
+            return;
+        };
+        let pending = {
+            let s = lock(store);
+            if s.fsync() != Fsync::Always {
+                return;
+            }
+            s.unsynced()
+        };
+        match store::sync_file(pending) {
+            Ok(Some(upto)) => lock(store).synced(upto),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "cannot sync the log; stopping");
+                std::process::exit(74);
+            }
+        }
+    }
+
+    /// With `--fsync Nms`: syncs the log every interval, forever.
+    pub fn sync_every(&self, every: Duration) {
+        let Some(store) = &self.store else {
+            return;
+        };
+        loop {
+            std::thread::sleep(every);
+            let pending = lock(store).unsynced();
+            match store::sync_file(pending) {
+                Ok(Some(upto)) => lock(store).synced(upto),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot sync the log; stopping");
+                    std::process::exit(74);
+                }
+            }
+        }
+    }
+
+    /// Ends the sessions of nodes away for a whole keepalive, forever
+    /// (every third of the keepalive).
+    pub fn reap_forever(&self) {
+        loop {
+            std::thread::sleep((self.keepalive / 3).max(Duration::from_millis(100)));
+            self.reap(Instant::now());
+        }
+    }
+
+    /// Ends the sessions of nodes that have been away (or, after a
+    /// restart, not back) for a whole keepalive.
+    fn reap(&self, now: Instant) {
+        let nodes = {
+            let mut st = self.state();
+            let expired: Vec<u32> = {
+                let reg = self.registry();
+                st.nodes
+                    .keys()
+                    .copied()
+                    .filter(|&n| {
+                        !reg.connected(n)
+                            && now.duration_since(reg.away_since(n).unwrap_or(self.started))
+                                >= self.keepalive
+                    })
+                    .collect()
+            };
+            let mut nodes = BTreeSet::new();
+            for node in expired {
+                tracing::warn!(
+                    node,
+                    "node did not come back within the keepalive; ending its session"
+                );
+                self.registry().forget(node);
+                let applied = self.record(&mut st, &Record::Gone { node, now: now_s() });
+                nodes.extend(self.enqueue(applied.out));
+            }
+            nodes
+        };
+        self.flush(&nodes);
     }
 
     /// Carries out one IPC request from `node`, queues what it produces,
     /// and returns the nodes with frames queued (see [`Referee::flush`]).
+    /// A call seen before (sent again after a reconnection) is answered
+    /// from the cache, or not at all while it still sleeps here.
     fn ipc(&self, node: u32, msg: Message<'_>) -> BTreeSet<u32> {
         let now = now_s();
-        let req = msg.req_id;
-        let mut out = Vec::new();
-        let mut objects = self.objects();
-        let fx = match msg.frame {
-            Frame::Get(g) => {
-                let r = objects.get(&g, now);
-                out.push(encode(Some(node), req, Frame::GetReply(r)));
-                Effects::default()
-            }
-            Frame::SemOp(op) => {
-                let sops: Vec<Sembuf> = op.sops.iter().collect();
-                let who = Waiter { node, req };
-                let p = Proc { node, pid: op.pid };
-                let (r, fx) = objects.semop(who, p, op.oid, &op.cred, &sops, now);
-                if let Some(result) = r {
-                    out.push(encode(Some(node), req, Frame::Status { result }));
-                }
-                fx
-            }
-            Frame::SemCtl(c) => {
-                let (r, fx) = objects.semctl(&c, now);
-                let vals: Vec<u8> = r.vals.iter().flat_map(|v| v.to_le_bytes()).collect();
-                let reply = SemCtlReply {
-                    result: r.result,
-                    stat: r.stat,
-                    // At most nsems <= MAX_SEMS values.
-                    vals: Vals::new(&vals).unwrap_or(Vals::EMPTY),
-                };
-                out.push(encode(Some(node), req, Frame::SemCtlReply(reply)));
-                fx
-            }
-            Frame::Cancel { target } => {
-                let who = Waiter { node, req: target };
-                Effects {
-                    replies: objects.cancel(who).into_iter().collect(),
-                    ..Effects::default()
-                }
-            }
-            Frame::MsgSnd(m) => {
-                let who = Waiter { node, req };
-                let (r, fx) =
-                    objects.msgsnd(who, m.pid, m.oid, &m.cred, m.mtype, m.flags, m.text, now);
-                if let Some(result) = r {
-                    out.push(encode(Some(node), req, Frame::Status { result }));
-                }
-                fx
-            }
-            Frame::MsgRcv(m) => {
-                let who = Waiter { node, req };
-                let (r, mut fx) =
-                    objects.msgrcv(who, m.pid, m.oid, &m.cred, m.msgtyp, m.flags, m.size, now);
-                // The caller's own answer goes first, then the effects.
-                if let Some(r) = r {
-                    fx.msgs.insert(0, r);
-                }
-                fx
-            }
-            Frame::MsgCtl(c) => {
-                let (r, fx) = objects.msgctl(&c, now);
-                let reply = MsgCtlReply {
-                    result: r.result,
-                    stat: r.stat,
-                    info: r.info,
-                };
-                out.push(encode(Some(node), req, Frame::MsgCtlReply(reply)));
-                fx
-            }
-            Frame::Exit { pid } => objects.exit(Proc { node, pid }, now),
-            Frame::ShmAt(a) => {
-                let result = objects.shmat(&a, now);
-                out.push(encode(Some(node), req, Frame::Status { result }));
-                Effects::default()
-            }
-            Frame::ShmNattch(n) => {
-                let fx = objects.shm_nattch(node, n.oid, n.pid, n.nattch, n.detach != 0, now);
-                // Sent as a request (shmat, shmdt): say whether it destroyed
-                // the segment, so the node drops its shadow before returning.
-                if req != 0 {
-                    let result = i64::from(!fx.removed.is_empty());
-                    out.push(encode(Some(node), req, Frame::Status { result }));
-                }
-                fx
-            }
-            Frame::ShmCtl(c) => {
-                let (r, fx) = objects.shmctl(&c, now);
-                let reply = ShmCtlReply {
-                    result: r.result,
-                    stat: r.stat,
-                };
-                out.push(encode(Some(node), req, Frame::ShmCtlReply(reply)));
-                fx
-            }
-            Frame::PageReq(p) => objects.page_request(node, p.oid, p.page, p.write != 0),
-            Frame::PageAck(a) => {
-                let (ok, fx) = objects.page_ack(node, a.oid, a.page, req, a.data);
-                if !ok {
-                    tracing::debug!(
-                        node,
-                        oid = a.oid,
-                        page = a.page,
-                        txn = req,
-                        "stale page ack"
-                    );
-                }
-                fx
-            }
-            _ => Effects::default(),
+        let mut st = self.state();
+        if let Some(out) = st.duplicate(node, &msg) {
+            tracing::debug!(
+                node,
+                req = msg.req_id,
+                answered = !out.is_empty(),
+                "call sent again"
+            );
+            return self.enqueue(out);
+        }
+        let out = if self.store.is_some() {
+            let mut frame = vec![0u8; msg.frame.encoded_len()];
+            let n = msg.frame.encode(msg.req_id, &mut frame).unwrap_or(0);
+            frame.truncate(n);
+            self.record(&mut st, &Record::Request { node, now, frame })
+                .out
+        } else {
+            st.seq += 1;
+            st.request(node, msg, now)
         };
-        effects(fx, &mut out);
         // Queued before the lock goes, in the order decided under it.
         self.enqueue(out)
     }
 
-    /// Node `node`'s earlier connection is over: its sleepers go, its
-    /// processes' SEM_UNDO adjustments are applied.
+    /// Node `node` is dead (silent for a whole keepalive): its session
+    /// ends, its sleepers go, its processes' SEM_UNDO adjustments are
+    /// applied, its pages fall back to their home copies.
     fn node_gone(&self, node: u32) {
         let nodes = {
-            let mut objects = self.objects();
-            let fx = objects.node_gone(node, now_s());
-            let mut out = Vec::new();
-            effects(fx, &mut out);
-            let nodes = self.enqueue(out);
-            drop(objects);
-            nodes
+            let mut st = self.state();
+            self.registry().forget(node);
+            let applied = self.record(&mut st, &Record::Gone { node, now: now_s() });
+            self.enqueue(applied.out)
         };
         self.flush(&nodes);
+    }
+
+    /// The node answered ping `nonce`: a sync ping's mark says which
+    /// cached answers it has received.
+    fn pong(&self, node: u32, nonce: u64) {
+        if nonce & SYNC_PING != 0 {
+            if let Some(c) = self.state().replies.get_mut(&node) {
+                c.prune(nonce & !SYNC_PING);
+            }
+        }
+    }
+
+    /// Cached answers for `node` and the mark a sync ping would carry.
+    fn cached(&self, node: u32) -> (usize, u64) {
+        self.state()
+            .replies
+            .get(&node)
+            .map(|c| (c.count(), c.mark()))
+            .unwrap_or((0, 0))
     }
 
     /// Queues each frame for its node(s), in order; returns the nodes that
@@ -321,6 +401,10 @@ impl Referee {
     /// whichever thread writes them. A node whose connection fails is
     /// closed by its own thread; the others still get theirs.
     fn flush(&self, nodes: &BTreeSet<u32>) {
+        if nodes.is_empty() {
+            return;
+        }
+        self.durable();
         for &node in nodes {
             let stream = lock(&self.writers).get(&node).map(|(_, s)| s.clone());
             let Some(stream) = stream else {
@@ -346,10 +430,38 @@ impl Referee {
     /// A snapshot for `dipcd status`.
     pub fn status(&self) -> Status {
         let now = Instant::now();
-        let (objects, waiters) = {
-            let o = self.objects();
-            (o.status(), o.waiters())
+        let (objects, waiters, sessions, replies_cached, seq) = {
+            let st = self.state();
+            (
+                st.objects.status(),
+                st.objects.waiters(),
+                st.nodes.keys().copied().collect::<Vec<_>>(),
+                st.replies.values().map(|c| c.count()).sum(),
+                st.seq,
+            )
         };
+        let registry = self.registry();
+        let away = sessions
+            .into_iter()
+            .filter(|&n| !registry.connected(n))
+            .collect();
+        let nodes = registry.status(now);
+        drop(registry);
+        let persist = self.store.as_ref().map(|s| {
+            let s = lock(s);
+            let (log_bytes, log_records) = s.size();
+            PersistStatus {
+                dir: self
+                    .dir
+                    .as_ref()
+                    .map(|d| d.display().to_string())
+                    .unwrap_or_default(),
+                fsync: s.fsync().to_string(),
+                log_records,
+                log_bytes,
+                seq,
+            }
+        });
         Status {
             listen: self.listen.to_string(),
             session: self.session_id,
@@ -358,9 +470,12 @@ impl Referee {
             connections: self.open.load(Ordering::Relaxed),
             authenticated: self.secret.is_some(),
             allow: self.allow.iter().map(ToString::to_string).collect(),
-            nodes: self.registry().status(now),
+            nodes,
             objects,
             waiters,
+            away,
+            replies_cached,
+            persist,
         }
     }
 
@@ -478,6 +593,8 @@ fn handle(referee: &Referee, mut stream: TcpStream, peer: SocketAddr) -> io::Res
     let mut writer = None;
     let mut heard = Instant::now();
     let mut pinged = false;
+    // The cache mark of the last sync ping sent on this connection.
+    let mut synced_mark = 0u64;
     let result = loop {
         let n = match stream.read(&mut buf) {
             Ok(0) => break Ok(()),
@@ -502,6 +619,17 @@ fn handle(referee: &Referee, mut stream: TcpStream, peer: SocketAddr) -> io::Res
                         "no frame within the keepalive; declaring the peer dead"
                     );
                     break Err(io::Error::new(io::ErrorKind::TimedOut, "keepalive expired"));
+                }
+                if let Err(e) = sync_ping(
+                    referee,
+                    &session,
+                    &mut stream,
+                    peer,
+                    conn_id,
+                    &mut writer,
+                    &mut synced_mark,
+                ) {
+                    break Err(e);
                 }
                 if !pinged && silent >= tick {
                     pinged = true;
@@ -533,6 +661,12 @@ fn handle(referee: &Referee, mut stream: TcpStream, peer: SocketAddr) -> io::Res
         let outcome = loop {
             let step = frames.next_with(|m| match session.on_message(m) {
                 Action::Ipc { node_id } => Err(referee.ipc(node_id, m)),
+                Action::Pong(nonce) => {
+                    if let State::Ready { node_id } = session.state() {
+                        referee.pong(node_id, nonce);
+                    }
+                    Ok(Action::None)
+                }
                 a => Ok(a),
             });
             match step {
@@ -556,17 +690,35 @@ fn handle(referee: &Referee, mut stream: TcpStream, peer: SocketAddr) -> io::Res
         if let Some(e) = outcome {
             break Err(e);
         }
+        if let Err(e) = sync_ping(
+            referee,
+            &session,
+            &mut stream,
+            peer,
+            conn_id,
+            &mut writer,
+            &mut synced_mark,
+        ) {
+            break Err(e);
+        }
     };
     if let State::Ready { node_id } = session.state() {
         if referee.registry().unregister(node_id, conn_id) {
-            tracing::info!(node_id, %peer, "node left");
             {
                 let mut w = lock(&referee.writers);
                 if w.get(&node_id).is_some_and(|(c, _)| *c == conn_id) {
                     w.remove(&node_id);
                 }
             }
-            referee.node_gone(node_id);
+            let expired = matches!(&result, Err(e) if e.kind() == io::ErrorKind::TimedOut);
+            if expired {
+                tracing::info!(node_id, %peer, "node left (dead)");
+                referee.node_gone(node_id);
+            } else {
+                // A reconnection within the keepalive resumes the session.
+                tracing::info!(node_id, %peer, "node left; holding its session for one keepalive");
+                referee.registry().went_away(node_id, Instant::now());
+            }
         }
     }
     let _ = stream.shutdown(Shutdown::Both);
@@ -582,35 +734,59 @@ fn act(
     action: Action,
 ) -> io::Result<()> {
     match action {
-        Action::Register(hello, replies) => {
+        Action::Register(hello, mut replies) => {
             let closer = Box::new(SocketCloser(stream.try_clone()?));
-            tracing::info!(node_id = hello.node_id, name = %hello.name, %peer, "node joined");
             let writer_new = Arc::new(Mutex::new(stream.try_clone()?));
             let node_id = hello.node_id;
             referee.registry().register(
                 hello.node_id,
-                hello.name,
+                hello.name.clone(),
                 peer,
                 conn_id,
                 closer,
                 Instant::now(),
             );
-            // A node says hello on every new connection: whatever it had
-            // waiting at the referee belonged to the old one, whose
-            // requests the node has failed.
-            referee.node_gone(node_id);
-            // The ack goes out before any other frame on this connection.
+            // The ack goes out before any other frame on this connection:
+            // nobody else can write to it before it is in `writers`, and
+            // whoever flushes after that waits for this lock.
             let mut w = lock(&writer_new);
-            {
+            let (resumed, nodes) = {
+                let mut st = referee.state();
+                let rec = Record::Hello {
+                    node: node_id,
+                    incarnation: hello.incarnation,
+                    now: now_s(),
+                };
+                let applied = referee.record(&mut st, &rec);
                 // Frames queued for the node's earlier connection are not
-                // this one's.
-                let mut writers = lock(&referee.writers);
-                lock(&referee.pending).remove(&node_id);
-                writers.insert(node_id, (conn_id, writer_new.clone()));
+                // this one's; what the hello produced (wake-ups elsewhere,
+                // or this node's unanswered invalidations) is.
+                {
+                    let mut writers = lock(&referee.writers);
+                    lock(&referee.pending).remove(&node_id);
+                    writers.insert(node_id, (conn_id, writer_new.clone()));
+                }
+                (applied.resumed, referee.enqueue(applied.out))
+            };
+            tracing::info!(
+                node_id,
+                name = %hello.name,
+                %peer,
+                incarnation = format_args!("{:#x}", hello.incarnation),
+                resumed,
+                "node joined"
+            );
+            if resumed {
+                for r in &mut replies {
+                    if let Frame::HelloAck(a) = &mut r.frame {
+                        a.features |= ACK_RESUMED;
+                    }
+                }
             }
             let r = replies.iter().try_for_each(|reply| send(&mut w, reply));
             drop(w);
             *writer = Some(writer_new);
+            referee.flush(&nodes);
             r
         }
         // Once registered, every write goes through the shared writer, so
@@ -619,7 +795,7 @@ fn act(
             Some(w) => send(&mut lock(w), &reply),
             None => send(stream, &reply),
         },
-        Action::None | Action::Ipc { .. } => Ok(()),
+        Action::None | Action::Pong(_) | Action::Ipc { .. } => Ok(()),
         Action::Refuse(code, why) => {
             tracing::warn!(%peer, %why, "refusing peer");
             send_error(stream, code);
@@ -628,70 +804,30 @@ fn act(
     }
 }
 
-fn effects(fx: Effects, out: &mut Vec<Outgoing>) {
-    for Reply { to, result } in fx.replies {
-        out.push(encode(Some(to.node), to.req, Frame::Status { result }));
+/// Asks the node which cached answers it has received, when enough are
+/// cached (see [`SYNC_PING`]).
+fn sync_ping(
+    referee: &Referee,
+    session: &Session,
+    stream: &mut TcpStream,
+    peer: SocketAddr,
+    conn_id: u64,
+    writer: &mut Option<Writer>,
+    synced_mark: &mut u64,
+) -> io::Result<()> {
+    let State::Ready { node_id } = session.state() else {
+        return Ok(());
+    };
+    let (n, mark) = referee.cached(node_id);
+    if n <= SYNC_AFTER || writer.is_none() || mark < *synced_mark + SYNC_AFTER as u64 {
+        return Ok(());
     }
-    for m in fx.msgs {
-        let reply = MsgRcvReply {
-            result: m.result,
-            mtype: m.mtype,
-            // At most msgmax <= MAX_MTEXT bytes.
-            text: &m.text,
-        };
-        out.push(encode(Some(m.to.node), m.to.req, Frame::MsgRcvReply(reply)));
-    }
-    for d in fx.dsm {
-        let frame_out = match d.out {
-            Out::Grant {
-                node,
-                page,
-                write,
-                data,
-            } => {
-                let data = match &data {
-                    Data::Keep => PageData::Keep,
-                    Data::Zero => PageData::Zero,
-                    Data::Bytes(b) => PageData::Bytes(b),
-                };
-                let g = PageGrant {
-                    oid: d.oid,
-                    page,
-                    write: u8::from(write),
-                    result: 0,
-                    data,
-                };
-                encode(Some(node), 0, Frame::PageGrant(g))
-            }
-            Out::Inval {
-                node,
-                page,
-                keep_read,
-                want_data,
-                txn,
-            } => {
-                let i = PageInval {
-                    oid: d.oid,
-                    page,
-                    keep_read: u8::from(keep_read),
-                    want_data: u8::from(want_data),
-                };
-                encode(Some(node), txn, Frame::PageInval(i))
-            }
-        };
-        out.push(frame_out);
-    }
-    for r in fx.page_refusals {
-        let g = PageGrant {
-            oid: r.oid,
-            page: r.page,
-            write: u8::from(r.write),
-            result: r.result,
-            data: PageData::Keep,
-        };
-        out.push(encode(Some(r.node), 0, Frame::PageGrant(g)));
-    }
-    for (class, oid) in fx.removed {
-        out.push(encode(None, 0, Frame::Removed { class, oid }));
-    }
+    *synced_mark = mark;
+    let ping = Action::Reply(OwnedReply {
+        req_id: 0,
+        frame: Frame::Ping {
+            nonce: SYNC_PING | mark,
+        },
+    });
+    act(referee, stream, peer, conn_id, writer, ping)
 }

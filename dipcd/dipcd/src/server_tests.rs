@@ -134,6 +134,7 @@ impl Peer {
             Frame::Hello(Hello {
                 node_id,
                 features: 0,
+                incarnation: 1,
                 name: b"test-peer",
             }),
         );
@@ -234,6 +235,7 @@ fn bad_frames_close_the_connection_and_nothing_else() {
         Frame::Hello(Hello {
             node_id: 5,
             features: 0,
+            incarnation: 1,
             name: b"n",
         }),
     );
@@ -285,6 +287,7 @@ fn bad_frames_close_the_connection_and_nothing_else() {
                 Frame::Hello(Hello {
                     node_id: 5,
                     features: 0,
+                    incarnation: 1,
                     name: &[b'x'; MAX_NAME_LEN],
                 }),
             )
@@ -434,6 +437,7 @@ fn authenticate(p: &mut Peer, node_id: u32, key: &[u8]) -> Vec<Got> {
         Frame::Hello(Hello {
             node_id,
             features: 0,
+            incarnation: 1,
             name: b"test-peer",
         }),
     );
@@ -499,6 +503,7 @@ fn nodes_must_hold_the_secret() {
         Frame::Hello(Hello {
             node_id: 4,
             features: 0,
+            incarnation: 1,
             name: b"x",
         }),
     );

@@ -69,6 +69,8 @@ pub struct NodeHello {
     pub node_id: u32,
     /// Its name, lossily decoded.
     pub name: String,
+    /// Its incarnation (see [`dipc_wire::Hello::incarnation`]).
+    pub incarnation: u64,
 }
 
 /// What the I/O loop must do after a frame.
@@ -82,6 +84,8 @@ pub enum Action {
     Reply(OwnedReply),
     /// Nothing to send.
     None,
+    /// The node answered a ping with this nonce.
+    Pong(u64),
     /// An IPC request from the registered node `node_id`: the server hands
     /// the frame to the object registry.
     Ipc {
@@ -159,6 +163,7 @@ impl Session {
                 let hello = NodeHello {
                     node_id: h.node_id,
                     name: String::from_utf8_lossy(h.name).into_owned(),
+                    incarnation: h.incarnation,
                 };
                 if let Some((_, challenge)) = &self.auth {
                     let challenge = *challenge;
@@ -209,7 +214,7 @@ impl Session {
                 req_id: msg.req_id,
                 frame: Frame::Pong { nonce },
             }),
-            (State::Ready { .. }, Frame::Pong { .. }) => Action::None,
+            (State::Ready { .. }, Frame::Pong { nonce }) => Action::Pong(nonce),
             (
                 State::Ready { node_id },
                 Frame::Get(_)
@@ -249,6 +254,7 @@ mod tests {
         Frame::Hello(Hello {
             node_id: id,
             features: 0,
+            incarnation: 1,
             name: b"node",
         })
     }
@@ -265,7 +271,8 @@ mod tests {
             Action::Register(
                 NodeHello {
                     node_id: 2,
-                    name: "node".into()
+                    name: "node".into(),
+                    incarnation: 1,
                 },
                 vec![OwnedReply {
                     req_id: 5,

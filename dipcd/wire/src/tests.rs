@@ -16,11 +16,14 @@ fn encode_vec(frame: &Frame<'_>, req_id: u64) -> ([u8; HEADER_LEN + 128], usize)
 
 fn arb_frame(name: &[u8]) -> impl Strategy<Value = Frame<'_>> {
     prop_oneof![
-        (1u32.., any::<u64>()).prop_map(move |(node_id, features)| Frame::Hello(Hello {
-            node_id,
-            features,
-            name,
-        })),
+        (1u32.., any::<u64>(), any::<u64>()).prop_map(move |(node_id, features, incarnation)| {
+            Frame::Hello(Hello {
+                node_id,
+                features,
+                incarnation,
+                name,
+            })
+        }),
         (any::<u32>(), any::<u64>(), any::<u64>()).prop_map(|(node_id, features, session)| {
             Frame::HelloAck(HelloAck {
                 node_id,
@@ -50,7 +53,7 @@ fn header_layout_is_fixed() {
     );
     assert_eq!(n, HEADER_LEN + 8);
     assert_eq!(&buf[0..4], b"DIPC");
-    assert_eq!(&buf[4..6], &[1, 0]); // version 1, little-endian
+    assert_eq!(&buf[4..6], &[2, 0]); // version 2, little-endian
     assert_eq!(&buf[6..8], &[3, 0]); // Ping
     assert_eq!(&buf[8..16], &[8, 7, 6, 5, 4, 3, 2, 1]);
     assert_eq!(&buf[16..20], &[8, 0, 0, 0]);
@@ -66,6 +69,7 @@ fn every_truncation_is_incomplete() {
     let f = Frame::Hello(Hello {
         node_id: 3,
         features: 0,
+        incarnation: 1,
         name: b"node3",
     });
     let (buf, n) = encode_vec(&f, 9);
@@ -85,8 +89,8 @@ fn header_fields_are_checked() {
     b[0] = b'X';
     assert!(matches!(decode(&b[..n]), Err(DecodeError::BadMagic(_))));
     let mut b = good;
-    b[4] = 2;
-    assert_eq!(decode(&b[..n]), Err(DecodeError::BadVersion(2)));
+    b[4] = 1;
+    assert_eq!(decode(&b[..n]), Err(DecodeError::BadVersion(1)));
     let mut b = good;
     b[6] = 99;
     assert_eq!(decode(&b[..n]), Err(DecodeError::UnknownKind(99)));
@@ -124,6 +128,7 @@ fn hello_checks_node_id_and_name() {
         &Frame::Hello(Hello {
             node_id: 1,
             features: 0,
+            incarnation: 1,
             name: b"a",
         }),
         0,
@@ -135,11 +140,12 @@ fn hello_checks_node_id_and_name() {
         &Frame::Hello(Hello {
             node_id: 1,
             features: 0,
+            incarnation: 1,
             name: b"a",
         }),
         0,
     );
-    b[HEADER_LEN + 12] = 2;
+    b[HEADER_LEN + 20] = 2;
     assert_eq!(decode(&b[..n]), Err(DecodeError::BadPayload(Kind::Hello)));
 }
 
@@ -149,6 +155,7 @@ fn long_names_are_cut_on_encode() {
     let f = Frame::Hello(Hello {
         node_id: 1,
         features: 0,
+        incarnation: 1,
         name: &name,
     });
     let mut buf = [0u8; 256];
@@ -216,7 +223,7 @@ proptest! {
 
     #[test]
     fn corrupted_frames_never_panic(pos in 0usize..40, val in any::<u8>()) {
-        let (mut buf, n) = encode_vec(&Frame::Hello(Hello { node_id: 2, features: 7, name: b"n" }), 4);
+        let (mut buf, n) = encode_vec(&Frame::Hello(Hello { node_id: 2, features: 7, incarnation: 9, name: b"n" }), 4);
         if pos < n {
             buf[pos] = val;
         }

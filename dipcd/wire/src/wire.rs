@@ -23,7 +23,7 @@
 pub const MAGIC: u32 = u32::from_le_bytes(*b"DIPC");
 /// The protocol version this source speaks. A peer with another version is
 /// refused at hello time.
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
 /// Size of the fixed frame header.
 pub const HEADER_LEN: usize = 24;
 /// Largest payload a peer may announce; a header claiming more is rejected
@@ -226,6 +226,11 @@ pub struct Hello<'a> {
     pub node_id: u32,
     /// Feature bits the node supports; none are defined yet, so 0.
     pub features: u64,
+    /// Random, chosen when the module is loaded: a node that reconnects
+    /// with the incarnation the referee holds resumes its session (its
+    /// sleepers, undo records, attaches and pages stay); any other value
+    /// starts a new one (the old one's state is released first).
+    pub incarnation: u64,
     /// The node's name for logs and status (at most [`MAX_NAME_LEN`] bytes).
     pub name: &'a [u8],
 }
@@ -235,11 +240,18 @@ pub struct Hello<'a> {
 pub struct HelloAck {
     /// The node id the referee registered.
     pub node_id: u32,
-    /// Feature bits both sides will use.
+    /// Feature bits both sides will use, and [`ACK_RESUMED`].
     pub features: u64,
     /// Identifies this referee run; changes when the referee restarts.
     pub session: u64,
 }
+
+/// In [`HelloAck::features`]: the referee still holds this node's session
+/// (same incarnation, not declared dead): requests the node sent before
+/// are carried out at most once and may be sent again with the same ids,
+/// and its page copies stay valid. Without it the node starts afresh: its
+/// calls in flight fail and its copies are dropped.
+pub const ACK_RESUMED: u64 = 1 << 63;
 
 /// Length of an authentication nonce and of an HMAC-SHA256 tag.
 pub const AUTH_LEN: usize = 32;
@@ -1267,6 +1279,7 @@ fn decode_payload(kind: Kind, payload: &[u8]) -> Option<Frame<'_>> {
         Kind::Hello => {
             let node_id = r.u32()?;
             let features = r.u64()?;
+            let incarnation = r.u64()?;
             let name_len = r.u8()? as usize;
             if node_id == 0 || name_len > MAX_NAME_LEN {
                 return None;
@@ -1275,6 +1288,7 @@ fn decode_payload(kind: Kind, payload: &[u8]) -> Option<Frame<'_>> {
             Frame::Hello(Hello {
                 node_id,
                 features,
+                incarnation,
                 name,
             })
         }
@@ -1581,7 +1595,7 @@ impl Frame<'_> {
     /// Payload size of this frame.
     pub fn payload_len(&self) -> usize {
         match self {
-            Frame::Hello(h) => 4 + 8 + 1 + h.name.len(),
+            Frame::Hello(h) => 4 + 8 + 8 + 1 + h.name.len(),
             Frame::HelloAck(_) => 4 + 8 + 8,
             Frame::Ping { .. } | Frame::Pong { .. } => 8,
             Frame::Challenge { .. } => AUTH_LEN,
@@ -1663,6 +1677,7 @@ impl Frame<'_> {
             Frame::Hello(h) => {
                 w.u32(h.node_id);
                 w.u64(h.features);
+                w.u64(h.incarnation);
                 w.u8(h.name.len() as u8);
                 w.bytes(h.name);
             }

@@ -16,13 +16,14 @@
 //! one connection in order, so a node sees a grant before any invalidation
 //! that follows it.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// Bytes in a page.
 pub const PAGE_LEN: usize = dipc_wire::PAGE_LEN;
 
 /// A request for a page.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Want {
     /// The node that faulted.
     pub node: u32,
@@ -70,7 +71,7 @@ pub enum Out {
     },
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 struct Txn {
     id: u64,
     want: Want,
@@ -80,7 +81,7 @@ struct Txn {
     abandoned: bool,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 struct Page {
     owner: Option<u32>,
     copyset: BTreeSet<u32>,
@@ -107,7 +108,7 @@ impl Page {
 }
 
 /// Counters for status and benchmarks.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DirStats {
     /// Grants sent.
     pub grants: u64,
@@ -119,10 +120,10 @@ pub struct DirStats {
 
 /// One segment's directory. Pages nobody touched have no entry: a 1 GiB
 /// segment with one page in use holds one entry.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Directory {
     npages: u64,
-    pages: HashMap<u64, Page>,
+    pages: BTreeMap<u64, Page>,
     /// Counters.
     pub stats: DirStats,
 }
@@ -139,7 +140,7 @@ impl Directory {
     pub fn new(npages: u64) -> Self {
         Directory {
             npages,
-            pages: HashMap::new(),
+            pages: BTreeMap::new(),
             stats: DirStats::default(),
         }
     }
@@ -326,6 +327,18 @@ impl Directory {
                 self.pump(page, next_txn, out);
             }
         }
+    }
+
+    /// Invalidations `node` owes an ack for, as `(page, keep_read,
+    /// want_data, txn)`: what [`Directory::pump`] sent it.
+    pub fn pending_invals(&self, node: u32) -> Vec<(u64, bool, bool, u64)> {
+        self.pages
+            .iter()
+            .filter_map(|(&page, p)| {
+                let t = p.txn.as_ref().filter(|t| t.pending.contains(&node))?;
+                Some((page, !t.want.write, p.owner == Some(node), t.id))
+            })
+            .collect()
     }
 
     /// Checks the invariants (tests).

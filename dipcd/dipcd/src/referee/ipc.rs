@@ -3,6 +3,7 @@
 //! `ipcctl_obtain_check()`, `ipc_update_perm()`).
 
 use dipc_wire::{errno, Cred, CAP_IPC_OWNER, CAP_SYS_ADMIN};
+use serde::{Deserialize, Serialize};
 
 /// `S_IRWXUGO`.
 pub const S_IRWXUGO: u32 = 0o777;
@@ -21,7 +22,7 @@ pub const IPC_NOWAIT: i16 = 0o4000;
 pub type Errno = i32;
 
 /// An object's ownership and mode, as `struct kern_ipc_perm`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KernIpcPerm {
     /// The key.
     pub key: i32,

@@ -9,6 +9,7 @@
 pub mod dsm;
 pub mod ipc;
 pub mod msg;
+pub mod persist;
 pub mod sem;
 pub mod shm;
 
@@ -26,12 +27,12 @@ use dipc_wire::{
 use ipc::{ipcget_existing, Errno, KernIpcPerm, IPC_CREAT, S_IRUGO, S_IWUGO};
 use msg::{convert_mode, Msg, MsgQueue, MsgReply, Recv, MSG_COPY};
 use sem::{Proc, Reply, SemArray, Waiter, SEMVMX};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// System-wide limits, as `/proc/sys/kernel/sem` sets them on a node. The
 /// defaults are Linux's (`include/uapi/linux/sem.h`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limits {
     /// `SEMMSL`: most semaphores in one set.
     pub semmsl: usize,
@@ -179,9 +180,10 @@ pub struct ObjectStatus {
 }
 
 /// Every distributed object, by key and by cluster-wide id.
-#[derive(Default)]
+#[derive(Default, Serialize, Deserialize)]
 pub struct Objects {
     limits: Limits,
+    #[serde(with = "persist::keys")]
     keys: BTreeMap<(Class, i32), u64>,
     sems: BTreeMap<u64, SemArray>,
     used_sems: usize,
@@ -205,6 +207,35 @@ impl Objects {
             limits,
             ..Default::default()
         }
+    }
+
+    /// The limits.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Replaces the limits (a restarted referee's configuration applies
+    /// to what comes next; existing objects stay as they are).
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
+    /// Whether the request `who` sleeps on a set or a queue.
+    pub fn is_waiting(&self, who: Waiter) -> bool {
+        self.sems.values().any(|s| s.has_waiter(who))
+            || self.msgs.values().any(|q| q.has_waiter(who))
+    }
+
+    /// Invalidations `node` has not acknowledged, as `(oid, page,
+    /// keep_read, want_data, txn)`.
+    pub fn pending_invals(&self, node: u32) -> Vec<(u64, u64, bool, bool, u64)> {
+        let mut v = Vec::new();
+        for (&oid, seg) in &self.shms {
+            for (page, keep_read, want_data, txn) in seg.dir.pending_invals(node) {
+                v.push((oid, page, keep_read, want_data, txn));
+            }
+        }
+        v
     }
 
     /// The semaphore set `oid`, if it exists.

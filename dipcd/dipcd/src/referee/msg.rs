@@ -26,6 +26,7 @@ use super::ipc::{Errno, KernIpcPerm, S_IRUGO, S_IWUGO};
 use super::sem::{Reply, Waiter};
 use super::Effects;
 use dipc_wire::{errno, Cred, MsgStat};
+use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 
 /// `IPC_NOWAIT` in a `msgsnd`/`msgrcv` flag word.
@@ -38,7 +39,7 @@ pub const MSG_EXCEPT: i32 = 0o20000;
 pub const MSG_COPY: i32 = 0o40000;
 
 /// One queued message (`struct msg_msg`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Msg {
     /// `mtype`, at least 1.
     pub mtype: i64,
@@ -71,7 +72,7 @@ impl MsgReply {
 }
 
 /// How `msgtyp` selects (`SEARCH_*`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Mode {
     /// Any message.
     Any,
@@ -112,7 +113,7 @@ fn testmsg(m: &Msg, msgtyp: i64, mode: Mode) -> bool {
 }
 
 /// What a receive asks for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Recv {
     /// `msgtyp` after [`convert_mode`].
     pub msgtyp: i64,
@@ -125,25 +126,27 @@ pub struct Recv {
 }
 
 /// A sleeping `msgrcv` (`struct msg_receiver`).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 struct Receiver {
     who: Waiter,
     pid: u32,
+    #[serde(with = "super::persist::cred")]
     cred: Cred,
     recv: Recv,
 }
 
 /// A sleeping `msgsnd` (`struct msg_sender`), holding its message.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 struct Sender {
     who: Waiter,
     pid: u32,
+    #[serde(with = "super::persist::cred")]
     cred: Cred,
     msg: Msg,
 }
 
 /// A message queue (`struct msg_queue`).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct MsgQueue {
     /// Ownership and mode.
     pub perm: KernIpcPerm,
@@ -192,6 +195,11 @@ impl MsgQueue {
     /// Sleeping senders and receivers.
     pub fn waiters(&self) -> usize {
         self.receivers.len() + self.senders.len()
+    }
+
+    /// Whether `who` sleeps here (receiving or sending).
+    pub fn has_waiter(&self, who: Waiter) -> bool {
+        self.receivers.iter().any(|r| r.who == who) || self.senders.iter().any(|s| s.who == who)
     }
 
     /// The queued messages, oldest first.

@@ -10,6 +10,7 @@
 
 use super::ipc::{Errno, KernIpcPerm, IPC_NOWAIT, S_IRUGO, S_IWUGO};
 use dipc_wire::{errno, Cred, Sembuf};
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 
 /// `SEMVMX`: the largest semaphore value.
@@ -20,7 +21,7 @@ pub const SEMAEM: i32 = SEMVMX;
 pub const SEM_UNDO: i16 = 0x1000;
 
 /// A request waiting for an answer: the node it came from and its id there.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Waiter {
     /// Node id.
     pub node: u32,
@@ -38,7 +39,7 @@ pub struct Reply {
 }
 
 /// A process, cluster-wide: `SEM_UNDO` adjustments belong to one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Proc {
     /// The node it runs on.
     pub node: u32,
@@ -47,7 +48,7 @@ pub struct Proc {
 }
 
 /// One semaphore (`struct sem`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sem {
     /// `semval`.
     pub val: i32,
@@ -56,10 +57,11 @@ pub struct Sem {
 }
 
 /// A sleeping `semop` (`struct sem_queue`).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 struct SemQueue {
     who: Waiter,
     proc_: Proc,
+    #[serde(with = "super::persist::sembufs")]
     sops: Vec<Sembuf>,
     alter: bool,
     /// Index of the operation that blocked at the last attempt.
@@ -67,7 +69,7 @@ struct SemQueue {
 }
 
 /// A semaphore set (`struct sem_array`).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SemArray {
     /// Ownership and mode.
     pub perm: KernIpcPerm,
@@ -110,6 +112,11 @@ impl SemArray {
     /// Number of sleeping operations.
     pub fn waiters(&self) -> usize {
         self.pending.len()
+    }
+
+    /// Whether `who` sleeps here.
+    pub fn has_waiter(&self, who: Waiter) -> bool {
+        self.pending.iter().any(|q| q.who == who)
     }
 
     /// `perform_atomic_semop()`: all operations or none, in order, so that

@@ -9,6 +9,7 @@ use super::{Effects, Objects};
 use dipc_wire::{
     errno, shmcmd, Class, Get, ShmAt, ShmCtl, ShmStat, SHM_DEST, SHM_EXEC, SHM_RDONLY,
 };
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// `SHMMIN`: the smallest segment.
@@ -42,7 +43,7 @@ pub struct PageRefusal {
 }
 
 /// One distributed segment.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Segment {
     /// Key, owner and mode (with [`SHM_DEST`] once removed).
     pub perm: KernIpcPerm,

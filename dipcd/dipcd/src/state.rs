@@ -1,0 +1,514 @@
+//! Everything the referee must not lose, and the one function that changes
+//! it: [`State::apply`]. The server applies each [`Record`] as it happens
+//! and appends it to the log ([`crate::store`]); recovery applies the
+//! logged records again to the last snapshot. Replaying records yields the
+//! same state because nothing here reads a clock (the time is in the
+//! record), draws a random number, or depends on hash order.
+
+use crate::referee::dsm::{Data, Out};
+use crate::referee::sem::{Proc, Waiter};
+use crate::referee::{Effects, Limits, Objects};
+use dipc_wire::{
+    decode, Frame, Message, MsgCtlReply, MsgRcvReply, PageData, PageGrant, PageInval, SemCtlReply,
+    Sembuf, ShmCtlReply, Vals,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A frame to send, encoded.
+#[derive(Debug)]
+pub struct Outgoing {
+    /// `None`: every connected node.
+    pub to: Option<u32>,
+    /// The answer to a call (`req_id` is the call's): kept in the
+    /// node's [`ReplyCache`] until the node is known to have it.
+    pub reply: bool,
+    /// The encoded frame.
+    pub bytes: Vec<u8>,
+}
+
+/// Encodes `frame` for `to`.
+pub fn encode(to: Option<u32>, req_id: u64, frame: Frame<'_>) -> Outgoing {
+    let mut bytes = vec![0u8; frame.encoded_len()];
+    // The buffer has exactly the frame's size.
+    let n = frame.encode(req_id, &mut bytes).unwrap_or(0);
+    bytes.truncate(n);
+    let reply = req_id != 0 && is_reply(&frame);
+    Outgoing { to, reply, bytes }
+}
+
+/// Frames that answer a node's call (an invalidation carries a
+/// transaction id, not a call's).
+fn is_reply(frame: &Frame<'_>) -> bool {
+    matches!(
+        frame,
+        Frame::Status { .. }
+            | Frame::GetReply(_)
+            | Frame::SemCtlReply(_)
+            | Frame::MsgRcvReply(_)
+            | Frame::MsgCtlReply(_)
+            | Frame::ShmCtlReply(_)
+    )
+}
+
+/// Frames a node sends as calls, answered by one reply with their id.
+/// Only these are deduplicated: the rest are idempotent (`Exit`, an
+/// absolute `ShmNattch` count, `Cancel`, a page request, which the
+/// directory may grant twice) or carry their own check (a page ack's
+/// transaction id).
+pub fn is_call(msg: &Message<'_>) -> bool {
+    msg.req_id != 0
+        && matches!(
+            msg.frame,
+            Frame::Get(_)
+                | Frame::SemOp(_)
+                | Frame::SemCtl(_)
+                | Frame::MsgSnd(_)
+                | Frame::MsgRcv(_)
+                | Frame::MsgCtl(_)
+                | Frame::ShmAt(_)
+                | Frame::ShmNattch(_)
+                | Frame::ShmCtl(_)
+        )
+}
+
+/// The answers a node may not have received yet, by request id.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ReplyCache {
+    /// Request id -> (serial, encoded reply).
+    entries: BTreeMap<u64, (u64, Vec<u8>)>,
+    /// Serial of the next entry.
+    next: u64,
+}
+
+impl ReplyCache {
+    fn insert(&mut self, req_id: u64, bytes: Vec<u8>) {
+        self.next += 1;
+        self.entries.insert(req_id, (self.next, bytes));
+    }
+
+    /// The serial of the newest entry: [`ReplyCache::prune`] with it drops
+    /// everything cached so far.
+    pub fn mark(&self) -> u64 {
+        self.next
+    }
+
+    /// Drops the entries up to serial `mark` (the node has them).
+    pub fn prune(&mut self, mark: u64) {
+        self.entries.retain(|_, (serial, _)| *serial > mark);
+    }
+
+    /// Cached answers.
+    pub fn count(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// The cached answer to `req_id`.
+    pub fn get(&self, req_id: u64) -> Option<&[u8]> {
+        self.entries.get(&req_id).map(|(_, b)| b.as_slice())
+    }
+}
+
+/// One state change, as logged.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Record {
+    /// The referee started with these limits.
+    Limits(LimitsRecord),
+    /// Node `node` said hello with `incarnation` at `now`.
+    Hello {
+        /// The node.
+        node: u32,
+        /// Its incarnation.
+        incarnation: u64,
+        /// Wall-clock seconds.
+        now: i64,
+    },
+    /// Node `node` sent this request (the encoded frame) at `now`.
+    Request {
+        /// The node.
+        node: u32,
+        /// Wall-clock seconds, for the objects' times.
+        now: i64,
+        /// The frame as received.
+        frame: Vec<u8>,
+    },
+    /// Node `node` was declared dead at `now`.
+    Gone {
+        /// The node.
+        node: u32,
+        /// Wall-clock seconds.
+        now: i64,
+    },
+}
+
+/// [`Limits`] as logged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LimitsRecord(pub [u64; 10]);
+
+impl From<Limits> for LimitsRecord {
+    fn from(l: Limits) -> Self {
+        LimitsRecord([
+            l.semmsl as u64,
+            l.semmns as u64,
+            l.semopm as u64,
+            l.semmni as u64,
+            l.msgmax as u64,
+            l.msgmnb as u64,
+            l.msgmni as u64,
+            l.shmmax,
+            l.shmall,
+            l.shmmni as u64,
+        ])
+    }
+}
+
+impl From<LimitsRecord> for Limits {
+    fn from(r: LimitsRecord) -> Self {
+        let u = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+        let [semmsl, semmns, semopm, semmni, msgmax, msgmnb, msgmni, shmmax, shmall, shmmni] = r.0;
+        Limits {
+            semmsl: u(semmsl),
+            semmns: u(semmns),
+            semopm: u(semopm),
+            semmni: u(semmni),
+            msgmax: u(msgmax),
+            msgmnb: u(msgmnb),
+            msgmni: u(msgmni),
+            shmmax,
+            shmall,
+            shmmni: u(shmmni),
+        }
+    }
+}
+
+/// What applying a record produced.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// Frames to send.
+    pub out: Vec<Outgoing>,
+    /// For a hello: the node's session continues.
+    pub resumed: bool,
+}
+
+/// Everything the referee persists.
+#[derive(Default, Serialize, Deserialize)]
+pub struct State {
+    /// Every distributed object.
+    pub objects: Objects,
+    /// The nodes whose sessions the referee holds: id -> incarnation.
+    pub nodes: BTreeMap<u32, u64>,
+    /// Per node, answers it may not have received.
+    pub replies: BTreeMap<u32, ReplyCache>,
+    /// Sequence number of the last record applied.
+    pub seq: u64,
+}
+
+impl State {
+    /// An empty state with `limits`.
+    pub fn new(limits: Limits) -> Self {
+        State {
+            objects: Objects::new(limits),
+            ..Default::default()
+        }
+    }
+
+    /// Applies one record. A request that cannot be decoded (only possible
+    /// for a log written by another version) changes nothing.
+    pub fn apply(&mut self, rec: &Record) -> Applied {
+        self.seq += 1;
+        match rec {
+            Record::Limits(l) => {
+                self.objects.set_limits((*l).into());
+                Applied::default()
+            }
+            Record::Hello {
+                node,
+                incarnation,
+                now,
+            } => self.hello(*node, *incarnation, *now),
+            Record::Request { node, now, frame } => match decode(frame) {
+                Ok((msg, _)) => Applied {
+                    out: self.request(*node, msg, *now),
+                    resumed: false,
+                },
+                Err(e) => {
+                    tracing::warn!(node, error = %e, "undecodable request in the log; skipped");
+                    Applied::default()
+                }
+            },
+            Record::Gone { node, now } => Applied {
+                out: self.gone(*node, *now),
+                resumed: false,
+            },
+        }
+    }
+
+    /// A hello: the same incarnation resumes the session; another one ends
+    /// the old session (its undo applied, its sleepers and pages dropped)
+    /// and starts a new one.
+    fn hello(&mut self, node: u32, incarnation: u64, now: i64) -> Applied {
+        if self.nodes.get(&node) == Some(&incarnation) {
+            return Applied {
+                out: self.pending_invals(node),
+                resumed: true,
+            };
+        }
+        let out = self.gone(node, now);
+        self.nodes.insert(node, incarnation);
+        Applied {
+            out,
+            resumed: false,
+        }
+    }
+
+    /// Node `node`'s session is over.
+    fn gone(&mut self, node: u32, now: i64) -> Vec<Outgoing> {
+        self.nodes.remove(&node);
+        self.replies.remove(&node);
+        let fx = self.objects.node_gone(node, now);
+        let mut out = Vec::new();
+        effects(fx, &mut out);
+        self.cache(&out);
+        out
+    }
+
+    /// Keeps the answers among `out` in their nodes' caches.
+    fn cache(&mut self, out: &[Outgoing]) {
+        for o in out {
+            let (Some(node), true) = (o.to, o.reply) else {
+                continue;
+            };
+            if !self.nodes.contains_key(&node) {
+                continue;
+            }
+            if let Ok((m, _)) = decode(&o.bytes) {
+                self.replies
+                    .entry(node)
+                    .or_default()
+                    .insert(m.req_id, o.bytes.clone());
+            }
+        }
+    }
+
+    /// A call `msg` from `node` that was seen before: `Some` with what to
+    /// send (its cached answer, or nothing while it still sleeps here),
+    /// `None` for a new call.
+    pub fn duplicate(&self, node: u32, msg: &Message<'_>) -> Option<Vec<Outgoing>> {
+        if !is_call(msg) {
+            return None;
+        }
+        if let Some(bytes) = self.replies.get(&node).and_then(|c| c.get(msg.req_id)) {
+            return Some(vec![Outgoing {
+                to: Some(node),
+                reply: false,
+                bytes: bytes.to_vec(),
+            }]);
+        }
+        let who = Waiter {
+            node,
+            req: msg.req_id,
+        };
+        self.objects.is_waiting(who).then(Vec::new)
+    }
+
+    /// Invalidations node `node` has not answered (sent again when it
+    /// resumes: the first ones, or its acks, may have been lost).
+    fn pending_invals(&self, node: u32) -> Vec<Outgoing> {
+        let mut out = Vec::new();
+        for (oid, page, keep_read, want_data, txn) in self.objects.pending_invals(node) {
+            let i = PageInval {
+                oid,
+                page,
+                keep_read: u8::from(keep_read),
+                want_data: u8::from(want_data),
+            };
+            out.push(encode(Some(node), txn, Frame::PageInval(i)));
+        }
+        out
+    }
+
+    /// Carries out one request from `node` at `now`.
+    pub fn request(&mut self, node: u32, msg: Message<'_>, now: i64) -> Vec<Outgoing> {
+        let req = msg.req_id;
+        let mut out = Vec::new();
+        let objects = &mut self.objects;
+        let fx = match msg.frame {
+            Frame::Get(g) => {
+                let r = objects.get(&g, now);
+                out.push(encode(Some(node), req, Frame::GetReply(r)));
+                Effects::default()
+            }
+            Frame::SemOp(op) => {
+                let sops: Vec<Sembuf> = op.sops.iter().collect();
+                let who = Waiter { node, req };
+                let p = Proc { node, pid: op.pid };
+                let (r, fx) = objects.semop(who, p, op.oid, &op.cred, &sops, now);
+                if let Some(result) = r {
+                    out.push(encode(Some(node), req, Frame::Status { result }));
+                }
+                fx
+            }
+            Frame::SemCtl(c) => {
+                let (r, fx) = objects.semctl(&c, now);
+                let vals: Vec<u8> = r.vals.iter().flat_map(|v| v.to_le_bytes()).collect();
+                let reply = SemCtlReply {
+                    result: r.result,
+                    stat: r.stat,
+                    // At most nsems <= MAX_SEMS values.
+                    vals: Vals::new(&vals).unwrap_or(Vals::EMPTY),
+                };
+                out.push(encode(Some(node), req, Frame::SemCtlReply(reply)));
+                fx
+            }
+            Frame::Cancel { target } => {
+                let who = Waiter { node, req: target };
+                Effects {
+                    replies: objects.cancel(who).into_iter().collect(),
+                    ..Effects::default()
+                }
+            }
+            Frame::MsgSnd(m) => {
+                let who = Waiter { node, req };
+                let (r, fx) =
+                    objects.msgsnd(who, m.pid, m.oid, &m.cred, m.mtype, m.flags, m.text, now);
+                if let Some(result) = r {
+                    out.push(encode(Some(node), req, Frame::Status { result }));
+                }
+                fx
+            }
+            Frame::MsgRcv(m) => {
+                let who = Waiter { node, req };
+                let (r, mut fx) =
+                    objects.msgrcv(who, m.pid, m.oid, &m.cred, m.msgtyp, m.flags, m.size, now);
+                // The caller's own answer goes first, then the effects.
+                if let Some(r) = r {
+                    fx.msgs.insert(0, r);
+                }
+                fx
+            }
+            Frame::MsgCtl(c) => {
+                let (r, fx) = objects.msgctl(&c, now);
+                let reply = MsgCtlReply {
+                    result: r.result,
+                    stat: r.stat,
+                    info: r.info,
+                };
+                out.push(encode(Some(node), req, Frame::MsgCtlReply(reply)));
+                fx
+            }
+            Frame::Exit { pid } => objects.exit(Proc { node, pid }, now),
+            Frame::ShmAt(a) => {
+                let result = objects.shmat(&a, now);
+                out.push(encode(Some(node), req, Frame::Status { result }));
+                Effects::default()
+            }
+            Frame::ShmNattch(n) => {
+                let fx = objects.shm_nattch(node, n.oid, n.pid, n.nattch, n.detach != 0, now);
+                // Sent as a request (shmat, shmdt): say whether it destroyed
+                // the segment, so the node drops its shadow before returning.
+                if req != 0 {
+                    let result = i64::from(!fx.removed.is_empty());
+                    out.push(encode(Some(node), req, Frame::Status { result }));
+                }
+                fx
+            }
+            Frame::ShmCtl(c) => {
+                let (r, fx) = objects.shmctl(&c, now);
+                let reply = ShmCtlReply {
+                    result: r.result,
+                    stat: r.stat,
+                };
+                out.push(encode(Some(node), req, Frame::ShmCtlReply(reply)));
+                fx
+            }
+            Frame::PageReq(p) => objects.page_request(node, p.oid, p.page, p.write != 0),
+            Frame::PageAck(a) => {
+                let (ok, fx) = objects.page_ack(node, a.oid, a.page, req, a.data);
+                if !ok {
+                    tracing::debug!(
+                        node,
+                        oid = a.oid,
+                        page = a.page,
+                        txn = req,
+                        "stale page ack"
+                    );
+                }
+                fx
+            }
+            _ => Effects::default(),
+        };
+        effects(fx, &mut out);
+        self.cache(&out);
+        out
+    }
+}
+
+/// Encodes what a request changed beyond its own answer.
+fn effects(fx: Effects, out: &mut Vec<Outgoing>) {
+    use crate::referee::sem::Reply;
+    for Reply { to, result } in fx.replies {
+        out.push(encode(Some(to.node), to.req, Frame::Status { result }));
+    }
+    for m in fx.msgs {
+        let reply = MsgRcvReply {
+            result: m.result,
+            mtype: m.mtype,
+            // At most msgmax <= MAX_MTEXT bytes.
+            text: &m.text,
+        };
+        out.push(encode(Some(m.to.node), m.to.req, Frame::MsgRcvReply(reply)));
+    }
+    for d in fx.dsm {
+        let frame_out = match d.out {
+            Out::Grant {
+                node,
+                page,
+                write,
+                data,
+            } => {
+                let data = match &data {
+                    Data::Keep => PageData::Keep,
+                    Data::Zero => PageData::Zero,
+                    Data::Bytes(b) => PageData::Bytes(b),
+                };
+                let g = PageGrant {
+                    oid: d.oid,
+                    page,
+                    write: u8::from(write),
+                    result: 0,
+                    data,
+                };
+                encode(Some(node), 0, Frame::PageGrant(g))
+            }
+            Out::Inval {
+                node,
+                page,
+                keep_read,
+                want_data,
+                txn,
+            } => {
+                let i = PageInval {
+                    oid: d.oid,
+                    page,
+                    keep_read: u8::from(keep_read),
+                    want_data: u8::from(want_data),
+                };
+                encode(Some(node), txn, Frame::PageInval(i))
+            }
+        };
+        out.push(frame_out);
+    }
+    for r in fx.page_refusals {
+        let g = PageGrant {
+            oid: r.oid,
+            page: r.page,
+            write: u8::from(r.write),
+            result: r.result,
+            data: PageData::Keep,
+        };
+        out.push(encode(Some(r.node), 0, Frame::PageGrant(g)));
+    }
+    for (class, oid) in fx.removed {
+        out.push(encode(None, 0, Frame::Removed { class, oid }));
+    }
+}

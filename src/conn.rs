@@ -18,8 +18,8 @@ use crate::{
     shim::{self, Socket},
     shm,
     wire::{
-        self, auth_input, Auth, AuthRole, Class, DecodeError, Frame, Hello, Message, AUTH_LEN,
-        HEADER_LEN, MAX_PAYLOAD,
+        self, auth_input, Auth, AuthRole, Class, DecodeError, Frame, Hello, Message, ACK_RESUMED,
+        AUTH_LEN, HEADER_LEN, MAX_PAYLOAD,
     },
 };
 use kernel::{
@@ -63,6 +63,8 @@ fn run(node: &Node, addr: SockAddr) {
     let mut backoff = BACKOFF_MIN_MS;
     // Log the first failure of an outage, not every retry.
     let mut failing = false;
+    // When the last session's connection was lost.
+    let mut lost: Option<Instant<Monotonic>> = None;
     while !shim::kthread_should_stop() {
         node.conn.lock().state = ConnState::Connecting;
         let result = buf
@@ -72,15 +74,29 @@ fn run(node: &Node, addr: SockAddr) {
             .and_then(|sock| Ok(Arc::new(sock, GFP_KERNEL)?))
             .and_then(|sock| {
                 let r = session(node, &sock, &mut buf, &mut backoff, &mut failing);
-                // Senders stop using the socket, then every call in flight
-                // fails: its request may or may not have been carried out.
+                // Senders stop using the socket. Calls in flight stay: if
+                // the next connection resumes our session they are sent
+                // again (the referee carries each out once). Pages stay
+                // too, but every access waits until that is known.
                 sock.shutdown();
-                node.tx.lock().sock = None;
-                node.fail_all();
-                // The referee forgets this node's page copies.
-                shm::connection_lost(node);
+                if node.tx.lock().sock.take().is_some() {
+                    lost = Some(Instant::<Monotonic>::now());
+                    shm::suspend(node);
+                }
                 r
             });
+        // No session for `reconnect_wait_ms`: calls in flight fail (they
+        // may or may not have been carried out).
+        if let Some(t) = lost {
+            if t.elapsed().as_millis() >= i64::from(node.reconnect_wait_ms) && node.in_flight() > 0 {
+                pr_warn!(
+                    "no referee for {} ms; failing {} call(s) in flight\n",
+                    t.elapsed().as_millis(),
+                    node.in_flight()
+                );
+                node.fail_all();
+            }
+        }
         match result {
             Ok(()) => break,
             // Interrupted by `rmmod`: not a failure worth a log line.
@@ -133,6 +149,7 @@ fn session(
     let hello = Frame::Hello(Hello {
         node_id: node.node_id,
         features: 0,
+        incarnation: node.incarnation,
         name,
     });
     send(node, sock, hello, HELLO_REQ)?;
@@ -278,18 +295,34 @@ fn handle(
                 );
                 return Err(EPROTO);
             }
+            let resumed = ack.features & ACK_RESUMED != 0;
             {
                 let mut conn = node.conn.lock();
                 conn.state = ConnState::Connected;
                 conn.session = ack.session;
                 conn.handshakes += 1;
+                if resumed {
+                    conn.resumes += 1;
+                }
             }
             pr_info!(
-                "connected to referee {} as node {} (session {:#x})\n",
+                "connected to referee {} as node {} (session {:#x}, {})\n",
                 node.referee_display(),
                 node.node_id,
-                ack.session
+                ack.session,
+                if resumed { "resumed" } else { "new" }
             );
+            if resumed {
+                // Calls in flight go again, in order, before any new one.
+                node.resend_all(sock)?;
+            } else {
+                // A new session: what the old one had is gone at the
+                // referee. Calls in flight fail; page copies are dropped
+                // (stores not yet sent are lost).
+                node.fail_all();
+                shm::connection_lost(node);
+            }
+            shm::resume(node);
             *backoff = BACKOFF_MIN_MS;
             *failing = false;
             // Requests may go out from now on.

@@ -104,6 +104,8 @@ pub(crate) struct ConnInfo {
     pub(crate) session: u64,
     /// Successful handshakes since load.
     pub(crate) handshakes: u64,
+    /// Handshakes that resumed the session (the referee still held it).
+    pub(crate) resumes: u64,
     pub(crate) frames_in: u64,
     pub(crate) frames_out: u64,
 }
@@ -151,6 +153,12 @@ pub(crate) struct Node {
     pub(crate) nsegs: Atomic<u32>,
     /// An attach count changed: the connection thread tells the referee.
     pub(crate) shm_dirty: Atomic<u32>,
+    /// The connection is lost and it is not yet known whether the referee
+    /// still holds our session: every page access faults and waits.
+    pub(crate) shm_suspended: Atomic<u32>,
+    /// Random, chosen at load: says "the same node" in every hello, so a
+    /// referee that still holds our session resumes it.
+    pub(crate) incarnation: u64,
 }
 
 impl Node {
@@ -184,6 +192,11 @@ impl Node {
             return Err(EINVAL);
         }
         let secret = load_secret(shim::secret_file_param())?;
+        let mut inc = [0u8; 8];
+        shim::random_bytes(&mut inc);
+        // Never 0: a referee's state cannot hold a node under incarnation 0
+        // by accident.
+        let incarnation = u64::from_le_bytes(inc) | 1;
         Arc::pin_init(
             pin_init!(Node {
                 node_id,
@@ -195,6 +208,7 @@ impl Node {
                     state: ConnState::Stopped,
                     session: 0,
                     handshakes: 0,
+                    resumes: 0,
                     frames_in: 0,
                     frames_out: 0,
                 }),
@@ -208,6 +222,8 @@ impl Node {
                 segs <- new_mutex!(KVec::new()),
                 nsegs: Atomic::new(0),
                 shm_dirty: Atomic::new(0),
+                shm_suspended: Atomic::new(0),
+                incarnation,
             }),
             GFP_KERNEL,
         )

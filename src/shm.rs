@@ -556,8 +556,44 @@ pub(crate) fn inval(node: &Node, sock: &Socket, txn: u64, i: &PageInval) -> Resu
     node.send_on(sock, &Frame::PageAck(ack), txn)
 }
 
-/// The connection is gone: the referee forgets this node's copies, so
-/// every page becomes invalid here too (writes not yet sent are lost).
+/// The connection is lost (connection thread): until the next hello ack
+/// says whether the referee still holds our session, no page may be used.
+/// Every page is unmapped, its access kept; faults wait in [`acquire`].
+pub(crate) fn suspend(node: &Node) {
+    node.shm_suspended.store(1, Relaxed);
+    for seg in segs_of(node).iter() {
+        let mapping = seg.mapping();
+        if mapping == 0 {
+            continue;
+        }
+        for idx in 0..seg.npages {
+            if seg.word(idx).is_some_and(|w| w & ACC_MASK != ACC_NONE) {
+                shim::shm_unmap(mapping, idx);
+            }
+        }
+    }
+}
+
+/// The hello ack came (after [`connection_lost`] if the session is new):
+/// pages may be used again.
+pub(crate) fn resume(node: &Node) {
+    node.shm_suspended.store(0, Relaxed);
+    shim::shm_wake();
+}
+
+fn segs_of(node: &Node) -> KVec<Arc<Seg>> {
+    let segs = node.segs.lock();
+    let mut v = KVec::new();
+    for s in segs.iter() {
+        if v.push(s.clone(), GFP_KERNEL).is_err() {
+            break;
+        }
+    }
+    v
+}
+
+/// A new session: the referee forgot this node's copies, so every page
+/// becomes invalid here too (writes not yet sent are lost).
 pub(crate) fn connection_lost(node: &Node) {
     let segs: KVec<Arc<Seg>> = {
         let segs = node.segs.lock();
@@ -635,6 +671,14 @@ fn acquire(node: &Node, mapping: usize, idx: u64, write: bool, user: bool) -> c_
         if shim::fatal_signal_pending() {
             return give_up;
         }
+        if node.shm_suspended.load(Relaxed) != 0 {
+            // Whether our copies still count is not known yet.
+            match node.wait_for_connection() {
+                Ok(()) => continue,
+                Err(e) if e == EINTR => return give_up,
+                Err(_) => return shim::FAULT_SIGBUS,
+            }
+        }
         let Some(word) = seg.word(idx) else {
             return shim::FAULT_SIGBUS;
         };
@@ -666,7 +710,8 @@ fn acquire(node: &Node, mapping: usize, idx: u64, write: bool, user: bool) -> c_
                 Ok(false) => {
                     shim::Counter::inc(COUNT_RESENDS);
                     if node.send_oneway(&Frame::PageReq(req)).is_err() {
-                        return shim::FAULT_SIGBUS;
+                        // The connection went: start over (wait for it).
+                        break;
                     }
                 }
                 Err(_) => return give_up,
@@ -709,9 +754,11 @@ unsafe extern "C" fn dipc_rust_shm_valid(
 ) -> bool {
     // SAFETY: per the function's contract.
     let node = unsafe { shim::borrow_ctx::<Node>(ctx) };
-    node.seg_by_mapping(mapping as usize)
-        .and_then(|s| s.word(idx as u64))
-        .is_some_and(|w| sufficient(w, write))
+    node.shm_suspended.load(Relaxed) == 0
+        && node
+            .seg_by_mapping(mapping as usize)
+            .and_then(|s| s.word(idx as u64))
+            .is_some_and(|w| sufficient(w, write))
 }
 
 /// A wrapped VMA was opened (`delta` 1: fork, split) or closed (-1).

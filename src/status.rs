@@ -32,11 +32,13 @@ fn show(m: &SeqFile, node: &Node) {
         seq_print!(m, "connection {}\n", conn.state);
         seq_print!(m, "session {:#x}\n", conn.session);
         seq_print!(m, "handshakes {}\n", conn.handshakes);
+        seq_print!(m, "resumes {}\n", conn.resumes);
         seq_print!(m, "frames_in {}\n", conn.frames_in);
         seq_print!(m, "frames_out {}\n", conn.frames_out);
     }
     seq_print!(m, "shadows {}\n", node.shadows.len());
     seq_print!(m, "in_flight {}\n", node.in_flight());
+    seq_print!(m, "incarnation {:#x}\n", node.incarnation);
     let (all, ranges) = node.policy.lock().describe();
     seq_print!(m, "policy_all {}\n", u8::from(all));
     seq_print!(m, "policy_ranges {}\n", ranges);

@@ -8,8 +8,11 @@
 //! that task. A task woken by a signal or by its timeout sends `Cancel` and
 //! keeps waiting for the answer, which is then either `-EINTR` (the referee
 //! dropped the request) or the real result (it completed first, and that
-//! result stands). When the connection ends, every call in flight fails with
-//! `EIO`.
+//! result stands). When the connection ends, calls in flight keep waiting:
+//! if the next connection resumes the node's session, the connection thread
+//! sends each again with its id (the referee carries a call out once and
+//! answers a repeat from its cache); if it starts a new session, or none
+//! comes within `reconnect_wait_ms`, they fail with `EIO`.
 
 use crate::{
     node::Node,
@@ -53,6 +56,8 @@ enum CallState {
 #[pin_data]
 pub(crate) struct Call {
     req_id: u64,
+    /// The encoded request, sent again when a session resumes.
+    bytes: KVVec<u8>,
     #[pin]
     state: Mutex<CallState>,
     #[pin]
@@ -172,17 +177,18 @@ impl Node {
             let sock = tx.sock.clone().ok_or(EIO)?;
             let req_id = tx.next_req;
             tx.next_req += 1;
+            encode(frame, req_id, &mut buf)?;
             let call = Arc::pin_init(
                 pin_init!(Call {
                     req_id,
+                    bytes: buf,
                     state <- new_mutex!(CallState::Waiting),
                     done <- new_condvar!(),
                 }),
                 GFP_KERNEL,
             )?;
-            encode(frame, req_id, &mut buf)?;
             self.calls.lock().push(call.clone(), GFP_KERNEL)?;
-            if let Err(e) = self.send_counted(&sock, &buf) {
+            if let Err(e) = self.send_counted(&sock, &call.bytes) {
                 self.forget(req_id);
                 // The connection thread notices the broken socket too.
                 sock.shutdown();
@@ -222,14 +228,27 @@ impl Node {
             };
             interrupted = Some(why);
             drop(st);
-            if self
+            // Without a connection the cancel waits for one: the request
+            // may be carried out when the session resumes, so the caller
+            // must learn how it ended. A task being killed does not wait;
+            // its call is forgotten (its answer is dropped on arrival).
+            while self
                 .send_oneway(&Frame::Cancel {
                     target: call.req_id,
                 })
                 .is_err()
             {
-                // No connection: the call fails (or has failed) with EIO.
-                self.fail(call.req_id, EIO);
+                match self.wait_for_connection() {
+                    Ok(()) => {}
+                    Err(e) if e == EINTR => {
+                        self.forget(call.req_id);
+                        return Err(EINTR);
+                    }
+                    Err(_) => {
+                        self.fail(call.req_id, EIO);
+                        break;
+                    }
+                }
             }
             st = call.state.lock();
         }
@@ -278,6 +297,28 @@ impl Node {
         for call in calls.iter() {
             Self::finish(call, CallState::Failed(EIO));
         }
+    }
+
+    /// The session resumed on `sock`: sends every call in flight again, in
+    /// the order they were made (connection thread, before new calls may
+    /// use the socket).
+    pub(crate) fn resend_all(&self, sock: &Socket) -> Result {
+        let calls: KVec<Arc<Call>> = {
+            let calls = self.calls.lock();
+            let mut v = KVec::with_capacity(calls.len(), GFP_KERNEL)?;
+            for c in calls.iter() {
+                v.push(c.clone(), GFP_KERNEL)?;
+            }
+            v
+        };
+        let _tx = self.tx.lock();
+        for c in calls.iter() {
+            self.send_counted(sock, &c.bytes)?;
+        }
+        if !calls.is_empty() {
+            pr_info!("sent {} call(s) in flight again\n", calls.len());
+        }
+        Ok(())
     }
 
     /// Calls in flight.

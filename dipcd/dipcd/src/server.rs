@@ -100,18 +100,18 @@ pub struct Status {
     pub authenticated: bool,
     /// Networks nodes may connect from (empty: any).
     pub allow: Vec<String>,
-    /// Connected nodes by id.
-    pub nodes: Vec<NodeStatus>,
-    /// Distributed objects.
-    pub objects: Vec<ObjectStatus>,
-    /// Requests sleeping at the referee (all objects).
-    pub waiters: usize,
     /// Nodes whose sessions the referee holds while they are disconnected.
     pub away: Vec<u32>,
     /// Answers kept until their nodes are known to have them.
     pub replies_cached: usize,
     /// Persistence, if configured.
     pub persist: Option<PersistStatus>,
+    /// Connected nodes by id.
+    pub nodes: Vec<NodeStatus>,
+    /// Distributed objects.
+    pub objects: Vec<ObjectStatus>,
+    /// Requests sleeping at the referee (all objects).
+    pub waiters: usize,
 }
 
 fn now_s() -> i64 {
@@ -470,12 +470,12 @@ impl Referee {
             connections: self.open.load(Ordering::Relaxed),
             authenticated: self.secret.is_some(),
             allow: self.allow.iter().map(ToString::to_string).collect(),
-            nodes,
-            objects,
-            waiters,
             away,
             replies_cached,
             persist,
+            nodes,
+            objects,
+            waiters,
         }
     }
 

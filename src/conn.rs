@@ -88,7 +88,8 @@ fn run(node: &Node, addr: SockAddr) {
         // No session for `reconnect_wait_ms`: calls in flight fail (they
         // may or may not have been carried out).
         if let Some(t) = lost {
-            if t.elapsed().as_millis() >= i64::from(node.reconnect_wait_ms) && node.in_flight() > 0 {
+            if t.elapsed().as_millis() >= i64::from(node.reconnect_wait_ms) && node.in_flight() > 0
+            {
                 pr_warn!(
                     "no referee for {} ms; failing {} call(s) in flight\n",
                     t.elapsed().as_millis(),

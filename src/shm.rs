@@ -581,6 +581,9 @@ pub(crate) fn resume(node: &Node) {
     shim::shm_wake();
 }
 
+/// The segments in use here, as a list that outlives the lock (as many as
+/// could be copied: a page walk that misses some under memory pressure is
+/// no worse than one that fails).
 fn segs_of(node: &Node) -> KVec<Arc<Seg>> {
     let segs = node.segs.lock();
     let mut v = KVec::new();
@@ -595,17 +598,7 @@ fn segs_of(node: &Node) -> KVec<Arc<Seg>> {
 /// A new session: the referee forgot this node's copies, so every page
 /// becomes invalid here too (writes not yet sent are lost).
 pub(crate) fn connection_lost(node: &Node) {
-    let segs: KVec<Arc<Seg>> = {
-        let segs = node.segs.lock();
-        let mut v = KVec::new();
-        for s in segs.iter() {
-            if v.push(s.clone(), GFP_KERNEL).is_err() {
-                break;
-            }
-        }
-        v
-    };
-    for seg in segs.iter() {
+    for seg in segs_of(node).iter() {
         for idx in 0..seg.npages {
             if seg.word(idx).is_some_and(|w| w & ACC_MASK != ACC_NONE) {
                 set_page(seg, idx, ACC_NONE, None, None);

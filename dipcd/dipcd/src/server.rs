@@ -6,7 +6,7 @@ use crate::referee::{Limits, ObjectStatus};
 use crate::registry::{Closer, NodeStatus, Registry};
 use crate::session::{Action, FrameBuf, OwnedReply, Session, State};
 use crate::state::{self, LimitsRecord, Outgoing, Record};
-use crate::store::{self, Fsync, Recovered, Store};
+use crate::store::{Fsync, Recovered, Store};
 use dipc_wire::{ErrorCode, Frame, Message, ACK_RESUMED};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -121,6 +121,21 @@ fn now_s() -> i64 {
         .unwrap_or(0)
 }
 
+/// Brings the log to the disk if it is not there yet. One `fdatasync`
+/// covers every record logged before it began (group commit); the lock is
+/// not held during it, so requests go on being logged. A referee that
+/// cannot sync stops rather than answer.
+fn sync_log(store: &Mutex<Store>) {
+    let Some((file, upto)) = lock(store).unsynced() else {
+        return;
+    };
+    if let Err(e) = file.sync_data() {
+        tracing::error!(error = %e, "cannot sync the log; stopping");
+        std::process::exit(74);
+    }
+    lock(store).synced(upto);
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panic in another connection thread must not take the referee down;
     // the state it guards is updated by whole-value assignments.
@@ -226,25 +241,11 @@ impl Referee {
     }
 
     /// With `--fsync always`: brings the log to the disk before anything
-    /// decided so far is sent. One `fdatasync` covers every record logged
-    /// before it began (group commit); the lock is not held during it.
+    /// decided so far is sent (see [`sync_log`]).
     fn durable(&self) {
-        let Some(store) = &self.store else {
-            return;
-        };
-        let pending = {
-            let s = lock(store);
-            if s.fsync() != Fsync::Always {
-                return;
-            }
-            s.unsynced()
-        };
-        match store::sync_file(pending) {
-            Ok(Some(upto)) => lock(store).synced(upto),
-            Ok(None) => {}
-            Err(e) => {
-                tracing::error!(error = %e, "cannot sync the log; stopping");
-                std::process::exit(74);
+        if let Some(store) = &self.store {
+            if lock(store).fsync() == Fsync::Always {
+                sync_log(store);
             }
         }
     }
@@ -256,15 +257,7 @@ impl Referee {
         };
         loop {
             std::thread::sleep(every);
-            let pending = lock(store).unsynced();
-            match store::sync_file(pending) {
-                Ok(Some(upto)) => lock(store).synced(upto),
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot sync the log; stopping");
-                    std::process::exit(74);
-                }
-            }
+            sync_log(store);
         }
     }
 
@@ -313,7 +306,7 @@ impl Referee {
     /// and returns the nodes with frames queued (see [`Referee::flush`]).
     /// A call seen before (sent again after a reconnection) is answered
     /// from the cache, or not at all while it still sleeps here.
-    fn ipc(&self, node: u32, msg: Message<'_>) -> BTreeSet<u32> {
+    fn ipc(&self, node: u32, msg: Message<'_>, raw: &[u8]) -> BTreeSet<u32> {
         let now = now_s();
         let mut st = self.state();
         if let Some(out) = st.duplicate(node, &msg) {
@@ -326,9 +319,7 @@ impl Referee {
             return self.enqueue(out);
         }
         let out = if self.store.is_some() {
-            let mut frame = vec![0u8; msg.frame.encoded_len()];
-            let n = msg.frame.encode(msg.req_id, &mut frame).unwrap_or(0);
-            frame.truncate(n);
+            let frame = raw.to_vec();
             self.record(&mut st, &Record::Request { node, now, frame })
                 .out
         } else {
@@ -596,6 +587,18 @@ fn handle(referee: &Referee, mut stream: TcpStream, peer: SocketAddr) -> io::Res
     // The cache mark of the last sync ping sent on this connection.
     let mut synced_mark = 0u64;
     let result = loop {
+        // After each batch of requests, and on each idle tick.
+        if let Err(e) = sync_ping(
+            referee,
+            &session,
+            &mut stream,
+            peer,
+            conn_id,
+            &mut writer,
+            &mut synced_mark,
+        ) {
+            break Err(e);
+        }
         let n = match stream.read(&mut buf) {
             Ok(0) => break Ok(()),
             Ok(n) => n,
@@ -619,17 +622,6 @@ fn handle(referee: &Referee, mut stream: TcpStream, peer: SocketAddr) -> io::Res
                         "no frame within the keepalive; declaring the peer dead"
                     );
                     break Err(io::Error::new(io::ErrorKind::TimedOut, "keepalive expired"));
-                }
-                if let Err(e) = sync_ping(
-                    referee,
-                    &session,
-                    &mut stream,
-                    peer,
-                    conn_id,
-                    &mut writer,
-                    &mut synced_mark,
-                ) {
-                    break Err(e);
                 }
                 if !pinged && silent >= tick {
                     pinged = true;
@@ -659,8 +651,8 @@ fn handle(referee: &Referee, mut stream: TcpStream, peer: SocketAddr) -> io::Res
         // been carried out (or before anything else is written), in order.
         let mut pending = BTreeSet::new();
         let outcome = loop {
-            let step = frames.next_with(|m| match session.on_message(m) {
-                Action::Ipc { node_id } => Err(referee.ipc(node_id, m)),
+            let step = frames.next_with(|m, raw| match session.on_message(m) {
+                Action::Ipc { node_id } => Err(referee.ipc(node_id, m, raw)),
                 Action::Pong(nonce) => {
                     if let State::Ready { node_id } = session.state() {
                         referee.pong(node_id, nonce);
@@ -688,17 +680,6 @@ fn handle(referee: &Referee, mut stream: TcpStream, peer: SocketAddr) -> io::Res
         };
         referee.flush(&pending);
         if let Some(e) = outcome {
-            break Err(e);
-        }
-        if let Err(e) = sync_ping(
-            referee,
-            &session,
-            &mut stream,
-            peer,
-            conn_id,
-            &mut writer,
-            &mut synced_mark,
-        ) {
             break Err(e);
         }
     };

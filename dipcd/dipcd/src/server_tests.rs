@@ -56,7 +56,7 @@ impl Peer {
     fn next<T>(&mut self, mut f: impl FnMut(dipc_wire::Message<'_>) -> T) -> Option<T> {
         let mut buf = [0u8; 4096];
         loop {
-            match self.frames.next_with(&mut f) {
+            match self.frames.next_with(|m, _| f(m)) {
                 Ok(Some(g)) => return Some(g),
                 Ok(None) => {}
                 Err(e) => panic!("the referee sent a bad frame: {e}"),
@@ -104,7 +104,7 @@ impl Peer {
         while Instant::now() < end {
             while let Some((req, nonce)) = self
                 .frames
-                .next_with(|m| match m.frame {
+                .next_with(|m, _| match m.frame {
                     Frame::Ping { nonce } => (m.req_id, nonce),
                     f => panic!("unexpected {:?}", f.kind()),
                 })

@@ -4,6 +4,7 @@
 //! [`FrameBuf`] and carries out the [`Action`]s it returns.
 
 use crate::auth::Secret;
+use crate::state::is_call_frame;
 use dipc_wire::{
     decode, Auth, AuthRole, DecodeError, ErrorCode, Frame, HelloAck, Message, AUTH_LEN, HEADER_LEN,
     MAX_PAYLOAD,
@@ -21,18 +22,19 @@ impl FrameBuf {
         self.buf.extend_from_slice(bytes);
     }
 
-    /// Decodes the next whole frame, hands it to `f`, and drops its bytes.
+    /// Decodes the next whole frame, hands it to `f` with its bytes as
+    /// received (what the referee's log keeps), and drops them.
     /// `Ok(None)` means more bytes are needed. A decode error is final: the
     /// connection must be closed. The buffer never holds more than one
     /// maximum-size frame plus one read's worth of bytes, because a header
     /// announcing more than [`MAX_PAYLOAD`] is an error.
     pub fn next_with<T>(
         &mut self,
-        f: impl FnOnce(Message<'_>) -> T,
+        f: impl FnOnce(Message<'_>, &[u8]) -> T,
     ) -> Result<Option<T>, DecodeError> {
         match decode(&self.buf) {
             Ok((msg, used)) => {
-                let out = f(msg);
+                let out = f(msg, &self.buf[..used]);
                 self.buf.drain(..used);
                 Ok(Some(out))
             }
@@ -215,22 +217,18 @@ impl Session {
                 frame: Frame::Pong { nonce },
             }),
             (State::Ready { .. }, Frame::Pong { nonce }) => Action::Pong(nonce),
-            (
-                State::Ready { node_id },
-                Frame::Get(_)
-                | Frame::SemOp(_)
-                | Frame::SemCtl(_)
-                | Frame::MsgSnd(_)
-                | Frame::MsgRcv(_)
-                | Frame::MsgCtl(_)
-                | Frame::ShmAt(_)
-                | Frame::ShmNattch(_)
-                | Frame::ShmCtl(_)
-                | Frame::PageReq(_)
-                | Frame::PageAck(_)
-                | Frame::Cancel { .. }
-                | Frame::Exit { .. },
-            ) => Action::Ipc { node_id },
+            (State::Ready { node_id }, f)
+                if is_call_frame(&f)
+                    || matches!(
+                        f,
+                        Frame::PageReq(_)
+                            | Frame::PageAck(_)
+                            | Frame::Cancel { .. }
+                            | Frame::Exit { .. }
+                    ) =>
+            {
+                Action::Ipc { node_id }
+            }
             (State::Ready { .. }, f) => Action::Refuse(
                 ErrorCode::Protocol,
                 format!("unexpected {:?} frame", f.kind()),
@@ -265,7 +263,7 @@ mod tests {
         let mut fb = FrameBuf::default();
         fb.extend(&bytes(hello(2), 5));
         fb.extend(&bytes(Frame::Ping { nonce: 9 }, 6));
-        let a = fb.next_with(|m| s.on_message(m)).unwrap().unwrap();
+        let a = fb.next_with(|m, _| s.on_message(m)).unwrap().unwrap();
         assert_eq!(
             a,
             Action::Register(
@@ -285,7 +283,7 @@ mod tests {
             )
         );
         assert_eq!(s.state(), State::Ready { node_id: 2 });
-        let a = fb.next_with(|m| s.on_message(m)).unwrap().unwrap();
+        let a = fb.next_with(|m, _| s.on_message(m)).unwrap().unwrap();
         assert_eq!(
             a,
             Action::Reply(OwnedReply {
@@ -293,7 +291,7 @@ mod tests {
                 frame: Frame::Pong { nonce: 9 }
             })
         );
-        assert_eq!(fb.next_with(|m| s.on_message(m)).unwrap(), None);
+        assert_eq!(fb.next_with(|m, _| s.on_message(m)).unwrap(), None);
     }
 
     #[test]
@@ -305,7 +303,7 @@ mod tests {
             let mut actions = Vec::new();
             for part in [&all[..cut], &all[cut..]] {
                 fb.extend(part);
-                while let Some(a) = fb.next_with(|m| s.on_message(m)).unwrap() {
+                while let Some(a) = fb.next_with(|m, _| s.on_message(m)).unwrap() {
                     actions.push(a);
                 }
             }
@@ -318,7 +316,7 @@ mod tests {
         let mut s = Session::new(1);
         let mut fb = FrameBuf::default();
         fb.extend(&bytes(Frame::Ping { nonce: 1 }, 1));
-        let a = fb.next_with(|m| s.on_message(m)).unwrap().unwrap();
+        let a = fb.next_with(|m, _| s.on_message(m)).unwrap().unwrap();
         assert!(matches!(a, Action::Refuse(ErrorCode::Protocol, _)));
         assert_eq!(s.state(), State::AwaitHello);
     }
@@ -329,8 +327,8 @@ mod tests {
         let mut fb = FrameBuf::default();
         fb.extend(&bytes(hello(1), 1));
         fb.extend(&bytes(hello(1), 2));
-        fb.next_with(|m| s.on_message(m)).unwrap();
-        let a = fb.next_with(|m| s.on_message(m)).unwrap().unwrap();
+        fb.next_with(|m, _| s.on_message(m)).unwrap();
+        let a = fb.next_with(|m, _| s.on_message(m)).unwrap().unwrap();
         assert!(matches!(a, Action::Refuse(ErrorCode::Protocol, _)));
     }
 
@@ -339,7 +337,7 @@ mod tests {
         let mut fb = FrameBuf::default();
         fb.extend(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
         assert!(matches!(
-            fb.next_with(|_| ()),
+            fb.next_with(|_, _| ()),
             Err(DecodeError::BadMagic(_))
         ));
     }
@@ -360,7 +358,7 @@ mod tests {
     fn step(s: &mut Session, f: Frame<'_>, req: u64) -> Action {
         let mut fb = FrameBuf::default();
         fb.extend(&bytes(f, req));
-        fb.next_with(|m| s.on_message(m)).unwrap().unwrap()
+        fb.next_with(|m, _| s.on_message(m)).unwrap().unwrap()
     }
 
     #[test]

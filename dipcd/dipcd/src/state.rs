@@ -20,6 +20,8 @@ use std::collections::BTreeMap;
 pub struct Outgoing {
     /// `None`: every connected node.
     pub to: Option<u32>,
+    /// The frame's request id.
+    pub req_id: u64,
     /// The answer to a call (`req_id` is the call's): kept in the
     /// node's [`ReplyCache`] until the node is known to have it.
     pub reply: bool,
@@ -34,7 +36,12 @@ pub fn encode(to: Option<u32>, req_id: u64, frame: Frame<'_>) -> Outgoing {
     let n = frame.encode(req_id, &mut bytes).unwrap_or(0);
     bytes.truncate(n);
     let reply = req_id != 0 && is_reply(&frame);
-    Outgoing { to, reply, bytes }
+    Outgoing {
+        to,
+        req_id,
+        reply,
+        bytes,
+    }
 }
 
 /// Frames that answer a node's call (an invalidation carries a
@@ -51,25 +58,24 @@ fn is_reply(frame: &Frame<'_>) -> bool {
     )
 }
 
-/// Frames a node sends as calls, answered by one reply with their id.
-/// Only these are deduplicated: the rest are idempotent (`Exit`, an
-/// absolute `ShmNattch` count, `Cancel`, a page request, which the
-/// directory may grant twice) or carry their own check (a page ack's
-/// transaction id).
-pub fn is_call(msg: &Message<'_>) -> bool {
-    msg.req_id != 0
-        && matches!(
-            msg.frame,
-            Frame::Get(_)
-                | Frame::SemOp(_)
-                | Frame::SemCtl(_)
-                | Frame::MsgSnd(_)
-                | Frame::MsgRcv(_)
-                | Frame::MsgCtl(_)
-                | Frame::ShmAt(_)
-                | Frame::ShmNattch(_)
-                | Frame::ShmCtl(_)
-        )
+/// Frames a node sends as calls (with a request id), answered by one
+/// reply with that id. Only calls are deduplicated: the node's other
+/// requests are idempotent (`Exit`, an absolute `ShmNattch` count,
+/// `Cancel`, a page request, which the directory may grant twice) or carry
+/// their own check (a page ack's transaction id).
+pub fn is_call_frame(frame: &Frame<'_>) -> bool {
+    matches!(
+        frame,
+        Frame::Get(_)
+            | Frame::SemOp(_)
+            | Frame::SemCtl(_)
+            | Frame::MsgSnd(_)
+            | Frame::MsgRcv(_)
+            | Frame::MsgCtl(_)
+            | Frame::ShmAt(_)
+            | Frame::ShmNattch(_)
+            | Frame::ShmCtl(_)
+    )
 }
 
 /// The answers a node may not have received yet, by request id.
@@ -281,12 +287,10 @@ impl State {
             if !self.nodes.contains_key(&node) {
                 continue;
             }
-            if let Ok((m, _)) = decode(&o.bytes) {
-                self.replies
-                    .entry(node)
-                    .or_default()
-                    .insert(m.req_id, o.bytes.clone());
-            }
+            self.replies
+                .entry(node)
+                .or_default()
+                .insert(o.req_id, o.bytes.clone());
         }
     }
 
@@ -294,12 +298,13 @@ impl State {
     /// send (its cached answer, or nothing while it still sleeps here),
     /// `None` for a new call.
     pub fn duplicate(&self, node: u32, msg: &Message<'_>) -> Option<Vec<Outgoing>> {
-        if !is_call(msg) {
+        if msg.req_id == 0 || !is_call_frame(&msg.frame) {
             return None;
         }
         if let Some(bytes) = self.replies.get(&node).and_then(|c| c.get(msg.req_id)) {
             return Some(vec![Outgoing {
                 to: Some(node),
+                req_id: msg.req_id,
                 reply: false,
                 bytes: bytes.to_vec(),
             }]);

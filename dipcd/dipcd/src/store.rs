@@ -9,8 +9,8 @@
 //!   rename and the truncation) are skipped by their sequence number.
 //!
 //! A record is appended before its effects leave the referee; with
-//! [`Fsync::Always`] it is also on disk before then ([`Store::sync`], one
-//! `fdatasync` for every request decided meanwhile). Recovery cuts a torn
+//! [`Fsync::Always`] it is also on disk before then (one `fdatasync`
+//! for every request decided meanwhile). Recovery cuts a torn
 //! last record (a crash in the middle of a write) and refuses a log whose
 //! damage is anywhere else.
 
@@ -230,10 +230,10 @@ impl Store {
         self.records >= self.snapshot_every
     }
 
-    /// What [`Store::sync`] needs to bring the log to the disk, if it is
-    /// not there yet: the file and the length to record afterwards. Taken
-    /// under the lock; the sync itself runs without it, so requests go on
-    /// being logged meanwhile.
+    /// What a sync needs to bring the log to the disk, if it is not there
+    /// yet: the file and the length to record afterwards. Taken under the
+    /// lock; the sync itself runs without it, so requests go on being
+    /// logged meanwhile.
     pub fn unsynced(&self) -> Option<(Arc<File>, u64)> {
         (self.synced < self.written).then(|| (self.log.clone(), self.written))
     }
@@ -266,17 +266,6 @@ impl Store {
     /// Log size in bytes and records (for status).
     pub fn size(&self) -> (u64, u64) {
         (self.written, self.records)
-    }
-}
-
-/// Brings the log to the disk if `pending` says it is not there yet.
-pub fn sync_file(pending: Option<(Arc<File>, u64)>) -> io::Result<Option<u64>> {
-    match pending {
-        Some((f, upto)) => {
-            f.sync_data()?;
-            Ok(Some(upto))
-        }
-        None => Ok(None),
     }
 }
 

@@ -125,10 +125,10 @@ bench: setup
 	scripts/initramfs.sh --bench build/initramfs-bench.cpio.gz
 	scripts/bench.sh
 
-# A 3-node cluster: the referee and the module on every node.
+# A 3-node cluster running a distributed program (tests/cluster/demo.scenario).
 demo: setup
 	$(MAKE) initramfs
-	tests/cluster/run-all.sh tests/cluster/foundation.scenario
+	tests/cluster/run-all.sh tests/cluster/demo.scenario
 
 clean:
 	-$(if $(wildcard $(KDIR)/Makefile),$(KMAKE) clean)

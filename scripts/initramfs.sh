@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the test guests' initramfs: busybox-static, /init, dipc.ko, dipcd,
-# the C test programs, the guest-side test scripts, and Debian's `wg`
+# the C test programs, the guest-side test scripts, Debian's `wg`
 # (wireguard-tools) and `ip` (iproute2, as /usr/bin/ip; busybox's is /bin/ip)
-# for the WireGuard test. With --bench, also the peers `make bench` compares
+# for the WireGuard test, and util-linux's `ipcs` and `ipcrm` (busybox-static
+# has neither). With --bench, also the peers `make bench` compares
 # dipc with: Debian's stress-ng and redis-server. Each Debian program comes
 # with the shared libraries it loads.
 #   scripts/initramfs.sh [--bench] [--module DIPC.KO] OUT.cpio.gz
@@ -31,7 +32,7 @@ done
 for t in "$top"/tests/guest/*.sh; do
 	[ -e "$t" ] && install -m 0755 "$t" "$root/tests/"
 done
-exes=(/usr/bin/wg /usr/bin/ip)
+exes=(/usr/bin/wg /usr/bin/ip /usr/bin/ipcs /usr/bin/ipcrm)
 [ "$bench" = 0 ] || exes+=(/usr/bin/stress-ng /usr/bin/redis-server)
 for exe in "${exes[@]}"; do
 	[ -x "$exe" ] || { echo "initramfs: $exe missing (run scripts/setup.sh)" >&2; exit 1; }

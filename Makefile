@@ -29,7 +29,7 @@ GUEST_TARGET := x86_64-unknown-linux-gnu
 DIPCD_BIN := dipcd/target/$(GUEST_TARGET)/release/dipcd
 
 .PHONY: all module kernel setup clippy fmt fmt-check dipcd dipcd-test programs \
-	initramfs check check-host check-cluster check-debug fuzz soak bench demo clean
+	initramfs check check-host check-packaging check-cluster check-debug fuzz soak bench demo clean
 
 all: module
 
@@ -86,8 +86,11 @@ fuzz:
 	scripts/fuzz.sh $(FUZZ_SECONDS)
 
 # Host-side tests: the wire format and the referee (with a test peer on
-# loopback), a short fuzz run, lints and formatting.
-check-host: dipcd-test fmt-check fuzz
+# loopback), a short fuzz run, lints and formatting, the packaging files.
+check-host: dipcd-test fmt-check fuzz check-packaging
+
+check-packaging:
+	scripts/check-packaging.sh
 
 # The 3-node cluster scenario.
 check-cluster: initramfs

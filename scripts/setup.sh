@@ -42,6 +42,8 @@ plain=(
 	qemu-system-x86 busybox-static ca-certificates
 	stress-ng redis-server libhiredis-dev
 	wireguard-tools iproute2
+	# ipcs/ipcrm for the guests; systemd-analyze for the unit check
+	util-linux systemd
 )
 
 missing=()

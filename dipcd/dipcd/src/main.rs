@@ -1,9 +1,11 @@
 //! `dipcd`, the dipc referee.
 //!
 //! `dipcd --listen ADDR` runs the referee; `dipcd status` asks a running one
-//! which nodes are connected.
+//! which nodes are connected. The configuration comes from the command
+//! line, then `/etc/dipc/dipcd.toml` ([`config`]), then the defaults.
 
 mod auth;
+mod config;
 mod control;
 mod referee;
 mod registry;
@@ -12,7 +14,8 @@ mod session;
 mod state;
 mod store;
 
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::net::{SocketAddr, TcpListener};
 use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
@@ -24,8 +27,27 @@ const DEFAULT_PORT: u16 = 7420;
 const DEFAULT_CONTROL: &str = "/run/dipcd.sock";
 
 #[derive(Parser)]
-#[command(name = "dipcd", version, about = "The dipc referee daemon")]
+#[command(
+    name = "dipcd",
+    version,
+    about = "The dipc referee daemon",
+    long_about = "The dipc referee: owns the cluster's keys and the authoritative state of \
+every distributed System V IPC object (semaphore sets, message queues, shared memory \
+segments and their DSM page directory). Nodes running dipc.ko connect to it over TCP.\n\n\
+Options come from the command line, then the configuration file (/etc/dipc/dipcd.toml, \
+keys named like the options: secret_file for --secret-file, limits in a [limits] table), \
+then the defaults shown."
+)]
 struct Cli {
+    /// The configuration file (TOML). Default: /etc/dipc/dipcd.toml if it
+    /// exists.
+    #[arg(long, value_name = "FILE", global = true)]
+    config: Option<PathBuf>,
+    /// Check the configuration (file and options: addresses, limits, the
+    /// secret file and its mode, the state directory), print the
+    /// configuration that would run, and exit: 0 if it is good, 1 if not.
+    #[arg(long)]
+    check_config: bool,
     /// Address to accept node connections on.
     #[arg(long, default_value_t = SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT)))]
     listen: SocketAddr,
@@ -105,17 +127,166 @@ enum Command {
 
 fn parse_keepalive(s: &str) -> Result<f64, String> {
     let v: f64 = s.parse().map_err(|e| format!("{e}"))?;
-    if !(0.3..=3600.0).contains(&v) {
-        return Err("the keepalive must lie between 0.3 and 3600 seconds".into());
-    }
-    Ok(v)
+    config::check_keepalive(v)
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = match configure(&matches) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("dipcd: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if cli.check_config {
+        return check_config(&cli);
+    }
     match cli.command {
         Some(Command::Status { json }) => status(&cli.control, json),
         None => run(&cli),
+    }
+}
+
+/// The options: the command line's, then the file's, then the defaults.
+fn configure(matches: &ArgMatches) -> Result<Cli, String> {
+    let mut cli = Cli::from_arg_matches(matches).map_err(|e| e.to_string())?;
+    let (_, file) = config::load(cli.config.as_deref())?;
+    let given = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
+    macro_rules! take {
+        ($field:ident) => {
+            if let (false, Some(v)) = (given(stringify!($field)), file.$field) {
+                cli.$field = v;
+            }
+        };
+        ($field:ident, option) => {
+            if let (false, Some(v)) = (given(stringify!($field)), file.$field) {
+                cli.$field = Some(v);
+            }
+        };
+        ($field:ident, limit) => {
+            if let (false, Some(v)) = (given(stringify!($field)), file.limits.$field) {
+                cli.$field = v;
+            }
+        };
+    }
+    take!(listen);
+    take!(control);
+    take!(log);
+    take!(secret_file, option);
+    take!(allow);
+    take!(keepalive);
+    take!(state_dir, option);
+    take!(fsync);
+    take!(snapshot_every);
+    take!(msgmax, limit);
+    take!(msgmnb, limit);
+    take!(msgmni, limit);
+    take!(shmmax, limit);
+    take!(shmall, limit);
+    take!(shmmni, limit);
+    Ok(cli)
+}
+
+impl Cli {
+    fn limits(&self) -> referee::Limits {
+        referee::Limits {
+            msgmax: self.msgmax,
+            msgmnb: self.msgmnb,
+            msgmni: self.msgmni,
+            shmmax: self.shmmax,
+            shmall: self.shmall,
+            shmmni: self.shmmni,
+            ..referee::Limits::default()
+        }
+    }
+}
+
+/// `--check-config`: every check `dipcd` makes before it serves, without
+/// binding anything; prints the configuration that would run.
+fn check_config(cli: &Cli) -> ExitCode {
+    let mut errors = Vec::new();
+    let source = match config::load(cli.config.as_deref()) {
+        Ok((Some(p), _)) => p.display().to_string(),
+        Ok((None, _)) => format!("none ({} does not exist)", config::DEFAULT_PATH),
+        Err(e) => {
+            errors.push(e);
+            String::new()
+        }
+    };
+    if let Err(e) = cli.limits().check() {
+        errors.push(format!("limits: {e}"));
+    }
+    if let Err(e) = tracing_subscriber::EnvFilter::try_new(&cli.log) {
+        errors.push(format!("log {:?}: {e}", cli.log));
+    }
+    if let Some(path) = &cli.secret_file {
+        if let Err(e) = auth::Secret::load(path) {
+            errors.push(format!("secret_file: {e}"));
+        }
+    }
+    if let Some(dir) = &cli.state_dir {
+        match std::fs::metadata(dir) {
+            Ok(m) if !m.is_dir() => {
+                errors.push(format!("state_dir {}: not a directory", dir.display()))
+            }
+            Ok(_) => {}
+            // dipcd creates it, but its parent must exist.
+            Err(_) => match dir.parent().map(std::fs::metadata) {
+                Some(Ok(m)) if m.is_dir() => {}
+                _ => errors.push(format!(
+                    "state_dir {}: neither it nor its parent directory exists",
+                    dir.display()
+                )),
+            },
+        }
+    }
+    if let Some(parent) = cli.control.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if !parent.is_dir() {
+            errors.push(format!(
+                "control {}: {} is not a directory",
+                cli.control.display(),
+                parent.display()
+            ));
+        }
+    }
+    let opt = |p: &Option<PathBuf>| match p {
+        Some(p) => format!("{:?}", p.display().to_string()),
+        None => "none".into(),
+    };
+    println!("# dipcd configuration (file: {source})");
+    println!("listen = \"{}\"", cli.listen);
+    println!("control = {:?}", cli.control.display().to_string());
+    println!("log = {:?}", cli.log);
+    println!("secret_file = {}", opt(&cli.secret_file));
+    let allow: Vec<String> = cli
+        .allow
+        .iter()
+        .map(|n| format!("{:?}", n.to_string()))
+        .collect();
+    println!("allow = [{}]", allow.join(", "));
+    println!("keepalive = {:?}", cli.keepalive);
+    println!("state_dir = {}", opt(&cli.state_dir));
+    println!("fsync = \"{}\"", cli.fsync);
+    println!("snapshot_every = {}", cli.snapshot_every);
+    println!("[limits]");
+    let l = cli.limits();
+    println!(
+        "msgmax = {}\nmsgmnb = {}\nmsgmni = {}",
+        l.msgmax, l.msgmnb, l.msgmni
+    );
+    println!(
+        "shmmax = {}\nshmall = {}\nshmmni = {}",
+        l.shmmax, l.shmall, l.shmmni
+    );
+    if errors.is_empty() {
+        println!("# configuration OK");
+        ExitCode::SUCCESS
+    } else {
+        for e in &errors {
+            eprintln!("dipcd: config: {e}");
+        }
+        ExitCode::FAILURE
     }
 }
 
@@ -169,15 +340,7 @@ fn run(cli: &Cli) -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 
-    let limits = referee::Limits {
-        msgmax: cli.msgmax,
-        msgmnb: cli.msgmnb,
-        msgmni: cli.msgmni,
-        shmmax: cli.shmmax,
-        shmall: cli.shmall,
-        shmmni: cli.shmmni,
-        ..referee::Limits::default()
-    };
+    let limits = cli.limits();
     if let Err(e) = limits.check() {
         tracing::error!(error = %e, "bad limits");
         return ExitCode::FAILURE;
@@ -288,5 +451,50 @@ fn run(cli: &Cli) -> ExitCode {
             tracing::error!(error = %e, "referee stopped");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(args: &[&str]) -> Result<Cli, String> {
+        let mut argv = vec!["dipcd"];
+        argv.extend_from_slice(args);
+        let m = Cli::command()
+            .try_get_matches_from(argv)
+            .map_err(|e| e.to_string())?;
+        configure(&m)
+    }
+
+    #[test]
+    fn the_command_line_wins_over_the_file_and_the_file_over_the_defaults() {
+        let path = std::env::temp_dir().join(format!("dipcd-main-{}.toml", std::process::id()));
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:7500\"\nkeepalive = 4.5\nallow = [\"10.1.0.0/16\"]\n\
+             state_dir = \"/srv/dipcd\"\nfsync = \"20ms\"\n[limits]\nmsgmax = 4000\nmsgmnb = 9000\n",
+        )
+        .unwrap();
+        let p = path.to_str().unwrap();
+        let c = cli(&["--config", p, "--msgmax", "100", "--keepalive", "2"]).unwrap();
+        assert_eq!(c.msgmax, 100, "command line");
+        assert_eq!(c.keepalive, 2.0, "command line");
+        assert_eq!(c.msgmnb, 9000, "file");
+        assert_eq!(c.listen, "127.0.0.1:7500".parse().unwrap(), "file");
+        assert_eq!(c.allow, vec!["10.1.0.0/16".parse().unwrap()], "file");
+        assert_eq!(c.state_dir, Some(PathBuf::from("/srv/dipcd")), "file");
+        assert_eq!(c.fsync.to_string(), "20ms", "file");
+        assert_eq!(c.shmmni, 4096, "default");
+        assert_eq!(c.snapshot_every, 100_000, "default");
+        assert_eq!(c.control, PathBuf::from(DEFAULT_CONTROL), "default");
+        // The subcommand sees the file too (its control socket).
+        std::fs::write(&path, "control = \"/tmp/x.sock\"\n").unwrap();
+        let c = cli(&["--config", p, "status", "--json"]).unwrap();
+        assert_eq!(c.control, PathBuf::from("/tmp/x.sock"));
+        std::fs::write(&path, "listen = 1\n").unwrap();
+        let e = cli(&["--config", p]).err().unwrap();
+        assert!(e.contains(p) && e.contains("invalid type"), "{e}");
+        std::fs::remove_file(&path).unwrap();
     }
 }

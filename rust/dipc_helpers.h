@@ -135,6 +135,39 @@ void dipc_control_unregister(void);
 int dipc_rust_policy_set(void *ctx, const char *buf, size_t len);
 /* Implemented in Rust: prints /proc/dipc/status. */
 int dipc_rust_status_show(struct seq_file *m, void *ctx);
+/* Room for the key policy's text, NUL included. */
+#define DIPC_KEYS_LEN 256
+/*
+ * The key policy (/proc/sys/dipc/keys): replaces it with `text` (0, or
+ * -EINVAL leaving the old one), or copies its text into buf.
+ */
+int dipc_keys_set(const char *text);
+void dipc_keys_get(char *buf, size_t len);
+
+/* ---- the "dipc" generic netlink family (helpers/genl.c) ---- */
+
+/* One distributed object, as DIPC_CMD_OBJECTS sends it. */
+struct dipc_genl_object {
+	u8 class;
+	s32 id;
+	u64 oid;
+	u64 size;
+	u64 pages_read;
+	u64 pages_write;
+	u64 nattch;
+};
+/* Registers the family (called by dipc_control_register). */
+int dipc_genl_register(void *ctx);
+void dipc_genl_unregister(void);
+/*
+ * Adds one status item to the reply msg: a number, or text when text is
+ * not NULL. 0 or -EMSGSIZE.
+ */
+int dipc_genl_put_stat(void *msg, const char *name, u64 value, const char *text);
+/* Implemented in Rust: fills msg with the status items (dipc_genl_put_stat). */
+int dipc_rust_status_genl(void *ctx, void *msg);
+/* Implemented in Rust: the object at index i (false past the last one). */
+bool dipc_rust_object_at(void *ctx, long i, struct dipc_genl_object *out);
 /* The `referee` module parameter ("a.b.c.d:port" or empty), NUL-terminated. */
 const char *dipc_referee_param(void);
 /* The node name (utsname nodename) copied into buf, NUL-terminated. */

@@ -25,7 +25,9 @@ mkdir -p "$root"/{bin,sbin,etc,proc,sys,dev,tmp,run,root,tests}
 cp /bin/busybox "$root/bin/busybox"
 install -m 0755 "$top/tests/guest/init" "$root/init"
 install -m 0644 "$module" "$root/dipc.ko"
-install -m 0755 "$top/dipcd/target/x86_64-unknown-linux-gnu/release/dipcd" "$root/bin/dipcd"
+for b in dipcd dipcctl; do
+	install -m 0755 "$top/dipcd/target/x86_64-unknown-linux-gnu/release/$b" "$root/bin/$b"
+done
 for p in "$top"/build/programs/*; do
 	install -m 0755 "$p" "$root/bin/"
 done

@@ -176,4 +176,10 @@ impl Shadows {
     pub(crate) fn len(&self) -> usize {
         self.map.lock().len()
     }
+
+    /// The shadow at position `i` (for listing them one at a time; a
+    /// shadow added or removed meanwhile may shift the positions).
+    pub(crate) fn at(&self, i: usize) -> Option<Shadow> {
+        self.map.lock().get(i).copied()
+    }
 }

@@ -58,6 +58,12 @@ mod ffi {
         pub(super) fn dipc_enabled_get() -> c_int;
         pub(super) fn dipc_control_register(ctx: *mut c_void) -> c_int;
         pub(super) fn dipc_control_unregister();
+        pub(super) fn dipc_genl_put_stat(
+            msg: *mut c_void,
+            name: *const c_char,
+            value: u64,
+            text: *const c_char,
+        ) -> c_int;
         pub(super) fn dipc_referee_param() -> *const c_char;
         pub(super) fn dipc_nodename(buf: *mut c_char, len: usize);
         pub(super) fn dipc_secret_file_param() -> *const c_char;
@@ -321,10 +327,47 @@ impl<T: Send + Sync + 'static> Control<T> {
 
 impl<T: Send + Sync + 'static> Drop for Control<T> {
     fn drop(&mut self) {
-        // SAFETY: registered in `register`; proc_remove() waits for readers,
-        // so nobody uses the context after this.
+        // SAFETY: registered in `register`; proc_remove() waits for readers
+        // and genl_unregister_family() for running netlink operations (a
+        // dump between two reads holds a module reference, so the module,
+        // and this, cannot go then), so nobody uses the context after this.
         unsafe { ffi::dipc_control_unregister() };
     }
+}
+
+/// A generic netlink reply being built (`DIPC_CMD_STATUS`).
+pub(crate) struct GenlMsg(*mut c_void);
+
+impl GenlMsg {
+    /// Wraps the reply C hands over.
+    ///
+    /// # Safety
+    ///
+    /// `msg` is a reply `sk_buff` being built, used by this thread alone
+    /// while the returned value lives.
+    pub(crate) unsafe fn from_raw(msg: *mut c_void) -> Self {
+        GenlMsg(msg)
+    }
+
+    /// Adds one status item: `value`, or `text` when given.
+    pub(crate) fn put_stat(&mut self, name: &CStr, value: u64, text: Option<&CStr>) -> Result {
+        let text = text.map_or(core::ptr::null(), |t| t.as_char_ptr());
+        // SAFETY: `self.0` is a reply being built (the constructor's
+        // contract); both strings are NUL-terminated and outlive the call.
+        to_result(unsafe { ffi::dipc_genl_put_stat(self.0, name.as_char_ptr(), value, text) })
+    }
+}
+
+/// `struct dipc_genl_object` in the header: one `DIPC_CMD_OBJECTS` entry.
+#[repr(C)]
+pub(crate) struct GenlObject {
+    pub(crate) class: u8,
+    pub(crate) id: i32,
+    pub(crate) oid: u64,
+    pub(crate) size: u64,
+    pub(crate) pages_read: u64,
+    pub(crate) pages_write: u64,
+    pub(crate) nattch: u64,
 }
 
 /// The `referee` module parameter.

@@ -595,6 +595,37 @@ fn segs_of(node: &Node) -> KVec<Arc<Seg>> {
     v
 }
 
+/// What this node holds of a segment, for `dipcctl objects`.
+pub(crate) struct Cached {
+    /// Pages cached read-only.
+    pub(crate) read: u64,
+    /// Pages owned (writable) here.
+    pub(crate) write: u64,
+    /// Attaches on this node (its share of `shm_nattch`).
+    pub(crate) nattch: u64,
+}
+
+/// The pages of segment `oid` this node holds, and its attaches here.
+pub(crate) fn cached(node: &Node, oid: u64) -> Cached {
+    let mut c = Cached {
+        read: 0,
+        write: 0,
+        nattch: 0,
+    };
+    if let Some(seg) = node.seg_by_oid(oid) {
+        let st = seg.state.lock();
+        for &w in st.pages.iter() {
+            match w & ACC_MASK {
+                ACC_READ => c.read += 1,
+                ACC_WRITE => c.write += 1,
+                _ => {}
+            }
+        }
+        c.nattch = u64::try_from(st.nattch).unwrap_or(0);
+    }
+    c
+}
+
 /// A new session: the referee forgot this node's copies, so every page
 /// becomes invalid here too (writes not yet sent are lost).
 pub(crate) fn connection_lost(node: &Node) {

@@ -1,9 +1,77 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! `/proc/dipc/status`: one `key value` pair a line, for people and scripts.
+//! This node's status: `/proc/dipc/status` (one `key value` pair a line, for
+//! people and scripts) and the same items over generic netlink
+//! (`DIPC_CMD_STATUS`, for `dipcctl status`), plus the object list
+//! (`DIPC_CMD_OBJECTS`).
 
-use crate::{hooks, node::Node, shim, shm};
-use kernel::{bindings, prelude::*, seq_file::SeqFile, seq_print, sync::atomic::Relaxed};
+use crate::{hooks, node::Node, shim, shm, wire::Class};
+use kernel::{bindings, fmt, prelude::*, seq_file::SeqFile, str::CString, sync::atomic::Relaxed};
+
+/// Where the status items go.
+trait Sink {
+    /// A counter or setting.
+    fn num(&mut self, name: &str, v: u64);
+    /// An id, shown in hexadecimal in the file.
+    fn hex(&mut self, name: &str, v: u64);
+    /// A word or an address.
+    fn text(&mut self, name: &str, v: &dyn fmt::Display);
+}
+
+/// The status file.
+struct Seq<'a>(&'a SeqFile);
+
+impl Sink for Seq<'_> {
+    fn num(&mut self, name: &str, v: u64) {
+        self.0.call_printf(fmt!("{name} {v}\n"));
+    }
+
+    fn hex(&mut self, name: &str, v: u64) {
+        self.0.call_printf(fmt!("{name} {v:#x}\n"));
+    }
+
+    fn text(&mut self, name: &str, v: &dyn fmt::Display) {
+        self.0.call_printf(fmt!("{name} {v}\n"));
+    }
+}
+
+/// A netlink reply: the first error stops it.
+struct Genl {
+    msg: shim::GenlMsg,
+    result: Result,
+}
+
+impl Genl {
+    fn put(&mut self, name: &str, v: u64, text: Option<&dyn fmt::Display>) {
+        if self.result.is_err() {
+            return;
+        }
+        self.result = (|| {
+            let name = CString::try_from_fmt(fmt!("{name}"))?;
+            match text {
+                Some(t) => {
+                    let t = CString::try_from_fmt(fmt!("{t}"))?;
+                    self.msg.put_stat(&name, 0, Some(&t))
+                }
+                None => self.msg.put_stat(&name, v, None),
+            }
+        })();
+    }
+}
+
+impl Sink for Genl {
+    fn num(&mut self, name: &str, v: u64) {
+        self.put(name, v, None);
+    }
+
+    fn hex(&mut self, name: &str, v: u64) {
+        self.put(name, v, None);
+    }
+
+    fn text(&mut self, name: &str, v: &dyn fmt::Display) {
+        self.put(name, 0, Some(v));
+    }
+}
 
 /// Prints the status file.
 ///
@@ -18,53 +86,126 @@ unsafe extern "C" fn dipc_rust_status_show(m: *mut bindings::seq_file, ctx: *mut
     let m = unsafe { SeqFile::from_raw(m) };
     // SAFETY: per the function's contract.
     let node = unsafe { shim::borrow_ctx::<Node>(ctx) };
-    show(m, &node);
+    report(&mut Seq(m), &node);
     0
 }
 
-fn show(m: &SeqFile, node: &Node) {
-    seq_print!(m, "enabled {}\n", u8::from(shim::enabled()));
-    seq_print!(m, "node_id {}\n", node.node_id);
-    seq_print!(m, "referee {}\n", node.referee_display());
-    seq_print!(m, "keepalive_ms {}\n", node.keepalive_ms);
+/// Fills a `DIPC_CMD_STATUS` reply.
+///
+/// # Safety
+///
+/// Called only by the family's status handler: `msg` is its reply being
+/// built (used by this thread alone), `ctx` the context given to
+/// [`shim::Control::register`], alive while the family is registered.
+#[no_mangle]
+unsafe extern "C" fn dipc_rust_status_genl(ctx: *mut c_void, msg: *mut c_void) -> c_int {
+    // SAFETY: per the function's contract.
+    let node = unsafe { shim::borrow_ctx::<Node>(ctx) };
+    // SAFETY: per the function's contract.
+    let msg = unsafe { shim::GenlMsg::from_raw(msg) };
+    let mut out = Genl {
+        msg,
+        result: Ok(()),
+    };
+    report(&mut out, &node);
+    match out.result {
+        Ok(()) => 0,
+        Err(e) => e.to_errno(),
+    }
+}
+
+/// The object at index `i` of this node's shadows, for `DIPC_CMD_OBJECTS`.
+///
+/// # Safety
+///
+/// Called only by the family's dump handler: `ctx` the context given to
+/// [`shim::Control::register`], alive while the family is registered, and
+/// `out` valid for writes.
+#[no_mangle]
+unsafe extern "C" fn dipc_rust_object_at(
+    ctx: *mut c_void,
+    i: c_long,
+    out: *mut shim::GenlObject,
+) -> bool {
+    // SAFETY: per the function's contract.
+    let node = unsafe { shim::borrow_ctx::<Node>(ctx) };
+    let Some(s) = usize::try_from(i).ok().and_then(|i| node.shadows.at(i)) else {
+        return false;
+    };
+    let mut o = shim::GenlObject {
+        class: s.class as u8,
+        id: s.local_id,
+        oid: s.oid,
+        size: s.size,
+        pages_read: 0,
+        pages_write: 0,
+        nattch: 0,
+    };
+    if s.class == Class::Shm {
+        let c = shm::cached(&node, s.oid);
+        o.pages_read = c.read;
+        o.pages_write = c.write;
+        o.nattch = c.nattch;
+    }
+    // SAFETY: per the function's contract.
+    unsafe { out.write(o) };
+    true
+}
+
+fn report(out: &mut impl Sink, node: &Node) {
+    out.num("enabled", u64::from(shim::enabled()));
+    out.num("node_id", u64::from(node.node_id));
+    out.text("referee", &node.referee_display());
+    out.num("keepalive_ms", u64::from(node.keepalive_ms));
     {
         let conn = node.conn.lock();
-        seq_print!(m, "connection {}\n", conn.state);
-        seq_print!(m, "session {:#x}\n", conn.session);
-        seq_print!(m, "handshakes {}\n", conn.handshakes);
-        seq_print!(m, "resumes {}\n", conn.resumes);
-        seq_print!(m, "frames_in {}\n", conn.frames_in);
-        seq_print!(m, "frames_out {}\n", conn.frames_out);
+        out.text("connection", &conn.state);
+        out.hex("session", conn.session);
+        out.num("handshakes", conn.handshakes);
+        out.num("resumes", conn.resumes);
+        out.num("frames_in", conn.frames_in);
+        out.num("frames_out", conn.frames_out);
     }
-    seq_print!(m, "shadows {}\n", node.shadows.len());
-    seq_print!(m, "in_flight {}\n", node.in_flight());
-    seq_print!(m, "incarnation {:#x}\n", node.incarnation);
+    out.num("shadows", node.shadows.len() as u64);
+    out.num("in_flight", node.in_flight() as u64);
+    out.hex("incarnation", node.incarnation);
     let (all, ranges) = node.policy.lock().describe();
-    seq_print!(m, "policy_all {}\n", u8::from(all));
-    seq_print!(m, "policy_ranges {}\n", ranges);
+    out.num("policy_all", u64::from(all));
+    out.num("policy_ranges", ranges as u64);
     {
         let ex = node.exits.lock();
-        seq_print!(m, "undo_tracked {}\n", ex.tracked());
-        seq_print!(m, "undo_overflow {}\n", ex.overflow);
+        out.num("undo_tracked", ex.tracked() as u64);
+        out.num("undo_overflow", ex.overflow);
     }
-    seq_print!(m, "segments {}\n", node.nsegs.load(Relaxed));
+    out.num("segments", u64::from(node.nsegs.load(Relaxed)));
     for (name, idx) in [
         ("dsm_requests", shm::COUNT_REQUESTS),
         ("dsm_resends", shm::COUNT_RESENDS),
         ("dsm_grants", shm::COUNT_GRANTS),
         ("dsm_invalidations", shm::COUNT_INVALS),
     ] {
-        seq_print!(m, "{} {}\n", name, shim::Counter::sum(idx));
+        out.num(name, shim::Counter::sum(idx));
     }
-    seq_print!(m, "hooks_registered {}\n", hooks::registered_count());
+    out.num("hooks_registered", hooks::registered_count() as u64);
     for (id, name) in hooks::HOOK_NAMES.iter().enumerate() {
         if shim::hook_registered(id) {
-            seq_print!(
-                m,
-                "calls_{} {}\n",
-                name,
-                shim::Counter::sum(hooks::calls_counter(id))
-            );
+            let mut buf = [0u8; 32];
+            let key = prefixed(&mut buf, "calls_", name);
+            out.num(key, shim::Counter::sum(hooks::calls_counter(id)));
         }
     }
+}
+
+/// `prefix` then `name` in `buf` (cut at its length, on a character
+/// boundary: both are ASCII here).
+fn prefixed<'a>(buf: &'a mut [u8], prefix: &str, name: &str) -> &'a str {
+    let mut n = 0;
+    for &b in Iterator::chain(prefix.as_bytes().iter(), name.as_bytes()) {
+        if n == buf.len() || !b.is_ascii() {
+            break;
+        }
+        buf[n] = b;
+        n += 1;
+    }
+    core::str::from_utf8(&buf[..n]).unwrap_or("")
 }

@@ -16,8 +16,35 @@ module_param_string(referee, dipc_referee, sizeof(dipc_referee), 0444);
 MODULE_PARM_DESC(referee, "Referee address, a.b.c.d:port (empty: do not connect)");
 
 static void *dipc_ctl_ctx;
-static char dipc_keys[256];
+static char dipc_keys[DIPC_KEYS_LEN];
 static DEFINE_MUTEX(dipc_keys_lock);
+static bool dipc_genl_registered;
+
+static int dipc_keys_set_locked(const char *text)
+{
+	int err = dipc_rust_policy_set(dipc_ctl_ctx, text, strnlen(text, DIPC_KEYS_LEN));
+
+	if (!err)
+		strscpy(dipc_keys, text, sizeof(dipc_keys));
+	return err;
+}
+
+int dipc_keys_set(const char *text)
+{
+	int err;
+
+	mutex_lock(&dipc_keys_lock);
+	err = dipc_keys_set_locked(text);
+	mutex_unlock(&dipc_keys_lock);
+	return err;
+}
+
+void dipc_keys_get(char *buf, size_t len)
+{
+	mutex_lock(&dipc_keys_lock);
+	strscpy(buf, dipc_keys, len);
+	mutex_unlock(&dipc_keys_lock);
+}
 
 /* /proc/sys/dipc/keys: the text is parsed (and refused) in Rust. */
 static int dipc_keys_handler(const struct ctl_table *table, int write, void *buffer,
@@ -36,9 +63,7 @@ static int dipc_keys_handler(const struct ctl_table *table, int write, void *buf
 	err = proc_dostring(&tmp, write, buffer, lenp, ppos);
 	if (err)
 		goto out;
-	err = dipc_rust_policy_set(dipc_ctl_ctx, buf, strnlen(buf, sizeof(buf)));
-	if (!err)
-		strscpy(dipc_keys, buf, sizeof(dipc_keys));
+	err = dipc_keys_set_locked(buf);
 out:
 	mutex_unlock(&dipc_keys_lock);
 	return err;
@@ -73,6 +98,8 @@ static int dipc_status_show(struct seq_file *m, void *v)
 
 int dipc_control_register(void *ctx)
 {
+	int err;
+
 	dipc_ctl_ctx = ctx;
 	dipc_sysctl_header = register_sysctl("dipc", dipc_sysctl_table);
 	if (!dipc_sysctl_header)
@@ -82,6 +109,12 @@ int dipc_control_register(void *ctx)
 		goto err;
 	if (!proc_create_single_data("status", 0444, dipc_proc_dir, dipc_status_show, ctx))
 		goto err;
+	err = dipc_genl_register(ctx);
+	if (err) {
+		dipc_control_unregister();
+		return err;
+	}
+	dipc_genl_registered = true;
 	return 0;
 err:
 	dipc_control_unregister();
@@ -90,6 +123,9 @@ err:
 
 void dipc_control_unregister(void)
 {
+	if (dipc_genl_registered)
+		dipc_genl_unregister();
+	dipc_genl_registered = false;
 	/* Waits for readers of the status file to finish. */
 	if (dipc_proc_dir)
 		proc_remove(dipc_proc_dir);

@@ -1,0 +1,495 @@
+//! `dipcctl`, the dipc admin tool.
+//!
+//! It asks this node's `dipc.ko` over the "dipc" generic netlink family
+//! ([`genl`]) and, where one runs on this machine, the referee `dipcd` over
+//! its control socket. Every command prints a table, or JSON with `--json`.
+
+mod genl;
+
+use clap::{Parser, Subcommand};
+use serde_json::{json, Map, Value};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "dipcctl",
+    version,
+    about = "The dipc admin tool: this node's dipc.ko, and the referee (dipcd)",
+    long_about = "The dipc admin tool. It asks this node's dipc.ko over the \"dipc\" generic \
+netlink family, and the referee dipcd over its control socket where one runs on this \
+machine. Every command prints a table, or JSON with --json."
+)]
+struct Cli {
+    /// Print JSON instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+    /// The referee's control socket (on the machine that runs dipcd).
+    #[arg(
+        long,
+        global = true,
+        default_value = "/run/dipcd.sock",
+        value_name = "PATH"
+    )]
+    control: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// This node: its id, the referee connection and its counters (the
+    /// items of /proc/dipc/status), and the referee's summary when it runs
+    /// here.
+    Status,
+    /// Every distributed object this node uses: kind, key, local id,
+    /// cluster-wide id, size, attaches and pages cached here; with the
+    /// referee's view (owner, mode, messages, attaches in the cluster) when
+    /// it runs here.
+    Objects,
+    /// The key policy: which keys are distributed without IPC_DIPC.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// The referee (on the machine that runs dipcd): its nodes, sessions,
+    /// persistence and objects.
+    Referee,
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Show the policy.
+    List,
+    /// Distribute a key, a range (`0x1000-0x1fff`) or `all`.
+    Add {
+        /// `KEY`, `LOW-HIGH` (decimal or 0x hex) or `all`.
+        spec: String,
+    },
+    /// Stop distributing a key, range or `all` added before (exactly as
+    /// listed).
+    Del {
+        /// As `keys list` shows it.
+        spec: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Status => status(&cli),
+        Command::Objects => objects(&cli),
+        Command::Keys { command } => keys(&cli, command),
+        Command::Referee => referee(&cli),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("dipcctl: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Asks the referee's control socket (`dipcd`'s `control` module).
+fn ask_referee(path: &Path, request: &str) -> io::Result<Value> {
+    let mut s = UnixStream::connect(path)?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
+    s.write_all(request.as_bytes())?;
+    s.write_all(b"\n")?;
+    let mut out = String::new();
+    BufReader::new(s.take(64 << 20)).read_line(&mut out)?;
+    let v: Value = serde_json::from_str(&out).map_err(io::Error::other)?;
+    if let Some(e) = v.get("error").and_then(Value::as_str) {
+        return Err(io::Error::other(e.to_string()));
+    }
+    Ok(v)
+}
+
+/// The referee's status if it runs here, else `None`.
+fn local_referee(cli: &Cli) -> Option<Value> {
+    cli.control
+        .exists()
+        .then(|| ask_referee(&cli.control, "status").ok())
+        .flatten()
+}
+
+/// The module's status items, in order.
+fn module_status() -> io::Result<Vec<(String, Value)>> {
+    let mut c = genl::Client::open()?;
+    let replies = c.dipc(genl::CMD_STATUS, false, &[])?;
+    let mut items = Vec::new();
+    for r in &replies {
+        for (t, nest) in genl::attrs(r) {
+            if t != genl::A_STAT {
+                continue;
+            }
+            let (mut name, mut value) = (None, Value::Null);
+            for (t, p) in genl::attrs(nest) {
+                match t {
+                    genl::A_STAT_NAME => name = Some(genl::string(p)),
+                    genl::A_STAT_VALUE => value = genl::num(p).map_or(Value::Null, Value::from),
+                    genl::A_STAT_TEXT => value = Value::from(genl::string(p)),
+                    _ => {}
+                }
+            }
+            if let Some(n) = name {
+                items.push((n, value));
+            }
+        }
+    }
+    if items.is_empty() {
+        return Err(io::Error::other("the module sent no status items"));
+    }
+    Ok(items)
+}
+
+fn status(cli: &Cli) -> io::Result<()> {
+    let items = module_status()?;
+    let referee = local_referee(cli);
+    if cli.json {
+        let node: Map<String, Value> = items.into_iter().collect();
+        let mut out = json!({ "node": node });
+        if let Some(r) = referee {
+            out["referee"] = referee_summary(&r);
+        }
+        println!("{out}");
+        return Ok(());
+    }
+    println!("node");
+    for (name, v) in &items {
+        match (name.as_str(), v) {
+            ("session" | "incarnation", Value::Number(n)) => {
+                println!("  {name:<22} {:#x}", n.as_u64().unwrap_or(0))
+            }
+            (_, Value::String(s)) => println!("  {name:<22} {s}"),
+            _ => println!("  {name:<22} {v}"),
+        }
+    }
+    if let Some(r) = referee {
+        println!("referee (on this machine)");
+        for (k, v) in referee_summary(&r).as_object().into_iter().flatten() {
+            println!("  {k:<22} {}", cell(v));
+        }
+    }
+    Ok(())
+}
+
+fn referee_summary(r: &Value) -> Value {
+    let ids: Vec<Value> = r["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|n| n["node_id"].clone())
+        .collect();
+    json!({
+        "listen": r["listen"],
+        "uptime_s": r["uptime_s"],
+        "nodes": ids,
+        "away": r["away"],
+        "objects": r["objects"].as_array().map_or(0, Vec::len),
+        "waiters": r["waiters"],
+        "authenticated": r["authenticated"],
+        "persistent": !r["persist"].is_null(),
+    })
+}
+
+const CLASSES: [&str; 4] = ["?", "sem", "msg", "shm"];
+
+/// `(class, local id) -> key` from `/proc/sysvipc/{sem,msg,shm}`.
+fn local_keys() -> Vec<(&'static str, i64, i64)> {
+    let mut out = Vec::new();
+    for class in ["sem", "msg", "shm"] {
+        let Ok(text) = std::fs::read_to_string(format!("/proc/sysvipc/{class}")) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let mut w = line.split_whitespace();
+            if let (Some(Ok(key)), Some(Ok(id))) =
+                (w.next().map(str::parse), w.next().map(str::parse))
+            {
+                out.push((class, key, id));
+            }
+        }
+    }
+    out
+}
+
+fn objects(cli: &Cli) -> io::Result<()> {
+    let mut c = genl::Client::open()?;
+    let replies = c.dipc(genl::CMD_OBJECTS, true, &[])?;
+    let keys = local_keys();
+    let referee = local_referee(cli);
+    let mut list = Vec::new();
+    for r in &replies {
+        let mut o = Map::new();
+        for (t, p) in genl::attrs(r) {
+            let n = genl::num(p).unwrap_or(0);
+            match t {
+                genl::A_OBJ_CLASS => {
+                    o.insert("kind".into(), CLASSES[(n as usize).min(3)].into());
+                }
+                genl::A_OBJ_ID => {
+                    o.insert("id".into(), (n as u32 as i32).into());
+                }
+                genl::A_OBJ_OID => {
+                    o.insert("oid".into(), n.into());
+                }
+                genl::A_OBJ_SIZE => {
+                    o.insert("size".into(), n.into());
+                }
+                genl::A_OBJ_PAGES_READ => {
+                    o.insert("pages_read".into(), n.into());
+                }
+                genl::A_OBJ_PAGES_WRITE => {
+                    o.insert("pages_write".into(), n.into());
+                }
+                genl::A_OBJ_NATTCH => {
+                    o.insert("nattch_here".into(), n.into());
+                }
+                _ => {}
+            }
+        }
+        let kind = o
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or("?")
+            .to_string();
+        let id = o.get("id").and_then(Value::as_i64).unwrap_or(-1);
+        let key = keys
+            .iter()
+            .find(|(c, _, i)| *c == kind && *i == id)
+            .map(|&(_, k, _)| k);
+        o.insert(
+            "key".into(),
+            key.map_or(Value::Null, |k| format!("{k:#010x}").into()),
+        );
+        if kind != "shm" {
+            for k in ["pages_read", "pages_write", "nattch_here"] {
+                o.remove(k);
+            }
+        }
+        if let Some(r) = &referee {
+            let oid = o.get("oid").cloned().unwrap_or_default();
+            if let Some(ro) = r["objects"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|x| x["oid"] == oid && x["class"] == kind)
+            {
+                o.insert("referee".into(), ro.clone());
+            }
+        }
+        list.push(Value::Object(o));
+    }
+    if cli.json {
+        println!("{}", Value::Array(list));
+        return Ok(());
+    }
+    println!(
+        "{:<4} {:<10} {:>8} {:>6} {:>12} {:>7} {:>9} {:>9}",
+        "KIND", "KEY", "ID", "OID", "SIZE", "NATTCH", "PAGES_RO", "PAGES_RW"
+    );
+    for o in &list {
+        let g = |k: &str| o.get(k).map_or("-".to_string(), |v| v.to_string());
+        println!(
+            "{:<4} {:<10} {:>8} {:>6} {:>12} {:>7} {:>9} {:>9}",
+            o["kind"].as_str().unwrap_or("?"),
+            o["key"].as_str().unwrap_or("-"),
+            g("id"),
+            g("oid"),
+            g("size"),
+            g("nattch_here"),
+            g("pages_read"),
+            g("pages_write")
+        );
+    }
+    Ok(())
+}
+
+fn get_keys(c: &mut genl::Client) -> io::Result<String> {
+    let replies = c.dipc(genl::CMD_KEYS_GET, false, &[])?;
+    let keys = replies
+        .iter()
+        .flat_map(|r| genl::attrs(r))
+        .find(|(t, _)| *t == genl::A_KEYS)
+        .map(|(_, p)| genl::string(p));
+    keys.ok_or_else(|| io::Error::other("no key policy in the module's answer"))
+}
+
+/// The policy's words (`none` and empty: no words).
+fn words(policy: &str) -> Vec<String> {
+    policy
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|w| !w.is_empty() && *w != "none")
+        .map(str::to_string)
+        .collect()
+}
+
+/// The policy with `spec` added (`Ok(None)`: already there).
+fn policy_add(policy: &str, spec: &str) -> Option<String> {
+    let mut w = words(policy);
+    if w.iter().any(|x| x == spec) {
+        return None;
+    }
+    w.push(spec.to_string());
+    Some(w.join(","))
+}
+
+/// The policy without `spec`, or `None` when it is not in it.
+fn policy_del(policy: &str, spec: &str) -> Option<String> {
+    let mut w = words(policy);
+    let before = w.len();
+    w.retain(|x| x != spec);
+    if w.len() == before {
+        return None;
+    }
+    Some(if w.is_empty() {
+        "none".into()
+    } else {
+        w.join(",")
+    })
+}
+
+fn keys(cli: &Cli, command: &KeysCommand) -> io::Result<()> {
+    let mut c = genl::Client::open()?;
+    let current = get_keys(&mut c)?;
+    let new = match command {
+        KeysCommand::List => None,
+        KeysCommand::Add { spec } => policy_add(&current, spec),
+        KeysCommand::Del { spec } => Some(policy_del(&current, spec).ok_or_else(|| {
+            io::Error::other(format!("{spec:?} is not in the key policy ({current:?})"))
+        })?),
+    };
+    let policy = match new {
+        Some(p) => {
+            c.dipc(
+                genl::CMD_KEYS_SET,
+                false,
+                &[genl::Attr::Str(genl::A_KEYS, &p)],
+            )
+            .map_err(|e| match e.raw_os_error() {
+                Some(22) => io::Error::other(format!(
+                    "the module refused the policy {p:?}: keys are decimal or 0x hex, \
+                         ranges LOW-HIGH with LOW <= HIGH, at most 16 of them, or `all`"
+                )),
+                Some(1) => io::Error::other("changing the key policy needs CAP_NET_ADMIN"),
+                _ => e,
+            })?;
+            get_keys(&mut c)?
+        }
+        None => current,
+    };
+    let w = words(&policy);
+    if cli.json {
+        println!("{}", json!({ "keys": w }));
+    } else if w.is_empty() {
+        println!("none");
+    } else {
+        for x in w {
+            println!("{x}");
+        }
+    }
+    Ok(())
+}
+
+/// A JSON value as a table cell: strings without quotes.
+fn cell(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        v => v.to_string(),
+    }
+}
+
+fn referee(cli: &Cli) -> io::Result<()> {
+    let r = ask_referee(&cli.control, "status").map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!(
+                "cannot reach the referee at {} ({e}); run dipcctl on the machine that runs dipcd",
+                cli.control.display()
+            ),
+        )
+    })?;
+    if cli.json {
+        println!("{r}");
+        return Ok(());
+    }
+    println!(
+        "referee {} up {}s, {} node(s), {} object(s), {} waiter(s)",
+        r["listen"].as_str().unwrap_or("?"),
+        cell(&r["uptime_s"]),
+        r["nodes"].as_array().map_or(0, Vec::len),
+        r["objects"].as_array().map_or(0, Vec::len),
+        cell(&r["waiters"])
+    );
+    println!(
+        "{:>6}  {:<16} {:<22} {:>8}",
+        "NODE", "NAME", "ADDRESS", "UP(s)"
+    );
+    for n in r["nodes"].as_array().into_iter().flatten() {
+        println!(
+            "{:>6}  {:<16} {:<22} {:>8}",
+            cell(&n["node_id"]),
+            n["name"].as_str().unwrap_or(""),
+            n["addr"].as_str().unwrap_or(""),
+            n["connected_s"]
+        );
+    }
+    println!(
+        "{:<4} {:<10} {:>6} {:>6} {:>5} {:>6} {:>8} {:>12} {:>7} {:>6}",
+        "KIND", "KEY", "OID", "UID", "MODE", "NSEMS", "MESSAGES", "SIZE", "NATTCH", "PAGES"
+    );
+    for o in r["objects"].as_array().into_iter().flatten() {
+        println!(
+            "{:<4} {:<10} {:>6} {:>6} {:>5} {:>6} {:>8} {:>12} {:>7} {:>6}",
+            o["class"].as_str().unwrap_or("?"),
+            format!("{:#010x}", o["key"].as_i64().unwrap_or(0) as u32),
+            cell(&o["oid"]),
+            cell(&o["uid"]),
+            format!("{:o}", o["mode"].as_u64().unwrap_or(0) & 0o777),
+            cell(&o["nsems"]),
+            cell(&o["messages"]),
+            cell(&o["size"]),
+            cell(&o["nattch"]),
+            o["pages"]
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_added_once_and_deleted_exactly() {
+        assert_eq!(policy_add("", "0x10-0x20").as_deref(), Some("0x10-0x20"));
+        assert_eq!(policy_add("none", "5").as_deref(), Some("5"));
+        assert_eq!(policy_add("0x10-0x20", "5").as_deref(), Some("0x10-0x20,5"));
+        assert_eq!(policy_add("0x10-0x20, 5", "5"), None);
+        assert_eq!(policy_del("0x10-0x20,5", "5").as_deref(), Some("0x10-0x20"));
+        assert_eq!(policy_del("5", "5").as_deref(), Some("none"));
+        assert_eq!(policy_del("0x10-0x20", "0x10"), None);
+        assert_eq!(words("all"), vec!["all"]);
+        assert!(words("none").is_empty());
+    }
+
+    #[test]
+    fn the_command_line_parses() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+        let c = Cli::try_parse_from(["dipcctl", "keys", "add", "0x10-0x20", "--json"]).unwrap();
+        assert!(c.json);
+        assert!(matches!(
+            c.command,
+            Command::Keys {
+                command: KeysCommand::Add { .. }
+            }
+        ));
+        assert!(Cli::try_parse_from(["dipcctl", "keys"]).is_err());
+    }
+}

@@ -132,7 +132,7 @@ fn parse_keepalive(s: &str) -> Result<f64, String> {
 
 fn main() -> ExitCode {
     let matches = Cli::command().get_matches();
-    let cli = match configure(&matches) {
+    let (cli, file) = match configure(&matches) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("dipcd: {e}");
@@ -140,7 +140,7 @@ fn main() -> ExitCode {
         }
     };
     if cli.check_config {
-        return check_config(&cli);
+        return check_config(&cli, file.as_deref());
     }
     match cli.command {
         Some(Command::Status { json }) => status(&cli.control, json),
@@ -148,10 +148,11 @@ fn main() -> ExitCode {
     }
 }
 
-/// The options: the command line's, then the file's, then the defaults.
-fn configure(matches: &ArgMatches) -> Result<Cli, String> {
+/// The options: the command line's, then the file's, then the defaults;
+/// and the file read, if any.
+fn configure(matches: &ArgMatches) -> Result<(Cli, Option<PathBuf>), String> {
     let mut cli = Cli::from_arg_matches(matches).map_err(|e| e.to_string())?;
-    let (_, file) = config::load(cli.config.as_deref())?;
+    let (path, file) = config::load(cli.config.as_deref())?;
     let given = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
     macro_rules! take {
         ($field:ident) => {
@@ -185,7 +186,7 @@ fn configure(matches: &ArgMatches) -> Result<Cli, String> {
     take!(shmmax, limit);
     take!(shmall, limit);
     take!(shmmni, limit);
-    Ok(cli)
+    Ok((cli, path))
 }
 
 impl Cli {
@@ -204,15 +205,13 @@ impl Cli {
 
 /// `--check-config`: every check `dipcd` makes before it serves, without
 /// binding anything; prints the configuration that would run.
-fn check_config(cli: &Cli) -> ExitCode {
+/// `file`: the configuration file `configure` read (a bad one has already
+/// stopped `dipcd` there, with its reason).
+fn check_config(cli: &Cli, file: Option<&std::path::Path>) -> ExitCode {
     let mut errors = Vec::new();
-    let source = match config::load(cli.config.as_deref()) {
-        Ok((Some(p), _)) => p.display().to_string(),
-        Ok((None, _)) => format!("none ({} does not exist)", config::DEFAULT_PATH),
-        Err(e) => {
-            errors.push(e);
-            String::new()
-        }
+    let source = match file {
+        Some(p) => p.display().to_string(),
+        None => format!("none ({} does not exist)", config::DEFAULT_PATH),
     };
     if let Err(e) = cli.limits().check() {
         errors.push(format!("limits: {e}"));
@@ -464,7 +463,7 @@ mod tests {
         let m = Cli::command()
             .try_get_matches_from(argv)
             .map_err(|e| e.to_string())?;
-        configure(&m)
+        configure(&m).map(|(c, _)| c)
     }
 
     #[test]

@@ -37,5 +37,8 @@ chmod 600 "$tmp/secret"
 grep -qx "# configuration OK" "$tmp/out" || fail "no OK line"
 grep -qx 'allow = \["10.0.0.0/24"\]' "$tmp/out" || { cat "$tmp/out"; fail "the file's allow list is not in effect"; }
 # An option on the command line wins over the file.
-"$dipcd" --check-config --config "$conf" --msgmax 100 | grep -qx "msgmax = 100" || fail "--msgmax did not win"
+# (Into a file, not a pipe: `grep -q` exits at its first match, and dipcd
+# would then die of EPIPE under pipefail.)
+"$dipcd" --check-config --config "$conf" --msgmax 100 >"$tmp/out" 2>&1 || { cat "$tmp/out"; fail "--msgmax 100 refused"; }
+grep -qx "msgmax = 100" "$tmp/out" || { cat "$tmp/out"; fail "--msgmax did not win"; }
 echo "check-packaging: dipcd.toml passes --check-config (and fails without its secret)"

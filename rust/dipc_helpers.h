@@ -115,6 +115,17 @@ void dipc_counter_inc(unsigned int idx);
 /* Sum of counter `idx` over all CPUs. */
 u64 dipc_counter_sum(unsigned int idx);
 
+/* ---- trace events (helpers/trace.h, helpers/trace.c) ---- */
+
+/* A request to the referee ended: frame kind, request id, 0 or -errno, ns. */
+void dipc_trace_call(u16 kind, u64 req_id, int result, u64 ns);
+/* A fault that asked the referee ended (outcome: a DIPC_FAULT_* value). */
+void dipc_trace_fault(u64 oid, u64 page, bool write, int outcome, u32 requests, u64 ns);
+/* The referee granted a page (data: 0 copy current, 1 zeroes, 2 bytes sent). */
+void dipc_trace_grant(u64 oid, u64 page, bool write, u8 data);
+/* The referee took a page back (keep_read: a downgrade; sent: bytes went back). */
+void dipc_trace_inval(u64 oid, u64 page, bool keep_read, bool sent);
+
 /* ---- sysctl and procfs (helpers/sysctl.c) ---- */
 
 /* /proc/sys/dipc/enabled: 1 = hooks active, 0 = every hook a pure pass-through. */

@@ -55,6 +55,17 @@ mod ffi {
         pub(super) fn dipc_current_tgid() -> u32;
         pub(super) fn dipc_counter_inc(idx: c_uint);
         pub(super) fn dipc_counter_sum(idx: c_uint) -> u64;
+        pub(super) fn dipc_trace_call(kind: u16, req_id: u64, result: c_int, ns: u64);
+        pub(super) fn dipc_trace_fault(
+            oid: u64,
+            page: u64,
+            write: bool,
+            outcome: c_int,
+            requests: u32,
+            ns: u64,
+        );
+        pub(super) fn dipc_trace_grant(oid: u64, page: u64, write: bool, data: u8);
+        pub(super) fn dipc_trace_inval(oid: u64, page: u64, keep_read: bool, sent: bool);
         pub(super) fn dipc_enabled_get() -> c_int;
         pub(super) fn dipc_control_register(ctx: *mut c_void) -> c_int;
         pub(super) fn dipc_control_unregister();
@@ -300,6 +311,36 @@ impl Counter {
     pub(crate) fn sum(idx: usize) -> u64 {
         // SAFETY: the C side returns 0 for out-of-range indices.
         unsafe { ffi::dipc_counter_sum(idx as c_uint) }
+    }
+}
+
+/// The trace events (`rust/helpers/trace.h`, tracefs `events/dipc/`).
+pub(crate) mod trace {
+    use super::{c_int, ffi};
+
+    /// A request to the referee ended: 0 or a negative errno, after `ns`.
+    pub(crate) fn call(kind: u16, req_id: u64, result: c_int, ns: u64) {
+        // SAFETY: plain values; the event copies them.
+        unsafe { ffi::dipc_trace_call(kind, req_id, result, ns) }
+    }
+
+    /// A fault that asked the referee ended with `outcome` (a `FAULT_*`).
+    pub(crate) fn fault(oid: u64, page: u64, write: bool, outcome: c_int, requests: u32, ns: u64) {
+        // SAFETY: plain values; the event copies them.
+        unsafe { ffi::dipc_trace_fault(oid, page, write, outcome, requests, ns) }
+    }
+
+    /// The referee granted a page; `data`: 0 the copy here is current, 1
+    /// all zeroes, 2 the bytes came along.
+    pub(crate) fn grant(oid: u64, page: u64, write: bool, data: u8) {
+        // SAFETY: plain values; the event copies them.
+        unsafe { ffi::dipc_trace_grant(oid, page, write, data) }
+    }
+
+    /// The referee took a page back or downgraded it.
+    pub(crate) fn inval(oid: u64, page: u64, keep_read: bool, sent: bool) {
+        // SAFETY: plain values; the event copies them.
+        unsafe { ffi::dipc_trace_inval(oid, page, keep_read, sent) }
     }
 }
 

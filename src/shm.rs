@@ -36,6 +36,7 @@ use kernel::{
     bindings, new_spinlock,
     prelude::*,
     sync::{atomic::Relaxed, Arc, SpinLock},
+    time::{Instant, Monotonic},
 };
 
 const SHM_RND: i32 = 0o20000;
@@ -529,6 +530,16 @@ pub(crate) fn grant(node: &Node, g: &PageGrant<'_>) {
     } else {
         (word & ACC_MASK).max(ACC_READ)
     };
+    shim::trace::grant(
+        g.oid,
+        g.page,
+        acc == ACC_WRITE,
+        match g.data {
+            PageData::Keep => 0,
+            PageData::Zero => 1,
+            PageData::Bytes(_) => 2,
+        },
+    );
     set_page(&seg, g.page, acc, Some(g.data), None);
 }
 
@@ -548,6 +559,7 @@ pub(crate) fn inval(node: &Node, sock: &Socket, txn: u64, i: &PageInval) -> Resu
             have = set_page(&seg, i.page, acc, None, want.then_some(&mut buf[..]));
         }
     }
+    shim::trace::inval(i.oid, i.page, i.keep_read != 0, have);
     let ack = PageAck {
         oid: i.oid,
         page: i.page,
@@ -681,6 +693,28 @@ pub(crate) fn send_nattch_updates(node: &Node, sock: &Socket) -> Result {
 /// Fault path: waits until this node may access page `idx` of the segment
 /// behind `mapping` as asked. Returns a `DIPC_FAULT_*` value.
 fn acquire(node: &Node, mapping: usize, idx: u64, write: bool, user: bool) -> c_int {
+    let start = Instant::<Monotonic>::now();
+    let mut requests = 0u32;
+    let outcome = acquire_counted(node, mapping, idx, write, user, &mut requests);
+    // Only faults that asked the referee: the others cost no more than a
+    // local fault.
+    if requests > 0 {
+        let oid = node.seg_by_mapping(mapping).map_or(0, |s| s.oid);
+        let ns = u64::try_from(start.elapsed().as_nanos()).unwrap_or(0);
+        shim::trace::fault(oid, idx, write, outcome, requests, ns);
+    }
+    outcome
+}
+
+/// [`acquire`], counting the page requests sent in `requests`.
+fn acquire_counted(
+    node: &Node,
+    mapping: usize,
+    idx: u64,
+    write: bool,
+    user: bool,
+    requests: &mut u32,
+) -> c_int {
     // A task being killed stops here: a user fault returns to be killed, a
     // kernel access (copy_from_user) fails.
     let give_up = if user {
@@ -724,6 +758,7 @@ fn acquire(node: &Node, mapping: usize, idx: u64, write: bool, user: bool) -> c_
             }
         }
         shim::Counter::inc(COUNT_REQUESTS);
+        *requests += 1;
         // The referee answers every request; a second without a change is
         // not expected, and the request goes out again (a duplicate is
         // harmless: the referee grants what is already held at once). The
@@ -733,6 +768,7 @@ fn acquire(node: &Node, mapping: usize, idx: u64, write: bool, user: bool) -> c_
                 Ok(true) => break,
                 Ok(false) => {
                     shim::Counter::inc(COUNT_RESENDS);
+                    *requests += 1;
                     if node.send_oneway(&Frame::PageReq(req)).is_err() {
                         // The connection went: start over (wait for it).
                         break;

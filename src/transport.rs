@@ -169,6 +169,22 @@ impl Node {
     /// or the connection is lost while the request is out (it may or may
     /// not have been carried out).
     pub(crate) fn call(&self, frame: &Frame<'_>, timeout: Option<Jiffies>) -> Result<Answer> {
+        let start = Instant::<Monotonic>::now();
+        let mut req_id = 0;
+        let r = self.call_traced(frame, timeout, &mut req_id);
+        let ns = u64::try_from(start.elapsed().as_nanos()).unwrap_or(0);
+        let result = r.as_ref().map_or_else(|e| e.to_errno(), |_| 0);
+        shim::trace::call(frame.kind() as u16, req_id, result, ns);
+        r
+    }
+
+    /// [`Node::call`], setting `req_id` once the request has one.
+    fn call_traced(
+        &self,
+        frame: &Frame<'_>,
+        timeout: Option<Jiffies>,
+        req_id_out: &mut u64,
+    ) -> Result<Answer> {
         self.wait_for_connection()?;
         // Allocated before `tx` is taken; encoded once the request id is known.
         let mut buf = frame_buf(frame)?;
@@ -177,6 +193,7 @@ impl Node {
             let sock = tx.sock.clone().ok_or(EIO)?;
             let req_id = tx.next_req;
             tx.next_req += 1;
+            *req_id_out = req_id;
             encode(frame, req_id, &mut buf)?;
             let call = Arc::pin_init(
                 pin_init!(Call {

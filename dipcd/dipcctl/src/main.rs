@@ -57,6 +57,10 @@ enum Command {
     /// The referee (on the machine that runs dipcd): its nodes, sessions,
     /// persistence and objects.
     Referee,
+    /// The referee's metrics (on the machine that runs dipcd): counters,
+    /// frames by kind, and latency histograms (request handling by kind,
+    /// page request to grant, log syncs) with their percentiles.
+    Metrics,
 }
 
 #[derive(Subcommand)]
@@ -83,6 +87,7 @@ fn main() -> ExitCode {
         Command::Objects => objects(&cli),
         Command::Keys { command } => keys(&cli, command),
         Command::Referee => referee(&cli),
+        Command::Metrics => metrics(&cli),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -404,8 +409,10 @@ fn cell(v: &Value) -> String {
     }
 }
 
-fn referee(cli: &Cli) -> io::Result<()> {
-    let r = ask_referee(&cli.control, "status").map_err(|e| {
+/// Asks the referee on this machine, with an error that says where it
+/// looked.
+fn ask_local_referee(cli: &Cli, request: &str) -> io::Result<Value> {
+    ask_referee(&cli.control, request).map_err(|e| {
         io::Error::new(
             e.kind(),
             format!(
@@ -413,7 +420,74 @@ fn referee(cli: &Cli) -> io::Result<()> {
                 cli.control.display()
             ),
         )
-    })?;
+    })
+}
+
+fn metrics(cli: &Cli) -> io::Result<()> {
+    let m = ask_local_referee(cli, "metrics")?;
+    if cli.json {
+        println!("{m}");
+        return Ok(());
+    }
+    for line in metrics_table(&m) {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+/// The table `dipcctl metrics` prints.
+fn metrics_table(m: &Value) -> Vec<String> {
+    let mut out = vec![format!("referee metrics, up {}s", cell(&m["uptime_s"]))];
+    out.push(format!("{:<22} {:>12}", "COUNTER", "VALUE"));
+    for (k, v) in m["counters"].as_object().into_iter().flatten() {
+        out.push(format!("{k:<22} {:>12}", cell(v)));
+    }
+    out.push(format!("{:<22} {:>12} {:>12}", "FRAME", "IN", "OUT"));
+    let mut kinds: Vec<&String> = m["frames_in"]
+        .as_object()
+        .into_iter()
+        .chain(m["frames_out"].as_object())
+        .flat_map(|o| o.keys())
+        .collect();
+    kinds.sort();
+    kinds.dedup();
+    for k in kinds {
+        let n = |dir: &str| m[dir].get(k).map_or("0".to_string(), cell);
+        out.push(format!(
+            "{k:<22} {:>12} {:>12}",
+            n("frames_in"),
+            n("frames_out")
+        ));
+    }
+    out.push(format!(
+        "{:<22} {:>8} {:>10} {:>10} {:>10} {:>10} {:>10}",
+        "LATENCY (us)", "COUNT", "MEAN", "P50", "P90", "P99", "MAX"
+    ));
+    let mut row = |name: String, h: &Value| {
+        let count = h["count"].as_u64().unwrap_or(0);
+        let mean = h["sum_us"]
+            .as_u64()
+            .unwrap_or(0)
+            .checked_div(count)
+            .unwrap_or(0);
+        out.push(format!(
+            "{name:<22} {count:>8} {mean:>10} {:>10} {:>10} {:>10} {:>10}",
+            cell(&h["p50_us"]),
+            cell(&h["p90_us"]),
+            cell(&h["p99_us"]),
+            cell(&h["max_us"])
+        ));
+    };
+    for (k, h) in m["request_us"].as_object().into_iter().flatten() {
+        row(format!("request {k}"), h);
+    }
+    row("page request to grant".into(), &m["page_grant_us"]);
+    row("log sync".into(), &m["fsync_us"]);
+    out
+}
+
+fn referee(cli: &Cli) -> io::Result<()> {
+    let r = ask_local_referee(cli, "status")?;
     if cli.json {
         println!("{r}");
         return Ok(());
@@ -436,7 +510,7 @@ fn referee(cli: &Cli) -> io::Result<()> {
             cell(&n["node_id"]),
             n["name"].as_str().unwrap_or(""),
             n["addr"].as_str().unwrap_or(""),
-            n["connected_s"]
+            cell(&n["connected_s"])
         );
     }
     println!(
@@ -455,7 +529,7 @@ fn referee(cli: &Cli) -> io::Result<()> {
             cell(&o["messages"]),
             cell(&o["size"]),
             cell(&o["nattch"]),
-            o["pages"]
+            cell(&o["pages"])
         );
     }
     Ok(())
@@ -491,5 +565,51 @@ mod tests {
             }
         ));
         assert!(Cli::try_parse_from(["dipcctl", "keys"]).is_err());
+    }
+
+    #[test]
+    fn the_metrics_table_shows_every_counter_kind_and_histogram() {
+        let m = json!({
+            "uptime_s": 12,
+            "counters": { "joins": 3, "bad_frames": 0 },
+            "frames_in": { "get": 7, "page_req": 2 },
+            "frames_out": { "get_reply": 7, "page_grant": 2 },
+            "request_us": { "get": { "count": 7, "sum_us": 70, "max_us": 31,
+                "p50_us": 8, "p90_us": 16, "p99_us": 31, "buckets": [] } },
+            "page_grant_us": { "count": 2, "sum_us": 3000, "max_us": 2000,
+                "p50_us": 1024, "p90_us": 2000, "p99_us": 2000, "buckets": [] },
+            "fsync_us": { "count": 0, "sum_us": 0, "max_us": 0,
+                "p50_us": 0, "p90_us": 0, "p99_us": 0, "buckets": [] },
+        });
+        let t = metrics_table(&m);
+        let find = |prefix: &str| {
+            t.iter()
+                .find(|l| l.starts_with(prefix))
+                .unwrap_or_else(|| panic!("no {prefix:?} in {t:#?}"))
+                .split_whitespace()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(t[0], "referee metrics, up 12s");
+        assert_eq!(find("joins"), ["joins", "3"]);
+        assert_eq!(find("get "), ["get", "7", "0"]);
+        assert_eq!(find("get_reply"), ["get_reply", "0", "7"]);
+        assert_eq!(find("page_req "), ["page_req", "2", "0"]);
+        assert_eq!(
+            find("request get"),
+            ["request", "get", "7", "10", "8", "16", "31", "31"]
+        );
+        assert_eq!(
+            find("page request to grant"),
+            ["page", "request", "to", "grant", "2", "1500", "1024", "2000", "2000", "2000"]
+        );
+        assert_eq!(
+            find("log sync"),
+            ["log", "sync", "0", "0", "0", "0", "0", "0"]
+        );
+        assert_eq!(
+            find("LATENCY"),
+            ["LATENCY", "(us)", "COUNT", "MEAN", "P50", "P90", "P99", "MAX"]
+        );
     }
 }

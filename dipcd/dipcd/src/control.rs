@@ -1,6 +1,7 @@
-//! The local control socket: `dipcd status` (and later `dipcctl`) ask the
+//! The local control socket: `dipcd status` and `dipcctl` ask the
 //! running referee questions over a Unix socket, one request line each,
-//! answered with one JSON document.
+//! answered with one JSON document: `status` (the referee's state) or
+//! `metrics` (its counters and latency histograms, [`crate::metrics`]).
 
 use crate::server::Referee;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -31,6 +32,9 @@ fn answer(referee: &Referee, stream: UnixStream) -> io::Result<()> {
     BufReader::new((&stream).take(MAX_REQUEST)).read_line(&mut line)?;
     let reply = match line.trim() {
         "status" => serde_json::to_string(&referee.status()).map_err(io::Error::other)?,
+        "metrics" => {
+            serde_json::to_string(&referee.metrics.snapshot()).map_err(io::Error::other)?
+        }
         other => serde_json::json!({ "error": format!("unknown request {other:?}") }).to_string(),
     };
     (&stream).write_all(reply.as_bytes())?;

@@ -7,6 +7,7 @@
 mod auth;
 mod config;
 mod control;
+mod metrics;
 mod referee;
 mod registry;
 mod server;

@@ -2,6 +2,7 @@
 //! and drives a [`Session`] per connection.
 
 use crate::auth::{self, Net, Secret};
+use crate::metrics::Metrics;
 use crate::referee::{Limits, ObjectStatus};
 use crate::registry::{Closer, NodeStatus, Registry};
 use crate::session::{Action, FrameBuf, OwnedReply, Session, State};
@@ -59,6 +60,8 @@ pub struct Referee {
     allow: Vec<Net>,
     /// The state directory, if persisting.
     dir: Option<std::path::PathBuf>,
+    /// Counters and latency histograms (`dipcctl metrics`).
+    pub metrics: Metrics,
 }
 
 /// Set in the nonce of a ping that asks which cached answers the node has
@@ -125,11 +128,14 @@ fn now_s() -> i64 {
 /// covers every record logged before it began (group commit); the lock is
 /// not held during it, so requests go on being logged. A referee that
 /// cannot sync stops rather than answer.
-fn sync_log(store: &Mutex<Store>) {
+fn sync_log(store: &Mutex<Store>, metrics: &Metrics) {
     let Some((file, upto)) = lock(store).unsynced() else {
         return;
     };
-    if let Err(e) = file.sync_data() {
+    let t = Instant::now();
+    let r = file.sync_data();
+    metrics.fsync(t.elapsed());
+    if let Err(e) = r {
         tracing::error!(error = %e, "cannot sync the log; stopping");
         std::process::exit(74);
     }
@@ -166,6 +172,7 @@ impl Referee {
             secret: None,
             allow: Vec::new(),
             dir: None,
+            metrics: Metrics::default(),
         }
     }
 
@@ -245,7 +252,7 @@ impl Referee {
     fn durable(&self) {
         if let Some(store) = &self.store {
             if lock(store).fsync() == Fsync::Always {
-                sync_log(store);
+                sync_log(store, &self.metrics);
             }
         }
     }
@@ -257,7 +264,7 @@ impl Referee {
         };
         loop {
             std::thread::sleep(every);
-            sync_log(store);
+            sync_log(store, &self.metrics);
         }
     }
 
@@ -294,6 +301,7 @@ impl Referee {
                     "node did not come back within the keepalive; ending its session"
                 );
                 self.registry().forget(node);
+                self.metrics.node_gone(node);
                 let applied = self.record(&mut st, &Record::Gone { node, now: now_s() });
                 nodes.extend(self.enqueue(applied.out));
             }
@@ -307,6 +315,15 @@ impl Referee {
     /// A call seen before (sent again after a reconnection) is answered
     /// from the cache, or not at all while it still sleeps here.
     fn ipc(&self, node: u32, msg: Message<'_>, raw: &[u8]) -> BTreeSet<u32> {
+        let started = Instant::now();
+        let kind = msg.frame.kind();
+        let nodes = self.ipc_timed(node, msg, raw);
+        self.metrics.request(kind, started.elapsed());
+        nodes
+    }
+
+    /// [`Referee::ipc`], without the timing.
+    fn ipc_timed(&self, node: u32, msg: Message<'_>, raw: &[u8]) -> BTreeSet<u32> {
         let now = now_s();
         let mut st = self.state();
         if let Some(out) = st.duplicate(node, &msg) {
@@ -337,6 +354,7 @@ impl Referee {
         let nodes = {
             let mut st = self.state();
             self.registry().forget(node);
+            self.metrics.node_gone(node);
             let applied = self.record(&mut st, &Record::Gone { node, now: now_s() });
             self.enqueue(applied.out)
         };
@@ -377,6 +395,7 @@ impl Referee {
                 Some(_) => Vec::new(),
                 None => writers.keys().copied().collect(),
             };
+            self.metrics.frame_out(o.to, &o.bytes, targets.len());
             for n in targets {
                 pending.entry(n).or_default().extend_from_slice(&o.bytes);
                 nodes.insert(n);
@@ -514,12 +533,13 @@ pub fn serve(referee: Arc<Referee>, listener: TcpListener) -> io::Result<()> {
     Ok(())
 }
 
-fn send(stream: &mut TcpStream, reply: &OwnedReply) -> io::Result<()> {
+fn send(stream: &mut TcpStream, reply: &OwnedReply, metrics: &Metrics) -> io::Result<()> {
     let mut buf = vec![0u8; reply.frame.encoded_len()];
     reply
         .frame
         .encode(reply.req_id, &mut buf)
         .map_err(|_| io::Error::other("encode buffer too small"))?;
+    metrics.frame_out(None, &buf, 1);
     stream.write_all(&buf)
 }
 
@@ -541,13 +561,14 @@ impl Drop for Open<'_> {
 
 /// Tells the peer why it is being closed. Best effort: the connection is
 /// closed next whether or not this arrives.
-fn send_error(stream: &mut TcpStream, code: ErrorCode) {
+fn send_error(stream: &mut TcpStream, code: ErrorCode, metrics: &Metrics) {
     let _ = send(
         stream,
         &OwnedReply {
             req_id: 0,
             frame: Frame::Error { code },
         },
+        metrics,
     );
 }
 
@@ -555,7 +576,8 @@ fn handle(referee: &Referee, mut stream: TcpStream, peer: SocketAddr) -> io::Res
     let _open = Open::new(&referee.open);
     if !auth::allowed(&referee.allow, peer.ip()) {
         tracing::warn!(%peer, "refusing a peer outside the allow list");
-        send_error(&mut stream, ErrorCode::Refused);
+        referee.metrics.refused();
+        send_error(&mut stream, ErrorCode::Refused, &referee.metrics);
         let _ = stream.shutdown(Shutdown::Both);
         return Err(io::Error::new(
             io::ErrorKind::PermissionDenied,
@@ -563,6 +585,7 @@ fn handle(referee: &Referee, mut stream: TcpStream, peer: SocketAddr) -> io::Res
         ));
     }
     tracing::info!(%peer, "connection accepted");
+    referee.metrics.connection();
     stream.set_nodelay(true)?;
     // Keepalive: the read wakes every third of the keepalive; a node silent
     // for one third is pinged (a live node answers, and also pings on its
@@ -651,15 +674,22 @@ fn handle(referee: &Referee, mut stream: TcpStream, peer: SocketAddr) -> io::Res
         // been carried out (or before anything else is written), in order.
         let mut pending = BTreeSet::new();
         let outcome = loop {
-            let step = frames.next_with(|m, raw| match session.on_message(m) {
-                Action::Ipc { node_id } => Err(referee.ipc(node_id, m, raw)),
-                Action::Pong(nonce) => {
-                    if let State::Ready { node_id } = session.state() {
-                        referee.pong(node_id, nonce);
+            let step = frames.next_with(|m, raw| {
+                let node = match session.state() {
+                    State::Ready { node_id } => Some(node_id),
+                    _ => None,
+                };
+                referee.metrics.frame_in(node, &m.frame, raw.len());
+                match session.on_message(m) {
+                    Action::Ipc { node_id } => Err(referee.ipc(node_id, m, raw)),
+                    Action::Pong(nonce) => {
+                        if let State::Ready { node_id } = session.state() {
+                            referee.pong(node_id, nonce);
+                        }
+                        Ok(Action::None)
                     }
-                    Ok(Action::None)
+                    a => Ok(a),
                 }
-                a => Ok(a),
             });
             match step {
                 Ok(Some(Err(nodes))) => pending.extend(nodes),
@@ -672,8 +702,9 @@ fn handle(referee: &Referee, mut stream: TcpStream, peer: SocketAddr) -> io::Res
                 Ok(None) => break None,
                 Err(e) => {
                     referee.flush(&std::mem::take(&mut pending));
+                    referee.metrics.bad_frame();
                     tracing::warn!(%peer, error = %e, "bad frame; closing the connection");
-                    send_error(&mut stream, ErrorCode::Protocol);
+                    send_error(&mut stream, ErrorCode::Protocol, &referee.metrics);
                     break Some(io::Error::new(io::ErrorKind::InvalidData, e.to_string()));
                 }
             }
@@ -749,6 +780,7 @@ fn act(
                 }
                 (applied.resumed, referee.enqueue(applied.out))
             };
+            referee.metrics.joined(resumed);
             tracing::info!(
                 node_id,
                 name = %hello.name,
@@ -764,7 +796,9 @@ fn act(
                     }
                 }
             }
-            let r = replies.iter().try_for_each(|reply| send(&mut w, reply));
+            let r = replies
+                .iter()
+                .try_for_each(|reply| send(&mut w, reply, &referee.metrics));
             drop(w);
             *writer = Some(writer_new);
             referee.flush(&nodes);
@@ -773,13 +807,13 @@ fn act(
         // Once registered, every write goes through the shared writer, so
         // frames from other threads never interleave with ours.
         Action::Reply(reply) => match writer {
-            Some(w) => send(&mut lock(w), &reply),
-            None => send(stream, &reply),
+            Some(w) => send(&mut lock(w), &reply, &referee.metrics),
+            None => send(stream, &reply, &referee.metrics),
         },
         Action::None | Action::Pong(_) | Action::Ipc { .. } => Ok(()),
         Action::Refuse(code, why) => {
             tracing::warn!(%peer, %why, "refusing peer");
-            send_error(stream, code);
+            send_error(stream, code, &referee.metrics);
             Err(io::Error::new(io::ErrorKind::InvalidData, why))
         }
     }

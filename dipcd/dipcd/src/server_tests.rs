@@ -223,6 +223,55 @@ fn a_node_is_served() {
     assert!(referee.status().nodes.is_empty());
 }
 
+/// The metrics count what went over the wire and time each request; a
+/// page request is timed until its grant, and a peer refused by the
+/// allow list or closed for a bad frame is counted.
+#[test]
+fn metrics_count_frames_and_time_requests() {
+    let (referee, addr) = start(Duration::from_secs(30));
+    let mut p = Peer::connect(addr);
+    p.hello(3);
+    for i in 0..5 {
+        assert_eq!(
+            p.semget(10 + i, 0x42 + i as i32),
+            Got::Frame(Kind::GetReply, 10 + i, 0)
+        );
+    }
+    p.send(20, Frame::Ping { nonce: 1 });
+    assert_eq!(p.recv(), Got::Frame(Kind::Pong, 20, 1));
+    let m = referee.metrics.snapshot();
+    assert_eq!(m.counters["connections"], 1);
+    assert_eq!(m.counters["joins"], 1);
+    assert_eq!(m.counters["resumes"], 0);
+    assert_eq!(m.frames_in["hello"], 1);
+    assert_eq!(m.frames_in["get"], 5);
+    assert_eq!(m.frames_in["ping"], 1);
+    assert_eq!(m.frames_out["hello_ack"], 1);
+    assert_eq!(m.frames_out["get_reply"], 5);
+    assert_eq!(m.frames_out["pong"], 1);
+    assert_eq!(m.request_us["get"].count, 5);
+    assert!(m.request_us["get"].p99_us <= m.request_us["get"].max_us);
+    assert!(
+        !m.request_us.contains_key("ping"),
+        "a ping is not a request"
+    );
+    let sent = m.counters["bytes_in"];
+    assert!(sent > 6 * HEADER_LEN as u64, "{sent} bytes in");
+
+    // A bad frame: counted, and the connection closes.
+    p.raw(&header(MAGIC ^ 1, VERSION, Kind::Ping as u16, 0, 0));
+    assert_eq!(
+        p.recv(),
+        Got::Frame(Kind::Error, 0, ErrorCode::Protocol as i64)
+    );
+    wait_open(&referee, 0);
+    let m = referee.metrics.snapshot();
+    assert_eq!(m.counters["bad_frames"], 1);
+    assert_eq!(m.frames_out["error"], 1);
+    let json = serde_json::to_value(&m).unwrap();
+    assert_eq!(json["request_us"]["get"]["count"], 5);
+}
+
 /// Every malformed, oversized, out-of-range or out-of-order frame closes
 /// the connection at once (well before the keepalive), after an error
 /// frame where one can still be sent; the referee keeps serving others,
@@ -522,6 +571,8 @@ fn the_allow_list_refuses_other_addresses() {
     let mut p = Peer::connect(addr);
     assert_eq!(p.until_closed(), vec![Kind::Error]);
     wait_open(&referee, 0);
+    let m = referee.metrics.snapshot();
+    assert_eq!((m.counters["refused"], m.counters["connections"]), (1, 0));
     let (_, addr) = start_with(None, &["10.0.0.0/8", "127.0.0.1"]);
     let mut p = Peer::connect(addr);
     p.hello(1);

@@ -472,6 +472,6 @@ mod tests {
         assert_eq!(kind_name(Kind::SemOp), "sem_op");
         assert_eq!(kind_name(Kind::Get), "get");
         assert_eq!(kind_name(Kind::PageGrant), "page_grant");
-        assert_eq!(kinds().count(), 29);
+        assert_eq!(kinds().count(), 30);
     }
 }

@@ -361,6 +361,11 @@ impl Referee {
         self.flush(&nodes);
     }
 
+    /// Whether the referee holds a session for `node`.
+    fn has_session(&self, node: u32) -> bool {
+        self.state().nodes.contains_key(&node)
+    }
+
     /// The node answered ping `nonce`: a sync ping's mark says which
     /// cached answers it has received.
     fn pong(&self, node: u32, nonce: u64) {
@@ -623,7 +628,7 @@ fn handle(referee: &Referee, mut stream: TcpStream, peer: SocketAddr) -> io::Res
             break Err(e);
         }
         let n = match stream.read(&mut buf) {
-            Ok(0) => break Ok(()),
+            Ok(0) => break Ok(false),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e)
@@ -673,6 +678,7 @@ fn handle(referee: &Referee, mut stream: TcpStream, peer: SocketAddr) -> io::Res
         // What the requests of this read produce is sent when they have all
         // been carried out (or before anything else is written), in order.
         let mut pending = BTreeSet::new();
+        let mut left = false;
         let outcome = loop {
             let step = frames.next_with(|m, raw| {
                 let node = match session.state() {
@@ -681,7 +687,17 @@ fn handle(referee: &Referee, mut stream: TcpStream, peer: SocketAddr) -> io::Res
                 };
                 referee.metrics.frame_in(node, &m.frame, raw.len());
                 match session.on_message(m) {
-                    Action::Ipc { node_id } => Err(referee.ipc(node_id, m, raw)),
+                    Action::Ipc { node_id } => {
+                        let nodes = referee.ipc(node_id, m, raw);
+                        // A leave ends the session once the node's pages
+                        // are home: with its answer, or with its last ack.
+                        if matches!(m.frame, Frame::Leave | Frame::PageAck(_))
+                            && !referee.has_session(node_id)
+                        {
+                            left = true;
+                        }
+                        Err(nodes)
+                    }
                     Action::Pong(nonce) => {
                         if let State::Ready { node_id } = session.state() {
                             referee.pong(node_id, nonce);
@@ -713,6 +729,9 @@ fn handle(referee: &Referee, mut stream: TcpStream, peer: SocketAddr) -> io::Res
         if let Some(e) = outcome {
             break Err(e);
         }
+        if left {
+            break Ok(true);
+        }
     };
     if let State::Ready { node_id } = session.state() {
         if referee.registry().unregister(node_id, conn_id) {
@@ -723,7 +742,10 @@ fn handle(referee: &Referee, mut stream: TcpStream, peer: SocketAddr) -> io::Res
                 }
             }
             let expired = matches!(&result, Err(e) if e.kind() == io::ErrorKind::TimedOut);
-            if expired {
+            if matches!(result, Ok(true)) {
+                tracing::info!(node_id, %peer, "node left the cluster; its pages are home, its session ended");
+                referee.registry().forget(node_id);
+            } else if expired {
                 tracing::info!(node_id, %peer, "node left (dead)");
                 referee.node_gone(node_id);
             } else {
@@ -734,7 +756,7 @@ fn handle(referee: &Referee, mut stream: TcpStream, peer: SocketAddr) -> io::Res
         }
     }
     let _ = stream.shutdown(Shutdown::Both);
-    result
+    result.map(|_| ())
 }
 
 fn act(

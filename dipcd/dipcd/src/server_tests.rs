@@ -348,8 +348,9 @@ fn bad_frames_close_the_connection_and_nothing_else() {
             .collect(),
         ),
     ];
-    // Every kind with a payload that is too short for it.
-    for kind in 1..=29u16 {
+    // Every kind with a payload that is too short for it (or, for Leave,
+    // one that should be empty).
+    for kind in 1..=30u16 {
         let mut f = header(MAGIC, VERSION, kind, 1, 0);
         f.push(0xff);
         cases.push((format!("kind {kind}, 1-byte payload"), true, f));
@@ -576,4 +577,113 @@ fn the_allow_list_refuses_other_addresses() {
     let (_, addr) = start_with(None, &["10.0.0.0/8", "127.0.0.1"]);
     let mut p = Peer::connect(addr);
     p.hello(1);
+}
+
+/// `dipcctl leave`: the referee calls the leaving node's pages home (its
+/// bytes come back with the ack), answers the Leave, ends the session at
+/// once (nothing held for a keepalive) and closes the connection; another
+/// node then reads what the leaver wrote.
+#[test]
+fn a_leaving_node_hands_its_pages_back() {
+    use dipc_wire::{PageAck, PageData, PageReq, PAGE_LEN};
+    let (referee, addr) = start(Duration::from_secs(30));
+    let shmget = |p: &mut Peer, req: u64| -> u64 {
+        p.send(
+            req,
+            Frame::Get(Get {
+                class: Class::Shm,
+                key: 0x77,
+                flags: IPC_CREAT | 0o666,
+                size: 2 * PAGE_LEN as u64,
+                cred: Cred::new(0, 0, 0),
+                pid: 100,
+            }),
+        );
+        p.next(|m| match m.frame {
+            Frame::GetReply(g) if g.result >= 0 => g.oid,
+            f => panic!("shmget answered {f:?}"),
+        })
+        .unwrap()
+    };
+    let mut p = Peer::connect(addr);
+    p.hello(2);
+    let oid = shmget(&mut p, 2);
+    // Node 2 owns page 1 (write grant of a zero page).
+    p.send(
+        0,
+        Frame::PageReq(PageReq {
+            oid,
+            page: 1,
+            write: 1,
+        }),
+    );
+    assert_eq!(
+        p.next(|m| matches!(m.frame, Frame::PageGrant(g) if g.page == 1 && g.write == 1)),
+        Some(true)
+    );
+    p.send(9, Frame::Leave);
+    // The page is called home, with its bytes.
+    let txn = p
+        .next(|m| match m.frame {
+            Frame::PageInval(i) if i.page == 1 && i.want_data == 1 && i.keep_read == 0 => m.req_id,
+            f => panic!("expected an invalidation, got {f:?}"),
+        })
+        .unwrap();
+    assert!(referee.status().away.is_empty());
+    assert_eq!(
+        referee.status().nodes.len(),
+        1,
+        "still connected until the ack"
+    );
+    let written = [0x5au8; PAGE_LEN];
+    p.send(
+        txn,
+        Frame::PageAck(PageAck {
+            oid,
+            page: 1,
+            data: Some(&written),
+        }),
+    );
+    assert_eq!(p.recv(), Got::Frame(Kind::Status, 9, 0));
+    assert_eq!(p.recv(), Got::Closed);
+    wait_open(&referee, 0);
+    let st = referee.status();
+    assert!(
+        st.nodes.is_empty() && st.away.is_empty(),
+        "the session ended at once"
+    );
+
+    // Node 3 reads what node 2 wrote.
+    let mut q = Peer::connect(addr);
+    q.hello(3);
+    assert_eq!(shmget(&mut q, 2), oid);
+    q.send(
+        0,
+        Frame::PageReq(PageReq {
+            oid,
+            page: 1,
+            write: 0,
+        }),
+    );
+    let got = q
+        .next(|m| match m.frame {
+            Frame::PageGrant(g) => match g.data {
+                PageData::Bytes(b) => b.to_vec(),
+                d => panic!("grant without the bytes: {d:?}"),
+            },
+            f => panic!("expected a grant, got {f:?}"),
+        })
+        .unwrap();
+    assert_eq!(got, written);
+
+    // A node that owns nothing leaves at once, and one that joins again
+    // can leave again.
+    q.send(4, Frame::Leave);
+    assert_eq!(q.recv(), Got::Frame(Kind::Status, 4, 0));
+    assert_eq!(q.recv(), Got::Closed);
+    let mut q = Peer::connect(addr);
+    q.hello(3);
+    q.send(5, Frame::Leave);
+    assert_eq!(q.recv(), Got::Frame(Kind::Status, 5, 0));
+    assert_eq!(referee.metrics.snapshot().frames_in["leave"], 3);
 }

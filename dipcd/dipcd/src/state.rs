@@ -75,6 +75,7 @@ pub fn is_call_frame(frame: &Frame<'_>) -> bool {
             | Frame::ShmAt(_)
             | Frame::ShmNattch(_)
             | Frame::ShmCtl(_)
+            | Frame::Leave
     )
 }
 
@@ -207,6 +208,10 @@ pub struct State {
     pub replies: BTreeMap<u32, ReplyCache>,
     /// Sequence number of the last record applied.
     pub seq: u64,
+    /// Nodes leaving the cluster, with the request id of their `Leave`:
+    /// answered once the node holds no page, and its session ends then.
+    #[serde(default)]
+    pub leaving: BTreeMap<u32, u64>,
 }
 
 impl State {
@@ -270,6 +275,7 @@ impl State {
     /// Node `node`'s session is over.
     fn gone(&mut self, node: u32, now: i64) -> Vec<Outgoing> {
         self.nodes.remove(&node);
+        self.leaving.remove(&node);
         self.replies.remove(&node);
         let fx = self.objects.node_gone(node, now);
         let mut out = Vec::new();
@@ -427,6 +433,10 @@ impl State {
                 fx
             }
             Frame::PageReq(p) => objects.page_request(node, p.oid, p.page, p.write != 0),
+            Frame::Leave => {
+                self.leaving.insert(node, req);
+                objects.shm_recall(node)
+            }
             Frame::PageAck(a) => {
                 let (ok, fx) = objects.page_ack(node, a.oid, a.page, req, a.data);
                 if !ok {
@@ -444,7 +454,21 @@ impl State {
         };
         effects(fx, &mut out);
         self.cache(&out);
+        self.left(node, now, &mut out);
         out
+    }
+
+    /// If `node` is leaving and holds no page any more: answers its
+    /// `Leave` and ends its session.
+    fn left(&mut self, node: u32, now: i64, out: &mut Vec<Outgoing>) {
+        let Some(&req) = self.leaving.get(&node) else {
+            return;
+        };
+        if self.objects.shm_holds(node) {
+            return;
+        }
+        out.push(encode(Some(node), req, Frame::Status { result: 0 }));
+        out.extend(self.gone(node, now));
     }
 }
 

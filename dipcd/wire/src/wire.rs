@@ -96,6 +96,9 @@ pub enum Kind {
     Challenge = 28,
     /// Either direction: a proof of the secret (see [`Auth`]).
     Auth = 29,
+    /// Node to referee, a call: the node leaves the cluster (see
+    /// [`Frame::Leave`]).
+    Leave = 30,
 }
 
 impl TryFrom<u16> for Kind {
@@ -132,6 +135,7 @@ impl TryFrom<u16> for Kind {
             27 => Kind::PageAck,
             28 => Kind::Challenge,
             29 => Kind::Auth,
+            30 => Kind::Leave,
             other => return Err(DecodeError::UnknownKind(other)),
         })
     }
@@ -1114,6 +1118,13 @@ pub enum Frame<'a> {
     PageInval(PageInval),
     /// See [`PageAck`].
     PageAck(PageAck<'a>),
+    /// The node leaves the cluster (a call, no payload). The referee takes
+    /// back every page the node owns (invalidations with `want_data`, so
+    /// the node's latest bytes come home), then answers `Status { 0 }` and
+    /// ends the node's session at once, as for a dead node but with
+    /// nothing lost. The node sends nothing after it but the acks of
+    /// those invalidations.
+    Leave,
 }
 
 /// A frame with the request id it travels under. A reply carries the id of
@@ -1387,6 +1398,7 @@ fn decode_payload(kind: Kind, payload: &[u8]) -> Option<Frame<'_>> {
         }
         Kind::Cancel => Frame::Cancel { target: r.u64()? },
         Kind::Exit => Frame::Exit { pid: r.u32()? },
+        Kind::Leave => Frame::Leave,
         Kind::Removed => Frame::Removed {
             class: Class::try_from(r.u8()?).ok()?,
             oid: r.u64()?,
@@ -1575,6 +1587,7 @@ impl Frame<'_> {
             Frame::SemCtlReply(_) => Kind::SemCtlReply,
             Frame::Cancel { .. } => Kind::Cancel,
             Frame::Exit { .. } => Kind::Exit,
+            Frame::Leave => Kind::Leave,
             Frame::Removed { .. } => Kind::Removed,
             Frame::MsgSnd(_) => Kind::MsgSnd,
             Frame::MsgRcv(_) => Kind::MsgRcv,
@@ -1609,6 +1622,7 @@ impl Frame<'_> {
             Frame::SemCtlReply(c) => 8 + 4 * 6 + 8 * 2 + 4 + 2 + c.vals.0.len(),
             Frame::Cancel { .. } => 8,
             Frame::Exit { .. } => 4,
+            Frame::Leave => 0,
             Frame::Removed { .. } => 1 + 8,
             Frame::MsgSnd(m) => 8 + 4 + m.cred.wire_len() + 8 + 4 + 4 + m.text.len(),
             Frame::MsgRcv(m) => 8 + 4 + m.cred.wire_len() + 8 + 4 + 8,
@@ -1747,6 +1761,7 @@ impl Frame<'_> {
             }
             Frame::Cancel { target } => w.u64(target),
             Frame::Exit { pid } => w.u32(pid),
+            Frame::Leave => {}
             Frame::Removed { class, oid } => {
                 w.u8(class as u8);
                 w.u64(oid);

@@ -298,6 +298,52 @@ impl Directory {
         }
     }
 
+    /// Node `node` is leaving the cluster: every page it owns comes home
+    /// (an invalidation with `want_data` in a transaction that grants
+    /// nothing), its queued requests are dropped, and a transaction it
+    /// asked for will grant nothing. A page it owns whose transaction is
+    /// already under way comes home through that one (its owner is always
+    /// asked for the bytes). Once [`Directory::holds`] is false for the
+    /// node, nothing it wrote can be lost.
+    pub fn recall(&mut self, node: u32, next_txn: &mut u64, out: &mut Vec<Out>) {
+        for (&page, p) in self.pages.iter_mut() {
+            p.queue.retain(|w| w.node != node);
+            if let Some(t) = p.txn.as_mut() {
+                if t.want.node == node {
+                    t.abandoned = true;
+                }
+                continue;
+            }
+            if p.owner != Some(node) {
+                continue;
+            }
+            *next_txn += 1;
+            let id = *next_txn;
+            self.stats.invals += 1;
+            out.push(Out::Inval {
+                node,
+                page,
+                keep_read: false,
+                want_data: true,
+                txn: id,
+            });
+            p.txn = Some(Txn {
+                id,
+                // A write want: the ack drops the node's copy entirely.
+                want: Want { node, write: true },
+                pending: [node].into(),
+                abandoned: true,
+            });
+        }
+    }
+
+    /// Whether `node` owns a page here or owes an invalidation's ack.
+    pub fn holds(&self, node: u32) -> bool {
+        self.pages.values().any(|p| {
+            p.owner == Some(node) || p.txn.as_ref().is_some_and(|t| t.pending.contains(&node))
+        })
+    }
+
     /// Node `node` is gone: its copies and ownerships are dropped (an owned
     /// page falls back to the home copy; writes since its last transfer are
     /// lost), its queued requests are forgotten, and transactions waiting

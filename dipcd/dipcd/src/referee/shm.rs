@@ -351,6 +351,23 @@ impl Objects {
         (ok, fx)
     }
 
+    /// Node `node` is leaving: every page it owns is called home (see
+    /// [`Directory::recall`]).
+    pub fn shm_recall(&mut self, node: u32) -> Effects {
+        let mut fx = Effects::default();
+        for (&oid, seg) in self.shms.iter_mut() {
+            let mut out = Vec::new();
+            seg.dir.recall(node, &mut self.next_txn, &mut out);
+            fx.dsm.extend(out.into_iter().map(|out| Dsm { oid, out }));
+        }
+        fx
+    }
+
+    /// Whether `node` still owns a page of any segment, or owes an ack.
+    pub fn shm_holds(&self, node: u32) -> bool {
+        self.shms.values().any(|s| s.dir.holds(node))
+    }
+
     /// Node `node` is gone: its attaches and page copies go.
     pub(super) fn shm_node_gone(&mut self, node: u32, fx: &mut Effects) {
         let oids: Vec<u64> = self.shms.keys().copied().collect();

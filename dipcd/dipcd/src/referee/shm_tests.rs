@@ -413,18 +413,22 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(300))]
 
     /// Three nodes, two pages, every interleaving of faults, deliveries,
-    /// reads, writes and a node restart: a node that may read a page holds
-    /// its latest write, at most one node may write it, and once the
-    /// network drains every request has been granted.
+    /// reads, writes, a node restart and a node leaving: a node that may
+    /// read a page holds its latest write, at most one node may write it,
+    /// a node that leaves loses none of its writes, and once the network
+    /// drains every request has been granted.
     #[test]
     fn directory_keeps_sequential_consistency(
-        steps in proptest::collection::vec((0u8..6, 1u32..4, 0u64..2), 1..300),
+        steps in proptest::collection::vec((0u8..7, 1u32..4, 0u64..2), 1..300),
     ) {
         let mut o = Objects::new(Limits::default());
         let oid = shmget(&mut o, 1, 2 * PAGE_LEN as u64, IPC_CREAT | 0o600, ROOT).oid;
         let mut nodes: BTreeMap<u32, SimNode> = (1..4).map(|n| (n, SimNode::default())).collect();
         let mut latest = [0u64; 2];
         let mut writes = 0u64;
+        // Node 3 sent Leave: it faults no more, and its session ends (with
+        // nothing lost) once it holds no page.
+        let mut leaving = false;
         let route = |fx: Effects, nodes: &mut BTreeMap<u32, SimNode>| {
             for Dsm { out, .. } in fx.dsm {
                 let n = match &out { Out::Grant { node, .. } | Out::Inval { node, .. } => *node };
@@ -468,6 +472,9 @@ proptest! {
             route(fx, nodes);
         };
         for &(op, n, page) in &steps {
+            if leaving && n == 3 && matches!(op, 0 | 1 | 4 | 6) {
+                continue;
+            }
             match op {
                 // A fault: ask unless the access suffices or a request is out.
                 0 | 1 => {
@@ -496,6 +503,18 @@ proptest! {
                         Access::None => {}
                     }
                 }
+                // Node 3 leaves: what it sent before its Leave arrives
+                // first, then the referee calls its pages home.
+                6 => {
+                    if n != 3 {
+                        continue;
+                    }
+                    while !nodes[&3].outbox.is_empty() {
+                        deliver_out(3, &mut o, &mut nodes);
+                    }
+                    route(o.shm_recall(3), &mut nodes);
+                    leaving = true;
+                }
                 // The node restarts (connection lost): the referee forgets
                 // it; its unsent writes are lost, so the latest value is
                 // what the others can still see.
@@ -503,6 +522,7 @@ proptest! {
                     if n != 3 {
                         continue;
                     }
+                    leaving = false;
                     // Pages the referee counts as the node's: their bytes
                     // since the last transfer die with it, even if an ack
                     // carrying them was still on its way.
@@ -519,6 +539,13 @@ proptest! {
                     route(fx, &mut nodes);
                 }
             }
+            if leaving && !o.shm_holds(3) {
+                // Its pages are home: the session ends, and every write it
+                // made is still the latest (`latest` is not touched).
+                leaving = false;
+                *nodes.get_mut(&3).unwrap() = SimNode::default();
+                route(o.node_gone(3, NOW), &mut nodes);
+            }
             o.shm(oid).unwrap().dir.check();
             let writers = nodes.values().flat_map(|n| n.access.values()).filter(|&&a| a == Access::Write).count();
             prop_assert!(writers <= 2, "more writers than pages");
@@ -533,6 +560,20 @@ proptest! {
             for n in 1..4 {
                 deliver_out(n, &mut o, &mut nodes);
                 deliver_in(n, &mut nodes);
+            }
+            if leaving && !o.shm_holds(3) {
+                leaving = false;
+                *nodes.get_mut(&3).unwrap() = SimNode::default();
+                route(o.node_gone(3, NOW), &mut nodes);
+            }
+        }
+        prop_assert!(!leaving, "node 3 never finished leaving");
+        // A page nobody owns is current at home.
+        for p in 0..2u64 {
+            let dir = &o.shm(oid).unwrap().dir;
+            if dir.holders(p).0.is_none() {
+                let home = dir.home(p).map_or(0, |b| u64::from_le_bytes(b[..8].try_into().unwrap()));
+                prop_assert_eq!(home, latest[p as usize], "page {} at home", p);
             }
         }
         for (id, node) in &nodes {

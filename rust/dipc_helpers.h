@@ -177,6 +177,13 @@ void dipc_genl_unregister(void);
 int dipc_genl_put_stat(void *msg, const char *name, u64 value, const char *text);
 /* Implemented in Rust: fills msg with the status items (dipc_genl_put_stat). */
 int dipc_rust_status_genl(void *ctx, void *msg);
+/*
+ * Implemented in Rust: DIPC_CMD_JOIN and DIPC_CMD_LEAVE (0 or -errno, see
+ * include/uapi/dipc_netlink.h). referee and secret_file are NUL-terminated
+ * (secret_file "" for none).
+ */
+int dipc_rust_join(void *ctx, const char *referee, u32 node_id, const char *secret_file);
+int dipc_rust_leave(void *ctx, bool force);
 /* Implemented in Rust: the object at index i (false past the last one). */
 bool dipc_rust_object_at(void *ctx, long i, struct dipc_genl_object *out);
 /* The `referee` module parameter ("a.b.c.d:port" or empty), NUL-terminated. */

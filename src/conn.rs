@@ -24,7 +24,7 @@ use crate::{
 };
 use kernel::{
     prelude::*,
-    sync::Arc,
+    sync::{atomic::Relaxed, Arc},
     time::{Instant, Monotonic},
 };
 
@@ -51,14 +51,42 @@ const HELLO_REQ: u64 = 1;
 unsafe extern "C" fn dipc_rust_thread(ctx: *mut c_void) -> c_int {
     // SAFETY: per the function's contract.
     let node = unsafe { shim::borrow_ctx::<Node>(ctx) };
-    if let Some(addr) = node.referee {
-        run(&node, addr);
+    if let Some(conf) = Conf::of(&node) {
+        run(&node, &conf);
     }
     node.conn.lock().state = ConnState::Stopped;
     0
 }
 
-fn run(node: &Node, addr: SockAddr) {
+/// What the thread connects with, read once when it starts (a join starts
+/// a new thread).
+struct Conf {
+    addr: SockAddr,
+    node_id: u32,
+    secret: Option<KVec<u8>>,
+}
+
+impl Conf {
+    fn of(node: &Node) -> Option<Conf> {
+        let m = node.member.lock();
+        let secret = match &m.secret {
+            Some(s) => {
+                let mut v = KVec::new();
+                v.extend_from_slice(s, GFP_KERNEL).ok()?;
+                Some(v)
+            }
+            None => None,
+        };
+        Some(Conf {
+            addr: m.referee?,
+            node_id: node.id(),
+            secret,
+        })
+    }
+}
+
+fn run(node: &Node, conf: &Conf) {
+    let addr = conf.addr;
     let mut buf = KVec::new();
     let mut backoff = BACKOFF_MIN_MS;
     // Log the first failure of an outage, not every retry.
@@ -66,6 +94,12 @@ fn run(node: &Node, addr: SockAddr) {
     // When the last session's connection was lost.
     let mut lost: Option<Instant<Monotonic>> = None;
     while !shim::kthread_should_stop() {
+        if node.leaving.load(Relaxed) != 0 {
+            // The referee ended our session: no new one until the leave
+            // is over (it stops this thread) or failed.
+            shim::kthread_sleep_ms(BACKOFF_MIN_MS);
+            continue;
+        }
         node.conn.lock().state = ConnState::Connecting;
         let result = buf
             .resize(HEADER_LEN + MAX_PAYLOAD, 0, GFP_KERNEL)
@@ -73,7 +107,7 @@ fn run(node: &Node, addr: SockAddr) {
             .and_then(|()| Socket::connect(addr.ip, addr.port, CONNECT_TIMEOUT_MS, RECV_TIMEOUT_MS))
             .and_then(|sock| Ok(Arc::new(sock, GFP_KERNEL)?))
             .and_then(|sock| {
-                let r = session(node, &sock, &mut buf, &mut backoff, &mut failing);
+                let r = session(node, conf, &sock, &mut buf, &mut backoff, &mut failing);
                 // Senders stop using the socket. Calls in flight stay: if
                 // the next connection resumes our session they are sent
                 // again (the referee carries each out once). Pages stay
@@ -139,6 +173,7 @@ fn send_exits(node: &Node, sock: &Socket) -> Result {
 /// Runs one connection until it fails (`Err`) or the thread is told to stop.
 fn session(
     node: &Node,
+    conf: &Conf,
     sock: &Arc<Socket>,
     buf: &mut [u8],
     backoff: &mut u32,
@@ -148,9 +183,9 @@ fn session(
     let mut name = [0u8; 65];
     let name = shim::nodename(&mut name);
     let hello = Frame::Hello(Hello {
-        node_id: node.node_id,
+        node_id: conf.node_id,
         features: 0,
-        incarnation: node.incarnation,
+        incarnation: node.incarnation.load(Relaxed),
         name,
     });
     send(node, sock, hello, HELLO_REQ)?;
@@ -202,7 +237,7 @@ fn session(
                 Ok((msg, used)) => {
                     node.conn.lock().frames_in += 1;
                     let raw = &buf[start..start + used];
-                    handle(node, sock, msg, raw, &mut auth, backoff, failing)?;
+                    handle(node, conf, sock, msg, raw, &mut auth, backoff, failing)?;
                     start += used;
                 }
                 // `buf` holds a maximum-size frame, so a whole frame always fits.
@@ -233,28 +268,29 @@ struct AuthState {
 
 fn answer_challenge(
     node: &Node,
+    conf: &Conf,
     sock: &Socket,
     challenge: &[u8; AUTH_LEN],
     auth: &mut AuthState,
 ) -> Result {
-    let Some(secret) = node.secret.as_deref() else {
-        pr_warn!("the referee requires authentication; load dipc with secret_file=\n");
+    let Some(secret) = conf.secret.as_deref() else {
+        pr_warn!("the referee requires authentication; give dipc a secret_file= (or dipcctl join --secret-file)\n");
         return Err(EACCES);
     };
     let mut own = [0u8; AUTH_LEN];
     shim::random_bytes(&mut own);
-    let input = auth_input(AuthRole::Node, node.node_id, challenge, &own);
+    let input = auth_input(AuthRole::Node, conf.node_id, challenge, &own);
     let mac = shim::hmac_sha256(secret, &input)?;
     auth.own = Some(own);
     send(node, sock, Frame::Auth(Auth { mac, nonce: own }), HELLO_REQ)
 }
 
-fn check_referee_proof(node: &Node, a: &Auth, auth: &mut AuthState) -> Result {
-    let (Some(secret), Some(own)) = (node.secret.as_deref(), auth.own) else {
+fn check_referee_proof(conf: &Conf, a: &Auth, auth: &mut AuthState) -> Result {
+    let (Some(secret), Some(own)) = (conf.secret.as_deref(), auth.own) else {
         pr_warn!("unexpected proof from the referee; closing\n");
         return Err(EPROTO);
     };
-    let input = auth_input(AuthRole::Referee, node.node_id, &own, &[0; AUTH_LEN]);
+    let input = auth_input(AuthRole::Referee, conf.node_id, &own, &[0; AUTH_LEN]);
     let want = shim::hmac_sha256(secret, &input)?;
     if !shim::tags_equal(&want, &a.mac) {
         pr_warn!("the referee failed to prove the cluster secret; refusing it\n");
@@ -264,8 +300,10 @@ fn check_referee_proof(node: &Node, a: &Auth, auth: &mut AuthState) -> Result {
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn handle(
     node: &Node,
+    conf: &Conf,
     sock: &Arc<Socket>,
     msg: Message<'_>,
     raw: &[u8],
@@ -276,23 +314,23 @@ fn handle(
     let state = node.conn.lock().state;
     match msg.frame {
         Frame::Challenge { nonce } if state == ConnState::Handshake && auth.own.is_none() => {
-            answer_challenge(node, sock, &nonce, auth)
+            answer_challenge(node, conf, sock, &nonce, auth)
         }
         Frame::Auth(a) if state == ConnState::Handshake && !auth.proven => {
-            check_referee_proof(node, &a, auth)
+            check_referee_proof(conf, &a, auth)
         }
         Frame::HelloAck(_)
-            if state == ConnState::Handshake && node.secret.is_some() && !auth.proven =>
+            if state == ConnState::Handshake && conf.secret.is_some() && !auth.proven =>
         {
             pr_warn!("the referee did not authenticate itself; refusing it\n");
             Err(EACCES)
         }
         Frame::HelloAck(ack) if state == ConnState::Handshake && msg.req_id == HELLO_REQ => {
-            if ack.node_id != node.node_id {
+            if ack.node_id != conf.node_id {
                 pr_warn!(
                     "referee acknowledged node {}, we are {}\n",
                     ack.node_id,
-                    node.node_id
+                    conf.node_id
                 );
                 return Err(EPROTO);
             }
@@ -308,8 +346,8 @@ fn handle(
             }
             pr_info!(
                 "connected to referee {} as node {} (session {:#x}, {})\n",
-                node.referee_display(),
-                node.node_id,
+                conf.addr,
+                conf.node_id,
                 ack.session,
                 if resumed { "resumed" } else { "new" }
             );

@@ -10,6 +10,7 @@
 //! - [`shim`] - the C shim's `extern "C"` block and safe wrappers;
 //! - [`hooks`] - what a hooked syscall does;
 //! - [`conn`] - the connection to the referee and its thread;
+//! - [`member`] - joining and leaving a cluster at run time;
 //! - [`status`] - `/proc/dipc/status`;
 //! - [`transport`] - requests to the referee, many waiting at once;
 //! - [`sem`] - distributed semaphore sets;
@@ -20,10 +21,14 @@
 //! - [`node`] - this node's state, shared by all of them;
 //! - [`wire`] - the wire protocol, the same source file `dipcd` uses.
 
-use kernel::prelude::*;
+use kernel::{
+    prelude::*,
+    sync::{atomic::Relaxed, Arc},
+};
 
 mod conn;
 mod hooks;
+mod member;
 mod msg;
 mod node;
 mod policy;
@@ -60,11 +65,23 @@ module! {
 }
 
 /// The loaded module. Fields drop in order: the hooks go first (no new
-/// redirected calls), then the control files, then the connection.
+/// redirected calls), then the control files and the netlink family (no
+/// join or leave runs after that), then the connection.
 struct Dipc {
     _hooks: shim::Hooks<node::Node>,
     _control: shim::Control<node::Node>,
-    _conn: Option<shim::Thread<node::Node>>,
+    _conn: ConnGuard,
+}
+
+/// Stops the connection thread, if one runs, when dropped. The thread is
+/// kept in [`node::Node::member`] (a join starts it, a leave stops it), so
+/// the node holds a reference to itself through it until then.
+struct ConnGuard(Arc<node::Node>);
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        member::stop_thread(&self.0);
+    }
 }
 
 impl kernel::Module for Dipc {
@@ -76,15 +93,15 @@ impl kernel::Module for Dipc {
             module_parameters::keepalive_ms.value(),
             module_parameters::reconnect_wait_ms.value(),
         )?;
-        let conn = match node.referee {
-            Some(_) => Some(shim::Thread::start(node.clone(), c"dipc-conn")?),
-            None => None,
-        };
+        let conn = ConnGuard(node.clone());
+        if node.joined.load(Relaxed) != 0 {
+            member::start_thread(&node)?;
+        }
         let control = shim::Control::register(node.clone())?;
         let hooks = shim::Hooks::register(node.clone(), node.shadows.bitmaps())?;
         pr_info!(
             "loaded: node {}, {} hooks, referee {}\n",
-            node_id,
+            node.id(),
             hooks::registered_count(),
             node.referee_display()
         );

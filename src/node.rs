@@ -97,6 +97,19 @@ impl fmt::Display for ConnState {
     }
 }
 
+/// Whom this node connects to, guarded by [`Node::member`]. Set at load
+/// (`referee=`) or by `dipcctl join`, cleared by `dipcctl leave`.
+pub(crate) struct Member {
+    /// The referee; `None` while the node is not in a cluster.
+    pub(crate) referee: Option<SockAddr>,
+    /// The cluster secret (see `conn.rs`), read from the secret file when
+    /// the node joined.
+    pub(crate) secret: Option<KVec<u8>>,
+    /// The connection thread, while joined. Stopped with the lock released
+    /// (the thread reads this struct when it starts).
+    pub(crate) thread: Option<shim::Thread<Node>>,
+}
+
 /// The connection's state and statistics, guarded by [`Node::conn`].
 pub(crate) struct ConnInfo {
     pub(crate) state: ConnState,
@@ -116,19 +129,30 @@ pub(crate) struct ConnInfo {
 /// the status file; `tx` by every sender (it serialises frames on the
 /// socket); `calls` by callers and the connection thread, briefly, to find
 /// a call; `exits` also in atomic context (the exit hook), so it is a spin
-/// lock over fixed arrays; `policy` on every `get` call. Lock order:
-/// `tx` before `calls` and before `conn`.
+/// lock over fixed arrays; `policy` on every `get` call; `admin` by
+/// `dipcctl join`/`leave` for their whole run (a leave waits for the
+/// referee with it held); `member` briefly, taking no other lock. Lock
+/// order: `admin` before everything; `tx` before `calls` and before
+/// `conn`.
 #[pin_data]
 pub(crate) struct Node {
-    pub(crate) node_id: u32,
-    pub(crate) referee: Option<SockAddr>,
+    /// This node's id in the cluster (0: none yet).
+    pub(crate) node_id: Atomic<u32>,
+    /// Whom we connect to.
+    #[pin]
+    pub(crate) member: Mutex<Member>,
+    /// `member.referee.is_some()`, read without the lock on hot paths.
+    pub(crate) joined: Atomic<u32>,
+    /// A leave is under way: the connection thread does not reconnect.
+    pub(crate) leaving: Atomic<u32>,
+    /// Serialises joins and leaves.
+    #[pin]
+    pub(crate) admin: Mutex<()>,
     /// Silence after which the connection is declared dead (ms).
     pub(crate) keepalive_ms: u32,
     /// How long a call or page fault made without a connection waits for
     /// one before it fails (ms).
     pub(crate) reconnect_wait_ms: u32,
-    /// The cluster secret from `secret_file=`, if any (see `conn.rs`).
-    pub(crate) secret: Option<KVec<u8>>,
     /// Updated by the connection thread, read by the status file.
     #[pin]
     pub(crate) conn: Mutex<ConnInfo>,
@@ -156,9 +180,18 @@ pub(crate) struct Node {
     /// The connection is lost and it is not yet known whether the referee
     /// still holds our session: every page access faults and waits.
     pub(crate) shm_suspended: Atomic<u32>,
-    /// Random, chosen at load: says "the same node" in every hello, so a
-    /// referee that still holds our session resumes it.
-    pub(crate) incarnation: u64,
+    /// Random, chosen at load and again after each leave: says "the same
+    /// node" in every hello, so a referee that still holds our session
+    /// resumes it (and one that holds a session we left does not).
+    pub(crate) incarnation: Atomic<u64>,
+}
+
+/// A fresh incarnation, never 0 (a referee's state cannot hold a node
+/// under incarnation 0 by accident).
+pub(crate) fn new_incarnation() -> u64 {
+    let mut inc = [0u8; 8];
+    shim::random_bytes(&mut inc);
+    u64::from_le_bytes(inc) | 1
 }
 
 impl Node {
@@ -191,19 +224,22 @@ impl Node {
             pr_err!("reconnect_wait_ms={}: at most 3600000\n", reconnect_wait_ms);
             return Err(EINVAL);
         }
+        // Read (and checked) even without `referee=`: a bad file fails the
+        // load, not a later `dipcctl join`.
         let secret = load_secret(shim::secret_file_param())?;
-        let mut inc = [0u8; 8];
-        shim::random_bytes(&mut inc);
-        // Never 0: a referee's state cannot hold a node under incarnation 0
-        // by accident.
-        let incarnation = u64::from_le_bytes(inc) | 1;
         Arc::pin_init(
             pin_init!(Node {
-                node_id,
-                referee,
+                node_id: Atomic::new(node_id),
+                member <- new_mutex!(Member {
+                    referee,
+                    secret,
+                    thread: None,
+                }),
+                joined: Atomic::new(u32::from(referee.is_some())),
+                leaving: Atomic::new(0),
+                admin <- new_mutex!(()),
                 keepalive_ms,
                 reconnect_wait_ms,
-                secret,
                 conn <- new_mutex!(ConnInfo {
                     state: ConnState::Stopped,
                     session: 0,
@@ -223,24 +259,34 @@ impl Node {
                 nsegs: Atomic::new(0),
                 shm_dirty: Atomic::new(0),
                 shm_suspended: Atomic::new(0),
-                incarnation,
+                incarnation: Atomic::new(new_incarnation()),
             }),
             GFP_KERNEL,
         )
     }
 
+    /// This node's id (0 until it has one).
+    pub(crate) fn id(&self) -> u32 {
+        self.node_id.load(Relaxed)
+    }
+
+    /// The referee, while joined.
+    pub(crate) fn referee(&self) -> Option<SockAddr> {
+        self.member.lock().referee
+    }
+
     /// The referee address for messages, or `none`.
-    pub(crate) fn referee_display(&self) -> impl fmt::Display + '_ {
-        struct D<'a>(&'a Option<SockAddr>);
-        impl fmt::Display for D<'_> {
+    pub(crate) fn referee_display(&self) -> impl fmt::Display {
+        struct D(Option<SockAddr>);
+        impl fmt::Display for D {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                match self.0 {
+                match &self.0 {
                     Some(a) => fmt::Display::fmt(a, f),
                     None => f.write_str("none"),
                 }
             }
         }
-        D(&self.referee)
+        D(self.referee())
     }
 }
 
@@ -270,7 +316,7 @@ unsafe extern "C" fn dipc_rust_policy_set(ctx: *mut c_void, buf: *const u8, len:
 
 /// Reads the cluster secret from `path` (empty: none). The file must be
 /// root's and private; one trailing newline is not part of the secret.
-fn load_secret(path: &CStr) -> Result<Option<KVec<u8>>> {
+pub(crate) fn load_secret(path: &CStr) -> Result<Option<KVec<u8>>> {
     if path.is_empty() {
         return Ok(None);
     }

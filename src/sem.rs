@@ -63,7 +63,7 @@ pub(crate) fn transport_err(e: Error) -> c_long {
 /// distributed object.
 pub(crate) fn is_distributed(node: &Node, key: i32, flg: i32) -> bool {
     key != 0
-        && node.referee.is_some()
+        && node.joined.load(Relaxed) != 0
         && (flg & IPC_DIPC != 0
             || (node.policy_any.load(Relaxed) != 0 && node.policy.lock().contains(key)))
 }

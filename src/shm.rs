@@ -638,6 +638,15 @@ pub(crate) fn cached(node: &Node, oid: u64) -> Cached {
     c
 }
 
+/// Processes on this node that have a distributed segment attached (VMAs
+/// mapping one).
+pub(crate) fn attached_here(node: &Node) -> i32 {
+    segs_of(node)
+        .iter()
+        .map(|s| s.state.lock().nattch.max(0))
+        .sum()
+}
+
 /// A new session: the referee forgot this node's copies, so every page
 /// becomes invalid here too (writes not yet sent are lost).
 pub(crate) fn connection_lost(node: &Node) {

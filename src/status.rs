@@ -154,7 +154,7 @@ unsafe extern "C" fn dipc_rust_object_at(
 
 fn report(out: &mut impl Sink, node: &Node) {
     out.num("enabled", u64::from(shim::enabled()));
-    out.num("node_id", u64::from(node.node_id));
+    out.num("node_id", u64::from(node.id()));
     out.text("referee", &node.referee_display());
     out.num("keepalive_ms", u64::from(node.keepalive_ms));
     {
@@ -168,7 +168,7 @@ fn report(out: &mut impl Sink, node: &Node) {
     }
     out.num("shadows", node.shadows.len() as u64);
     out.num("in_flight", node.in_flight() as u64);
-    out.hex("incarnation", node.incarnation);
+    out.hex("incarnation", node.incarnation.load(Relaxed));
     let (all, ranges) = node.policy.lock().describe();
     out.num("policy_all", u64::from(all));
     out.num("policy_ranges", ranges as u64);

@@ -22,7 +22,7 @@ use crate::{
 use kernel::{
     new_condvar, new_mutex,
     prelude::*,
-    sync::{Arc, CondVar, CondVarTimeoutResult, Mutex},
+    sync::{atomic::Relaxed, Arc, CondVar, CondVarTimeoutResult, Mutex},
     time::{Instant, Jiffies, Monotonic},
 };
 
@@ -151,7 +151,7 @@ impl Node {
             if self.tx.lock().sock.is_some() {
                 return Ok(());
             }
-            if self.referee.is_none()
+            if self.joined.load(Relaxed) == 0
                 || start.elapsed().as_millis() >= i64::from(self.reconnect_wait_ms)
             {
                 return Err(EIO);

@@ -13,6 +13,20 @@
  * DIPC_CMD_KEYS_SET (do, CAP_NET_ADMIN): replaces the key policy with
  *   DIPC_A_KEYS (the syntax of /proc/sys/dipc/keys); -EINVAL leaves the
  *   old one.
+ * DIPC_CMD_JOIN (do, CAP_NET_ADMIN): joins the cluster of the referee at
+ *   DIPC_A_REFEREE ("a.b.c.d:port") as node DIPC_A_NODE_ID (absent: the
+ *   node_id given at load), with the secret in DIPC_A_SECRET_FILE (absent:
+ *   the secret_file given at load, if any). Returns once the connection
+ *   thread runs; the connection itself shows in DIPC_CMD_STATUS. Errors:
+ *   -EISCONN already joined; -EINVAL a bad address or no node id; the
+ *   secret file's (-ENOENT, -EPERM when others may read it, -EINVAL when
+ *   its length is wrong).
+ * DIPC_CMD_LEAVE (do, CAP_NET_ADMIN): leaves the cluster once the referee
+ *   has taken back every page this node owns. Errors (nothing changed):
+ *   -ENOTCONN not joined; -EBUSY a process here has a distributed segment
+ *   attached; -EAGAIN not connected to the referee now, -EIO or -EINTR the
+ *   referee did not confirm. With DIPC_A_FORCE the last three leave anyway
+ *   (what this node owned is then lost, as when a node dies).
  */
 #ifndef _UAPI_DIPC_NETLINK_H
 #define _UAPI_DIPC_NETLINK_H
@@ -26,6 +40,8 @@ enum dipc_genl_cmd {
 	DIPC_CMD_OBJECTS,
 	DIPC_CMD_KEYS_GET,
 	DIPC_CMD_KEYS_SET,
+	DIPC_CMD_JOIN,
+	DIPC_CMD_LEAVE,
 	__DIPC_CMD_MAX,
 };
 
@@ -41,6 +57,10 @@ enum dipc_genl_attr {
 	DIPC_A_OBJ_PAGES_WRITE,	/* u64: pages owned (writable) here */
 	DIPC_A_OBJ_NATTCH,	/* u64: attaches on this node */
 	DIPC_A_PAD,
+	DIPC_A_REFEREE,		/* string: "a.b.c.d:port" */
+	DIPC_A_NODE_ID,		/* u32 */
+	DIPC_A_SECRET_FILE,	/* string: a path */
+	DIPC_A_FORCE,		/* flag */
 	__DIPC_A_MAX,
 };
 #define DIPC_A_MAX (__DIPC_A_MAX - 1)

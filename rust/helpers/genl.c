@@ -110,8 +110,28 @@ static int dipc_genl_keys_set(struct sk_buff *skb, struct genl_info *info)
 	return dipc_keys_set(nla_data(info->attrs[DIPC_A_KEYS]));
 }
 
+static int dipc_genl_join(struct sk_buff *skb, struct genl_info *info)
+{
+	struct nlattr *secret = info->attrs[DIPC_A_SECRET_FILE];
+	struct nlattr *id = info->attrs[DIPC_A_NODE_ID];
+
+	if (GENL_REQ_ATTR_CHECK(info, DIPC_A_REFEREE))
+		return -EINVAL;
+	return dipc_rust_join(dipc_genl_ctx, nla_data(info->attrs[DIPC_A_REFEREE]),
+			      id ? nla_get_u32(id) : 0, secret ? nla_data(secret) : "");
+}
+
+static int dipc_genl_leave(struct sk_buff *skb, struct genl_info *info)
+{
+	return dipc_rust_leave(dipc_genl_ctx, nla_get_flag(info->attrs[DIPC_A_FORCE]));
+}
+
 static const struct nla_policy dipc_genl_policy[DIPC_A_MAX + 1] = {
 	[DIPC_A_KEYS] = { .type = NLA_NUL_STRING, .len = DIPC_KEYS_LEN - 1 },
+	[DIPC_A_REFEREE] = { .type = NLA_NUL_STRING, .len = 63 },
+	[DIPC_A_NODE_ID] = { .type = NLA_U32 },
+	[DIPC_A_SECRET_FILE] = { .type = NLA_NUL_STRING, .len = 255 },
+	[DIPC_A_FORCE] = { .type = NLA_FLAG },
 };
 
 static const struct genl_small_ops dipc_genl_ops[] = {
@@ -119,6 +139,8 @@ static const struct genl_small_ops dipc_genl_ops[] = {
 	{ .cmd = DIPC_CMD_OBJECTS, .dumpit = dipc_genl_objects },
 	{ .cmd = DIPC_CMD_KEYS_GET, .doit = dipc_genl_keys_get },
 	{ .cmd = DIPC_CMD_KEYS_SET, .doit = dipc_genl_keys_set, .flags = GENL_ADMIN_PERM },
+	{ .cmd = DIPC_CMD_JOIN, .doit = dipc_genl_join, .flags = GENL_ADMIN_PERM },
+	{ .cmd = DIPC_CMD_LEAVE, .doit = dipc_genl_leave, .flags = GENL_ADMIN_PERM },
 };
 
 static struct genl_family dipc_genl_family = {
@@ -127,6 +149,12 @@ static struct genl_family dipc_genl_family = {
 	.maxattr = DIPC_A_MAX,
 	.policy = dipc_genl_policy,
 	.module = THIS_MODULE,
+	/*
+	 * Without the genl mutex: a leave waits for the referee, and must not
+	 * hold up every other family meanwhile. The Rust side locks what it
+	 * touches (joins and leaves are serialised by the node).
+	 */
+	.parallel_ops = true,
 	.small_ops = dipc_genl_ops,
 	.n_small_ops = ARRAY_SIZE(dipc_genl_ops),
 	.resv_start_op = __DIPC_CMD_MAX,

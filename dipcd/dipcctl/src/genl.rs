@@ -21,6 +21,10 @@ pub const CMD_OBJECTS: u8 = 2;
 pub const CMD_KEYS_GET: u8 = 3;
 /// `DIPC_CMD_KEYS_SET`.
 pub const CMD_KEYS_SET: u8 = 4;
+/// `DIPC_CMD_JOIN`.
+pub const CMD_JOIN: u8 = 5;
+/// `DIPC_CMD_LEAVE`.
+pub const CMD_LEAVE: u8 = 6;
 /// `DIPC_A_STAT`.
 pub const A_STAT: u16 = 1;
 /// `DIPC_A_KEYS`.
@@ -39,6 +43,14 @@ pub const A_OBJ_PAGES_READ: u16 = 7;
 pub const A_OBJ_PAGES_WRITE: u16 = 8;
 /// `DIPC_A_OBJ_NATTCH`.
 pub const A_OBJ_NATTCH: u16 = 9;
+/// `DIPC_A_REFEREE`.
+pub const A_REFEREE: u16 = 11;
+/// `DIPC_A_NODE_ID`.
+pub const A_NODE_ID: u16 = 12;
+/// `DIPC_A_SECRET_FILE`.
+pub const A_SECRET_FILE: u16 = 13;
+/// `DIPC_A_FORCE`.
+pub const A_FORCE: u16 = 14;
 /// `DIPC_A_STAT_NAME`.
 pub const A_STAT_NAME: u16 = 1;
 /// `DIPC_A_STAT_VALUE`.
@@ -65,6 +77,10 @@ fn align4(n: usize) -> usize {
 pub enum Attr<'a> {
     /// A NUL-terminated string.
     Str(u16, &'a str),
+    /// A u32.
+    U32(u16, u32),
+    /// A flag (no payload).
+    Flag(u16),
 }
 
 /// Encodes a request: netlink header, genl header, attributes.
@@ -72,16 +88,15 @@ pub fn encode(family: u16, flags: u16, seq: u32, cmd: u8, version: u8, attrs: &[
     let mut m = vec![0u8; 16];
     m.extend_from_slice(&[cmd, version, 0, 0]);
     for a in attrs {
-        match a {
-            Attr::Str(t, s) => {
-                let len = 4 + s.len() + 1;
-                m.extend_from_slice(&(len as u16).to_ne_bytes());
-                m.extend_from_slice(&t.to_ne_bytes());
-                m.extend_from_slice(s.as_bytes());
-                m.push(0);
-                m.resize(align4(m.len()), 0);
-            }
-        }
+        let (t, payload): (u16, Vec<u8>) = match a {
+            Attr::Str(t, s) => (*t, [s.as_bytes(), &[0]].concat()),
+            Attr::U32(t, v) => (*t, v.to_ne_bytes().to_vec()),
+            Attr::Flag(t) => (*t, Vec::new()),
+        };
+        m.extend_from_slice(&((4 + payload.len()) as u16).to_ne_bytes());
+        m.extend_from_slice(&t.to_ne_bytes());
+        m.extend_from_slice(&payload);
+        m.resize(align4(m.len()), 0);
     }
     let len = m.len() as u32;
     m[0..4].copy_from_slice(&len.to_ne_bytes());
@@ -294,6 +309,27 @@ mod tests {
         let m = encode(1, 0, 1, 1, 1, &[Attr::Str(2, "ab")]);
         assert_eq!(m.len(), 16 + 4 + 8);
         assert_eq!(u16_at(&m, 20), Some(7));
+        // A join: a string, a u32 and a flag, each 4-aligned.
+        let m = encode(
+            1,
+            0,
+            1,
+            CMD_JOIN,
+            1,
+            &[
+                Attr::Str(A_REFEREE, "10.0.0.1:7420"),
+                Attr::U32(A_NODE_ID, 3),
+                Attr::Flag(A_FORCE),
+            ],
+        );
+        assert_eq!(u16_at(&m, 20), Some(4 + 14));
+        assert_eq!(&m[24..38], b"10.0.0.1:7420\0");
+        assert_eq!(u16_at(&m, 40), Some(8));
+        assert_eq!(u16_at(&m, 42), Some(A_NODE_ID));
+        assert_eq!(u32_at(&m, 44), Some(3));
+        assert_eq!(u16_at(&m, 48), Some(4));
+        assert_eq!(u16_at(&m, 50), Some(A_FORCE));
+        assert_eq!(m.len(), 52);
     }
 
     fn reply(seq: u32, ty: u16, body: &[u8]) -> Vec<u8> {

@@ -40,6 +40,33 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Join a cluster: connect this node to the referee at REFEREE and wait
+    /// for the connection. Needs CAP_NET_ADMIN.
+    Join {
+        /// The referee, `a.b.c.d:port`.
+        referee: String,
+        /// The cluster secret (root's, mode 0600 or 0400); default: the
+        /// module's `secret_file=` option, if any.
+        #[arg(long, value_name = "FILE")]
+        secret_file: Option<PathBuf>,
+        /// This node's id in the cluster (1 and up); default: the module's
+        /// `node_id=` option.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        node_id: Option<u32>,
+        /// Seconds to wait for the connection (0: do not wait).
+        #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+        wait: u64,
+    },
+    /// Leave the cluster: the referee takes back every page this node
+    /// owns, then the node disconnects and forgets its distributed objects
+    /// (their local ids vanish). Refused while a process here has a
+    /// distributed segment attached. Needs CAP_NET_ADMIN.
+    Leave {
+        /// Leave even when the referee cannot confirm (not connected): what
+        /// this node owns is lost, as when a node dies.
+        #[arg(long)]
+        force: bool,
+    },
     /// This node: its id, the referee connection and its counters (the
     /// items of /proc/dipc/status), and the referee's summary when it runs
     /// here.
@@ -83,6 +110,13 @@ enum KeysCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
+        Command::Join {
+            referee,
+            secret_file,
+            node_id,
+            wait,
+        } => join(&cli, referee, secret_file.as_deref(), *node_id, *wait),
+        Command::Leave { force } => leave(&cli, *force),
         Command::Status => status(&cli),
         Command::Objects => objects(&cli),
         Command::Keys { command } => keys(&cli, command),
@@ -149,6 +183,130 @@ fn module_status() -> io::Result<Vec<(String, Value)>> {
         return Err(io::Error::other("the module sent no status items"));
     }
     Ok(items)
+}
+
+/// Checks what the module would refuse, so the error can say why.
+fn check_secret_file(path: &Path) -> io::Result<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let abs = std::fs::canonicalize(path)
+        .map_err(|e| io::Error::new(e.kind(), format!("secret file {}: {e}", path.display())))?;
+    let m = std::fs::metadata(&abs)?;
+    if !m.is_file() || m.uid() != 0 || m.mode() & 0o077 != 0 {
+        return Err(io::Error::other(format!(
+            "secret file {}: must be a file owned by root with mode 0600 or 0400 (chown root; chmod 600)",
+            abs.display()
+        )));
+    }
+    Ok(abs)
+}
+
+/// One status item of the module.
+fn status_item(name: &str) -> io::Result<Value> {
+    Ok(module_status()?
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v)
+        .unwrap_or(Value::Null))
+}
+
+fn join(
+    cli: &Cli,
+    referee: &str,
+    secret_file: Option<&Path>,
+    node_id: Option<u32>,
+    wait: u64,
+) -> io::Result<()> {
+    if referee.parse::<std::net::SocketAddrV4>().is_err() {
+        return Err(io::Error::other(format!(
+            "bad referee address {referee:?}: expected a.b.c.d:port"
+        )));
+    }
+    let secret = secret_file.map(check_secret_file).transpose()?;
+    let secret = secret.as_ref().map(|p| p.to_string_lossy().into_owned());
+    let mut attrs = vec![genl::Attr::Str(genl::A_REFEREE, referee)];
+    if let Some(id) = node_id {
+        attrs.push(genl::Attr::U32(genl::A_NODE_ID, id));
+    }
+    if let Some(s) = &secret {
+        attrs.push(genl::Attr::Str(genl::A_SECRET_FILE, s));
+    }
+    let mut c = genl::Client::open()?;
+    c.dipc(genl::CMD_JOIN, false, &attrs).map_err(|e| {
+        let why = match e.raw_os_error() {
+            Some(1) => "joining needs CAP_NET_ADMIN".to_string(),
+            Some(106) => format!(
+                "this node is already in a cluster (referee {}); dipcctl leave first",
+                cell(&status_item("referee").unwrap_or_default())
+            ),
+            Some(22) if node_id.is_none() => {
+                "the module was loaded without node_id=: give --node-id N, or the secret file's length is wrong (32 to 4096 bytes)".to_string()
+            }
+            Some(22) => "the module refused the secret file: a secret is 32 to 4096 bytes".to_string(),
+            Some(2) => "the module's secret_file= does not exist; give --secret-file".to_string(),
+            _ => return e,
+        };
+        io::Error::other(why)
+    })?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(wait);
+    let mut connection = status_item("connection")?;
+    while wait > 0 && connection != "connected" && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        connection = status_item("connection")?;
+    }
+    let id = status_item("node_id")?;
+    if cli.json {
+        println!(
+            "{}",
+            json!({ "referee": referee, "node_id": id, "connection": connection })
+        );
+    } else {
+        println!(
+            "joined referee {referee} as node {}: {}",
+            cell(&id),
+            cell(&connection)
+        );
+    }
+    if wait > 0 && connection != "connected" {
+        return Err(io::Error::other(format!(
+            "not connected after {wait} s ({}); the node keeps trying (dipcctl status), or dipcctl leave",
+            cell(&connection)
+        )));
+    }
+    Ok(())
+}
+
+fn leave(cli: &Cli, force: bool) -> io::Result<()> {
+    let referee = status_item("referee")?;
+    let mut c = genl::Client::open()?;
+    let attrs: &[genl::Attr] = if force {
+        &[genl::Attr::Flag(genl::A_FORCE)]
+    } else {
+        &[]
+    };
+    c.dipc(genl::CMD_LEAVE, false, attrs).map_err(|e| {
+        let why = match e.raw_os_error() {
+            Some(1) => "leaving needs CAP_NET_ADMIN",
+            Some(107) => "this node is not in a cluster",
+            Some(16) => {
+                "a process on this node has a distributed segment attached: detach it (or end it) first"
+            }
+            Some(11) => {
+                "not connected to the referee now, so it cannot take back the pages this node owns: \
+                 wait for the connection (dipcctl status), or dipcctl leave --force (what this node owns is lost)"
+            }
+            Some(5) | Some(4) => {
+                "the referee did not confirm the leave; nothing changed (dipcctl leave --force leaves anyway, losing what this node owns)"
+            }
+            _ => return e,
+        };
+        io::Error::other(why)
+    })?;
+    if cli.json {
+        println!("{}", json!({ "left": referee, "forced": force }));
+    } else {
+        println!("left the cluster of referee {}", cell(&referee));
+    }
+    Ok(())
 }
 
 fn status(cli: &Cli) -> io::Result<()> {
@@ -565,6 +723,55 @@ mod tests {
             }
         ));
         assert!(Cli::try_parse_from(["dipcctl", "keys"]).is_err());
+        let c = Cli::try_parse_from([
+            "dipcctl",
+            "join",
+            "10.0.0.1:7420",
+            "--secret-file",
+            "/etc/dipc/secret",
+            "--node-id",
+            "4",
+        ])
+        .unwrap();
+        assert!(matches!(
+            c.command,
+            Command::Join {
+                node_id: Some(4),
+                wait: 10,
+                ..
+            }
+        ));
+        assert!(Cli::try_parse_from(["dipcctl", "join", "x", "--node-id", "0"]).is_err());
+        assert!(Cli::try_parse_from(["dipcctl", "join"]).is_err());
+        let c = Cli::try_parse_from(["dipcctl", "leave", "--force"]).unwrap();
+        assert!(matches!(c.command, Command::Leave { force: true }));
+    }
+
+    #[test]
+    fn a_secret_file_others_can_read_is_refused_before_the_module_sees_it() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("dipcctl-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("secret");
+        std::fs::write(&f, "x".repeat(40)).unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = check_secret_file(&f).unwrap_err().to_string();
+        assert!(e.contains("mode 0600"), "{e}");
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+        // Private and owned by root (the tests run as root on the CI
+        // machine): accepted, as an absolute path; else refused.
+        let r = check_secret_file(&f);
+        let by_root = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&f).unwrap()) == 0;
+        if by_root {
+            assert_eq!(r.unwrap(), std::fs::canonicalize(&f).unwrap());
+        } else {
+            assert!(r.is_err());
+        }
+        let e = check_secret_file(&dir.join("missing"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("missing"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -29,7 +29,8 @@ GUEST_TARGET := x86_64-unknown-linux-gnu
 DIPCD_BIN := dipcd/target/$(GUEST_TARGET)/release/dipcd
 
 .PHONY: all module kernel setup clippy fmt fmt-check dipcd dipcd-test programs \
-	initramfs check check-host check-packaging check-cluster check-debug fuzz soak bench demo clean
+	initramfs check check-host check-packaging check-dkms check-cluster check-debug fuzz soak bench \
+	demo man clean
 
 all: module
 
@@ -92,6 +93,15 @@ check-host: dipcd-test fmt-check fuzz check-packaging
 check-packaging:
 	scripts/check-packaging.sh
 
+# The module built by DKMS (dkms.conf) against the test kernel.
+check-dkms: $(if $(KDIR_IS_TEST_KERNEL),kernel)
+	scripts/dkms.sh check
+
+# Regenerates the man pages of dipcd and dipcctl (Documentation/man/) from
+# their command-line definitions; `make dipcd-test` fails while they differ.
+man:
+	cd dipcd && DIPC_UPDATE_MAN=1 $(CARGO) test --locked -p dipcd -p dipcctl man_pages
+
 # The 3-node cluster scenario.
 check-cluster: initramfs
 	tests/cluster/run-all.sh
@@ -100,6 +110,7 @@ check-cluster: initramfs
 check: setup
 	$(MAKE) check-host
 	$(MAKE) clippy
+	$(MAKE) check-dkms
 	$(MAKE) check-cluster
 
 # The whole cluster suite on the debug kernel (KASAN, lockdep, kmemleak,

@@ -42,3 +42,14 @@ grep -qx 'allow = \["10.0.0.0/24"\]' "$tmp/out" || { cat "$tmp/out"; fail "the f
 "$dipcd" --check-config --config "$conf" --msgmax 100 >"$tmp/out" 2>&1 || { cat "$tmp/out"; fail "--msgmax 100 refused"; }
 grep -qx "msgmax = 100" "$tmp/out" || { cat "$tmp/out"; fail "--msgmax did not win"; }
 echo "check-packaging: dipcd.toml passes --check-config (and fails without its secret)"
+
+# The man pages render without a warning (those of dipcd and dipcctl are
+# generated; `make dipcd-test` checks they match the command lines).
+pages=("$top"/Documentation/man/*.[78])
+[ "${#pages[@]}" -ge 3 ] || fail "man pages missing from Documentation/man/"
+warnings="$(groff -man -ww -z "${pages[@]}" 2>&1)"
+[ -z "$warnings" ] || { echo "$warnings"; fail "man pages have groff warnings"; }
+for p in dipc.7 dipcd.8 dipcctl.8; do
+	[ -e "$top/Documentation/man/$p" ] || fail "no $p"
+done
+echo "check-packaging: ${#pages[@]} man pages render cleanly"

@@ -44,6 +44,8 @@ plain=(
 	wireguard-tools iproute2
 	# ipcs/ipcrm for the guests; systemd-analyze for the unit check
 	util-linux systemd
+	# the man pages' check (groff) and the DKMS build check
+	groff-base dkms
 )
 
 missing=()

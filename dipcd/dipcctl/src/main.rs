@@ -694,8 +694,22 @@ fn referee(cli: &Cli) -> io::Result<()> {
 }
 
 #[cfg(test)]
+#[path = "../../man.rs"]
+mod man;
+
+#[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_man_pages_match_the_command_line() {
+        use clap::CommandFactory;
+        let pages = man::pages(Cli::command(), "8");
+        let names: Vec<&str> = pages.iter().map(|(f, _)| f.as_str()).collect();
+        assert!(names.contains(&"dipcctl.8") && names.contains(&"dipcctl-join.8"));
+        assert!(names.contains(&"dipcctl-keys-add.8"));
+        man::check("dipcctl", &pages);
+    }
 
     #[test]
     fn keys_are_added_once_and_deleted_exactly() {

@@ -455,8 +455,19 @@ fn run(cli: &Cli) -> ExitCode {
 }
 
 #[cfg(test)]
+#[path = "../../man.rs"]
+mod man;
+
+#[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_man_pages_match_the_command_line() {
+        let pages = man::pages(Cli::command(), "8");
+        assert_eq!(pages[0].0, "dipcd.8");
+        man::check("dipcd", &pages);
+    }
 
     fn cli(args: &[&str]) -> Result<Cli, String> {
         let mut argv = vec!["dipcd"];

@@ -6,7 +6,6 @@
 use crate::server::Referee;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::Path;
 use std::sync::Arc;
 
 /// Longest request line accepted.
@@ -39,18 +38,4 @@ fn answer(referee: &Referee, stream: UnixStream) -> io::Result<()> {
     };
     (&stream).write_all(reply.as_bytes())?;
     (&stream).write_all(b"\n")
-}
-
-/// Sends `request` to the referee at `path` and returns its JSON answer.
-pub fn ask(path: &Path, request: &str) -> io::Result<serde_json::Value> {
-    let mut s = UnixStream::connect(path)?;
-    s.write_all(request.as_bytes())?;
-    s.write_all(b"\n")?;
-    let mut out = String::new();
-    s.read_to_string(&mut out)?;
-    let v: serde_json::Value = serde_json::from_str(&out).map_err(io::Error::other)?;
-    if let Some(e) = v.get("error").and_then(|e| e.as_str()) {
-        return Err(io::Error::other(e.to_string()));
-    }
-    Ok(v)
 }

@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 /// Default port nodes connect to.
 const DEFAULT_PORT: u16 = 7420;
-const DEFAULT_CONTROL: &str = "/run/dipcd.sock";
+const DEFAULT_CONTROL: &str = dipc_control::DEFAULT_PATH;
 
 #[derive(Parser)]
 #[command(
@@ -291,7 +291,7 @@ fn check_config(cli: &Cli, file: Option<&std::path::Path>) -> ExitCode {
 }
 
 fn status(control: &std::path::Path, json: bool) -> ExitCode {
-    let v = match control::ask(control, "status") {
+    let v = match dipc_control::ask(control, "status") {
         Ok(v) => v,
         Err(e) => {
             eprintln!(

@@ -5,11 +5,12 @@
 //! its control socket. Every command prints a table, or JSON with `--json`.
 
 mod genl;
+#[allow(unsafe_code)]
+mod ipcstat;
 
 use clap::{Parser, Subcommand};
 use serde_json::{json, Map, Value};
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::os::unix::net::UnixStream;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -30,7 +31,7 @@ struct Cli {
     #[arg(
         long,
         global = true,
-        default_value = "/run/dipcd.sock",
+        default_value = dipc_control::DEFAULT_PATH,
         value_name = "PATH"
     )]
     control: PathBuf,
@@ -72,9 +73,10 @@ enum Command {
     /// here.
     Status,
     /// Every distributed object this node uses: kind, key, local id,
-    /// cluster-wide id, size, attaches and pages cached here; with the
-    /// referee's view (owner, mode, messages, attaches in the cluster) when
-    /// it runs here.
+    /// cluster-wide id, owner and mode, size (semaphores, messages queued,
+    /// or bytes), attaches in the cluster and on this node, and pages
+    /// cached here (read-only, owned); where the referee runs, its view
+    /// too, with each node's attaches.
     Objects,
     /// The key policy: which keys are distributed without IPC_DIPC.
     Keys {
@@ -107,7 +109,18 @@ enum KeysCommand {
     },
 }
 
+/// Lets a closed pipe end the process quietly, as it ends C tools
+/// (`dipcctl objects | head -1`), where Rust's default would make every
+/// print after it panic.
+#[allow(unsafe_code)]
+fn default_sigpipe() {
+    // SAFETY: restores the default disposition of SIGPIPE at the start of
+    // main, before any other thread exists; no handler runs Rust code.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+}
+
 fn main() -> ExitCode {
+    default_sigpipe();
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Join {
@@ -132,19 +145,9 @@ fn main() -> ExitCode {
     }
 }
 
-/// Asks the referee's control socket (`dipcd`'s `control` module).
+/// Asks the referee's control socket.
 fn ask_referee(path: &Path, request: &str) -> io::Result<Value> {
-    let mut s = UnixStream::connect(path)?;
-    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
-    s.write_all(request.as_bytes())?;
-    s.write_all(b"\n")?;
-    let mut out = String::new();
-    BufReader::new(s.take(64 << 20)).read_line(&mut out)?;
-    let v: Value = serde_json::from_str(&out).map_err(io::Error::other)?;
-    if let Some(e) = v.get("error").and_then(Value::as_str) {
-        return Err(io::Error::other(e.to_string()));
-    }
-    Ok(v)
+    dipc_control::ask(path, request)
 }
 
 /// The referee's status if it runs here, else `None`.
@@ -434,6 +437,15 @@ fn objects(cli: &Cli) -> io::Result<()> {
                 o.remove(k);
             }
         }
+        // A queue's shadow size is the referee's msgmax, not a size of
+        // the queue: its size is in qnum and cbytes.
+        if kind == "msg" {
+            o.remove("size");
+        }
+        // Owner, mode and counts for the whole cluster.
+        if let Some(st) = ipcstat::stat(&kind, id as i32) {
+            o.extend(st);
+        }
         if let Some(r) = &referee {
             let oid = o.get("oid").cloned().unwrap_or_default();
             if let Some(ro) = r["objects"]
@@ -451,25 +463,59 @@ fn objects(cli: &Cli) -> io::Result<()> {
         println!("{}", Value::Array(list));
         return Ok(());
     }
-    println!(
-        "{:<4} {:<10} {:>8} {:>6} {:>12} {:>7} {:>9} {:>9}",
-        "KIND", "KEY", "ID", "OID", "SIZE", "NATTCH", "PAGES_RO", "PAGES_RW"
-    );
-    for o in &list {
-        let g = |k: &str| o.get(k).map_or("-".to_string(), |v| v.to_string());
-        println!(
-            "{:<4} {:<10} {:>8} {:>6} {:>12} {:>7} {:>9} {:>9}",
-            o["kind"].as_str().unwrap_or("?"),
-            o["key"].as_str().unwrap_or("-"),
-            g("id"),
-            g("oid"),
-            g("size"),
-            g("nattch_here"),
-            g("pages_read"),
-            g("pages_write")
-        );
+    for line in objects_table(&list) {
+        println!("{line}");
     }
     Ok(())
+}
+
+/// The table `dipcctl objects` prints: SIZE is semaphores, messages
+/// queued or bytes; NATTCH the attaches in the cluster, HERE on this node;
+/// BY NODE each node's attaches (where the referee runs).
+fn objects_table(list: &[Value]) -> Vec<String> {
+    let row = |c: [&str; 12]| {
+        format!(
+            "{:<4} {:<10} {:>8} {:>6} {:>6} {:>4} {:>12} {:>6} {:>4} {:>8} {:>8}  {}",
+            c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9], c[10], c[11]
+        )
+    };
+    let mut out = vec![row([
+        "KIND", "KEY", "ID", "OID", "UID", "MODE", "SIZE", "NATTCH", "HERE", "PAGES_RO",
+        "PAGES_RW", "BY NODE",
+    ])];
+    for o in list {
+        let g = |k: &str| o.get(k).map_or("-".to_string(), cell);
+        let size = match o["kind"].as_str() {
+            Some("sem") => o.get("nsems").or(o.get("size")),
+            Some("msg") => o.get("qnum"),
+            _ => o.get("size"),
+        }
+        .map_or("-".to_string(), cell);
+        let by_node = o["referee"]["nattch_by_node"]
+            .as_object()
+            .filter(|m| !m.is_empty())
+            .map_or("-".to_string(), |m| {
+                m.iter()
+                    .map(|(n, a)| format!("{n}:{}", cell(a)))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            });
+        out.push(row([
+            o["kind"].as_str().unwrap_or("?"),
+            o["key"].as_str().unwrap_or("-"),
+            &g("id"),
+            &g("oid"),
+            &g("uid"),
+            &g("mode"),
+            &size,
+            &g("nattch"),
+            &g("nattch_here"),
+            &g("pages_read"),
+            &g("pages_write"),
+            &by_node,
+        ]));
+    }
+    out
 }
 
 fn get_keys(c: &mut genl::Client) -> io::Result<String> {
@@ -786,6 +832,34 @@ mod tests {
             .to_string();
         assert!(e.contains("missing"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_objects_table_shows_each_kind() {
+        let list = vec![
+            json!({"kind": "sem", "key": "0x00005101", "id": 3, "oid": 7, "size": 3,
+                   "nsems": 3, "uid": 0, "mode": "0666"}),
+            json!({"kind": "msg", "key": "0x00005102", "id": 4, "oid": 8, "size": 0,
+                   "qnum": 2, "cbytes": 20, "uid": 1000, "mode": "0600"}),
+            json!({"kind": "shm", "key": "0x00005103", "id": 5, "oid": 9, "size": 16384,
+                   "nattch": 3, "nattch_here": 1, "pages_read": 0, "pages_write": 1,
+                   "uid": 0, "mode": "0644",
+                   "referee": {"nattch_by_node": {"1": 1, "2": 2}}}),
+        ];
+        let t = objects_table(&list);
+        let words = |i: usize| t[i].split_whitespace().collect::<Vec<_>>().join(" ");
+        assert_eq!(
+            words(0),
+            "KIND KEY ID OID UID MODE SIZE NATTCH HERE PAGES_RO PAGES_RW BY NODE"
+        );
+        assert_eq!(words(1), "sem 0x00005101 3 7 0 0666 3 - - - - -");
+        assert_eq!(words(2), "msg 0x00005102 4 8 1000 0600 2 - - - - -");
+        assert_eq!(words(3), "shm 0x00005103 5 9 0 0644 16384 3 1 0 1 1:1,2:2");
+        // Columns line up: every row is as wide as the header up to BY NODE.
+        let at = t[0].find("BY NODE").unwrap();
+        assert!(t[1..]
+            .iter()
+            .all(|l| l.len() > at && l.as_bytes()[at - 1] == b' '));
     }
 
     #[test]

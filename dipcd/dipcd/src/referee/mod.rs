@@ -175,6 +175,8 @@ pub struct ObjectStatus {
     pub size: u64,
     /// Attaches on every node (segments).
     pub nattch: u64,
+    /// Attaches by node, for the nodes that have any (segments).
+    pub nattch_by_node: BTreeMap<u32, u32>,
     /// Pages with a directory entry (segments): pages in use.
     pub pages: usize,
 }
@@ -703,6 +705,7 @@ impl Objects {
             waiters: s.waiters(),
             size: 0,
             nattch: 0,
+            nattch_by_node: BTreeMap::new(),
             pages: 0,
         });
         let msgs = self.msgs.iter().map(|(&oid, q)| ObjectStatus {
@@ -717,6 +720,7 @@ impl Objects {
             waiters: q.waiters(),
             size: 0,
             nattch: 0,
+            nattch_by_node: BTreeMap::new(),
             pages: 0,
         });
         let shms = self.shms.iter().map(|(&oid, s)| ObjectStatus {
@@ -731,6 +735,12 @@ impl Objects {
             waiters: 0,
             size: s.segsz,
             nattch: s.total_nattch(),
+            nattch_by_node: s
+                .nattch
+                .iter()
+                .filter(|(_, &n)| n > 0)
+                .map(|(&k, &n)| (k, n))
+                .collect(),
             pages: s.dir.entries(),
         });
         let mut all: Vec<ObjectStatus> = sems.chain(msgs).chain(shms).collect();

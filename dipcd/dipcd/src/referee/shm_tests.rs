@@ -587,3 +587,22 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn status_lists_attaches_by_node() {
+    let mut o = Objects::new(Limits::default());
+    let oid = shmget(&mut o, 9, 8192, IPC_CREAT | 0o600, ROOT).oid;
+    o.shm_nattch(2, oid, 10, 2, false, NOW);
+    o.shm_nattch(3, oid, 11, 1, false, NOW);
+    o.shm_nattch(4, oid, 12, 0, true, NOW);
+    let st = o.status().into_iter().find(|s| s.oid == oid).unwrap();
+    assert_eq!(st.nattch, 3);
+    assert_eq!(st.nattch_by_node, BTreeMap::from([(2, 2), (3, 1)]));
+    // A node that is gone no longer counts.
+    o.node_gone(2, NOW);
+    let st = o.status().into_iter().find(|s| s.oid == oid).unwrap();
+    assert_eq!(
+        (st.nattch, st.nattch_by_node),
+        (1, BTreeMap::from([(3, 1)]))
+    );
+}

@@ -172,11 +172,14 @@ fn report(out: &mut impl Sink, node: &Node) {
     let (all, ranges) = node.policy.lock().describe();
     out.num("policy_all", u64::from(all));
     out.num("policy_ranges", ranges as u64);
-    {
+    // Read under the spin lock, written after it: the netlink sink
+    // allocates, which may sleep.
+    let (tracked, overflow) = {
         let ex = node.exits.lock();
-        out.num("undo_tracked", ex.tracked() as u64);
-        out.num("undo_overflow", ex.overflow);
-    }
+        (ex.tracked() as u64, ex.overflow)
+    };
+    out.num("undo_tracked", tracked);
+    out.num("undo_overflow", overflow);
     out.num("segments", u64::from(node.nsegs.load(Relaxed)));
     for (name, idx) in [
         ("dsm_requests", shm::COUNT_REQUESTS),

@@ -95,8 +95,11 @@ fn run(node: &Node, conf: &Conf) {
     let mut lost: Option<Instant<Monotonic>> = None;
     while !shim::kthread_should_stop() {
         if node.leaving.load(Relaxed) != 0 {
-            // The referee ended our session: no new one until the leave
-            // is over (it stops this thread) or failed.
+            // A leave is under way: no new session until it is over (it
+            // stops this thread) or has failed. If the connection went
+            // before the referee answered it, the leave's call fails like
+            // any other after `reconnect_wait_ms`.
+            fail_if_lost_too_long(node, lost);
             shim::kthread_sleep_ms(BACKOFF_MIN_MS);
             continue;
         }
@@ -119,19 +122,7 @@ fn run(node: &Node, conf: &Conf) {
                 }
                 r
             });
-        // No session for `reconnect_wait_ms`: calls in flight fail (they
-        // may or may not have been carried out).
-        if let Some(t) = lost {
-            if t.elapsed().as_millis() >= i64::from(node.reconnect_wait_ms) && node.in_flight() > 0
-            {
-                pr_warn!(
-                    "no referee for {} ms; failing {} call(s) in flight\n",
-                    t.elapsed().as_millis(),
-                    node.in_flight()
-                );
-                node.fail_all();
-            }
-        }
+        fail_if_lost_too_long(node, lost);
         match result {
             Ok(()) => break,
             // Interrupted by `rmmod`: not a failure worth a log line.
@@ -146,6 +137,21 @@ fn run(node: &Node, conf: &Conf) {
         }
         shim::kthread_sleep_ms(backoff);
         backoff = (backoff * 2).min(BACKOFF_MAX_MS);
+    }
+}
+
+/// No session for `reconnect_wait_ms` since `lost`: calls in flight fail
+/// (they may or may not have been carried out).
+fn fail_if_lost_too_long(node: &Node, lost: Option<Instant<Monotonic>>) {
+    if let Some(t) = lost {
+        if t.elapsed().as_millis() >= i64::from(node.reconnect_wait_ms) && node.in_flight() > 0 {
+            pr_warn!(
+                "no referee for {} ms; failing {} call(s) in flight\n",
+                t.elapsed().as_millis(),
+                node.in_flight()
+            );
+            node.fail_all();
+        }
     }
 }
 

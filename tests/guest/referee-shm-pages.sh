@@ -4,6 +4,8 @@
 . /tests/lib.sh
 key=$(printf '%d' "$1")
 json=$(dipcd status --json) || fail "dipcd status failed"
-echo "$json" | tr '{' '\n' | grep "\"class\":\"shm\"" | grep "\"key\":$key,"
-echo "$json" | tr '{' '\n' | grep "\"key\":$key," | grep -q "\"pages\":$2," ||
+# One line per object (each starts with its class).
+objects=$(echo "$json" | sed 's/{"class"/\n{"class"/g')
+echo "$objects" | grep "\"class\":\"shm\"" | grep "\"key\":$key,"
+echo "$objects" | grep "\"key\":$key," | grep -q "\"pages\":$2," ||
 	fail "segment $1 does not hold exactly $2 pages at the referee"

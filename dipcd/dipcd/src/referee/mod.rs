@@ -175,10 +175,11 @@ pub struct ObjectStatus {
     pub size: u64,
     /// Attaches on every node (segments).
     pub nattch: u64,
-    /// Attaches by node, for the nodes that have any (segments).
-    pub nattch_by_node: BTreeMap<u32, u32>,
     /// Pages with a directory entry (segments): pages in use.
     pub pages: usize,
+    /// Attaches by node, for the nodes that have any (segments). Last, so
+    /// that each object's scalar fields come before any nested `{`.
+    pub nattch_by_node: BTreeMap<u32, u32>,
 }
 
 /// Every distributed object, by key and by cluster-wide id.
@@ -705,8 +706,8 @@ impl Objects {
             waiters: s.waiters(),
             size: 0,
             nattch: 0,
-            nattch_by_node: BTreeMap::new(),
             pages: 0,
+            nattch_by_node: BTreeMap::new(),
         });
         let msgs = self.msgs.iter().map(|(&oid, q)| ObjectStatus {
             class: "msg",
@@ -720,8 +721,8 @@ impl Objects {
             waiters: q.waiters(),
             size: 0,
             nattch: 0,
-            nattch_by_node: BTreeMap::new(),
             pages: 0,
+            nattch_by_node: BTreeMap::new(),
         });
         let shms = self.shms.iter().map(|(&oid, s)| ObjectStatus {
             class: "shm",

@@ -77,8 +77,7 @@ unsafe extern "C" fn dipc_rust_syscall(
     Counter::inc(calls_counter(id as usize));
     // SAFETY: per the function's contract `ctx` is the registered `Node`.
     let node = unsafe { shim::borrow_ctx::<Node>(ctx) };
-    // SAFETY: `regs` points to the syscall's saved user registers, which
-    // stay in place for the whole call.
+    // SAFETY: `regs` points to the saved user registers, fixed for the call.
     let r = unsafe { &*regs };
     // The x86-64 syscall ABI: arguments in di, si, dx, r10, r8.
     match id {

@@ -259,8 +259,8 @@ impl Drop for Guest {
 /// QEMU dies with the runner, however the runner ends (even SIGKILL).
 fn kill_with_parent(cmd: &mut Command) {
     #[expect(unsafe_code, reason = "pre_exec is unsafe")]
-    // SAFETY: the closure runs in the child between fork and exec and only
-    // calls prctl(2), which is async-signal-safe.
+    // The closure runs in the child between fork and exec.
+    // SAFETY: it only calls prctl(2), which is async-signal-safe.
     unsafe {
         cmd.pre_exec(|| {
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {

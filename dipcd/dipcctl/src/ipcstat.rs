@@ -13,8 +13,8 @@ pub fn stat(kind: &str, id: i32) -> Option<Map<String, Value>> {
         "sem" => {
             // SAFETY: an all-zero semid_ds is a valid value (integers only).
             let mut ds: libc::semid_ds = unsafe { std::mem::zeroed() };
-            // SAFETY: IPC_STAT writes one semid_ds through the pointer
-            // passed as the union semun argument, which points to `ds`.
+            // IPC_STAT writes one semid_ds through the union semun argument.
+            // SAFETY: that argument points to `ds`, writable for one semid_ds.
             let r = unsafe { libc::semctl(id, 0, libc::IPC_STAT, &mut ds as *mut libc::semid_ds) };
             if r < 0 {
                 return None;
@@ -61,37 +61,42 @@ mod tests {
     /// needed) read back with their owner, mode and counts.
     #[test]
     fn stat_reads_local_objects() {
-        // SAFETY: plain SysV IPC calls on private objects this test owns
-        // and removes.
+        // SAFETY: plain SysV IPC gets of new private objects; no pointers.
+        let (sem, msg, shm) = unsafe {
+            (
+                libc::semget(libc::IPC_PRIVATE, 3, 0o640),
+                libc::msgget(libc::IPC_PRIVATE, 0o600),
+                libc::shmget(libc::IPC_PRIVATE, 8192, 0o604),
+            )
+        };
+        assert!(sem >= 0 && msg >= 0 && shm >= 0);
+        // SAFETY: geteuid has no preconditions.
+        let uid = u64::from(unsafe { libc::geteuid() });
+        let s = stat("sem", sem).unwrap();
+        assert_eq!(
+            (s["nsems"].as_u64(), s["mode"].as_str()),
+            (Some(3), Some("0640"))
+        );
+        assert_eq!(s["uid"].as_u64(), Some(uid));
+        let q = stat("msg", msg).unwrap();
+        assert_eq!(
+            (q["qnum"].as_u64(), q["cbytes"].as_u64()),
+            (Some(0), Some(0))
+        );
+        assert_eq!(q["mode"], "0600");
+        let g = stat("shm", shm).unwrap();
+        assert_eq!(
+            (g["nattch"].as_u64(), g["mode"].as_str()),
+            (Some(0), Some("0604"))
+        );
+        // SAFETY: IPC_RMID of the objects made above; no buffer is passed.
         unsafe {
-            let sem = libc::semget(libc::IPC_PRIVATE, 3, 0o640);
-            let msg = libc::msgget(libc::IPC_PRIVATE, 0o600);
-            let shm = libc::shmget(libc::IPC_PRIVATE, 8192, 0o604);
-            assert!(sem >= 0 && msg >= 0 && shm >= 0);
-            let uid = u64::from(libc::geteuid());
-            let s = stat("sem", sem).unwrap();
-            assert_eq!(
-                (s["nsems"].as_u64(), s["mode"].as_str()),
-                (Some(3), Some("0640"))
-            );
-            assert_eq!(s["uid"].as_u64(), Some(uid));
-            let q = stat("msg", msg).unwrap();
-            assert_eq!(
-                (q["qnum"].as_u64(), q["cbytes"].as_u64()),
-                (Some(0), Some(0))
-            );
-            assert_eq!(q["mode"], "0600");
-            let g = stat("shm", shm).unwrap();
-            assert_eq!(
-                (g["nattch"].as_u64(), g["mode"].as_str()),
-                (Some(0), Some("0604"))
-            );
             libc::semctl(sem, 0, libc::IPC_RMID);
             libc::msgctl(msg, libc::IPC_RMID, std::ptr::null_mut());
             libc::shmctl(shm, libc::IPC_RMID, std::ptr::null_mut());
-            // Gone: no answer.
-            assert!(stat("sem", sem).is_none());
-            assert!(stat("other", 0).is_none());
         }
+        // Gone: no answer.
+        assert!(stat("sem", sem).is_none());
+        assert!(stat("other", 0).is_none());
     }
 }

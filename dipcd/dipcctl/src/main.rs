@@ -114,8 +114,8 @@ enum KeysCommand {
 /// print after it panic.
 #[allow(unsafe_code)]
 fn default_sigpipe() {
-    // SAFETY: restores the default disposition of SIGPIPE at the start of
-    // main, before any other thread exists; no handler runs Rust code.
+    // Called first in main, before any other thread exists.
+    // SAFETY: SIG_DFL installs no handler, so no Rust code runs on a signal.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
 }
 
@@ -145,16 +145,11 @@ fn main() -> ExitCode {
     }
 }
 
-/// Asks the referee's control socket.
-fn ask_referee(path: &Path, request: &str) -> io::Result<Value> {
-    dipc_control::ask(path, request)
-}
-
 /// The referee's status if it runs here, else `None`.
 fn local_referee(cli: &Cli) -> Option<Value> {
     cli.control
         .exists()
-        .then(|| ask_referee(&cli.control, "status").ok())
+        .then(|| dipc_control::ask(&cli.control, "status").ok())
         .flatten()
 }
 
@@ -616,7 +611,7 @@ fn cell(v: &Value) -> String {
 /// Asks the referee on this machine, with an error that says where it
 /// looked.
 fn ask_local_referee(cli: &Cli, request: &str) -> io::Result<Value> {
-    ask_referee(&cli.control, request).map_err(|e| {
+    dipc_control::ask(&cli.control, request).map_err(|e| {
         io::Error::new(
             e.kind(),
             format!(

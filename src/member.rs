@@ -122,7 +122,6 @@ pub(crate) fn leave(node: &Arc<Node>, force: bool) -> Result {
     stop_thread(node);
     // Nothing here counts in the cluster any more.
     node.joined.store(0, Relaxed);
-    node.tx.lock().sock = None;
     node.fail_all();
     shm::connection_lost(node);
     forget_shadows(node);

@@ -314,18 +314,30 @@ impl Referee {
     /// and returns the nodes with frames queued (see [`Referee::flush`]).
     /// A call seen before (sent again after a reconnection) is answered
     /// from the cache, or not at all while it still sleeps here.
-    fn ipc(&self, node: u32, msg: Message<'_>, raw: &[u8]) -> BTreeSet<u32> {
+    /// With the nodes, whether this request ended the node's session: a
+    /// leave ends it once the node's pages are home, with its answer or
+    /// with its last ack.
+    fn ipc(&self, node: u32, msg: Message<'_>, raw: &[u8]) -> (BTreeSet<u32>, bool) {
         let started = Instant::now();
         let kind = msg.frame.kind();
-        let nodes = self.ipc_timed(node, msg, raw);
+        let leaving = matches!(msg.frame, Frame::Leave | Frame::PageAck(_));
+        let mut st = self.state();
+        let nodes = self.ipc_locked(&mut st, node, msg, raw);
+        let left = leaving && !st.nodes.contains_key(&node);
+        drop(st);
         self.metrics.request(kind, started.elapsed());
-        nodes
+        (nodes, left)
     }
 
-    /// [`Referee::ipc`], without the timing.
-    fn ipc_timed(&self, node: u32, msg: Message<'_>, raw: &[u8]) -> BTreeSet<u32> {
+    /// [`Referee::ipc`] with the state locked.
+    fn ipc_locked(
+        &self,
+        st: &mut state::State,
+        node: u32,
+        msg: Message<'_>,
+        raw: &[u8],
+    ) -> BTreeSet<u32> {
         let now = now_s();
-        let mut st = self.state();
         if let Some(out) = st.duplicate(node, &msg) {
             tracing::debug!(
                 node,
@@ -337,8 +349,7 @@ impl Referee {
         }
         let out = if self.store.is_some() {
             let frame = raw.to_vec();
-            self.record(&mut st, &Record::Request { node, now, frame })
-                .out
+            self.record(st, &Record::Request { node, now, frame }).out
         } else {
             st.seq += 1;
             st.request(node, msg, now)
@@ -359,11 +370,6 @@ impl Referee {
             self.enqueue(applied.out)
         };
         self.flush(&nodes);
-    }
-
-    /// Whether the referee holds a session for `node`.
-    fn has_session(&self, node: u32) -> bool {
-        self.state().nodes.contains_key(&node)
     }
 
     /// The node answered ping `nonce`: a sync ping's mark says which
@@ -688,14 +694,8 @@ fn handle(referee: &Referee, mut stream: TcpStream, peer: SocketAddr) -> io::Res
                 referee.metrics.frame_in(node, &m.frame, raw.len());
                 match session.on_message(m) {
                     Action::Ipc { node_id } => {
-                        let nodes = referee.ipc(node_id, m, raw);
-                        // A leave ends the session once the node's pages
-                        // are home: with its answer, or with its last ack.
-                        if matches!(m.frame, Frame::Leave | Frame::PageAck(_))
-                            && !referee.has_session(node_id)
-                        {
-                            left = true;
-                        }
+                        let (nodes, ended) = referee.ipc(node_id, m, raw);
+                        left |= ended;
                         Err(nodes)
                     }
                     Action::Pong(nonce) => {

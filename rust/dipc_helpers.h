@@ -2,7 +2,7 @@
 /*
  * dipc C shim: every function the Rust crate calls in C, and every function
  * C calls in Rust. The C files under helpers/ only forward to kernel APIs
- * that have no Rust abstraction yet (kprobes, kernel sockets, sysctl/procfs,
+ * that have no Rust abstraction yet (ftrace, kernel sockets, sysctl/procfs,
  * kthreads, per-CPU counters); all decisions are made in Rust.
  *
  * src/shim.rs holds the one `extern "C"` block that mirrors this header.
@@ -41,7 +41,10 @@ enum dipc_hook_id {
 };
 
 /*
- * Registers a kprobe on each syscall entry point. A hook marked optional in
+ * Hooks every syscall entry point with the module's ftrace_ops (IPMODIFY,
+ * arguments only) and exit_sem() with a second one; looks each up by name
+ * and, on a kernel with IBT, refuses (-ENOEXEC) unless every function the
+ * module calls begins with endbr64. A hook marked optional in
  * the table (the ipc(2) multiplexer, absent on x86-64 without IA32
  * emulation) is skipped when its symbol does not exist. `ctx` is passed to
  * dipc_rust_syscall(). The three bitmaps (one u64 per 64 ids, IPCMNI bits,
@@ -71,7 +74,7 @@ long dipc_rust_syscall(void *ctx, unsigned int id, const struct pt_regs *regs);
 long dipc_call_original_args(unsigned int id, long a0, long a1, long a2, long a3);
 /*
  * Implemented in Rust: process `tgid` has exited (its last thread is in
- * exit_sem()). Called from a kprobe on exit_sem(): atomic context, must not
+ * exit_sem()). Called from an ftrace callback on exit_sem(): must not
  * sleep. Called whether or not dipc is enabled.
  */
 void dipc_rust_task_exit(void *ctx, u32 tgid);

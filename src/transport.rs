@@ -414,8 +414,8 @@ fn encode(frame: &Frame<'_>, req_id: u64, buf: &mut [u8]) -> Result {
 ///
 /// # Safety
 ///
-/// Called only by the exit_sem() kprobe with the context given to
-/// [`crate::shim::Hooks::register`], alive while the kprobe is registered.
+/// Called only by the exit_sem() ftrace callback with the context given to
+/// [`crate::shim::Hooks::register`], alive while the hooks are registered.
 #[no_mangle]
 unsafe extern "C" fn dipc_rust_task_exit(ctx: *mut c_void, tgid: u32) {
     // SAFETY: per the function's contract.

@@ -1,25 +1,65 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Syscall hooks: a kprobe on each SysV IPC syscall entry point whose
- * pre-handler hands the call to a trampoline in this module, which calls
- * dipc_rust_syscall(). The Rust side runs the original through
- * dipc_call_original(); the kprobe then lets that inner call through because
- * its return address lies inside this module.
+ * Syscall hooks: one ftrace_ops of the module's own, with IPMODIFY and
+ * arguments only (no SAVE_REGS), filtered on the ftrace sites of the SysV
+ * IPC syscall entry points, as livepatch does. Its callback hands a call that
+ * needs the module to a trampoline here, which calls dipc_rust_syscall(); the
+ * Rust side runs the original through dipc_call_original(), and the callback
+ * lets that inner call through because its caller lies inside this module.
+ * A second ftrace_ops (no IPMODIFY: it only observes) sees exit_sem().
  *
- * While dipc_enabled is 0 the pre-handler redirects nothing. A redirected call
+ * Why not kprobes: a kprobe on an ftrace site saves every register and walks
+ * the kprobe machinery on each call; its address is the ftrace site (function
+ * + 4 after endbr64), which an IBT-enforcing CPU refuses as an indirect call
+ * target; and re-registering the kernel's static kprobe_ftrace_ops after an
+ * rmmod broke on kernels whose kprobe_ftrace_handler sits at an odd address
+ * (Documentation/architecture.md, "Interception").
+ *
+ * Addresses: each entry point is looked up by name once at load (a kprobe
+ * registered disabled, so never armed, resolves the name to its ftrace site;
+ * kallsyms' offset of that site gives the function's entry). The module
+ * calls only entries, and with CONFIG_X86_KERNEL_IBT it refuses to load
+ * unless every entry begins with endbr64.
+ *
+ * Both ops are FTRACE_OPS_FL_PERMANENT, as livepatch's are: where
+ * `sysctl kernel.ftrace_enabled=0` still switches ftrace off, it then fails
+ * (EBUSY) while dipc is loaded instead of silently bypassing it, which would
+ * send calls on distributed objects to their local shadows. (Linux 7.3
+ * refuses that write in any case: the knob is deprecated.)
+ *
+ * While dipc_enabled is 0 the callback redirects nothing. A redirected call
  * holds a module reference, so `rmmod` is refused (EBUSY) while calls are in
  * flight rather than freeing code they will return into.
  */
+#include <linux/ftrace.h>
+#include <linux/kallsyms.h>
 #include <linux/kprobes.h>
 #include <linux/module.h>
+#include <linux/moduleparam.h>
 #include <linux/rcupdate.h>
 #include <linux/sched.h>
 #include <linux/sched/signal.h>
+#include <linux/string.h>
+#include <linux/uaccess.h>
 #include "../dipc_helpers.h"
 
+/*
+ * For the test that shows the IBT check refuses what it should: added to
+ * every call target before the check only (tests/cluster/reload.scenario
+ * loads with ibt_check_skew=4, a function's ftrace site, which an IBT CPU
+ * would refuse). The targets the module calls never change.
+ */
+static uint ibt_check_skew;
+module_param(ibt_check_skew, uint, 0444);
+MODULE_PARM_DESC(ibt_check_skew, "Test only: check call targets at entry + this many bytes (the load must then fail on an IBT kernel)");
+
 struct dipc_hook {
-	struct kprobe kp;
+	const char *name;
 	long (*trampoline)(const struct pt_regs *regs);
+	/* The function's entry: what dipc_call_original() calls. */
+	unsigned long entry;
+	/* Its ftrace site: the ip the callback is given. */
+	unsigned long fentry;
 	bool optional;
 	bool registered;
 };
@@ -34,7 +74,7 @@ static void *dipc_hook_ctx;
 #define DIPC_IPCMNI 32768
 static const u64 *dipc_shadow_bits[3];
 
-static bool dipc_maybe_shadow(const u64 *bits, int id)
+static notrace bool dipc_maybe_shadow(const u64 *bits, int id)
 {
 	u32 idx;
 
@@ -45,17 +85,15 @@ static bool dipc_maybe_shadow(const u64 *bits, int id)
 }
 
 /*
- * Whether hook `id` with the syscall wrapper's registers `regs` needs the
- * module: the hot operations on an id that is no shadow (semop, msgsnd,
- * msgrcv, shmat) and shmdt while no distributed segment is mapped are
- * decided here, without leaving the kprobe, so local IPC pays one probe
- * and one bitmap load instead of a detour through the module and a second
- * probe hit for the original call.
+ * Whether hook `id` with the user's registers `user` needs the module: the
+ * hot operations on an id that is no shadow (semop, msgsnd, msgrcv, shmat)
+ * and shmdt while no distributed segment is mapped are decided here, in the
+ * ftrace callback, so local IPC pays one callback and one bitmap load
+ * instead of a detour through the module and a second callback for the
+ * original call.
  */
-static bool dipc_needs_module(unsigned int id, const struct pt_regs *regs)
+static notrace bool dipc_needs_module(unsigned int id, const struct pt_regs *user)
 {
-	/* The wrapper's argument: the user's registers. */
-	const struct pt_regs *user = (const struct pt_regs *)regs->di;
 	const u64 *bits;
 
 	switch (id) {
@@ -77,7 +115,6 @@ static bool dipc_needs_module(unsigned int id, const struct pt_regs *regs)
 	}
 	return !bits || dipc_maybe_shadow(bits, (int)user->di);
 }
-NOKPROBE_SYMBOL(dipc_needs_module);
 
 #define DIPC_TRAMPOLINE(id)                                                   \
 	static long dipc_trampoline_##id(const struct pt_regs *regs)          \
@@ -102,8 +139,7 @@ DIPC_TRAMPOLINE(DIPC_HOOK_MSGCTL)
 DIPC_TRAMPOLINE(DIPC_HOOK_IPC)
 
 #define DIPC_HOOK(id, sym, opt)                                               \
-	[id] = { .kp = { .symbol_name = sym },                                \
-		 .trampoline = dipc_trampoline_##id,                          \
+	[id] = { .name = sym, .trampoline = dipc_trampoline_##id,             \
 		 .optional = opt }
 
 static struct dipc_hook dipc_hooks[DIPC_NR_HOOKS] = {
@@ -123,53 +159,72 @@ static struct dipc_hook dipc_hooks[DIPC_NR_HOOKS] = {
 	DIPC_HOOK(DIPC_HOOK_IPC, "__ia32_compat_sys_ipc", true),
 };
 
-static int dipc_pre_handler(struct kprobe *kp, struct pt_regs *regs)
-{
-	struct dipc_hook *hook = container_of(kp, struct dipc_hook, kp);
-	/* At the ftrace site the stack top is the syscall's return address. */
-	unsigned long caller = *(unsigned long *)regs->sp;
+/* exit_sem()'s ftrace site. */
+static unsigned long dipc_exit_fentry;
 
+/*
+ * The callbacks are aligned: Linux 7.x's ftrace turns a call into a jmp when
+ * its target address is odd (DYNAMIC_FTRACE_WITH_JMP), and a kernel built
+ * with -Os leaves functions on any byte.
+ */
+static notrace __aligned(16) void dipc_ftrace_handler(unsigned long ip, unsigned long parent_ip,
+						     struct ftrace_ops *op,
+						     struct ftrace_regs *fregs)
+{
+	const struct pt_regs *user;
+	unsigned int id;
+
+	for (id = 0; id < DIPC_NR_HOOKS; id++)
+		if (dipc_hooks[id].fentry == ip)
+			break;
+	if (id == DIPC_NR_HOOKS)
+		return;
 	/*
 	 * Switched off: pass through, except shmdt() while distributed
 	 * segments are mapped, whose VMAs only the module can detach.
 	 */
-	if (!READ_ONCE(dipc_enabled) &&
-	    !(hook == &dipc_hooks[DIPC_HOOK_SHMDT] && dipc_shm_wrapped()))
-		return 0;
+	if (!READ_ONCE(dipc_enabled) && !(id == DIPC_HOOK_SHMDT && dipc_shm_wrapped()))
+		return;
 	/* Our own call of the original: let it run. */
-	if (within_module(caller, THIS_MODULE))
-		return 0;
+	if (within_module(parent_ip, THIS_MODULE))
+		return;
+	/* The wrapper's argument: the user's registers. */
+	user = (const struct pt_regs *)ftrace_regs_get_argument(fregs, 0);
 	/* Certainly local: count it and let the original run. */
-	if (!dipc_needs_module(hook - dipc_hooks, regs)) {
-		dipc_counter_inc(hook - dipc_hooks);
-		return 0;
+	if (!dipc_needs_module(id, user)) {
+		dipc_counter_inc(id);
+		return;
 	}
 	/* The module is going away: pass through. */
 	if (!try_module_get(THIS_MODULE))
-		return 0;
-	regs->ip = (unsigned long)hook->trampoline;
-	return 1;
+		return;
+	ftrace_regs_set_instruction_pointer(fregs, (unsigned long)dipc_hooks[id].trampoline);
 }
-NOKPROBE_SYMBOL(dipc_pre_handler);
+
+static struct ftrace_ops dipc_ops = {
+	.func = dipc_ftrace_handler,
+	.flags = FTRACE_OPS_FL_IPMODIFY | FTRACE_OPS_FL_PERMANENT,
+};
+static bool dipc_ops_registered;
 
 /*
  * exit_sem(tsk) runs in do_exit() after the thread group's live count was
  * dropped; when it is 0 this is the last thread, and the process's SEM_UNDO
  * adjustments are due, locally and at the referee.
  */
-static int dipc_exit_pre_handler(struct kprobe *kp, struct pt_regs *regs)
+static notrace __aligned(16) void dipc_exit_handler(unsigned long ip, unsigned long parent_ip,
+						   struct ftrace_ops *op,
+						   struct ftrace_regs *fregs)
 {
-	struct task_struct *tsk = (struct task_struct *)regs->di;
+	struct task_struct *tsk = (struct task_struct *)ftrace_regs_get_argument(fregs, 0);
 
-	if (tsk == current && atomic_read(&tsk->signal->live) == 0)
+	if (ip == dipc_exit_fentry && tsk == current && atomic_read(&tsk->signal->live) == 0)
 		dipc_rust_task_exit(dipc_hook_ctx, task_tgid_nr(tsk));
-	return 0;
 }
-NOKPROBE_SYMBOL(dipc_exit_pre_handler);
 
-static struct kprobe dipc_exit_kp = {
-	.symbol_name = "exit_sem",
-	.pre_handler = dipc_exit_pre_handler,
+static struct ftrace_ops dipc_exit_ops = {
+	.func = dipc_exit_handler,
+	.flags = FTRACE_OPS_FL_PERMANENT,
 };
 static bool dipc_exit_registered;
 
@@ -182,7 +237,8 @@ long dipc_call_original_args(unsigned int id, long a0, long a1, long a2, long a3
 
 long dipc_call_original(unsigned int id, const struct pt_regs *regs)
 {
-	long (*orig)(const struct pt_regs *) = (void *)dipc_hooks[id].kp.addr;
+	/* The function's entry, checked for endbr64 at load. */
+	long (*orig)(const struct pt_regs *) = (void *)dipc_hooks[id].entry;
 
 	return orig(regs);
 }
@@ -190,6 +246,118 @@ long dipc_call_original(unsigned int id, const struct pt_regs *regs)
 bool dipc_hook_registered(unsigned int id)
 {
 	return id < DIPC_NR_HOOKS && dipc_hooks[id].registered;
+}
+
+/* endbr64: f3 0f 1e fa. */
+#define DIPC_ENDBR64 0xfa1e0ff3U
+
+/*
+ * Whether an indirect call to `addr` is allowed on a CPU that enforces
+ * kernel IBT: it must begin with endbr64. Always true without IBT.
+ */
+static bool dipc_ibt_target_ok(const char *name, unsigned long addr)
+{
+	u32 insn;
+
+	if (!IS_ENABLED(CONFIG_X86_KERNEL_IBT))
+		return true;
+	if (copy_from_kernel_nofault(&insn, (void *)addr, sizeof(insn))) {
+		pr_err("dipc: cannot read %s at %px\n", name, (void *)addr);
+		return false;
+	}
+	if (insn != DIPC_ENDBR64) {
+		pr_err("dipc: %s at %px does not begin with endbr64 (%08x): an indirect call to it would fault on a CPU enforcing IBT; not loading\n",
+		       name, (void *)addr, insn);
+		return false;
+	}
+	return true;
+}
+
+/*
+ * The entry of the function whose ftrace site is `fentry`, from kallsyms:
+ * "name+0xOFF/0xSIZE" for the site gives entry = site - OFF. 0 unless the
+ * symbol found is `name`.
+ */
+static unsigned long dipc_entry_of(const char *name, unsigned long fentry)
+{
+	char buf[KSYM_SYMBOL_LEN];
+	size_t len = strlen(name);
+	unsigned long off;
+	char *plus, *slash;
+
+	sprint_symbol(buf, fentry);
+	if (strncmp(buf, name, len) || buf[len] != '+')
+		return 0;
+	plus = buf + len + 1;
+	slash = strchr(plus, '/');
+	if (!slash)
+		return 0;
+	*slash = '\0';
+	if (kstrtoul(plus, 0, &off) || off > fentry)
+		return 0;
+	return fentry - off;
+}
+
+/*
+ * Resolves every hooked symbol and exit_sem to their ftrace sites and
+ * entries. The kprobes are registered disabled, so they are never armed:
+ * only their address resolution is used. A missing optional symbol leaves
+ * its hook with fentry 0.
+ */
+static int dipc_hooks_resolve(void)
+{
+	static struct kprobe kps[DIPC_NR_HOOKS + 1];
+	struct kprobe *regd[DIPC_NR_HOOKS + 1];
+	unsigned int i, n = 0;
+	int err = 0;
+
+	for (i = 0; i <= DIPC_NR_HOOKS; i++) {
+		struct kprobe *kp = &kps[i];
+		const char *name = i < DIPC_NR_HOOKS ? dipc_hooks[i].name : "exit_sem";
+
+		memset(kp, 0, sizeof(*kp));
+		kp->symbol_name = name;
+		kp->flags = KPROBE_FLAG_DISABLED;
+		err = register_kprobe(kp);
+		if (err == -ENOENT && i < DIPC_NR_HOOKS && dipc_hooks[i].optional) {
+			err = 0;
+			continue;
+		}
+		if (err) {
+			pr_err("dipc: cannot find %s: %d\n", name, err);
+			break;
+		}
+		regd[n++] = kp;
+		if (i < DIPC_NR_HOOKS) {
+			struct dipc_hook *hook = &dipc_hooks[i];
+
+			hook->fentry = (unsigned long)kp->addr;
+			hook->entry = dipc_entry_of(name, hook->fentry);
+			if (!hook->entry) {
+				pr_err("dipc: cannot find the entry of %s\n", name);
+				err = -ENOENT;
+				break;
+			}
+			if (!dipc_ibt_target_ok(name, hook->entry + ibt_check_skew)) {
+				err = -ENOEXEC;
+				break;
+			}
+		} else {
+			dipc_exit_fentry = (unsigned long)kp->addr;
+		}
+	}
+	if (n)
+		unregister_kprobes(regd, n);
+	return err;
+}
+
+static int dipc_ops_add(struct ftrace_ops *ops, unsigned long ip, const char *name)
+{
+	int err = ftrace_set_filter_ip(ops, ip, 0, 0);
+
+	if (err)
+		pr_err("dipc: cannot hook %s (ftrace filter): %d\n", name, err);
+	return err;
 }
 
 int dipc_hooks_register(void *ctx, const u64 *sem_bits, const u64 *msg_bits,
@@ -203,54 +371,67 @@ int dipc_hooks_register(void *ctx, const u64 *sem_bits, const u64 *msg_bits,
 	dipc_shadow_bits[1] = msg_bits;
 	dipc_shadow_bits[2] = shm_bits;
 	dipc_shm_init(ctx);
+	err = dipc_hooks_resolve();
+	if (err)
+		goto fail;
 	for (i = 0; i < DIPC_NR_HOOKS; i++) {
 		struct dipc_hook *hook = &dipc_hooks[i];
 
-		hook->kp.pre_handler = dipc_pre_handler;
-		err = register_kprobe(&hook->kp);
-		if (err == -ENOENT && hook->optional) {
-			/* A fresh kprobe struct for a later register attempt. */
-			hook->kp.addr = NULL;
-			hook->kp.flags = 0;
+		if (!hook->fentry)
 			continue;
-		}
-		if (err) {
-			pr_err("dipc: cannot hook %s: %d\n", hook->kp.symbol_name, err);
-			dipc_hooks_unregister();
-			return err;
-		}
-		hook->registered = true;
+		err = dipc_ops_add(&dipc_ops, hook->fentry, hook->name);
+		if (err)
+			goto fail;
 	}
-	err = register_kprobe(&dipc_exit_kp);
+	err = dipc_ops_add(&dipc_exit_ops, dipc_exit_fentry, "exit_sem");
+	if (err)
+		goto fail;
+	/*
+	 * exit_sem first: a process that does a SEM_UNDO call through the
+	 * hooks must have its exit seen.
+	 */
+	err = register_ftrace_function(&dipc_exit_ops);
 	if (err) {
 		pr_err("dipc: cannot hook exit_sem: %d\n", err);
-		dipc_hooks_unregister();
-		return err;
+		goto fail;
 	}
 	dipc_exit_registered = true;
+	err = register_ftrace_function(&dipc_ops);
+	if (err) {
+		/* EBUSY: another IPMODIFY user (a livepatch) holds an entry. */
+		pr_err("dipc: cannot hook the SysV IPC entry points: %d%s\n", err,
+		       err == -EBUSY ? " (another IPMODIFY ftrace user, or kernel.ftrace_enabled=0)" : "");
+		goto fail;
+	}
+	dipc_ops_registered = true;
+	for (i = 0; i < DIPC_NR_HOOKS; i++)
+		dipc_hooks[i].registered = dipc_hooks[i].fentry != 0;
 	return 0;
+fail:
+	dipc_hooks_unregister();
+	return err;
 }
 
 void dipc_hooks_unregister(void)
 {
 	unsigned int i;
 
+	if (dipc_ops_registered) {
+		unregister_ftrace_function(&dipc_ops);
+		dipc_ops_registered = false;
+	}
 	if (dipc_exit_registered) {
-		unregister_kprobe(&dipc_exit_kp);
+		unregister_ftrace_function(&dipc_exit_ops);
 		dipc_exit_registered = false;
-		dipc_exit_kp.addr = NULL;
-		dipc_exit_kp.flags = 0;
 	}
-	for (i = 0; i < DIPC_NR_HOOKS; i++) {
-		struct dipc_hook *hook = &dipc_hooks[i];
-
-		if (!hook->registered)
-			continue;
-		unregister_kprobe(&hook->kp);
-		hook->registered = false;
-		hook->kp.addr = NULL;
-		hook->kp.flags = 0;
-	}
+	ftrace_free_filter(&dipc_ops);
+	ftrace_free_filter(&dipc_exit_ops);
+	/*
+	 * Entries stay: the connection thread may still run an original
+	 * (a shadow's removal) until it is stopped after this.
+	 */
+	for (i = 0; i < DIPC_NR_HOOKS; i++)
+		dipc_hooks[i].registered = false;
 	/*
 	 * A task may have dropped its module reference in a trampoline and not
 	 * yet returned out of it; RCU Tasks waits until every task has passed

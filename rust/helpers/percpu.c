@@ -6,7 +6,8 @@
 
 static DEFINE_PER_CPU(u64, dipc_counters[DIPC_NR_COUNTERS]);
 
-void dipc_counter_inc(unsigned int idx)
+/* notrace: called from the hooks' ftrace callback. */
+notrace void dipc_counter_inc(unsigned int idx)
 {
 	if (idx < DIPC_NR_COUNTERS)
 		this_cpu_inc(dipc_counters[idx]);

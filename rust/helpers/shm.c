@@ -36,7 +36,7 @@ static DECLARE_WAIT_QUEUE_HEAD(dipc_shm_wq);
 /* Wrapped VMAs on this node. */
 static atomic_t dipc_wrapped = ATOMIC_INIT(0);
 
-bool dipc_shm_wrapped(void)
+notrace bool dipc_shm_wrapped(void)
 {
 	return atomic_read(&dipc_wrapped) != 0;
 }

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Runs every cluster scenario (tests/cluster/*.scenario) on a fresh 3-node
-# cluster each (or the size its "# nodes: N" line asks for). Needs `make initramfs` first (make check-cluster does it).
+# cluster each (or the size its "# nodes: N" line asks for; 2 vCPUs per
+# guest, or what its "# cpus: N" line asks for). Needs `make initramfs` first (make check-cluster does it).
 #   tests/cluster/run-all.sh [SCENARIO...]
 # Environment: DIPC_KERNEL_FLAVOUR (test or debug), DIPC_INITRD (default
 # build/initramfs.cpio.gz), DIPC_OUT (logs, default build/cluster),
-# DIPC_NODES (3), DIPC_MEM (guest MiB, 256), DIPC_TIMEOUT_SCALE (1),
+# DIPC_NODES (3), DIPC_CPUS (vCPUs per guest, 2), DIPC_MEM (guest MiB, 256), DIPC_TIMEOUT_SCALE (1),
 # DIPC_APPEND (extra guest kernel command line, e.g. dipc.scale=8, which
 # divides the long test loops).
 set -euo pipefail
@@ -22,7 +23,9 @@ for s in "${scenarios[@]}"; do
 	out="${DIPC_OUT:-build/cluster}/$name"
 	# A scenario may ask for its own cluster size with a "# nodes: N" line.
 	nodes="$(sed -n 's/^# nodes: \([0-9][0-9]*\)$/\1/p' "$s" | head -n 1)"
-	if "$runner" --nodes "${nodes:-${DIPC_NODES:-3}}" --kernel "$kdir/arch/x86/boot/bzImage" \
+	# ... and its own CPU count per guest with "# cpus: N" (default 2).
+	cpus="$(sed -n 's/^# cpus: \([0-9][0-9]*\)$/\1/p' "$s" | head -n 1)"
+	if "$runner" --nodes "${nodes:-${DIPC_NODES:-3}}" --cpus "${cpus:-${DIPC_CPUS:-2}}" --kernel "$kdir/arch/x86/boot/bzImage" \
 		--initrd "${DIPC_INITRD:-build/initramfs.cpio.gz}" --out "$out" \
 		--mem "${DIPC_MEM:-256}" --timeout-scale "${DIPC_TIMEOUT_SCALE:-1}" \
 		--append "${DIPC_APPEND:-}" "$s"; then

@@ -25,6 +25,11 @@
  *                                         segment KEY, same barrier
  *   dipcbench shm-word KEY                word 0 of segment KEY, as the figure
  *                                         scale_shm_total (the adds that landed)
+ *   dipcbench hook-call N                 the cost of one local SysV call
+ *                                         through the syscall hooks: N semops
+ *                                         (+1, -1, IPC_NOWAIT) and N
+ *                                         semctl(GETVAL) on a private set;
+ *                                         ns per call, the best of 5 runs
  *
  * Arguments of the form key=value are copied onto every BENCH line.
  */
@@ -447,6 +452,36 @@ static int contend(const char *what, const char *key, int k, int secs)
 	return 0;
 }
 
+/* ns per call of semop and of semctl(GETVAL) on an IPC_PRIVATE set. */
+static int hook_call(long n)
+{
+	int id = semget(IPC_PRIVATE, 1, 0600);
+	double best_op = 1e30, best_ctl = 1e30;
+
+	if (id < 0)
+		die("semget");
+	for (int run = 0; run < 5; run++) {
+		double t0 = bench_now_us(), t1;
+
+		for (long i = 0; i < n; i++)
+			sop(id, 0, (i & 1) ? -1 : 1, IPC_NOWAIT);
+		t1 = bench_now_us();
+		if ((t1 - t0) * 1e3 / n < best_op)
+			best_op = (t1 - t0) * 1e3 / n;
+		t0 = bench_now_us();
+		for (long i = 0; i < n; i++)
+			if (semctl(id, 0, GETVAL) < 0)
+				die("semctl");
+		t1 = bench_now_us();
+		if ((t1 - t0) * 1e3 / n < best_ctl)
+			best_ctl = (t1 - t0) * 1e3 / n;
+	}
+	semctl(id, 0, IPC_RMID);
+	bench_figure("hook_semop", "ns", best_op, "n=%ld %s", n, bench_extra_args);
+	bench_figure("hook_semctl", "ns", best_ctl, "n=%ld %s", n, bench_extra_args);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	char *pos[16];
@@ -481,6 +516,8 @@ int main(int argc, char **argv)
 		return shm_seqread(pos[2], atol(pos[3]));
 	if ((!strcmp(cmd, "sem-contend") || !strcmp(cmd, "shm-contend")) && n == 5)
 		return contend(cmd, pos[2], atoi(pos[3]), atoi(pos[4]));
+	if (!strcmp(cmd, "hook-call") && n == 3)
+		return hook_call(atol(pos[2]));
 	if (!strcmp(cmd, "shm-word") && n == 3) {
 		bench_figure("scale_shm_total", "ops", *(volatile long *)attach(pos[2]), "%s", bench_extra_args);
 		return 0;

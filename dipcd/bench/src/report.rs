@@ -297,6 +297,16 @@ pub fn build(recs: &[Record], load: Option<&LoadResult>) -> Report {
             Some(Target::AtLeast(0.98)),
         );
     }
+    for (name, what) in [("hook_semop", "semop"), ("hook_semctl", "semctl(GETVAL)")] {
+        b.row(
+            &format!("one local {what}, module loaded (ns per call)"),
+            "ns",
+            f.mean(name, &[("module", "loaded")]),
+            "the same, module not loaded",
+            f.mean(name, &[("module", "unloaded")]),
+            None,
+        );
+    }
 
     b.group = "dipc against the same operations on Redis (server on node 1)";
     b.row(

@@ -35,8 +35,9 @@ pub struct GuestConfig<'a> {
 /// What a guest's agent reported.
 #[derive(Debug)]
 pub enum Event {
-    /// The guest booted and its agent waits for commands.
-    Ready(usize),
+    /// The guest booted and its agent waits for commands: the node and
+    /// how many CPUs the guest's kernel brought up (`nproc` in the guest).
+    Ready(usize, u32),
     /// A command finished.
     Done {
         /// Node.
@@ -60,6 +61,8 @@ pub struct Guest {
     agent: Option<UnixStream>,
     /// Console log file.
     pub console: PathBuf,
+    /// CPUs the guest reported when its agent started (0 until then).
+    pub cpus: u32,
 }
 
 impl Guest {
@@ -128,6 +131,7 @@ impl Guest {
             child,
             agent: None,
             console,
+            cpus: 0,
         })
     }
 
@@ -271,6 +275,17 @@ fn kill_with_parent(cmd: &mut Command) {
     }
 }
 
+/// The CPU count of `node`'s "@@READY NODE NPROC" line, if `text` is one.
+/// A missing or garbled count is 0, which no guest has, so the runner's CPU
+/// check fails on it.
+fn parse_ready(node: usize, text: &str) -> Option<u32> {
+    let mut it = text.strip_prefix("@@READY ")?.split_whitespace();
+    if it.next()? != node.to_string() {
+        return None;
+    }
+    Some(it.next().and_then(|s| s.parse().ok()).unwrap_or(0))
+}
+
 fn read_agent(node: usize, stream: UnixStream, events: Sender<Event>) {
     let mut reader = BufReader::new(stream);
     let mut line = Vec::new();
@@ -283,10 +298,8 @@ fn read_agent(node: usize, stream: UnixStream, events: Sender<Event>) {
         }
         let text = String::from_utf8_lossy(&line);
         let text = text.trim_end_matches(['\n', '\r']);
-        if let Some(rest) = text.strip_prefix("@@READY ") {
-            if rest.trim() == node.to_string() {
-                let _ = events.send(Event::Ready(node));
-            }
+        if let Some(cpus) = parse_ready(node, text) {
+            let _ = events.send(Event::Ready(node, cpus));
         } else if let Some(rest) = text.strip_prefix("@@BEGIN ") {
             current = rest.trim().parse().ok().map(|id| (id, String::new()));
         } else if let Some(rest) = text.strip_prefix("@@END ") {
@@ -339,7 +352,19 @@ pub fn base64(data: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::base64;
+    use super::{base64, parse_ready};
+
+    #[test]
+    fn ready_line_carries_the_cpu_count() {
+        assert_eq!(parse_ready(2, "@@READY 2 2"), Some(2));
+        assert_eq!(parse_ready(3, "@@READY 3 1"), Some(1));
+        // Another node's line, or no READY line at all.
+        assert_eq!(parse_ready(2, "@@READY 3 2"), None);
+        assert_eq!(parse_ready(2, "@@BEGIN 7"), None);
+        // An old guest (no count) or garbage: 0, which fails the check.
+        assert_eq!(parse_ready(1, "@@READY 1"), Some(0));
+        assert_eq!(parse_ready(1, "@@READY 1 two"), Some(0));
+    }
 
     #[test]
     fn base64_matches_rfc4648() {

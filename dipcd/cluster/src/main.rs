@@ -41,8 +41,10 @@ struct Cli {
     /// Guest memory, MiB.
     #[arg(long, default_value_t = 256)]
     mem: u32,
-    /// Guest CPUs.
-    #[arg(long, default_value_t = 1)]
+    /// Guest CPUs (QEMU's -smp). Every guest must bring up exactly this
+    /// many (`nproc` in the guest, reported when its agent starts), or the
+    /// run fails.
+    #[arg(long, default_value_t = 2)]
     cpus: u32,
     /// Seconds for all guests to boot.
     #[arg(long, default_value_t = 120)]
@@ -76,6 +78,9 @@ fn main() -> ExitCode {
 fn run(cli: &Cli) -> Result<(), String> {
     if cli.nodes == 0 || cli.nodes > 200 {
         return Err(format!("--nodes {} out of range 1..=200", cli.nodes));
+    }
+    if cli.cpus == 0 || cli.cpus > 64 {
+        return Err(format!("--cpus {} out of range 1..=64", cli.cpus));
     }
     let text = std::fs::read_to_string(&cli.scenario)
         .map_err(|e| format!("{}: {e}", cli.scenario.display()))?;
@@ -130,6 +135,7 @@ fn run(cli: &Cli) -> Result<(), String> {
     drop(tx);
     let result = cluster
         .wait_ready(boot_deadline, start)
+        .and_then(|()| cluster.check_cpus(cli.cpus))
         .and_then(|()| cluster.run_steps(&steps, cli.step_timeout, scale));
     if let Err((node, e)) = &result {
         if let Some(g) = node.and_then(|n| cluster.guests.get(n - 1)) {
@@ -173,11 +179,14 @@ impl Cluster {
         while !pending.is_empty() {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.rx.recv_timeout(left) {
-                Ok(Event::Ready(n)) => {
+                Ok(Event::Ready(n, cpus)) => {
                     println!(
-                        "dipc-cluster: node {n} booted in {:.1} s",
+                        "dipc-cluster: node {n} booted in {:.1} s with {cpus} CPU(s)",
                         start.elapsed().as_secs_f64()
                     );
+                    if let Some(g) = self.guests.iter_mut().find(|g| g.node == n) {
+                        g.cpus = cpus;
+                    }
                     pending.retain(|&p| p != n);
                 }
                 Ok(Event::Gone(n)) => {
@@ -193,6 +202,22 @@ impl Cluster {
             }
         }
         Ok(())
+    }
+
+    /// Fails unless every guest brought up `want` CPUs: QEMU's `-smp` is
+    /// only a request, and a kernel without ACPI (or with too small an
+    /// `NR_CPUS`) boots fewer.
+    fn check_cpus(&self, want: u32) -> Result<(), Failure> {
+        match self.guests.iter().find(|g| g.cpus != want) {
+            None => Ok(()),
+            Some(g) => Err((
+                Some(g.node),
+                format!(
+                    "node {} has {} CPU(s) (nproc in the guest), the run asked for {want}",
+                    g.node, g.cpus
+                ),
+            )),
+        }
     }
 
     fn run_steps(
@@ -277,7 +302,7 @@ impl Cluster {
                     Ok(Event::Gone(n)) => {
                         return Err((Some(n), format!("line {}: node {n} died", step.line)))
                     }
-                    Ok(Event::Ready(_)) => {}
+                    Ok(Event::Ready(..)) => {}
                     Err(_) => {
                         let nodes: Vec<usize> = waiting.values().copied().collect();
                         for &n in &nodes {

@@ -6,16 +6,19 @@
  * key policy makes the keys distributed). NODE (1..) comes from the
  * environment, so each node's threads use pages of their own.
  *
- *   smptool xadd KEY THREADS ITER
+ *   smptool xadd KEY THREADS ITER SPIN_US
  *       THREADS threads; each does ITER times: lock xadd of 1 on the 64-bit
  *       word at offset 0 (page 0, which every thread of every node adds to),
  *       then stores the round number to its own word on its own page
  *       (1 + (NODE-1)*THREADS + t) and reads it back: it must be the value
- *       just stored (no stale copy). At the end each thread's word must hold
- *       ITER. The segment needs 1 + NODES*THREADS pages.
- *   smptool churn KEY KEY2 ITER
+ *       just stored (no stale copy); then spins SPIN_US (so the runs of all
+ *       nodes overlap and page 0 moves between them all the time). At the
+ *       end each thread's word must hold ITER. The segment needs
+ *       1 + NODES*THREADS pages.
+ *   smptool churn KEY KEY2 ITER SPIN_US
  *       a fault thread does ITER lock xadds on the word at offset 0 of KEY
- *       and reads pages 1..3 each round, while other threads of the same
+ *       and reads pages 1..3 each round, spinning SPIN_US between rounds,
+ *       while other threads of the same
  *       process, in parallel and until it is done: attach and detach KEY2
  *       (another distributed segment) and store to it; mprotect page 3 of
  *       KEY's attach read-only and back (splitting and merging its VMA);
@@ -37,10 +40,30 @@
 #include <sys/mman.h>
 #include <sys/shm.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define PAGE 4096UL
 #define MAX_THREADS 64
+
+static double spin_s;
+
+static double now(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t.tv_sec + t.tv_nsec / 1e9;
+}
+
+/* Busy-waits spin_s seconds (a sleep would let the page sit still). */
+static void spin(void)
+{
+	double t0 = now();
+
+	while (now() - t0 < spin_s)
+		;
+}
 
 static void die(const char *what)
 {
@@ -79,6 +102,7 @@ static void *xadd_thread(void *arg)
 				(unsigned long)*mine);
 			failed = 1;
 		}
+		spin();
 	}
 	if (!failed && *mine != (uint64_t)iters) {
 		fprintf(stderr, "smptool: thread %ld: own word %lu, want %ld\n", t,
@@ -126,6 +150,7 @@ static void *fault_thread(void *arg)
 		__atomic_fetch_add(sum, 1, __ATOMIC_SEQ_CST);
 		for (int p = 1; p <= 3; p++)
 			sink += *(volatile uint64_t *)(seg + p * PAGE);
+		spin();
 	}
 	done = 1;
 	return NULL;
@@ -234,16 +259,18 @@ int main(int argc, char **argv)
 	const char *n = getenv("NODE");
 
 	node = n ? atol(n) : 1;
-	if (argc == 5 && !strcmp(argv[1], "xadd")) {
+	if (argc == 6 && !strcmp(argv[1], "xadd")) {
 		nthreads = atol(argv[3]);
 		iters = atol(argv[4]);
+		spin_s = atof(argv[5]) / 1e6;
 		if (nthreads < 1 || nthreads > MAX_THREADS || node < 1)
 			return fprintf(stderr, "smptool: bad THREADS or NODE\n"), 2;
 		return xadd(strtol(argv[2], NULL, 0));
 	}
-	if (argc == 5 && !strcmp(argv[1], "churn")) {
+	if (argc == 6 && !strcmp(argv[1], "churn")) {
 		key2 = strtol(argv[3], NULL, 0);
 		iters = atol(argv[4]);
+		spin_s = atof(argv[5]) / 1e6;
 		return churn(strtol(argv[2], NULL, 0));
 	}
 	fprintf(stderr, "usage: see the comment in smptool.c\n");

@@ -85,12 +85,15 @@ static notrace bool dipc_maybe_shadow(const u64 *bits, int id)
 }
 
 /*
- * Whether hook `id` with the user's registers `user` needs the module: the
- * hot operations on an id that is no shadow (semop, msgsnd, msgrcv, shmat)
- * and shmdt while no distributed segment is mapped are decided here, in the
- * ftrace callback, so local IPC pays one callback and one bitmap load
- * instead of a detour through the module and a second callback for the
- * original call.
+ * Whether hook `id` with the user's registers `user` needs the module: every
+ * call whose first argument is an id (semop, semtimedop, semctl, msgsnd,
+ * msgrcv, msgctl, shmat, shmctl) on an id that is no shadow, and shmdt while
+ * no distributed segment is mapped, are decided here, in the ftrace
+ * callback, so local IPC pays one callback and one bitmap load instead of a
+ * detour through the module and a second callback for the original call.
+ * The *ctl commands that take an index instead of an id (SEM_STAT,
+ * MSG_STAT, ...) index the same table, so the same bit answers for them;
+ * the commands that take neither pass through in the module too.
  */
 static notrace bool dipc_needs_module(unsigned int id, const struct pt_regs *user)
 {
@@ -99,13 +102,16 @@ static notrace bool dipc_needs_module(unsigned int id, const struct pt_regs *use
 	switch (id) {
 	case DIPC_HOOK_SEMOP:
 	case DIPC_HOOK_SEMTIMEDOP:
+	case DIPC_HOOK_SEMCTL:
 		bits = dipc_shadow_bits[0];
 		break;
 	case DIPC_HOOK_MSGSND:
 	case DIPC_HOOK_MSGRCV:
+	case DIPC_HOOK_MSGCTL:
 		bits = dipc_shadow_bits[1];
 		break;
 	case DIPC_HOOK_SHMAT:
+	case DIPC_HOOK_SHMCTL:
 		bits = dipc_shadow_bits[2];
 		break;
 	case DIPC_HOOK_SHMDT:
@@ -185,16 +191,20 @@ static notrace __aligned(16) void dipc_ftrace_handler(unsigned long ip, unsigned
 	 */
 	if (!READ_ONCE(dipc_enabled) && !(id == DIPC_HOOK_SHMDT && dipc_shm_wrapped()))
 		return;
-	/* Our own call of the original: let it run. */
-	if (within_module(parent_ip, THIS_MODULE))
-		return;
 	/* The wrapper's argument: the user's registers. */
 	user = (const struct pt_regs *)ftrace_regs_get_argument(fregs, 0);
-	/* Certainly local: count it and let the original run. */
+	/*
+	 * Certainly local: count it and let the original run (first, as the
+	 * cheapest test and the common case; the module never needs to call
+	 * an original on such an id, so nothing is counted twice).
+	 */
 	if (!dipc_needs_module(id, user)) {
 		dipc_counter_inc(id);
 		return;
 	}
+	/* Our own call of the original: let it run. */
+	if (within_module(parent_ip, THIS_MODULE))
+		return;
 	/* The module is going away: pass through. */
 	if (!try_module_get(THIS_MODULE))
 		return;

@@ -2,8 +2,10 @@
 # make soak: a long run on 3 nodes, then checks. Not part of make check.
 #   scripts/soak.sh [MINUTES] [debug|test]     default 10 minutes, debug kernel
 # Every node loops tests/guest/soak-loop.sh (stress-ng's SysV stressors on
-# distributed keys, atomic adds on a shared page, a distributed semaphore
-# mutex, a 1 MiB segment written and checked) for MINUTES. Then: the shared
+# distributed keys, atomic adds on a shared page from one and from four
+# threads, faults racing shmdt/mprotect/munmap/fork/thread exits, a
+# distributed semaphore mutex, a 1 MiB segment written and checked) for
+# MINUTES, on guests with 2 vCPUs. Then: the shared
 # counters equal the sum of what every node did; no request is left waiting
 # at the referee or in flight on a node; every kernel log is clean (on the
 # debug kernel: no KASAN, lockdep, DEBUG_OBJECTS report and nothing
@@ -29,7 +31,7 @@ cat >"$scenario" <<SCEN
 @all insmod /dipc.ko node_id=\$NODE referee=\$REFEREE_IP:7420
 @all /tests/wait-connected.sh 60
 @all echo all > /proc/sys/dipc/keys
-@1 shmtool create 0x5e00 4096; shmtool create 0x5e01 4096; semtool create 0x5e02 2 1 0
+@1 shmtool create 0x5e00 4096; shmtool create 0x5e01 53248; semtool create 0x5e02 2 1 0
 @all shmtool create 0x5e1\$NODE 1048576
 @all grep -E '^(Slab|SUnreclaim):' /proc/meminfo >/tmp/mem.before
 @all timeout=$((secs + 900)) /tests/soak-loop.sh $secs

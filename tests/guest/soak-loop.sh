@@ -3,6 +3,10 @@
 #   stress-ng's SysV stressors (sem-sysv, shm-sysv, msg) for 20 s, with the
 #   key policy `all`, so every object they make with a key is distributed;
 #   2000 atomic adds on the shared page 0x5e01 (all nodes at once);
+#   4 threads x 500 atomic adds on it, each thread also checking its own
+#   page of 0x5e01 (smptool xadd);
+#   1000 adds on it from a thread whose faults race shmdt, mprotect, munmap,
+#   fork and thread exits in the same process (smptool churn);
 #   50 increments under the distributed semaphore set 0x5e02;
 #   a write and read-back of this node's 1 MiB segment 0x5e1N.
 # At the end the node's totals go to its slots of the results segment
@@ -18,6 +22,10 @@ while [ "$(date +%s)" -lt "$end" ]; do
 	}
 	shmtool add 0x5e01 2000 20 >/dev/null || fail "shmtool add failed in round $rounds"
 	adds=$((adds + 2000))
+	smptool xadd 0x5e01 4 500 20 >/dev/null || fail "smptool xadd failed in round $rounds"
+	adds=$((adds + 2000))
+	smptool churn 0x5e01 "0x5e1$NODE" 1000 20 >/dev/null || fail "smptool churn failed in round $rounds"
+	adds=$((adds + 1000))
 	semtool mutex 0x5e02 50 >/dev/null || fail "semtool mutex failed in round $rounds"
 	mutex=$((mutex + 50))
 	seg=0x5e1$NODE

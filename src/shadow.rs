@@ -99,7 +99,7 @@ impl Shadows {
         }
     }
 
-    /// The bitmaps (sem, msg, shm) for the C pre-handler, which tests them
+    /// The bitmaps (sem, msg, shm) for the C ftrace callback, which tests them
     /// the way [`Shadows::maybe`] does.
     pub(crate) fn bitmaps(&self) -> [*const u64; 3] {
         // `Atomic<u64>` has the layout of a `u64`.

@@ -116,13 +116,16 @@ check: setup
 # The whole cluster suite on the debug kernel (KASAN, lockdep, kmemleak,
 # DEBUG_OBJECTS): any report in any guest's kernel log fails the scenario
 # (tests/guest/dmesg-clean.sh). Slower guests: more memory, longer limits,
-# and the long test loops divided by 32 (dipc.scale=32).
+# and the long test loops divided by 32 (dipc.scale=32). pci=noacpi: ACPI's
+# PCI interrupt routing method (_PRT) runs in the AML interpreter, which on
+# this kernel under TCG hit ACPICA's 30 s loop timeout twice per boot and
+# left virtio without interrupts; the CPUs still come from ACPI's MADT.
 check-debug: setup
 	$(MAKE) KFLAVOUR=debug module
 	$(MAKE) dipcd programs
 	scripts/initramfs.sh --module build/module-debug/dipc.ko build/initramfs-debug.cpio.gz
 	DIPC_KERNEL_FLAVOUR=debug DIPC_INITRD=build/initramfs-debug.cpio.gz \
-		DIPC_OUT=build/cluster-debug DIPC_MEM=768 DIPC_TIMEOUT_SCALE=4 DIPC_APPEND=dipc.scale=32 \
+		DIPC_OUT=build/cluster-debug DIPC_MEM=768 DIPC_TIMEOUT_SCALE=4 DIPC_APPEND="dipc.scale=32 pci=noacpi" \
 		tests/cluster/run-all.sh
 
 # A long run (not in make check): SOAK_MINUTES on 3 nodes, on the debug

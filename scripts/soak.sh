@@ -15,8 +15,8 @@ top="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$top"
 minutes="${1:-10}" flavour="${2:-debug}"
 case "$flavour" in
-debug) module=build/module-debug/dipc.ko mem=768 scale=4 ;;
-test) module=dipc.ko mem=384 scale=1 ;;
+debug) module=build/module-debug/dipc.ko mem=768 scale=4 append=pci=noacpi ;;
+test) module=dipc.ko mem=384 scale=1 append= ;;
 *) echo "soak: kernel flavour must be debug or test" >&2; exit 1 ;;
 esac
 secs=$((minutes * 60))
@@ -48,4 +48,5 @@ kdir="$(scripts/kernel.sh --flavour "$flavour" --dir)"
 (cd dipcd && cargo build --quiet --release --locked -p dipc-cluster)
 echo "soak: $minutes minutes on 3 nodes, $flavour kernel (logs: build/soak/)"
 dipcd/target/release/dipc-cluster --nodes 3 --kernel "$kdir/arch/x86/boot/bzImage" \
-	--initrd "$initrd" --out build/soak --mem "$mem" --timeout-scale "$scale" "$scenario"
+	--initrd "$initrd" --out build/soak --mem "$mem" --timeout-scale "$scale" \
+	--append "$append" "$scenario"

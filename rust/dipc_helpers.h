@@ -12,10 +12,12 @@
 
 #include <linux/types.h>
 
+struct file;
 struct pt_regs;
 struct seq_file;
 struct socket;
 struct task_struct;
+struct vm_area_struct;
 
 /* ---- syscall hooks (helpers/hooks.c) ---- */
 
@@ -224,18 +226,19 @@ bool dipc_shm_wrapped(void);
 /* Sets the context passed to the dipc_rust_shm_* callbacks. */
 void dipc_shm_init(void *ctx);
 /*
- * Wraps the shm VMA that starts at addr in the caller's mm (just created by
- * shmat()); returns its address_space, or NULL if there is none.
+ * shm_mmap() as the ftrace hook runs it: the original, then the wrapper on a
+ * distributed segment's new VMA (dipc_rust_shm_mmap() says which).
  */
-void *dipc_shm_wrap(unsigned long addr);
+int dipc_shm_mmap(struct file *file, struct vm_area_struct *vma);
+/* The kernel's shm_mmap() (helpers/hooks.c). */
+int dipc_shm_mmap_original(struct file *file, struct vm_area_struct *vma);
 /*
- * Before shmdt(addr): if a wrapped VMA starts at addr, puts the original
- * ops back on every wrapped VMA of that segment in the caller's mm; returns
- * the segment's address_space (NULL if none) and in *n how many VMAs.
+ * shmdt(addr) of a distributed segment: unmaps the attach's VMAs, as
+ * ksys_shmdt() would, and sets *mapping to the segment's address_space. If
+ * the segment at addr is not distributed (or there is none), *mapping is
+ * NULL and nothing was done. Returns 0 or -EINTR.
  */
-void *dipc_shm_unwrap(unsigned long addr, unsigned int *n);
-/* After shmdt(): wraps the segment's VMAs that are still there; how many. */
-unsigned int dipc_shm_rewrap(void *mapping);
+long dipc_shm_detach(unsigned long addr, void **mapping);
 /* Holds (and releases) the segment's inode, so its pages outlive it. */
 void dipc_shm_mapping_get(void *mapping);
 void dipc_shm_mapping_put(void *mapping);
@@ -259,6 +262,17 @@ bool dipc_fatal_signal_pending(void);
 /* Implemented in Rust, called by the fault handlers (see helpers/shm.c). */
 int dipc_rust_shm_acquire(void *ctx, void *mapping, unsigned long idx, bool write, bool user);
 bool dipc_rust_shm_valid(void *ctx, void *mapping, unsigned long idx, bool write);
+/*
+ * The first page in idx..idx+n (and within the segment) this node may not
+ * access as asked, or -1.
+ */
+long dipc_rust_shm_first_invalid(void *ctx, void *mapping, unsigned long idx,
+				 unsigned long n, bool write);
+/*
+ * shm_mmap() just set up a VMA of the shm segment behind mapping: whether it
+ * is a distributed segment's (the VMA is then wrapped and counted).
+ */
+bool dipc_rust_shm_mmap(void *ctx, void *mapping);
 void dipc_rust_shm_vma_open(void *ctx, void *mapping, int delta);
 bool dipc_rust_shm_changed(void *seg, unsigned long idx, u32 word);
 
@@ -271,6 +285,8 @@ bool dipc_rust_shm_changed(void *seg, unsigned long idx, u32 word);
  */
 struct socket *dipc_sock_connect(u32 addr, u16 port, unsigned int timeout_ms,
 				 unsigned int rcv_timeout_ms, int *err);
+/* Test only: whether to cut the next one-way frame in half (net.c). */
+bool dipc_test_partial_send(void);
 /* One send; returns bytes sent or a negative errno. */
 int dipc_sock_send(struct socket *sock, const void *buf, size_t len);
 /* One receive; returns bytes received (0 at EOF) or a negative errno (-EAGAIN on timeout). */

@@ -64,13 +64,17 @@ module! {
     },
 }
 
-/// The loaded module. Fields drop in order: the hooks go first (no new
-/// redirected calls), then the control files and the netlink family (no
-/// join or leave runs after that), then the connection.
+/// The loaded module. Fields drop in order: the control files and the
+/// netlink family first (no join or leave runs after that, and none is
+/// still running: unregistering waits for them), then the connection
+/// thread (no frame from the referee is handled after that, so nothing
+/// runs an original syscall), then the hooks. By then the module's
+/// reference count is 0, so no redirected call is in flight and a new one
+/// passes through (`try_module_get` fails while the module goes).
 struct Dipc {
-    _hooks: shim::Hooks<node::Node>,
     _control: shim::Control<node::Node>,
     _conn: ConnGuard,
+    _hooks: shim::Hooks<node::Node>,
 }
 
 /// Stops the connection thread, if one runs, when dropped. The thread is
@@ -106,9 +110,9 @@ impl kernel::Module for Dipc {
             node.referee_display()
         );
         Ok(Dipc {
-            _hooks: hooks,
             _control: control,
             _conn: conn,
+            _hooks: hooks,
         })
     }
 }

@@ -81,8 +81,8 @@ unsafe extern "C" fn dipc_rust_syscall(
     let r = unsafe { &*regs };
     // The x86-64 syscall ABI: arguments in di, si, dx, r10, r8.
     match id {
-        // These two run the original call themselves, with the user's
-        // registers, and work on what it did.
+        // shmat runs the original call itself, with the user's registers;
+        // shmdt of a distributed segment is done by the module.
         HOOK_SHMAT => {
             if let Some(s) = node.shadows.get(Class::Shm, r.di as i32) {
                 // SAFETY: `regs` is the trampoline's register set.
@@ -90,8 +90,7 @@ unsafe extern "C" fn dipc_rust_syscall(
             }
         }
         HOOK_SHMDT => {
-            // SAFETY: `regs` is the trampoline's register set.
-            if let Some(ret) = unsafe { shm::shmdt(&node, regs, r.di) } {
+            if let Some(ret) = shm::shmdt(&node, r.di) {
                 return ret;
             }
         }

@@ -175,6 +175,10 @@ pub(crate) struct Node {
     pub(crate) segs: Mutex<KVec<Arc<crate::shm::Seg>>>,
     /// `segs.len()`, read without the lock by `shmdt`.
     pub(crate) nsegs: Atomic<u32>,
+    /// Tasks in a distributed `shmat`, and the segment each attaches: how
+    /// the `shm_mmap()` hook knows a segment's first VMA here.
+    #[pin]
+    pub(crate) attaching: Mutex<KVec<(usize, u64)>>,
     /// An attach count changed: the connection thread tells the referee.
     pub(crate) shm_dirty: Atomic<u32>,
     /// The connection is lost and it is not yet known whether the referee
@@ -257,6 +261,7 @@ impl Node {
                 exits <- new_spinlock!(pin_init::init_zeroed()),
                 segs <- new_mutex!(KVec::new()),
                 nsegs: Atomic::new(0),
+                attaching <- new_mutex!(KVec::new()),
                 shm_dirty: Atomic::new(0),
                 shm_suspended: Atomic::new(0),
                 incarnation: Atomic::new(new_incarnation()),

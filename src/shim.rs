@@ -115,9 +115,8 @@ mod ffi {
             a2: c_long,
             a3: c_long,
         ) -> c_long;
-        pub(super) fn dipc_shm_wrap(addr: c_ulong) -> *mut c_void;
-        pub(super) fn dipc_shm_unwrap(addr: c_ulong, n: *mut c_uint) -> *mut c_void;
-        pub(super) fn dipc_shm_rewrap(mapping: *mut c_void) -> c_uint;
+        pub(super) fn dipc_test_partial_send() -> bool;
+        pub(super) fn dipc_shm_detach(addr: c_ulong, mapping: *mut *mut c_void) -> c_long;
         pub(super) fn dipc_shm_mapping_get(mapping: *mut c_void);
         pub(super) fn dipc_shm_mapping_put(mapping: *mut c_void);
         pub(super) fn dipc_shm_page_lock(mapping: *mut c_void, idx: c_ulong) -> *mut c_void;
@@ -613,33 +612,28 @@ pub(crate) const FAULT_SIGBUS: c_int = 2;
 // A segment's `address_space` and a locked folio are handled as opaque
 // addresses (`usize`, 0 for none) in Rust; only the C shim dereferences them.
 
-/// Wraps the shm VMA that `shmat()` just created at `addr` in the caller's
-/// mm; its `address_space`, or 0.
-pub(crate) fn shm_wrap(addr: usize) -> usize {
+/// Test only (`test_partial_sends`): whether to cut the next one-way frame
+/// in half.
+pub(crate) fn test_partial_send() -> bool {
+    // SAFETY: reads and decrements a module parameter; no arguments.
+    unsafe { ffi::dipc_test_partial_send() }
+}
+
+/// `shmdt(addr)` of a distributed segment, done by the shim: `(0 or
+/// -EINTR, the segment's address_space)`, or `(0, 0)` when the segment at
+/// `addr` is not distributed (the kernel's `shmdt()` is for it).
+pub(crate) fn shm_detach(addr: usize) -> (c_long, usize) {
+    let mut mapping: *mut c_void = core::ptr::null_mut();
     // SAFETY: the C side looks `addr` up in the caller's mm under its lock
-    // and touches only a VMA it finds there.
-    unsafe { ffi::dipc_shm_wrap(addr as c_ulong) as usize }
+    // and unmaps only VMAs it found there; `mapping` is a valid out-pointer.
+    let r = unsafe { ffi::dipc_shm_detach(addr as c_ulong, &mut mapping) };
+    (r, mapping as usize)
 }
 
-/// Before `shmdt(addr)`: the wrapped segment at `addr` (0 if none) and how
-/// many of its VMAs were given their original ops back.
-pub(crate) fn shm_unwrap(addr: usize) -> (usize, u32) {
-    let mut n: c_uint = 0;
-    // SAFETY: as for `shm_wrap`; `n` is a valid out-pointer.
-    let m = unsafe { ffi::dipc_shm_unwrap(addr as c_ulong, &mut n) };
-    (m as usize, n)
-}
-
-/// After `shmdt()`: wraps the VMAs of `mapping` that remain; how many.
-pub(crate) fn shm_rewrap(mapping: usize) -> u32 {
-    // SAFETY: `mapping` is only compared with the caller's VMAs' mappings.
-    unsafe { ffi::dipc_shm_rewrap(mapping as *mut c_void) }
-}
-
-/// Holds the inode of `mapping`, which a wrapped VMA of the caller maps.
+/// Holds the inode of `mapping`, which a VMA being set up maps.
 pub(crate) fn shm_mapping_get(mapping: usize) {
-    // SAFETY: `mapping` came from `shm_wrap` in this call, so the caller's
-    // VMA keeps it alive until the reference is taken.
+    // SAFETY: `mapping` came from `shm_mmap()`'s VMA in this call, whose
+    // file keeps it alive until the reference is taken.
     unsafe { ffi::dipc_shm_mapping_get(mapping as *mut c_void) }
 }
 

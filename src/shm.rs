@@ -22,7 +22,7 @@
 //! mmap lock.
 
 use crate::{
-    hooks::{HOOK_SHMAT, HOOK_SHMCTL, HOOK_SHMDT, HOOK_SHMGET},
+    hooks::{HOOK_SHMAT, HOOK_SHMCTL, HOOK_SHMGET},
     node::Node,
     sem::{checked, copy_in, copy_out, get_object, neg, put_ipc64_perm, transport_err, IPC_CREAT},
     shadow::Shadow,
@@ -36,6 +36,7 @@ use kernel::{
     bindings, new_spinlock,
     prelude::*,
     sync::{atomic::Relaxed, Arc, SpinLock},
+    task::Task,
     time::{Instant, Monotonic},
 };
 
@@ -70,14 +71,47 @@ struct SegState {
     /// One word per page: access in the low two bits, a change count above.
     pages: KVVec<u32>,
     /// The shadow's `address_space` (0 until the first attach here); we
-    /// hold its inode while it is set.
+    /// hold its inode while it is set. Whoever uses it outside the lock
+    /// takes a reference of its own under the lock ([`Seg::hold_mapping`]).
     mapping: usize,
     /// VMAs mapping the segment on this node: its share of `shm_nattch`.
     nattch: i32,
-    /// The count the referee last heard of.
+    /// Attaches the referee allowed whose VMA is not made yet (`shmat` in
+    /// progress). Counted in what the referee hears, so a detach elsewhere
+    /// cannot destroy the segment under them.
+    pending: i32,
+    /// The count the referee last heard of (-1: send it again).
     nattch_sent: i32,
+    /// The number of the last count taken for the referee.
+    seq: u64,
     /// The segment is gone: every fault gets `SIGBUS`.
     dead: bool,
+}
+
+impl SegState {
+    /// This node's count for the referee now, and its number: the referee
+    /// keeps the count with the highest number, so counts taken here in
+    /// one order may be sent by several tasks in another.
+    fn take_count(&mut self) -> (u32, u64) {
+        self.seq += 1;
+        self.nattch_sent = self.nattch + self.pending;
+        (self.nattch_sent.max(0) as u32, self.seq)
+    }
+
+    /// Whether the referee's count is out of date.
+    fn count_changed(&self) -> bool {
+        self.nattch + self.pending != self.nattch_sent
+    }
+}
+
+/// A reference to a segment's inode, taken under its state lock, so the
+/// `address_space` stays valid while [`removed`] drops the segment's own.
+struct HeldMapping(usize);
+
+impl Drop for HeldMapping {
+    fn drop(&mut self) {
+        shim::shm_mapping_put(self.0);
+    }
 }
 
 /// A distributed segment used on this node.
@@ -102,7 +136,9 @@ impl Seg {
                     pages,
                     mapping: 0,
                     nattch: 0,
+                    pending: 0,
                     nattch_sent: 0,
+                    seq: 0,
                     dead: false,
                 }),
             }),
@@ -121,6 +157,19 @@ impl Seg {
 
     fn mapping(&self) -> usize {
         self.state.lock().mapping
+    }
+
+    /// The segment's `address_space` with an inode reference of the
+    /// caller's, `None` before the first attach here or once it is gone.
+    fn hold_mapping(&self) -> Option<HeldMapping> {
+        let st = self.state.lock();
+        if st.mapping == 0 || st.dead {
+            return None;
+        }
+        // The segment holds the inode while `mapping` is set, so another
+        // reference can be taken (`igrab` only takes the inode's spin lock).
+        shim::shm_mapping_get(st.mapping);
+        Some(HeldMapping(st.mapping))
     }
 }
 
@@ -196,10 +245,16 @@ fn shadow(node: &Node, key: i32, oid: u64, size: u64, mode: u32) -> c_long {
             oid,
             size,
         };
-        if let Err(e) = node.segs.lock().push(seg, GFP_KERNEL) {
-            return transport_err(e.into());
+        {
+            // Two shmget()s of the key at once both get here: one `Seg`.
+            let mut segs = node.segs.lock();
+            if !segs.iter().any(|x| x.oid == oid) {
+                if let Err(e) = segs.push(seg, GFP_KERNEL) {
+                    return transport_err(e.into());
+                }
+                node.nsegs.fetch_add(1, Relaxed);
+            }
         }
-        node.nsegs.fetch_add(1, Relaxed);
         return match node.shadows.insert(s) {
             Ok(()) => id as c_long,
             Err(e) => transport_err(e),
@@ -219,21 +274,25 @@ fn rmid_local(id: i32) {
 /// to be taken, so a `shmdt` that destroys the segment has done so when it
 /// returns (then the local shadow goes too, as in Linux).
 fn sync_nattch(node: &Node, seg: &Seg, pid: u32, detach: bool) {
-    let nattch = {
-        let mut st = seg.state.lock();
-        st.nattch_sent = st.nattch;
-        st.nattch.max(0) as u32
-    };
+    let (nattch, seq) = seg.state.lock().take_count();
     let f = Frame::ShmNattch(ShmNattch {
         oid: seg.oid,
         pid,
         nattch,
         detach: u8::from(detach),
+        seq,
     });
-    // Without a connection the referee drops our attaches anyway.
-    if let Ok(a) = node.call(&f, None) {
-        if let Ok(Frame::Status { result: 1 }) = a.frame() {
-            removed(node, seg.oid);
+    match node.call(&f, None) {
+        Ok(a) => {
+            if let Ok(Frame::Status { result: 1 }) = a.frame() {
+                removed(node, seg.oid);
+            }
+        }
+        // Not heard: the connection thread sends the count again (a new
+        // session starts from it; a resumed one takes it if it is newer).
+        Err(_) => {
+            seg.state.lock().nattch_sent = -1;
+            node.shm_dirty.store(1, Relaxed);
         }
     }
 }
@@ -261,69 +320,79 @@ pub(crate) unsafe fn shmat(
     } else if flg & SHM_REMAP != 0 {
         return neg(errno::EINVAL);
     }
-    let req = ShmAt {
-        oid: s.oid,
-        pid: shim::current_tgid(),
-        cred: shim::current_cred(),
-        flags: flg,
-    };
-    match node.call(&Frame::ShmAt(req), None) {
-        Ok(a) => match a.frame() {
-            Ok(Frame::Status { result: 0 }) => {}
-            Ok(Frame::Status { result }) => return checked(result),
-            _ => return neg(errno::EIO),
-        },
-        Err(e) => return transport_err(e),
-    }
-    // The referee checked the permissions; the shadow's own may be stale.
-    // SAFETY: per the function's contract.
-    let ret = unsafe { shim::call_original_priv(HOOK_SHMAT, regs) };
-    if (-4095..0).contains(&ret) {
-        return ret;
-    }
-    let Some(seg) = node.seg_by_oid(s.oid) else {
-        return ret;
-    };
-    let mapping = shim::shm_wrap(ret as usize);
-    if mapping != 0 {
-        let mut st = seg.state.lock();
-        if st.mapping == 0 {
-            st.mapping = mapping;
-            drop(st);
-            shim::shm_mapping_get(mapping);
-            st = seg.state.lock();
+    // The attach counts from the moment the referee allows it (the count
+    // sent with `ShmAt` includes it) until its VMA counts instead.
+    let seg = node.seg_by_oid(s.oid);
+    let (nattch, seq) = match &seg {
+        Some(seg) => {
+            let mut st = seg.state.lock();
+            st.pending += 1;
+            st.take_count()
         }
-        st.nattch += 1;
+        None => (0, 0),
+    };
+    // The `shm_mmap()` hook wraps the VMA this task's shmat() makes.
+    let task = Task::current_raw() as usize;
+    let mut ret = match node.attaching.lock().push((task, s.oid), GFP_KERNEL) {
+        Ok(()) => 0,
+        Err(_) => neg(errno::ENOMEM),
+    };
+    if ret == 0 {
+        let req = ShmAt {
+            oid: s.oid,
+            pid: shim::current_tgid(),
+            cred: shim::current_cred(),
+            flags: flg,
+            nattch,
+            seq,
+        };
+        ret = match node.call(&Frame::ShmAt(req), None) {
+            Ok(a) => match a.frame() {
+                Ok(Frame::Status { result: 0 }) => {
+                    // The referee checked the permissions; the shadow's
+                    // own may be stale.
+                    // SAFETY: per the function's contract.
+                    unsafe { shim::call_original_priv(HOOK_SHMAT, regs) }
+                }
+                Ok(Frame::Status { result }) => checked(result),
+                _ => neg(errno::EIO),
+            },
+            Err(e) => transport_err(e),
+        };
+        let mut attaching = node.attaching.lock();
+        if let Some(i) = attaching.iter().position(|&(t, _)| t == task) {
+            let _ = attaching.remove(i);
+        }
     }
-    sync_nattch(node, &seg, shim::current_tgid(), false);
+    if let Some(seg) = seg {
+        // The VMA (if the attach made one) counts now; a refused or
+        // failed attach must leave the referee's count as it was.
+        let changed = {
+            let mut st = seg.state.lock();
+            st.pending -= 1;
+            st.count_changed()
+        };
+        if changed {
+            sync_nattch(node, &seg, shim::current_tgid(), false);
+        }
+    }
     ret
 }
 
 /// `shmdt(addr)`: `None` unless a distributed segment is attached at
-/// `addr`. `shmdt()` recognises a segment by the kernel's own VMA ops, so
-/// they are put back for the call and the wrapper reinstalled on whatever
-/// remains.
-///
-/// # Safety
-///
-/// `regs` is the syscall's user register set, as the trampoline got it.
-pub(crate) unsafe fn shmdt(
-    node: &Node,
-    regs: *const bindings::pt_regs,
-    addr: usize,
-) -> Option<c_long> {
+/// `addr`. The kernel's `shmdt()` recognises a segment by its own VMA ops,
+/// so the shim unmaps the attach's VMAs itself; their close handlers count
+/// them down, and the referee hears the new count before this returns.
+pub(crate) fn shmdt(node: &Node, addr: usize) -> Option<c_long> {
     if node.nsegs.load(Relaxed) == 0 {
         return None;
     }
-    let (mapping, n) = shim::shm_unwrap(addr);
+    let (ret, mapping) = shim::shm_detach(addr);
     if mapping == 0 {
-        return None;
+        // -EINTR: killed while waiting for the mmap lock, as in shmdt().
+        return (ret < 0).then_some(ret);
     }
-    // SAFETY: per the function's contract.
-    let ret = unsafe { shim::call_original(HOOK_SHMDT, regs) };
-    let left = shim::shm_rewrap(mapping);
     if let Some(seg) = node.seg_by_mapping(mapping) {
-        seg.state.lock().nattch -= n as i32 - left as i32;
         sync_nattch(node, &seg, shim::current_tgid(), true);
     }
     Some(ret)
@@ -459,7 +528,8 @@ fn set_page(
     let Ok(i) = usize::try_from(idx) else {
         return false;
     };
-    let mapping = seg.mapping();
+    let held = seg.hold_mapping();
+    let mapping = held.as_ref().map_or(0, |h| h.0);
     let folio = if mapping != 0 {
         shim::shm_page_lock(mapping, idx)
     } else {
@@ -574,13 +644,12 @@ pub(crate) fn inval(node: &Node, sock: &Socket, txn: u64, i: &PageInval) -> Resu
 pub(crate) fn suspend(node: &Node) {
     node.shm_suspended.store(1, Relaxed);
     for seg in segs_of(node).iter() {
-        let mapping = seg.mapping();
-        if mapping == 0 {
+        let Some(held) = seg.hold_mapping() else {
             continue;
-        }
+        };
         for idx in 0..seg.npages {
             if seg.word(idx).is_some_and(|w| w & ACC_MASK != ACC_NONE) {
-                shim::shm_unmap(mapping, idx);
+                shim::shm_unmap(held.0, idx);
             }
         }
     }
@@ -590,6 +659,12 @@ pub(crate) fn suspend(node: &Node) {
 /// pages may be used again.
 pub(crate) fn resume(node: &Node) {
     node.shm_suspended.store(0, Relaxed);
+    // Counts sent on the lost connection may not have arrived: send each
+    // again (numbered anew, so a late copy of an old one changes nothing).
+    for seg in segs_of(node).iter() {
+        seg.state.lock().nattch_sent = -1;
+    }
+    node.shm_dirty.store(1, Relaxed);
     shim::shm_wake();
 }
 
@@ -677,21 +752,22 @@ pub(crate) fn send_nattch_updates(node: &Node, sock: &Socket) -> Result {
         v
     };
     for seg in segs.iter() {
-        let n = {
+        let (n, seq) = {
             let mut st = seg.state.lock();
-            if st.nattch == st.nattch_sent {
+            if !st.count_changed() {
                 continue;
             }
-            st.nattch_sent = st.nattch;
-            st.nattch.max(0) as u32
+            st.take_count()
         };
         let f = Frame::ShmNattch(ShmNattch {
             oid: seg.oid,
             pid: 0,
             nattch: n,
             detach: 0,
+            seq,
         });
         if let Err(e) = node.send_on(sock, &f, 0) {
+            seg.state.lock().nattch_sent = -1;
             node.shm_dirty.store(1, Relaxed);
             return Err(e);
         }
@@ -828,6 +904,95 @@ unsafe extern "C" fn dipc_rust_shm_valid(
             .seg_by_mapping(mapping as usize)
             .and_then(|s| s.word(idx as u64))
             .is_some_and(|w| sufficient(w, write))
+}
+
+/// Called by the fault handler with a large folio locked: the first page
+/// of `idx..idx + n` (within the segment) that may not be mapped for this
+/// access, or -1.
+///
+/// # Safety
+///
+/// As for [`dipc_rust_shm_acquire`].
+#[no_mangle]
+unsafe extern "C" fn dipc_rust_shm_first_invalid(
+    ctx: *mut c_void,
+    mapping: *mut c_void,
+    idx: c_ulong,
+    n: c_ulong,
+    write: bool,
+) -> c_long {
+    // SAFETY: per the function's contract.
+    let node = unsafe { shim::borrow_ctx::<Node>(ctx) };
+    let first = idx as c_long;
+    if node.shm_suspended.load(Relaxed) != 0 {
+        return first;
+    }
+    let Some(seg) = node.seg_by_mapping(mapping as usize) else {
+        return first;
+    };
+    let st = seg.state.lock();
+    if st.dead {
+        return first;
+    }
+    let end = (idx as u64).saturating_add(n as u64).min(seg.npages);
+    for i in idx as u64..end {
+        let ok = usize::try_from(i)
+            .ok()
+            .and_then(|i| st.pages.get(i))
+            .is_some_and(|&w| sufficient(w, write));
+        if !ok {
+            return i as c_long;
+        }
+    }
+    -1
+}
+
+/// `shm_mmap()` set up a VMA of the shm segment behind `mapping` (with the
+/// mmap write lock held): whether it is a distributed segment's, which is
+/// then wrapped and counted. A segment's first VMA on this node is known by
+/// the task in [`shmat`] that makes it.
+///
+/// # Safety
+///
+/// As for [`dipc_rust_shm_acquire`]; `mapping` is the new VMA's.
+#[no_mangle]
+unsafe extern "C" fn dipc_rust_shm_mmap(ctx: *mut c_void, mapping: *mut c_void) -> bool {
+    // SAFETY: per the function's contract.
+    let node = unsafe { shim::borrow_ctx::<Node>(ctx) };
+    let mapping = mapping as usize;
+    let seg = node.seg_by_mapping(mapping).or_else(|| {
+        let task = Task::current_raw() as usize;
+        let oid = node
+            .attaching
+            .lock()
+            .iter()
+            .find(|&&(t, _)| t == task)
+            .map(|&(_, oid)| oid)?;
+        node.seg_by_oid(oid)
+    });
+    let Some(seg) = seg else {
+        return false;
+    };
+    let known = seg.mapping();
+    if known != 0 && known != mapping {
+        // Not this segment's shadow.
+        return false;
+    }
+    if known == 0 {
+        // The first VMA here: hold the inode before the mapping is
+        // published, so whoever reads it can take a reference of its own.
+        shim::shm_mapping_get(mapping);
+        let mut st = seg.state.lock();
+        if st.mapping == 0 && !st.dead {
+            st.mapping = mapping;
+        } else {
+            drop(st);
+            shim::shm_mapping_put(mapping);
+        }
+    }
+    seg.state.lock().nattch += 1;
+    node.shm_dirty.store(1, Relaxed);
+    true
 }
 
 /// A wrapped VMA was opened (`delta` 1: fork, split) or closed (-1).

@@ -131,12 +131,27 @@ impl Node {
         let mut buf = frame_buf(frame)?;
         encode(frame, 0, &mut buf)?;
         let tx = self.tx.lock();
-        self.send_counted(tx.sock.as_ref().ok_or(EIO)?, &buf)
+        let sock = tx.sock.as_ref().ok_or(EIO)?;
+        if shim::test_partial_send() {
+            // Test only: half the frame goes, then the send fails, as a
+            // send timeout in mid-frame would.
+            let half = &buf[..buf.len() / 2];
+            return sock.send_all(half).and(Err(ETIMEDOUT)).inspect_err(|_| {
+                sock.shutdown();
+            });
+        }
+        self.send_counted(sock, &buf)
     }
 
     /// Sends encoded frame bytes and counts the frame. Call with `tx` held.
+    /// A failed send may have sent part of the frame, after which the
+    /// stream no longer splits into frames: the socket is shut down, and the
+    /// connection thread connects again (resuming the session).
     fn send_counted(&self, sock: &Socket, bytes: &[u8]) -> Result {
-        sock.send_all(bytes)?;
+        if let Err(e) = sock.send_all(bytes) {
+            sock.shutdown();
+            return Err(e);
+        }
         self.conn.lock().frames_out += 1;
         Ok(())
     }

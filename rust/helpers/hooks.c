@@ -6,7 +6,9 @@
  * needs the module to a trampoline here, which calls dipc_rust_syscall(); the
  * Rust side runs the original through dipc_call_original(), and the callback
  * lets that inner call through because its caller lies inside this module.
- * A second ftrace_ops (no IPMODIFY: it only observes) sees exit_sem().
+ * A second ftrace_ops (no IPMODIFY: it only observes) sees exit_sem(). A
+ * third (IPMODIFY) sends shm_mmap() to dipc_shm_mmap() (helpers/shm.c), which
+ * wraps a distributed segment's VMA where shmat() creates it.
  *
  * Why not kprobes: a kprobe on an ftrace site saves every register and walks
  * the kprobe machinery on each call; its address is the ftrace site (function
@@ -167,6 +169,8 @@ static struct dipc_hook dipc_hooks[DIPC_NR_HOOKS] = {
 
 /* exit_sem()'s ftrace site. */
 static unsigned long dipc_exit_fentry;
+/* shm_mmap()'s (ipc/shm.c: static, but the address of shm_file_operations' .mmap). */
+static unsigned long dipc_shm_mmap_fentry, dipc_shm_mmap_entry;
 
 /*
  * The callbacks are aligned: Linux 7.x's ftrace turns a call into a jmp when
@@ -237,6 +241,46 @@ static struct ftrace_ops dipc_exit_ops = {
 	.flags = FTRACE_OPS_FL_PERMANENT,
 };
 static bool dipc_exit_registered;
+
+int dipc_shm_mmap_original(struct file *file, struct vm_area_struct *vma)
+{
+	/* The function's entry, checked for endbr64 at load. */
+	int (*orig)(struct file *, struct vm_area_struct *) = (void *)dipc_shm_mmap_entry;
+
+	return orig(file, vma);
+}
+
+static int dipc_shm_mmap_trampoline(struct file *file, struct vm_area_struct *vma)
+{
+	int ret = dipc_shm_mmap(file, vma);
+
+	module_put(THIS_MODULE);
+	return ret;
+}
+
+/*
+ * shm_mmap() runs for shmat() (and remap_file_pages() of a shm VMA), with
+ * the mmap write lock held: every call goes to dipc_shm_mmap(), which runs
+ * the original (let through here: its caller lies inside the module) and
+ * wraps the VMA if the segment is distributed. Also while switched off, so
+ * a remap of a wrapped VMA is wrapped too.
+ */
+static notrace __aligned(16) void dipc_mmap_handler(unsigned long ip, unsigned long parent_ip,
+						   struct ftrace_ops *op,
+						   struct ftrace_regs *fregs)
+{
+	if (ip != dipc_shm_mmap_fentry || within_module(parent_ip, THIS_MODULE))
+		return;
+	if (!try_module_get(THIS_MODULE))
+		return;
+	ftrace_regs_set_instruction_pointer(fregs, (unsigned long)dipc_shm_mmap_trampoline);
+}
+
+static struct ftrace_ops dipc_mmap_ops = {
+	.func = dipc_mmap_handler,
+	.flags = FTRACE_OPS_FL_IPMODIFY | FTRACE_OPS_FL_PERMANENT,
+};
+static bool dipc_mmap_registered;
 
 long dipc_call_original_args(unsigned int id, long a0, long a1, long a2, long a3)
 {
@@ -316,14 +360,15 @@ static unsigned long dipc_entry_of(const char *name, unsigned long fentry)
  */
 static int dipc_hooks_resolve(void)
 {
-	static struct kprobe kps[DIPC_NR_HOOKS + 1];
-	struct kprobe *regd[DIPC_NR_HOOKS + 1];
+	static struct kprobe kps[DIPC_NR_HOOKS + 2];
+	struct kprobe *regd[DIPC_NR_HOOKS + 2];
 	unsigned int i, n = 0;
 	int err = 0;
 
-	for (i = 0; i <= DIPC_NR_HOOKS; i++) {
+	for (i = 0; i <= DIPC_NR_HOOKS + 1; i++) {
 		struct kprobe *kp = &kps[i];
-		const char *name = i < DIPC_NR_HOOKS ? dipc_hooks[i].name : "exit_sem";
+		const char *name = i < DIPC_NR_HOOKS ? dipc_hooks[i].name :
+				   i == DIPC_NR_HOOKS ? "exit_sem" : "shm_mmap";
 
 		memset(kp, 0, sizeof(*kp));
 		kp->symbol_name = name;
@@ -352,8 +397,20 @@ static int dipc_hooks_resolve(void)
 				err = -ENOEXEC;
 				break;
 			}
-		} else {
+		} else if (i == DIPC_NR_HOOKS) {
 			dipc_exit_fentry = (unsigned long)kp->addr;
+		} else {
+			dipc_shm_mmap_fentry = (unsigned long)kp->addr;
+			dipc_shm_mmap_entry = dipc_entry_of(name, dipc_shm_mmap_fentry);
+			if (!dipc_shm_mmap_entry) {
+				pr_err("dipc: cannot find the entry of %s\n", name);
+				err = -ENOENT;
+				break;
+			}
+			if (!dipc_ibt_target_ok(name, dipc_shm_mmap_entry + ibt_check_skew)) {
+				err = -ENOEXEC;
+				break;
+			}
 		}
 	}
 	if (n)
@@ -396,6 +453,9 @@ int dipc_hooks_register(void *ctx, const u64 *sem_bits, const u64 *msg_bits,
 	err = dipc_ops_add(&dipc_exit_ops, dipc_exit_fentry, "exit_sem");
 	if (err)
 		goto fail;
+	err = dipc_ops_add(&dipc_mmap_ops, dipc_shm_mmap_fentry, "shm_mmap");
+	if (err)
+		goto fail;
 	/*
 	 * exit_sem first: a process that does a SEM_UNDO call through the
 	 * hooks must have its exit seen.
@@ -406,6 +466,14 @@ int dipc_hooks_register(void *ctx, const u64 *sem_bits, const u64 *msg_bits,
 		goto fail;
 	}
 	dipc_exit_registered = true;
+	/* shm_mmap() before the syscalls: no distributed shmat() goes unwrapped. */
+	err = register_ftrace_function(&dipc_mmap_ops);
+	if (err) {
+		pr_err("dipc: cannot hook shm_mmap: %d%s\n", err,
+		       err == -EBUSY ? " (another IPMODIFY ftrace user)" : "");
+		goto fail;
+	}
+	dipc_mmap_registered = true;
 	err = register_ftrace_function(&dipc_ops);
 	if (err) {
 		/* EBUSY: another IPMODIFY user (a livepatch) holds an entry. */
@@ -434,11 +502,18 @@ void dipc_hooks_unregister(void)
 		unregister_ftrace_function(&dipc_exit_ops);
 		dipc_exit_registered = false;
 	}
+	if (dipc_mmap_registered) {
+		unregister_ftrace_function(&dipc_mmap_ops);
+		dipc_mmap_registered = false;
+	}
 	ftrace_free_filter(&dipc_ops);
 	ftrace_free_filter(&dipc_exit_ops);
+	ftrace_free_filter(&dipc_mmap_ops);
 	/*
-	 * Entries stay: the connection thread may still run an original
-	 * (a shadow's removal) until it is stopped after this.
+	 * Entries are never cleared: the module's exit stops the connection
+	 * thread and the netlink family before the hooks go, and nothing
+	 * calls an original after this returns, but a stale entry is still a
+	 * function, never address 0.
 	 */
 	for (i = 0; i < DIPC_NR_HOOKS; i++)
 		dipc_hooks[i].registered = false;

@@ -1,12 +1,37 @@
 // SPDX-License-Identifier: GPL-2.0
 /* Kernel TCP sockets: the node's connection to the referee. */
+#include <linux/atomic.h>
 #include <linux/in.h>
+#include <linux/moduleparam.h>
 #include <linux/net.h>
 #include <linux/tcp.h>
 #include <net/net_namespace.h>
 #include <net/sock.h>
 #include <net/tcp.h>
 #include "../dipc_helpers.h"
+
+/*
+ * Test only (tests/cluster/races.scenario): the next this-many frames a task
+ * sends without awaiting a reply (page requests, cancels) go out half, and
+ * the send fails, as a send timeout in mid-frame would.
+ */
+static uint test_partial_sends;
+module_param(test_partial_sends, uint, 0644);
+MODULE_PARM_DESC(test_partial_sends, "Test only: cut this many of the next one-way frames in half, failing their sends");
+
+bool dipc_test_partial_send(void)
+{
+	uint n = READ_ONCE(test_partial_sends);
+
+	while (n) {
+		uint seen = cmpxchg(&test_partial_sends, n, n - 1);
+
+		if (seen == n)
+			return true;
+		n = seen;
+	}
+	return false;
+}
 
 struct socket *dipc_sock_connect(u32 addr, u16 port, unsigned int timeout_ms,
 				 unsigned int rcv_timeout_ms, int *err)

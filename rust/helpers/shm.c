@@ -14,6 +14,18 @@
  * returns VM_FAULT_NOPAGE and the access faults again. Nothing waits for the
  * network with a folio locked.
  *
+ * A VMA is wrapped where shmat() creates it: the module's ftrace hook on
+ * shm_mmap() (helpers/hooks.c) calls dipc_shm_mmap() with the mmap write lock
+ * held, so no fork, fault or other thread sees the attach before it is
+ * wrapped. A fork or a split copies the wrapper. shmdt() of a distributed
+ * segment is done here (dipc_shm_detach()): the kernel's shmdt() only knows
+ * its own VMA ops, and the wrapper never comes off a VMA.
+ *
+ * Large folios (shmem THP, mTHP or a collapse): finish_fault() maps every page
+ * of a large folio at once, so a fault through a large folio first needs the
+ * access asked for on every page of it. Wrapped VMAs are VM_NOHUGEPAGE, so
+ * their own faults allocate base pages unless a program asks otherwise.
+ *
  * Every wrapped VMA holds a module reference, so `rmmod` is refused while a
  * distributed segment is mapped anywhere on the node.
  */
@@ -28,9 +40,15 @@
 #include <linux/wait.h>
 #include "../dipc_helpers.h"
 
-/* The kernel's shm_vm_ops, learned from the first VMA a shmat() created. */
+/*
+ * The kernel's shm_vm_ops, learned from the first VMA shm_mmap() set up, and
+ * the wrapper's table built from it. Filled once under dipc_ops_lock and then
+ * published (release); a VMA is only wrapped after that, so the fault, open
+ * and close handlers always see the whole table.
+ */
 static const struct vm_operations_struct *dipc_orig_ops;
 static struct vm_operations_struct dipc_shm_ops;
+static DEFINE_SPINLOCK(dipc_ops_lock);
 static void *dipc_shm_ctx;
 static DECLARE_WAIT_QUEUE_HEAD(dipc_shm_wq);
 /* Wrapped VMAs on this node. */
@@ -62,24 +80,43 @@ static vm_fault_t dipc_vm_fault(struct vm_fault *vmf)
 {
 	struct address_space *mapping = dipc_vma_mapping(vmf->vma);
 	bool write = vmf->flags & FAULT_FLAG_WRITE;
+	bool user = vmf->flags & FAULT_FLAG_USER;
+	struct folio *folio;
 	vm_fault_t ret;
+	long missing;
 	int r;
 
-	r = dipc_rust_shm_acquire(dipc_shm_ctx, mapping, vmf->pgoff, write,
-				  vmf->flags & FAULT_FLAG_USER);
+	r = dipc_rust_shm_acquire(dipc_shm_ctx, mapping, vmf->pgoff, write, user);
 	if (r != DIPC_FAULT_OK)
 		return dipc_fault_result(r);
 	ret = dipc_orig_ops->fault(vmf);
 	if (unlikely(ret & VM_FAULT_ERROR) || !(ret & VM_FAULT_LOCKED))
 		return ret;
-	/* The page is locked: no invalidation can run until it is mapped. */
-	if (!dipc_rust_shm_valid(dipc_shm_ctx, mapping, vmf->pgoff, write)) {
-		folio_unlock(page_folio(vmf->page));
-		put_page(vmf->page);
-		vmf->page = NULL;
-		return VM_FAULT_NOPAGE;
+	/*
+	 * The folio is locked: no invalidation can run until it is mapped.
+	 * finish_fault() maps every page of a large folio (and with write
+	 * access on a write fault), so each of them must be allowed.
+	 */
+	folio = page_folio(vmf->page);
+	if (!folio_test_large(folio)) {
+		missing = dipc_rust_shm_valid(dipc_shm_ctx, mapping, vmf->pgoff, write) ?
+			-1 : (long)vmf->pgoff;
+	} else {
+		missing = dipc_rust_shm_first_invalid(dipc_shm_ctx, mapping, folio->index,
+						      folio_nr_pages(folio), write);
 	}
-	return ret;
+	if (missing < 0)
+		return ret;
+	folio_unlock(folio);
+	put_page(vmf->page);
+	vmf->page = NULL;
+	/* Another page of the folio: ask for it, then fault again. */
+	if (missing != (long)vmf->pgoff) {
+		r = dipc_rust_shm_acquire(dipc_shm_ctx, mapping, missing, write, user);
+		if (r != DIPC_FAULT_OK)
+			return dipc_fault_result(r);
+	}
+	return VM_FAULT_NOPAGE;
 }
 
 static vm_fault_t dipc_vm_page_mkwrite(struct vm_fault *vmf)
@@ -124,113 +161,132 @@ void dipc_shm_init(void *ctx)
 	dipc_shm_ctx = ctx;
 }
 
-/* Installs the wrapper on vma. mmap write lock held. */
-static void dipc_wrap_vma(struct vm_area_struct *vma)
+/*
+ * Builds the wrapper's table from the kernel's shm_vm_ops (`ops`), once.
+ * Returns whether `ops` is the table the wrapper wraps.
+ */
+static bool dipc_learn_ops(const struct vm_operations_struct *ops)
 {
-	vma_start_write(vma);
-	vma->vm_ops = &dipc_shm_ops;
-	/*
-	 * Write-notify: the shared mapping's pages are mapped read-only, and
-	 * the first store calls .page_mkwrite (vma_set_page_prot() is not
-	 * exported; this is what it computes for a write-notified VMA).
-	 */
-	vma->vm_page_prot = vm_get_page_prot(vma->vm_flags & ~VM_SHARED);
-	__module_get(THIS_MODULE);
-	atomic_inc(&dipc_wrapped);
-}
+	const struct vm_operations_struct *orig = smp_load_acquire(&dipc_orig_ops);
 
-static void dipc_unwrap_vma(struct vm_area_struct *vma)
-{
-	vma_start_write(vma);
-	vma->vm_ops = dipc_orig_ops;
-	vma->vm_page_prot = vm_get_page_prot(vma->vm_flags);
-	atomic_dec(&dipc_wrapped);
-	/* The caller runs in a hooked syscall, which holds a reference too. */
-	module_put(THIS_MODULE);
-}
-
-void *dipc_shm_wrap(unsigned long addr)
-{
-	struct mm_struct *mm = current->mm;
-	struct vm_area_struct *vma;
-	void *mapping = NULL;
-
-	mmap_write_lock(mm);
-	vma = vma_lookup(mm, addr);
-	if (!vma || vma->vm_start != addr || !vma->vm_file || !vma->vm_ops)
-		goto out;
+	if (orig)
+		return ops == orig;
+	/* What shm_vm_ops looks like: fault, open, close; no write notify. */
+	if (!ops || !ops->fault || !ops->open || !ops->close || ops->page_mkwrite ||
+	    ops->map_pages)
+		return false;
+	spin_lock(&dipc_ops_lock);
 	if (!dipc_orig_ops) {
-		/* shmat() just created this VMA: its ops are shm_vm_ops. */
-		if (!vma->vm_ops->fault || !vma->vm_ops->open || !vma->vm_ops->close ||
-		    vma->vm_ops->page_mkwrite || vma->vm_ops->map_pages)
-			goto out;
-		dipc_shm_ops = *vma->vm_ops;
+		dipc_shm_ops = *ops;
 		dipc_shm_ops.fault = dipc_vm_fault;
 		dipc_shm_ops.page_mkwrite = dipc_vm_page_mkwrite;
 		dipc_shm_ops.open = dipc_vm_open;
 		dipc_shm_ops.close = dipc_vm_close;
-		WRITE_ONCE(dipc_orig_ops, vma->vm_ops);
+		smp_store_release(&dipc_orig_ops, ops);
 	}
-	if (vma->vm_ops != dipc_orig_ops)
-		goto out;
-	dipc_wrap_vma(vma);
-	mapping = dipc_vma_mapping(vma);
-out:
-	mmap_write_unlock(mm);
-	return mapping;
+	spin_unlock(&dipc_ops_lock);
+	return ops == dipc_orig_ops;
 }
 
-void *dipc_shm_unwrap(unsigned long addr, unsigned int *n)
+/*
+ * shm_mmap(), redirected here by the ftrace hook (helpers/hooks.c): the
+ * original sets the VMA up, then a VMA of a distributed segment's shadow is
+ * wrapped before the mmap write lock (held by the caller) is dropped.
+ */
+int dipc_shm_mmap(struct file *file, struct vm_area_struct *vma)
+{
+	int ret = dipc_shm_mmap_original(file, vma);
+
+	if (ret || !dipc_learn_ops(vma->vm_ops))
+		return ret;
+	if (!dipc_rust_shm_mmap(dipc_shm_ctx, dipc_vma_mapping(vma)))
+		return 0;
+	vma->vm_ops = &dipc_shm_ops;
+	/*
+	 * Write-notify: the shared mapping's pages are mapped read-only, and
+	 * the first store calls .page_mkwrite (mmap sets vm_page_prot from
+	 * the ops after this returns; for a remap it is set here).
+	 */
+	vm_flags_set(vma, VM_NOHUGEPAGE);
+	vma->vm_page_prot = vm_get_page_prot(vma->vm_flags & ~VM_SHARED);
+	__module_get(THIS_MODULE);
+	atomic_inc(&dipc_wrapped);
+	return 0;
+}
+
+static bool dipc_is_shm_vma(struct vm_area_struct *vma)
+{
+	return vma->vm_ops == &dipc_shm_ops ||
+	       (vma->vm_ops && vma->vm_ops == READ_ONCE(dipc_orig_ops));
+}
+
+/* How many VMAs one pass of dipc_shm_detach() unmaps. */
+#define DIPC_DETACH_BATCH 16
+
+/*
+ * shmdt(addr) when the segment found at addr is distributed: what
+ * ksys_shmdt() does, for the wrapped VMAs. The first shm VMA at or above
+ * addr whose offset matches its distance from addr names the segment (if it
+ * is not distributed, *mapping stays NULL and the caller runs the kernel's
+ * shmdt()); then every VMA of that attach within the segment's size is
+ * unmapped. vm_munmap() takes the mmap lock itself, so the VMAs are found in
+ * batches under the lock and unmapped after it. Returns 0 or -EINTR.
+ */
+long dipc_shm_detach(unsigned long addr, void **mapping)
 {
 	struct mm_struct *mm = current->mm;
-	struct vm_area_struct *vma;
-	struct address_space *mapping = NULL;
-	VMA_ITERATOR(vmi, mm, 0);
+	unsigned long start[DIPC_DETACH_BATCH], end[DIPC_DETACH_BATCH];
+	struct file *file = NULL;
+	loff_t size = 0;
+	unsigned int n, i;
 
-	*n = 0;
-	if (!dipc_orig_ops)
-		return NULL;
-	mmap_write_lock(mm);
-	vma = vma_lookup(mm, addr);
-	if (vma && vma->vm_start == addr && vma->vm_ops == &dipc_shm_ops) {
-		mapping = dipc_vma_mapping(vma);
-		/* shmdt() looks for shm_vm_ops: put it back on the segment's VMAs. */
+	*mapping = NULL;
+	if (addr & ~PAGE_MASK || !READ_ONCE(dipc_orig_ops))
+		return 0;
+	do {
+		struct vm_area_struct *vma;
+		VMA_ITERATOR(vmi, mm, addr);
+
+		n = 0;
+		if (mmap_write_lock_killable(mm))
+			return -EINTR;
 		for_each_vma(vmi, vma) {
-			if (vma->vm_ops == &dipc_shm_ops &&
-			    dipc_vma_mapping(vma) == mapping) {
-				dipc_unwrap_vma(vma);
-				(*n)++;
+			/* Nothing of the attach lies beyond the segment's size. */
+			if (file && (loff_t)(vma->vm_end - addr) > size)
+				break;
+			if (!dipc_is_shm_vma(vma) ||
+			    (vma->vm_start - addr) / PAGE_SIZE != vma->vm_pgoff)
+				continue;
+			if (!file) {
+				/* The kernel's own segment: its shmdt() does it all. */
+				if (vma->vm_ops != &dipc_shm_ops)
+					break;
+				file = vma->vm_file;
+				size = PAGE_ALIGN(i_size_read(file_inode(file)));
+				*mapping = dipc_vma_mapping(vma);
+			} else if (vma->vm_file != file) {
+				continue;
 			}
+			start[n] = vma->vm_start;
+			end[n] = vma->vm_end;
+			if (++n == DIPC_DETACH_BATCH)
+				break;
 		}
-	}
-	mmap_write_unlock(mm);
-	return mapping;
-}
-
-unsigned int dipc_shm_rewrap(void *mapping)
-{
-	struct mm_struct *mm = current->mm;
-	struct vm_area_struct *vma;
-	unsigned int n = 0;
-	VMA_ITERATOR(vmi, mm, 0);
-
-	mmap_write_lock(mm);
-	for_each_vma(vmi, vma) {
-		if (vma->vm_ops == dipc_orig_ops && vma->vm_file &&
-		    dipc_vma_mapping(vma) == mapping) {
-			dipc_wrap_vma(vma);
-			n++;
-		}
-	}
-	mmap_write_unlock(mm);
-	return n;
+		mmap_write_unlock(mm);
+		for (i = 0; i < n; i++)
+			vm_munmap(start[i], end[i] - start[i]);
+	} while (n == DIPC_DETACH_BATCH);
+	return 0;
 }
 
 void dipc_shm_mapping_get(void *mapping)
 {
 	struct address_space *m = mapping;
 
-	/* The inode (and its pages) outlive the segment until we let go. */
+	/*
+	 * The inode (and its pages) outlive the segment until we let go. The
+	 * caller maps the segment, so the inode is alive.
+	 */
 	WARN_ON(!igrab(m->host));
 }
 

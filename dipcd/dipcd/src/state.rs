@@ -60,7 +60,7 @@ fn is_reply(frame: &Frame<'_>) -> bool {
 
 /// Frames a node sends as calls (with a request id), answered by one
 /// reply with that id. Only calls are deduplicated: the node's other
-/// requests are idempotent (`Exit`, an absolute `ShmNattch` count,
+/// requests are idempotent (`Exit`, an absolute, numbered `ShmNattch` count,
 /// `Cancel`, a page request, which the directory may grant twice) or carry
 /// their own check (a page ack's transaction id).
 pub fn is_call_frame(frame: &Frame<'_>) -> bool {
@@ -409,12 +409,12 @@ impl State {
             }
             Frame::Exit { pid } => objects.exit(Proc { node, pid }, now),
             Frame::ShmAt(a) => {
-                let result = objects.shmat(&a, now);
+                let result = objects.shmat(node, &a, now);
                 out.push(encode(Some(node), req, Frame::Status { result }));
                 Effects::default()
             }
             Frame::ShmNattch(n) => {
-                let fx = objects.shm_nattch(node, n.oid, n.pid, n.nattch, n.detach != 0, now);
+                let fx = objects.shm_nattch(node, &n, now);
                 // Sent as a request (shmat, shmdt): say whether it destroyed
                 // the segment, so the node drops its shadow before returning.
                 if req != 0 {

@@ -53,7 +53,7 @@ fn header_layout_is_fixed() {
     );
     assert_eq!(n, HEADER_LEN + 8);
     assert_eq!(&buf[0..4], b"DIPC");
-    assert_eq!(&buf[4..6], &[2, 0]); // version 2, little-endian
+    assert_eq!(&buf[4..6], &[3, 0]); // version 3, little-endian
     assert_eq!(&buf[6..8], &[3, 0]); // Ping
     assert_eq!(&buf[8..16], &[8, 7, 6, 5, 4, 3, 2, 1]);
     assert_eq!(&buf[16..20], &[8, 0, 0, 0]);
@@ -538,9 +538,13 @@ proptest! {
         flags in proptest::array::uniform4(0u8..2),
     ) {
         let frames = [
-            Frame::ShmAt(ShmAt { oid: longs[0] as u64, pid: ints[0] as u32, cred, flags: ints[1] }),
+            Frame::ShmAt(ShmAt {
+                oid: longs[0] as u64, pid: ints[0] as u32, cred, flags: ints[1],
+                nattch: ints[2] as u32, seq: longs[6] as u64,
+            }),
             Frame::ShmNattch(ShmNattch {
                 oid: longs[0] as u64, pid: ints[0] as u32, nattch: ints[2] as u32, detach: flags[0],
+                seq: longs[6] as u64,
             }),
             Frame::ShmCtl(ShmCtl {
                 oid: longs[1] as u64, pid: ints[0] as u32, cred, cmd: ints[3],

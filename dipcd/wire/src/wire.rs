@@ -23,7 +23,7 @@
 pub const MAGIC: u32 = u32::from_le_bytes(*b"DIPC");
 /// The protocol version this source speaks. A peer with another version is
 /// refused at hello time.
-pub const VERSION: u16 = 2;
+pub const VERSION: u16 = 3;
 /// Size of the fixed frame header.
 pub const HEADER_LEN: usize = 24;
 /// Largest payload a peer may announce; a header claiming more is rejected
@@ -860,7 +860,11 @@ pub const SHM_EXEC: i32 = 0o100000;
 pub const SHM_DEST: u32 = 0o1000;
 
 /// May process `pid` attach segment `oid` with `flags` (`SHM_RDONLY`,
-/// `SHM_EXEC`)? Answered with [`Frame::Status`].
+/// `SHM_EXEC`)? Answered with [`Frame::Status`]. It also carries the node's
+/// attach count with this attach already in it (`nattch`, numbered `seq` as
+/// in [`ShmNattch`]), which the referee takes when it allows the attach: the
+/// attach counts from the moment it is allowed, so a detach elsewhere cannot
+/// destroy the segment under it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ShmAt {
     /// The segment.
@@ -871,12 +875,19 @@ pub struct ShmAt {
     pub cred: Cred,
     /// `shmat` flags.
     pub flags: i32,
+    /// Attaches on the sending node, this one included.
+    pub nattch: u32,
+    /// The count's number (0: no count).
+    pub seq: u64,
 }
 
 /// The sending node now holds `nattch` attaches of segment `oid` (absolute,
-/// so a lost or repeated update does no harm). Sent with request id 0 it is
-/// not answered; as a request it is answered with [`Frame::Status`]: 1 when
-/// it destroyed a segment marked for removal, else 0.
+/// so a lost or repeated update does no harm). `seq` numbers the node's
+/// counts of the segment: the referee keeps the count with the highest
+/// number, so counts sent at once by several tasks may arrive in any order
+/// (0: no count). Sent with request id 0 it is not answered; as a request it
+/// is answered with [`Frame::Status`]: 1 when it destroyed a segment marked
+/// for removal, else 0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ShmNattch {
     /// The segment.
@@ -887,6 +898,8 @@ pub struct ShmNattch {
     pub nattch: u32,
     /// 1 when a `shmdt` caused the update (sets `shm_dtime`).
     pub detach: u8,
+    /// The count's number.
+    pub seq: u64,
 }
 
 /// `shmctl` on a distributed segment.
@@ -1489,12 +1502,15 @@ fn decode_payload(kind: Kind, payload: &[u8]) -> Option<Frame<'_>> {
             pid: r.u32()?,
             cred: Cred::read(&mut r)?,
             flags: r.i32()?,
+            nattch: r.u32()?,
+            seq: r.u64()?,
         }),
         Kind::ShmNattch => Frame::ShmNattch(ShmNattch {
             oid: r.u64()?,
             pid: r.u32()?,
             nattch: r.u32()?,
             detach: bool_u8(r.u8()?)?,
+            seq: r.u64()?,
         }),
         Kind::ShmCtl => Frame::ShmCtl(ShmCtl {
             oid: r.u64()?,
@@ -1629,8 +1645,8 @@ impl Frame<'_> {
             Frame::MsgRcvReply(m) => 8 + 8 + 4 + m.text.len(),
             Frame::MsgCtl(m) => 8 + 4 + m.cred.wire_len() + 4 * 4 + 8,
             Frame::MsgCtlReply(_) => 8 + 4 * 6 + 8 * 6 + 4 * 2 + 4 * 7 + 2,
-            Frame::ShmAt(a) => 8 + 4 + a.cred.wire_len() + 4,
-            Frame::ShmNattch(_) => 8 + 4 + 4 + 1,
+            Frame::ShmAt(a) => 8 + 4 + a.cred.wire_len() + 4 + 4 + 8,
+            Frame::ShmNattch(_) => 8 + 4 + 4 + 1 + 8,
             Frame::ShmCtl(c) => 8 + 4 + c.cred.wire_len() + 4 * 4,
             Frame::ShmCtlReply(_) => 8 + 4 * 6 + 8 + 8 * 3 + 4 * 2 + 8,
             Frame::PageReq(_) => 8 + 8 + 1,
@@ -1830,12 +1846,15 @@ impl Frame<'_> {
                 w.u32(a.pid);
                 a.cred.write(&mut w);
                 w.u32(a.flags as u32);
+                w.u32(a.nattch);
+                w.u64(a.seq);
             }
             Frame::ShmNattch(n) => {
                 w.u64(n.oid);
                 w.u32(n.pid);
                 w.u32(n.nattch);
                 w.u8(n.detach.min(1));
+                w.u64(n.seq);
             }
             Frame::ShmCtl(c) => {
                 w.u64(c.oid);

@@ -7,7 +7,7 @@ use super::dsm::{DirError, Directory, Out, Want, PAGE_LEN};
 use super::ipc::{ipcget_existing, Errno, KernIpcPerm, IPC_CREAT, S_IRUGO, S_IWUGO};
 use super::{Effects, Objects};
 use dipc_wire::{
-    errno, shmcmd, Class, Get, ShmAt, ShmCtl, ShmStat, SHM_DEST, SHM_EXEC, SHM_RDONLY,
+    errno, shmcmd, Class, Get, ShmAt, ShmCtl, ShmNattch, ShmStat, SHM_DEST, SHM_EXEC, SHM_RDONLY,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -61,6 +61,10 @@ pub struct Segment {
     pub lpid: u32,
     /// Attaches by node.
     pub nattch: BTreeMap<u32, u32>,
+    /// The number of the count in `nattch` by node: an older count that
+    /// arrives later is ignored.
+    #[serde(default)]
+    pub nattch_seq: BTreeMap<u32, u64>,
     /// The page directory.
     pub dir: Directory,
 }
@@ -76,8 +80,31 @@ impl Segment {
             cpid: pid,
             lpid: 0,
             nattch: BTreeMap::new(),
+            nattch_seq: BTreeMap::new(),
             dir: Directory::new(pages(segsz)),
         }
+    }
+
+    /// Takes node `node`'s count `nattch` numbered `seq`, unless a count
+    /// with a higher number came first (0: no count). Whether it was taken.
+    fn set_nattch(&mut self, node: u32, nattch: u32, seq: u64) -> bool {
+        if seq == 0 || self.nattch_seq.get(&node).is_some_and(|&s| s >= seq) {
+            return false;
+        }
+        self.nattch_seq.insert(node, seq);
+        if nattch == 0 {
+            self.nattch.remove(&node);
+        } else {
+            self.nattch.insert(node, nattch);
+        }
+        true
+    }
+
+    /// Node `node` is gone: its attaches go, and its next session's counts
+    /// are numbered afresh.
+    fn forget_node(&mut self, node: u32) {
+        self.nattch.remove(&node);
+        self.nattch_seq.remove(&node);
     }
 
     /// Attaches on every node.
@@ -183,8 +210,9 @@ impl Objects {
     }
 
     /// May the caller attach? `do_shmat()`'s permission check; `shm_atime`
-    /// and `shm_lpid` as `shm_open()` sets them.
-    pub fn shmat(&mut self, a: &ShmAt, now: i64) -> i64 {
+    /// and `shm_lpid` as `shm_open()` sets them. An allowed attach counts at
+    /// once: the node's count in `a` includes it.
+    pub fn shmat(&mut self, node: u32, a: &ShmAt, now: i64) -> i64 {
         // A segment the referee no longer knows is an invalid id, as for
         // `shm_obtain_object_check()`.
         let Some(seg) = self.shms.get_mut(&a.oid) else {
@@ -203,28 +231,21 @@ impl Objects {
         }
         seg.atime = now;
         seg.lpid = a.pid;
+        seg.set_nattch(node, a.nattch, a.seq);
         0
     }
 
-    /// Node `node` holds `nattch` attaches of `oid` now. A removed segment
-    /// whose last attach went is destroyed.
-    pub fn shm_nattch(
-        &mut self,
-        node: u32,
-        oid: u64,
-        pid: u32,
-        nattch: u32,
-        detach: bool,
-        now: i64,
-    ) -> Effects {
+    /// Node `node` holds `nattch` attaches of `oid` now (its count number
+    /// `seq`; an older count than one already taken changes nothing). A
+    /// removed segment whose last attach went is destroyed.
+    pub fn shm_nattch(&mut self, node: u32, n: &ShmNattch, now: i64) -> Effects {
         let mut fx = Effects::default();
+        let (oid, pid, detach) = (n.oid, n.pid, n.detach != 0);
         let Some(seg) = self.shms.get_mut(&oid) else {
             return fx;
         };
-        if nattch == 0 {
-            seg.nattch.remove(&node);
-        } else {
-            seg.nattch.insert(node, nattch);
+        if !seg.set_nattch(node, n.nattch, n.seq) {
+            return fx;
         }
         if pid != 0 {
             seg.lpid = pid;
@@ -375,7 +396,7 @@ impl Objects {
             let Some(seg) = self.shms.get_mut(&oid) else {
                 continue;
             };
-            seg.nattch.remove(&node);
+            seg.forget_node(node);
             let mut out = Vec::new();
             seg.dir.node_gone(node, &mut self.next_txn, &mut out);
             fx.dsm.extend(out.into_iter().map(|out| Dsm { oid, out }));

@@ -6,9 +6,12 @@ use super::dsm::{Data, Directory, Out, Want, PAGE_LEN};
 use super::ipc::{IPC_CREAT, IPC_EXCL};
 use super::shm::Dsm;
 use super::*;
-use dipc_wire::{shmcmd, ShmAt, ShmCtl, CAP_IPC_OWNER, CAP_SYS_ADMIN, SHM_DEST, SHM_RDONLY};
+use dipc_wire::{
+    shmcmd, ShmAt, ShmCtl, ShmNattch, CAP_IPC_OWNER, CAP_SYS_ADMIN, SHM_DEST, SHM_RDONLY,
+};
 use proptest::prelude::*;
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 const ROOT: Cred = Cred::new(0, 0, CAP_SYS_ADMIN | CAP_IPC_OWNER);
 const ALICE: Cred = Cred::new(1000, 1000, 0);
@@ -46,13 +49,43 @@ fn ctl(o: &mut Objects, oid: u64, cmd: i32, cred: Cred) -> (shm::ShmCtlResult, E
 
 fn at(o: &mut Objects, oid: u64, flags: i32, cred: Cred) -> i64 {
     o.shmat(
+        1,
         &ShmAt {
             oid,
             pid: 9,
             cred,
             flags,
+            nattch: 0,
+            seq: 0,
         },
         NOW + 2,
+    )
+}
+
+/// Counts numbered in the order they are sent, from every test.
+static SEQ: AtomicU64 = AtomicU64::new(1);
+
+/// Node `node` sends its count `n` of `oid`, numbered after every earlier one.
+fn nattch(
+    o: &mut Objects,
+    node: u32,
+    oid: u64,
+    pid: u32,
+    n: u32,
+    detach: bool,
+    now: i64,
+) -> Effects {
+    let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+    o.shm_nattch(
+        node,
+        &ShmNattch {
+            oid,
+            pid,
+            nattch: n,
+            detach: u8::from(detach),
+            seq,
+        },
+        now,
     )
 }
 
@@ -124,8 +157,12 @@ fn shmat_permissions() {
 fn rmid_waits_for_the_last_attach_in_the_cluster() {
     let mut o = Objects::new(Limits::default());
     let a = shmget(&mut o, 1, 8192, IPC_CREAT | 0o600, ALICE);
-    assert!(o.shm_nattch(2, a.oid, 5, 1, false, NOW).removed.is_empty());
-    assert!(o.shm_nattch(3, a.oid, 6, 2, false, NOW).removed.is_empty());
+    assert!(nattch(&mut o, 2, a.oid, 5, 1, false, NOW)
+        .removed
+        .is_empty());
+    assert!(nattch(&mut o, 3, a.oid, 6, 2, false, NOW)
+        .removed
+        .is_empty());
     let (r, fx) = ctl(&mut o, a.oid, shmcmd::IPC_STAT, BOB);
     assert_eq!(r.result, -i64::from(errno::EACCES));
     assert!(fx.removed.is_empty());
@@ -146,14 +183,13 @@ fn rmid_waits_for_the_last_attach_in_the_cluster() {
     assert_eq!(b.result, 0);
     assert_ne!(b.oid, a.oid);
     // Node 3 detaches: still one attach on node 2.
-    assert!(o
-        .shm_nattch(3, a.oid, 6, 0, true, NOW + 5)
+    assert!(nattch(&mut o, 3, a.oid, 6, 0, true, NOW + 5)
         .removed
         .is_empty());
     let (r, _) = ctl(&mut o, a.oid, shmcmd::IPC_STAT, ALICE);
     assert_eq!((r.stat.nattch, r.stat.dtime), (1, NOW + 5));
     // The last one goes: destroyed, every node told.
-    let fx = o.shm_nattch(2, a.oid, 5, 0, true, NOW + 6);
+    let fx = nattch(&mut o, 2, a.oid, 5, 0, true, NOW + 6);
     assert_eq!(fx.removed, vec![(Class::Shm, a.oid)]);
     assert!(o.shm(a.oid).is_none());
     assert_eq!(
@@ -169,6 +205,123 @@ fn rmid_waits_for_the_last_attach_in_the_cluster() {
     assert_eq!(shmget(&mut o, 1, 0, 0, ALICE).result, -errno::ENOENT);
 }
 
+/// Issue 19, item 1: counts sent at once by several tasks of a node arrive
+/// in any order; the one taken last must not be an older one. Four detaches
+/// report 3, 2, 1, 0 and "3" arrives last: the segment (marked for removal)
+/// must still be destroyed, and a stale count never resurrects an attach.
+#[test]
+fn an_older_count_arriving_late_is_ignored() {
+    let mut o = Objects::new(Limits::default());
+    let a = shmget(&mut o, 1, 4096, IPC_CREAT | 0o600, ALICE);
+    let send = |o: &mut Objects, n: u32, seq: u64| {
+        o.shm_nattch(
+            2,
+            &ShmNattch {
+                oid: a.oid,
+                pid: 5,
+                nattch: n,
+                detach: 1,
+                seq,
+            },
+            NOW,
+        )
+    };
+    assert!(send(&mut o, 4, 1).removed.is_empty());
+    ctl(&mut o, a.oid, shmcmd::IPC_RMID, ALICE);
+    assert!(send(&mut o, 2, 3).removed.is_empty());
+    assert!(send(&mut o, 1, 4).removed.is_empty());
+    assert_eq!(send(&mut o, 0, 5).removed, vec![(Class::Shm, a.oid)]);
+    // Too late: the segment is gone and stays gone.
+    assert!(send(&mut o, 3, 2).removed.is_empty());
+    assert!(o.shm(a.oid).is_none());
+    // Without removal: the late "3" leaves the count at 0.
+    let b = shmget(&mut o, 2, 4096, IPC_CREAT | 0o600, ALICE);
+    let send_b = |o: &mut Objects, n: u32, seq: u64| {
+        o.shm_nattch(
+            2,
+            &ShmNattch {
+                oid: b.oid,
+                pid: 5,
+                nattch: n,
+                detach: 0,
+                seq,
+            },
+            NOW,
+        );
+    };
+    send_b(&mut o, 4, 1);
+    send_b(&mut o, 0, 5);
+    send_b(&mut o, 3, 2);
+    send_b(&mut o, 1, 4);
+    assert_eq!(o.shm(b.oid).unwrap().total_nattch(), 0);
+    // A count without a number (0) is never taken.
+    send_b(&mut o, 7, 0);
+    assert_eq!(o.shm(b.oid).unwrap().total_nattch(), 0);
+}
+
+/// Issue 19, item 1: an allowed `ShmAt` counts its attach at once, so a
+/// detach on the same node reported before the attaching task's next count
+/// (but numbered after the attach was counted in) cannot destroy the
+/// segment; a refused `ShmAt` counts nothing.
+#[test]
+fn an_allowed_shmat_counts_at_once() {
+    let mut o = Objects::new(Limits::default());
+    let a = shmget(&mut o, 1, 4096, IPC_CREAT | 0o600, ALICE);
+    nattch(&mut o, 2, a.oid, 5, 1, false, NOW);
+    ctl(&mut o, a.oid, shmcmd::IPC_RMID, ALICE);
+    let shmat = |o: &mut Objects, cred: Cred, n: u32, seq: u64| {
+        o.shmat(
+            2,
+            &ShmAt {
+                oid: a.oid,
+                pid: 6,
+                cred,
+                flags: 0,
+                nattch: n,
+                seq,
+            },
+            NOW,
+        )
+    };
+    // P's attach (1) and Q's provisional one: 2, numbered 100.
+    assert_eq!(shmat(&mut o, ALICE, 2, 100), 0);
+    assert_eq!(o.shm(a.oid).unwrap().total_nattch(), 2);
+    // P detaches: 1 left (Q's), numbered 101: not destroyed.
+    let fx = o.shm_nattch(
+        2,
+        &ShmNattch {
+            oid: a.oid,
+            pid: 5,
+            nattch: 1,
+            detach: 1,
+            seq: 101,
+        },
+        NOW,
+    );
+    assert!(fx.removed.is_empty());
+    // A refused attach counts nothing, whatever it carries.
+    assert_eq!(shmat(&mut o, BOB, 9, 102), -i64::from(errno::EACCES));
+    assert_eq!(o.shm(a.oid).unwrap().total_nattch(), 1);
+    // A new session of node 2 numbers its counts from 1 again.
+    o.node_gone(2, NOW);
+    assert!(o.shm(a.oid).is_none());
+    let b = shmget(&mut o, 3, 4096, IPC_CREAT | 0o600, ALICE);
+    nattch(&mut o, 2, b.oid, 5, 1, false, NOW);
+    o.node_gone(2, NOW);
+    o.shm_nattch(
+        2,
+        &ShmNattch {
+            oid: b.oid,
+            pid: 5,
+            nattch: 2,
+            detach: 0,
+            seq: 1,
+        },
+        NOW,
+    );
+    assert_eq!(o.shm(b.oid).unwrap().total_nattch(), 2);
+}
+
 #[test]
 fn ipc_set_and_node_gone() {
     let mut o = Objects::new(Limits::default());
@@ -180,7 +333,7 @@ fn ipc_set_and_node_gone() {
         ctl(&mut o, a.oid, 77, ALICE).0.result,
         -i64::from(errno::EINVAL)
     );
-    o.shm_nattch(2, a.oid, 5, 1, false, NOW);
+    nattch(&mut o, 2, a.oid, 5, 1, false, NOW);
     ctl(&mut o, a.oid, shmcmd::IPC_RMID, ALICE);
     assert!(o.shm(a.oid).is_some());
     // The node dies: its attach goes, and with it the segment.
@@ -592,9 +745,9 @@ proptest! {
 fn status_lists_attaches_by_node() {
     let mut o = Objects::new(Limits::default());
     let oid = shmget(&mut o, 9, 8192, IPC_CREAT | 0o600, ROOT).oid;
-    o.shm_nattch(2, oid, 10, 2, false, NOW);
-    o.shm_nattch(3, oid, 11, 1, false, NOW);
-    o.shm_nattch(4, oid, 12, 0, true, NOW);
+    nattch(&mut o, 2, oid, 10, 2, false, NOW);
+    nattch(&mut o, 3, oid, 11, 1, false, NOW);
+    nattch(&mut o, 4, oid, 12, 0, true, NOW);
     let st = o.status().into_iter().find(|s| s.oid == oid).unwrap();
     assert_eq!(st.nattch, 3);
     assert_eq!(st.nattch_by_node, BTreeMap::from([(2, 2), (3, 1)]));

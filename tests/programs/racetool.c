@@ -29,6 +29,11 @@
  *       forks children that add 1 through every attach of the segment they
  *       find in /proc/self/maps. At the end the node's word must equal the
  *       number of adds made (no store lost to an unchecked mapping).
+ *   racetool get KEY ROUNDS PROCS
+ *       Each round PROCS processes shmget(KEY, IPC_CREAT) at the same moment
+ *       (the first shmget of the key on this node): every one must get the
+ *       same id; then the segment is removed. The scenario checks that the
+ *       node's count of segments in use comes back to what it was.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -377,6 +382,51 @@ static int detach(long key)
 	return shmdt(a2) < 0;
 }
 
+struct get_shared {
+	int ready;
+	int go;
+	int ids[64];
+};
+
+static int get(long key, long rounds, long procs)
+{
+	struct get_shared *sh = shared(sizeof(*sh));
+	int bad = 0;
+
+	if (procs < 2 || procs > 64)
+		return fprintf(stderr, "racetool: get: PROCS 2..64\n"), 2;
+	for (int r = 1; r <= rounds; r++) {
+		memset(sh, 0, sizeof(*sh));
+		for (int c = 0; c < procs; c++) {
+			pid_t pid = fork();
+
+			if (pid < 0)
+				die("fork");
+			if (pid == 0) {
+				__atomic_fetch_add(&sh->ready, 1, __ATOMIC_ACQ_REL);
+				spin_until(&sh->go, 1);
+				sh->ids[c] = shmget((key_t)key, PAGE, IPC_CREAT | 0600);
+				_exit(sh->ids[c] < 0);
+			}
+		}
+		spin_until(&sh->ready, (int)procs);
+		__atomic_store_n(&sh->go, 1, __ATOMIC_RELEASE);
+		while (wait(NULL) > 0)
+			;
+		for (int c = 1; c < procs; c++)
+			if (sh->ids[c] != sh->ids[0] || sh->ids[c] < 0) {
+				fprintf(stderr, "racetool: get: round %d: ids %d and %d\n", r,
+					sh->ids[0], sh->ids[c]);
+				bad++;
+				break;
+			}
+		if (sh->ids[0] >= 0 && shmctl(sh->ids[0], IPC_RMID, NULL) < 0)
+			die("IPC_RMID");
+	}
+	printf("get: %ld rounds of %ld shmget()s at once, %d disagreed\n", rounds, procs, bad);
+	return bad != 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *n = getenv("NODE");
@@ -388,6 +438,8 @@ int main(int argc, char **argv)
 		return rmid(strtol(argv[2], NULL, 0), atol(argv[3]));
 	if (argc == 5 && !strcmp(argv[1], "nattch"))
 		return nattch(strtol(argv[2], NULL, 0), atol(argv[3]), atol(argv[4]));
+	if (argc == 5 && !strcmp(argv[1], "get"))
+		return get(strtol(argv[2], NULL, 0), atol(argv[3]), atol(argv[4]));
 	if (argc == 4 && !strcmp(argv[1], "detach")) {
 		iters = atol(argv[3]);
 		return detach(strtol(argv[2], NULL, 0));

@@ -86,6 +86,19 @@ static vm_fault_t dipc_vm_fault(struct vm_fault *vmf)
 	long missing;
 	int r;
 
+	/*
+	 * A page the node does not hold: wait for the referee without the mmap
+	 * or VMA lock where the fault may be retried, so the process's other
+	 * faults, mmap, munmap and mprotect go on meanwhile. The VMA may be gone
+	 * afterwards; `mapping` is only compared with the segments' mappings.
+	 */
+	if (fault_flag_allow_retry_first(vmf->flags) &&
+	    !(vmf->flags & FAULT_FLAG_RETRY_NOWAIT) &&
+	    !dipc_rust_shm_valid(dipc_shm_ctx, mapping, vmf->pgoff, write)) {
+		release_fault_lock(vmf);
+		dipc_rust_shm_acquire(dipc_shm_ctx, mapping, vmf->pgoff, write, user);
+		return VM_FAULT_RETRY;
+	}
 	r = dipc_rust_shm_acquire(dipc_shm_ctx, mapping, vmf->pgoff, write, user);
 	if (r != DIPC_FAULT_OK)
 		return dipc_fault_result(r);

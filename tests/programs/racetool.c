@@ -29,6 +29,15 @@
  *       forks children that add 1 through every attach of the segment they
  *       find in /proc/self/maps. At the end the node's word must equal the
  *       number of adds made (no store lost to an unchecked mapping).
+ *   racetool stall KEY VALUE REFEREE_PID
+ *       Attaches the segment, then stops the referee (SIGSTOP to
+ *       REFEREE_PID, which runs on this node). A thread reads the 64-bit
+ *       word at offset 0, which this node does not hold: its fault waits.
+ *       Meanwhile the main thread mprotects the attach read-only and back
+ *       (which needs the mmap lock and the VMA for writing): that must
+ *       finish while the read still waits (a fault waiting for the network
+ *       must not hold the process's memory map). Then the referee goes on
+ *       (SIGCONT) and the read must return VALUE.
  *   racetool get KEY ROUNDS PROCS
  *       Each round PROCS processes shmget(KEY, IPC_CREAT) at the same moment
  *       (the first shmget of the key on this node): every one must get the
@@ -427,6 +436,52 @@ static int get(long key, long rounds, long procs)
 	return bad != 0;
 }
 
+static volatile int stall_started, stall_done;
+static uint64_t stall_value;
+
+static void *stall_reader(void *arg)
+{
+	(void)arg;
+	stall_started = 1;
+	stall_value = *(volatile uint64_t *)a2;
+	__atomic_store_n(&stall_done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+static int stall(long key, uint64_t want, pid_t referee)
+{
+	pthread_t th;
+	int early;
+
+	seg_id = shmget((key_t)key, 0, 0);
+	if (seg_id < 0)
+		die("shmget");
+	a2 = shmat(seg_id, NULL, 0);
+	if (a2 == (char *)-1)
+		die("shmat");
+	if (kill(referee, SIGSTOP) < 0)
+		die("SIGSTOP");
+	if (pthread_create(&th, NULL, stall_reader, NULL))
+		die("pthread_create");
+	while (!stall_started)
+		;
+	usleep(300000);
+	if (mprotect(a2, PAGE, PROT_READ) < 0 || mprotect(a2, PAGE, PROT_READ | PROT_WRITE) < 0)
+		die("mprotect");
+	early = !__atomic_load_n(&stall_done, __ATOMIC_ACQUIRE);
+	if (kill(referee, SIGCONT) < 0)
+		die("SIGCONT");
+	pthread_join(th, NULL);
+	printf("stall: mprotect %s the waiting read; read %lu\n",
+	       early ? "finished before" : "waited for", (unsigned long)stall_value);
+	if (!early)
+		fprintf(stderr, "racetool: stall: mprotect waited for a fault that waited for the referee\n");
+	if (stall_value != want)
+		fprintf(stderr, "racetool: stall: read %lu, want %lu\n", (unsigned long)stall_value,
+			(unsigned long)want);
+	return !early || stall_value != want || shmdt(a2) < 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *n = getenv("NODE");
@@ -438,6 +493,9 @@ int main(int argc, char **argv)
 		return rmid(strtol(argv[2], NULL, 0), atol(argv[3]));
 	if (argc == 5 && !strcmp(argv[1], "nattch"))
 		return nattch(strtol(argv[2], NULL, 0), atol(argv[3]), atol(argv[4]));
+	if (argc == 5 && !strcmp(argv[1], "stall"))
+		return stall(strtol(argv[2], NULL, 0), strtoull(argv[3], NULL, 0),
+			     (pid_t)atol(argv[4]));
 	if (argc == 5 && !strcmp(argv[1], "get"))
 		return get(strtol(argv[2], NULL, 0), atol(argv[3]), atol(argv[4]));
 	if (argc == 4 && !strcmp(argv[1], "detach")) {

@@ -220,6 +220,13 @@ bool dipc_memeq_secret(const u8 *a, const u8 *b, size_t len);
 #define DIPC_FAULT_OK 0	   /* access granted: run the original handler */
 #define DIPC_FAULT_RETRY 1 /* return VM_FAULT_NOPAGE: the access faults again */
 #define DIPC_FAULT_SIGBUS 2
+/* The wait outlasted its budget: wait without the fault's lock, then retry. */
+#define DIPC_FAULT_SLOW 3
+/*
+ * How long a fault that may be retried waits for the referee holding the
+ * mmap or VMA lock before it lets go of it (ms).
+ */
+#define DIPC_FAULT_BUDGET_MS 20
 
 /* Whether any VMA on this node is wrapped (a distributed segment is mapped). */
 bool dipc_shm_wrapped(void);
@@ -260,7 +267,9 @@ int dipc_shm_wait(void *seg, unsigned long idx, u32 word, unsigned int ms);
 void dipc_shm_wake(void);
 bool dipc_fatal_signal_pending(void);
 /* Implemented in Rust, called by the fault handlers (see helpers/shm.c). */
-int dipc_rust_shm_acquire(void *ctx, void *mapping, unsigned long idx, bool write, bool user);
+/* budget_ms: 0 waits as long as it takes, else returns DIPC_FAULT_SLOW after it. */
+int dipc_rust_shm_acquire(void *ctx, void *mapping, unsigned long idx, bool write, bool user,
+			  unsigned int budget_ms);
 bool dipc_rust_shm_valid(void *ctx, void *mapping, unsigned long idx, bool write);
 /*
  * The first page in idx..idx+n (and within the segment) this node may not

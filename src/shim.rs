@@ -608,6 +608,7 @@ impl<T: Send + Sync + 'static> Drop for Thread<T> {
 pub(crate) const FAULT_OK: c_int = 0;
 pub(crate) const FAULT_RETRY: c_int = 1;
 pub(crate) const FAULT_SIGBUS: c_int = 2;
+pub(crate) const FAULT_SLOW: c_int = 3;
 
 // A segment's `address_space` and a locked folio are handled as opaque
 // addresses (`usize`, 0 for none) in Rust; only the C shim dereferences them.

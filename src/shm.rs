@@ -776,11 +776,19 @@ pub(crate) fn send_nattch_updates(node: &Node, sock: &Socket) -> Result {
 }
 
 /// Fault path: waits until this node may access page `idx` of the segment
-/// behind `mapping` as asked. Returns a `DIPC_FAULT_*` value.
-fn acquire(node: &Node, mapping: usize, idx: u64, write: bool, user: bool) -> c_int {
+/// behind `mapping` as asked, at most `budget_ms` if it is not 0 (then
+/// `FAULT_SLOW`). Returns a `DIPC_FAULT_*` value.
+fn acquire(
+    node: &Node,
+    mapping: usize,
+    idx: u64,
+    write: bool,
+    user: bool,
+    budget_ms: u32,
+) -> c_int {
     let start = Instant::<Monotonic>::now();
     let mut requests = 0u32;
-    let outcome = acquire_counted(node, mapping, idx, write, user, &mut requests);
+    let outcome = acquire_counted(node, mapping, idx, write, user, budget_ms, &mut requests);
     // Only faults that asked the referee: the others cost no more than a
     // local fault.
     if requests > 0 {
@@ -798,8 +806,17 @@ fn acquire_counted(
     idx: u64,
     write: bool,
     user: bool,
+    budget_ms: u32,
     requests: &mut u32,
 ) -> c_int {
+    let start = Instant::<Monotonic>::now();
+    // What is left of the budget, in ms (`None`: no budget).
+    let left = || {
+        (budget_ms != 0).then(|| {
+            let spent = u32::try_from(start.elapsed().as_millis()).unwrap_or(u32::MAX);
+            budget_ms.saturating_sub(spent)
+        })
+    };
     // A task being killed stops here: a user fault returns to be killed, a
     // kernel access (copy_from_user) fails.
     let give_up = if user {
@@ -815,6 +832,9 @@ fn acquire_counted(
             return give_up;
         }
         if node.shm_suspended.load(Relaxed) != 0 {
+            if left().is_some() {
+                return shim::FAULT_SLOW;
+            }
             // Whether our copies still count is not known yet.
             match node.wait_for_connection() {
                 Ok(()) => continue,
@@ -834,6 +854,9 @@ fn acquire_counted(
             write: u8::from(write),
         };
         if node.send_oneway(&Frame::PageReq(req)).is_err() {
+            if left().is_some() {
+                return shim::FAULT_SLOW;
+            }
             // No connection: wait for one (the node gave up every page
             // when it was lost), then ask again from the start.
             match node.wait_for_connection() {
@@ -849,8 +872,14 @@ fn acquire_counted(
         // harmless: the referee grants what is already held at once). The
         // counter shows whether it ever happens.
         loop {
-            match shim::shm_wait(&seg, idx, word, 1000) {
+            let ms = match left() {
+                Some(0) => return shim::FAULT_SLOW,
+                Some(ms) => ms.min(1000),
+                None => 1000,
+            };
+            match shim::shm_wait(&seg, idx, word, ms) {
                 Ok(true) => break,
+                Ok(false) if left().is_some() => {}
                 Ok(false) => {
                     shim::Counter::inc(COUNT_RESENDS);
                     *requests += 1;
@@ -878,10 +907,11 @@ unsafe extern "C" fn dipc_rust_shm_acquire(
     idx: c_ulong,
     write: bool,
     user: bool,
+    budget_ms: c_uint,
 ) -> c_int {
     // SAFETY: per the function's contract.
     let node = unsafe { shim::borrow_ctx::<Node>(ctx) };
-    acquire(&node, mapping as usize, idx as u64, write, user)
+    acquire(&node, mapping as usize, idx as u64, write, user, budget_ms)
 }
 
 /// Called by the fault handlers with the page's folio locked: may the

@@ -87,19 +87,27 @@ static vm_fault_t dipc_vm_fault(struct vm_fault *vmf)
 	int r;
 
 	/*
-	 * A page the node does not hold: wait for the referee without the mmap
-	 * or VMA lock where the fault may be retried, so the process's other
-	 * faults, mmap, munmap and mprotect go on meanwhile. The VMA may be gone
-	 * afterwards; `mapping` is only compared with the segments' mappings.
+	 * Where the fault may be retried, a wait for the referee that outlasts
+	 * DIPC_FAULT_BUDGET_MS goes on without the mmap or VMA lock, so the
+	 * process's other faults, mmap, munmap and mprotect are not held up by
+	 * a slow or unreachable referee; then the fault is retried. A quick
+	 * grant is used at once (a retry would widen the window in which
+	 * another node takes the page back). The VMA may be gone after the
+	 * lock is released; `mapping` is then only compared with the
+	 * segments' mappings.
 	 */
 	if (fault_flag_allow_retry_first(vmf->flags) &&
-	    !(vmf->flags & FAULT_FLAG_RETRY_NOWAIT) &&
-	    !dipc_rust_shm_valid(dipc_shm_ctx, mapping, vmf->pgoff, write)) {
-		release_fault_lock(vmf);
-		dipc_rust_shm_acquire(dipc_shm_ctx, mapping, vmf->pgoff, write, user);
-		return VM_FAULT_RETRY;
+	    !(vmf->flags & FAULT_FLAG_RETRY_NOWAIT)) {
+		r = dipc_rust_shm_acquire(dipc_shm_ctx, mapping, vmf->pgoff, write, user,
+					  DIPC_FAULT_BUDGET_MS);
+		if (r == DIPC_FAULT_SLOW) {
+			release_fault_lock(vmf);
+			dipc_rust_shm_acquire(dipc_shm_ctx, mapping, vmf->pgoff, write, user, 0);
+			return VM_FAULT_RETRY;
+		}
+	} else {
+		r = dipc_rust_shm_acquire(dipc_shm_ctx, mapping, vmf->pgoff, write, user, 0);
 	}
-	r = dipc_rust_shm_acquire(dipc_shm_ctx, mapping, vmf->pgoff, write, user);
 	if (r != DIPC_FAULT_OK)
 		return dipc_fault_result(r);
 	ret = dipc_orig_ops->fault(vmf);
@@ -125,7 +133,7 @@ static vm_fault_t dipc_vm_fault(struct vm_fault *vmf)
 	vmf->page = NULL;
 	/* Another page of the folio: ask for it, then fault again. */
 	if (missing != (long)vmf->pgoff) {
-		r = dipc_rust_shm_acquire(dipc_shm_ctx, mapping, missing, write, user);
+		r = dipc_rust_shm_acquire(dipc_shm_ctx, mapping, missing, write, user, 0);
 		if (r != DIPC_FAULT_OK)
 			return dipc_fault_result(r);
 	}
@@ -139,7 +147,7 @@ static vm_fault_t dipc_vm_page_mkwrite(struct vm_fault *vmf)
 	int r;
 
 	r = dipc_rust_shm_acquire(dipc_shm_ctx, mapping, vmf->pgoff, true,
-				  vmf->flags & FAULT_FLAG_USER);
+				  vmf->flags & FAULT_FLAG_USER, 0);
 	if (r != DIPC_FAULT_OK)
 		return dipc_fault_result(r);
 	folio_lock(folio);

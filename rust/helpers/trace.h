@@ -61,7 +61,7 @@ TRACE_EVENT(dipc_fault,
 		  __entry->oid, __entry->page,
 		  __entry->write ? "write" : "read",
 		  __print_symbolic(__entry->outcome, { 0, "ok" }, { 1, "retry" },
-				   { 2, "sigbus" }),
+				   { 2, "sigbus" }, { 3, "slow" }),
 		  __entry->requests, __entry->ns)
 );
 

@@ -7,6 +7,11 @@
 #   page of 0x5e01 (smptool xadd);
 #   1000 adds on it from a thread whose faults race shmdt, mprotect, munmap,
 #   fork and thread exits in the same process (smptool churn);
+#   the races of tests/cluster/races.scenario: 20 rounds of a segment
+#   marked for removal detached while another process attaches it
+#   (racetool rmid, 0x5e2N), 10 rounds of four detaches at once (racetool
+#   nattch, 0x5e3N), and 500 adds on 0x5e01 by threads of a process that
+#   also attaches, detaches and forks (racetool detach);
 #   50 increments under the distributed semaphore set 0x5e02;
 #   a write and read-back of this node's 1 MiB segment 0x5e1N.
 # At the end the node's totals go to its slots of the results segment
@@ -26,6 +31,9 @@ while [ "$(date +%s)" -lt "$end" ]; do
 	adds=$((adds + 2000))
 	smptool churn 0x5e01 "0x5e1$NODE" 1000 20 >/dev/null || fail "smptool churn failed in round $rounds"
 	adds=$((adds + 1000))
+	racetool rmid "0x5e2$NODE" 20 >/dev/null || fail "racetool rmid failed in round $rounds"
+	racetool nattch "0x5e3$NODE" 10 4 >/dev/null || fail "racetool nattch failed in round $rounds"
+	racetool detach 0x5e01 500 >/dev/null || fail "racetool detach failed in round $rounds"
 	semtool mutex 0x5e02 50 >/dev/null || fail "semtool mutex failed in round $rounds"
 	mutex=$((mutex + 50))
 	seg=0x5e1$NODE

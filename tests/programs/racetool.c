@@ -27,8 +27,8 @@
  *       after a load of the word, through A2 and, every fourth, through A1
  *       when it is there; another thread
  *       forks children that add 1 through every attach of the segment they
- *       find in /proc/self/maps. At the end the node's word must equal the
- *       number of adds made (no store lost to an unchecked mapping).
+ *       find in /proc/self/maps. At the end the node's word must have grown
+ *       by the number of adds made (no store lost to an unchecked mapping).
  *   racetool stall KEY VALUE REFEREE_PID
  *       Attaches the segment, then stops the referee (SIGSTOP to
  *       REFEREE_PID, which runs on this node). A thread reads the 64-bit
@@ -361,7 +361,7 @@ static void *forker(void *arg)
 static int detach(long key)
 {
 	pthread_t add[2], det, frk;
-	uint64_t got;
+	uint64_t got, before;
 
 	seg_id = shmget((key_t)key, 0, 0);
 	if (seg_id < 0)
@@ -370,6 +370,8 @@ static int detach(long key)
 	if (a2 == (char *)-1)
 		die("shmat A2");
 	child_key = key;
+	/* Only this node adds to its word: count from what it holds now. */
+	before = __atomic_load_n(word_of(a2), __ATOMIC_SEQ_CST);
 	if (pthread_create(&det, NULL, detacher, NULL) ||
 	    pthread_create(&frk, NULL, forker, NULL))
 		die("pthread_create");
@@ -381,7 +383,7 @@ static int detach(long key)
 	done = 1;
 	pthread_join(det, NULL);
 	pthread_join(frk, NULL);
-	got = __atomic_load_n(word_of(a2), __ATOMIC_SEQ_CST);
+	got = __atomic_load_n(word_of(a2), __ATOMIC_SEQ_CST) - before;
 	printf("detach: node %ld: %lu adds made, word says %lu\n", node, (unsigned long)adds,
 	       (unsigned long)got);
 	if (got != adds) {

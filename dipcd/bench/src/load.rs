@@ -10,6 +10,13 @@
 //! the referee and the figure is the referee's. The referee's own CPU time
 //! is read from `/proc/PID/stat` where its pid is given, so ops per CPU
 //! second can be reported beside ops per wall second.
+//!
+//! Each connection is a node as the referee sees it, so it gets every frame
+//! the referee sends a node: pings (keepalive, and sync pings that let the
+//! referee drop answers it caches) are answered with a pong, and frames that
+//! answer no request in flight are skipped. Every connection says hello
+//! with a fresh incarnation, so a run never resumes an earlier run's
+//! session (whose cached answers the referee would send again).
 
 use dipc_wire::{
     decode, Class, Cred, DecodeError, Frame, Get, Hello, Message, SemOp, Sembuf, Sops,
@@ -63,11 +70,20 @@ struct Conn {
 }
 
 /// A reply as the generator needs it.
+#[derive(Debug, PartialEq, Eq)]
 enum Reply {
     HelloAck,
     Get { result: i32, oid: u64 },
     Status { result: i64 },
     Other,
+}
+
+/// An incarnation no earlier run used: the time, the process and the node.
+fn fresh_incarnation(node: u32) -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    nanos ^ (u64::from(std::process::id()) << 32) ^ u64::from(node).rotate_left(48)
 }
 
 impl Conn {
@@ -86,7 +102,7 @@ impl Conn {
             Frame::Hello(Hello {
                 node_id: node,
                 features: 0,
-                incarnation: u64::from(node),
+                incarnation: fresh_incarnation(node),
                 name: name.as_bytes(),
             }),
         ))?;
@@ -96,13 +112,18 @@ impl Conn {
         }
     }
 
-    /// The next frame; reads more when none is whole.
+    /// The next frame other than a ping (answered here); reads more when
+    /// none is whole.
     fn next(&mut self) -> io::Result<(u64, Reply)> {
         loop {
             match decode(&self.buf[self.start..self.end]) {
                 Ok((Message { req_id, frame }, used)) => {
                     self.start += used;
                     let r = match frame {
+                        Frame::Ping { nonce } => {
+                            self.s.write_all(&encode(req_id, Frame::Pong { nonce }))?;
+                            continue;
+                        }
                         Frame::HelloAck(_) => Reply::HelloAck,
                         Frame::GetReply(g) => Reply::Get {
                             result: g.result,
@@ -145,10 +166,15 @@ fn open_set(c: &mut Conn, key: i32, nsems: u64) -> io::Result<u64> {
         pid: std::process::id(),
     };
     c.s.write_all(&encode(1, Frame::Get(get)))?;
-    match c.next()? {
-        (_, Reply::Get { result: 0, oid }) => Ok(oid),
-        (_, Reply::Get { result, .. }) => Err(io::Error::other(format!("semget: {result}"))),
-        _ => Err(io::Error::other("no answer to get")),
+    // Anything else (a frame for no request of ours) is skipped.
+    loop {
+        match c.next()? {
+            (1, Reply::Get { result: 0, oid }) => return Ok(oid),
+            (1, Reply::Get { result, .. }) => {
+                return Err(io::Error::other(format!("semget: {result}")))
+            }
+            _ => {}
+        }
     }
 }
 
@@ -194,8 +220,13 @@ fn drive(
     }
     c.s.write_all(&batch)?;
     let mut in_flight = window;
+    // Requests `first..next_req` are ours; the replies come in order.
+    let first = next_req - window as u64;
     while in_flight > 0 {
-        let (_, r) = c.next()?;
+        let (req, r) = c.next()?;
+        if req < first || req >= next_req {
+            continue;
+        }
         if let Reply::Status { result } = r {
             in_flight -= 1;
             done += 1;
@@ -285,4 +316,80 @@ pub fn run(
         referee_cpu_s: cpu,
         ops_per_cpu_s: cpu.map(|c| ops as f64 / c),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dipc_wire::{GetReply, HelloAck, Kind};
+    use std::net::TcpListener;
+
+    /// Reads one frame from `s`: its request id, kind and (for a pong) nonce.
+    fn read_frame(s: &mut TcpStream, buf: &mut Vec<u8>) -> (u64, Kind, u64) {
+        loop {
+            match decode(buf) {
+                Ok((Message { req_id, frame }, used)) => {
+                    let nonce = match frame {
+                        Frame::Pong { nonce } => nonce,
+                        _ => 0,
+                    };
+                    let kind = frame.kind();
+                    buf.drain(..used);
+                    return (req_id, kind, nonce);
+                }
+                Err(DecodeError::Incomplete { .. }) => {}
+                Err(e) => panic!("bad frame from the generator: {e}"),
+            }
+            let mut chunk = [0u8; 4096];
+            let n = s.read(&mut chunk).unwrap();
+            assert!(n > 0, "the generator closed the connection");
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// A referee may send a node a keepalive ping, a sync ping and answers
+    /// to no request in flight (a resumed session's cached ones) before
+    /// the reply it waits for: the generator answers the pings and skips
+    /// the rest (issue 20: "dipc-bench: load: no answer to get").
+    #[test]
+    fn pings_are_answered_and_stray_frames_skipped() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let referee = std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let mut buf = Vec::new();
+            assert_eq!(read_frame(&mut s, &mut buf).1, Kind::Hello);
+            let ack = HelloAck {
+                node_id: 1000,
+                features: 0,
+                session: 1,
+            };
+            s.write_all(&encode(0, Frame::HelloAck(ack))).unwrap();
+            assert_eq!(read_frame(&mut s, &mut buf).0, 1);
+            let reply = |oid| GetReply {
+                result: 0,
+                oid,
+                mode: 0o600,
+                size: 1,
+            };
+            let mut out = encode(0, Frame::Ping { nonce: 7 });
+            out.extend(encode(1, Frame::Status { result: 5 }));
+            out.extend(encode(99, Frame::GetReply(reply(13))));
+            out.extend(encode(0, Frame::Ping { nonce: 1 << 62 }));
+            out.extend(encode(1, Frame::GetReply(reply(42))));
+            s.write_all(&out).unwrap();
+            let pongs = [read_frame(&mut s, &mut buf), read_frame(&mut s, &mut buf)];
+            assert_eq!(pongs, [(0, Kind::Pong, 7), (0, Kind::Pong, 1 << 62)]);
+        });
+        let mut c = Conn::open(addr, 1000).unwrap();
+        assert_eq!(open_set(&mut c, 5, 1).unwrap(), 42);
+        referee.join().unwrap();
+    }
+
+    #[test]
+    fn incarnations_differ_between_runs() {
+        let a = fresh_incarnation(1000);
+        std::thread::sleep(Duration::from_millis(2));
+        assert_ne!(a, fresh_incarnation(1000));
+    }
 }

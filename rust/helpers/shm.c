@@ -29,6 +29,7 @@
  * Every wrapped VMA holds a module reference, so `rmmod` is refused while a
  * distributed segment is mapped anywhere on the node.
  */
+#include <linux/file.h>
 #include <linux/fs.h>
 #include <linux/highmem.h>
 #include <linux/mm.h>
@@ -269,8 +270,11 @@ long dipc_shm_detach(unsigned long addr, void **mapping)
 		VMA_ITERATOR(vmi, mm, addr);
 
 		n = 0;
-		if (mmap_write_lock_killable(mm))
+		if (mmap_write_lock_killable(mm)) {
+			if (file)
+				fput(file);
 			return -EINTR;
+		}
 		for_each_vma(vmi, vma) {
 			/* Nothing of the attach lies beyond the segment's size. */
 			if (file && (loff_t)(vma->vm_end - addr) > size)
@@ -282,7 +286,8 @@ long dipc_shm_detach(unsigned long addr, void **mapping)
 				/* The kernel's own segment: its shmdt() does it all. */
 				if (vma->vm_ops != &dipc_shm_ops)
 					break;
-				file = vma->vm_file;
+				/* Held, so a later batch compares with a live file. */
+				file = get_file(vma->vm_file);
 				size = PAGE_ALIGN(i_size_read(file_inode(file)));
 				*mapping = dipc_vma_mapping(vma);
 			} else if (vma->vm_file != file) {
@@ -297,6 +302,8 @@ long dipc_shm_detach(unsigned long addr, void **mapping)
 		for (i = 0; i < n; i++)
 			vm_munmap(start[i], end[i] - start[i]);
 	} while (n == DIPC_DETACH_BATCH);
+	if (file)
+		fput(file);
 	return 0;
 }
 

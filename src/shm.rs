@@ -788,7 +788,15 @@ fn acquire(
 ) -> c_int {
     let start = Instant::<Monotonic>::now();
     let mut requests = 0u32;
-    let outcome = acquire_counted(node, mapping, idx, write, user, budget_ms, &mut requests);
+    let outcome = acquire_counted(
+        node,
+        mapping,
+        idx,
+        write,
+        user,
+        (start, budget_ms),
+        &mut requests,
+    );
     // Only faults that asked the referee: the others cost no more than a
     // local fault.
     if requests > 0 {
@@ -799,17 +807,17 @@ fn acquire(
     outcome
 }
 
-/// [`acquire`], counting the page requests sent in `requests`.
+/// [`acquire`], counting the page requests sent in `requests`; the budget
+/// runs from `start`, when [`acquire`] began.
 fn acquire_counted(
     node: &Node,
     mapping: usize,
     idx: u64,
     write: bool,
     user: bool,
-    budget_ms: u32,
+    (start, budget_ms): (Instant<Monotonic>, u32),
     requests: &mut u32,
 ) -> c_int {
-    let start = Instant::<Monotonic>::now();
     // What is left of the budget, in ms (`None`: no budget).
     let left = || {
         (budget_ms != 0).then(|| {
@@ -1003,24 +1011,21 @@ unsafe extern "C" fn dipc_rust_shm_mmap(ctx: *mut c_void, mapping: *mut c_void) 
     let Some(seg) = seg else {
         return false;
     };
-    let known = seg.mapping();
-    if known != 0 && known != mapping {
+    let mut st = seg.state.lock();
+    if st.mapping != 0 && st.mapping != mapping {
         // Not this segment's shadow.
         return false;
     }
-    if known == 0 {
-        // The first VMA here: hold the inode before the mapping is
-        // published, so whoever reads it can take a reference of its own.
+    if st.mapping == 0 && !st.dead {
+        // The first VMA here: the segment holds the inode from now on. The
+        // new VMA's file keeps it alive, so `igrab` (which takes only the
+        // inode's spin lock) cannot fail, and the reference is taken
+        // before anyone can read the mapping.
         shim::shm_mapping_get(mapping);
-        let mut st = seg.state.lock();
-        if st.mapping == 0 && !st.dead {
-            st.mapping = mapping;
-        } else {
-            drop(st);
-            shim::shm_mapping_put(mapping);
-        }
+        st.mapping = mapping;
     }
-    seg.state.lock().nattch += 1;
+    st.nattch += 1;
+    drop(st);
     node.shm_dirty.store(1, Relaxed);
     true
 }

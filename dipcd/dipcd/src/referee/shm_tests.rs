@@ -79,14 +79,22 @@ fn nattch(
     o.shm_nattch(
         node,
         &ShmNattch {
-            oid,
             pid,
-            nattch: n,
-            detach: u8::from(detach),
-            seq,
+            ..count_of(oid, n, detach, seq)
         },
         now,
     )
+}
+
+/// A count `n` of `oid` numbered `seq`, from pid 5.
+fn count_of(oid: u64, n: u32, detach: bool, seq: u64) -> ShmNattch {
+    ShmNattch {
+        oid,
+        pid: 5,
+        nattch: n,
+        detach: u8::from(detach),
+        seq,
+    }
 }
 
 #[test]
@@ -213,19 +221,8 @@ fn rmid_waits_for_the_last_attach_in_the_cluster() {
 fn an_older_count_arriving_late_is_ignored() {
     let mut o = Objects::new(Limits::default());
     let a = shmget(&mut o, 1, 4096, IPC_CREAT | 0o600, ALICE);
-    let send = |o: &mut Objects, n: u32, seq: u64| {
-        o.shm_nattch(
-            2,
-            &ShmNattch {
-                oid: a.oid,
-                pid: 5,
-                nattch: n,
-                detach: 1,
-                seq,
-            },
-            NOW,
-        )
-    };
+    let send =
+        |o: &mut Objects, n: u32, seq: u64| o.shm_nattch(2, &count_of(a.oid, n, true, seq), NOW);
     assert!(send(&mut o, 4, 1).removed.is_empty());
     ctl(&mut o, a.oid, shmcmd::IPC_RMID, ALICE);
     assert!(send(&mut o, 2, 3).removed.is_empty());
@@ -237,17 +234,7 @@ fn an_older_count_arriving_late_is_ignored() {
     // Without removal: the late "3" leaves the count at 0.
     let b = shmget(&mut o, 2, 4096, IPC_CREAT | 0o600, ALICE);
     let send_b = |o: &mut Objects, n: u32, seq: u64| {
-        o.shm_nattch(
-            2,
-            &ShmNattch {
-                oid: b.oid,
-                pid: 5,
-                nattch: n,
-                detach: 0,
-                seq,
-            },
-            NOW,
-        );
+        o.shm_nattch(2, &count_of(b.oid, n, false, seq), NOW);
     };
     send_b(&mut o, 4, 1);
     send_b(&mut o, 0, 5);
@@ -287,17 +274,7 @@ fn an_allowed_shmat_counts_at_once() {
     assert_eq!(shmat(&mut o, ALICE, 2, 100), 0);
     assert_eq!(o.shm(a.oid).unwrap().total_nattch(), 2);
     // P detaches: 1 left (Q's), numbered 101: not destroyed.
-    let fx = o.shm_nattch(
-        2,
-        &ShmNattch {
-            oid: a.oid,
-            pid: 5,
-            nattch: 1,
-            detach: 1,
-            seq: 101,
-        },
-        NOW,
-    );
+    let fx = o.shm_nattch(2, &count_of(a.oid, 1, true, 101), NOW);
     assert!(fx.removed.is_empty());
     // A refused attach counts nothing, whatever it carries.
     assert_eq!(shmat(&mut o, BOB, 9, 102), -i64::from(errno::EACCES));
@@ -308,17 +285,7 @@ fn an_allowed_shmat_counts_at_once() {
     let b = shmget(&mut o, 3, 4096, IPC_CREAT | 0o600, ALICE);
     nattch(&mut o, 2, b.oid, 5, 1, false, NOW);
     o.node_gone(2, NOW);
-    o.shm_nattch(
-        2,
-        &ShmNattch {
-            oid: b.oid,
-            pid: 5,
-            nattch: 2,
-            detach: 0,
-            seq: 1,
-        },
-        NOW,
-    );
+    o.shm_nattch(2, &count_of(b.oid, 2, false, 1), NOW);
     assert_eq!(o.shm(b.oid).unwrap().total_nattch(), 2);
 }
 

@@ -116,6 +116,21 @@ pub struct DirStats {
     pub invals: u64,
     /// Pages whose bytes were sent in a grant.
     pub pages_sent: u64,
+    /// Requests the referee made on a node's behalf (read-ahead).
+    #[serde(default)]
+    pub ahead: u64,
+}
+
+/// Most pages read ahead of one miss.
+pub const READAHEAD_MAX: u64 = 32;
+
+/// One node's run of misses on a segment: where the next miss of a
+/// sequential run would fall, and how far ahead the last one read.
+#[derive(Clone, Copy, Debug, Default)]
+struct Run {
+    next: u64,
+    write: bool,
+    window: u64,
 }
 
 /// One segment's directory. Pages nobody touched have no entry: a 1 GiB
@@ -126,6 +141,17 @@ pub struct Directory {
     pages: BTreeMap<u64, Page>,
     /// Counters.
     pub stats: DirStats,
+    /// Per node, its current run of misses (not persisted: a restarted
+    /// referee starts every run afresh).
+    #[serde(skip)]
+    runs: BTreeMap<u32, Run>,
+    /// Most pages read ahead of one miss (0: no read-ahead).
+    #[serde(skip, default = "readahead_default")]
+    pub readahead_max: u64,
+}
+
+fn readahead_default() -> u64 {
+    READAHEAD_MAX
 }
 
 /// Why a request or an ack was not taken.
@@ -142,6 +168,8 @@ impl Directory {
             npages,
             pages: BTreeMap::new(),
             stats: DirStats::default(),
+            runs: BTreeMap::new(),
+            readahead_max: READAHEAD_MAX,
         }
     }
 
@@ -161,10 +189,71 @@ impl Directory {
         if page >= self.npages {
             return Err(DirError::OutOfRange);
         }
+        // The holder the bytes come from: read-ahead takes only pages that
+        // are at home or held by the same node.
+        let source = self.pages.get(&page).and_then(|p| p.owner);
         let p = self.pages.entry(page).or_default();
         p.queue.push_back(want);
         self.pump(page, next_txn, out);
+        self.read_ahead(want, page, source, next_txn, out);
         Ok(())
+    }
+
+    /// Read-ahead: a miss where the node's last run of misses ends (the
+    /// page after the last miss and what was read ahead of it) doubles the
+    /// window, up to [`Directory::readahead_max`]; any other miss ends the
+    /// run. The next pages of the window are requested on the node's
+    /// behalf, as ordinary transactions, while each is free (no
+    /// transaction, nothing queued), not already held as wanted, and at
+    /// home or owned by `source`, the holder of the missed page; a write
+    /// also needs no other node's read copy. The first page that does not
+    /// qualify ends the window, so random access reads nothing ahead.
+    fn read_ahead(
+        &mut self,
+        want: Want,
+        page: u64,
+        source: Option<u32>,
+        next_txn: &mut u64,
+        out: &mut Vec<Out>,
+    ) {
+        let n = want.node;
+        let run = self.runs.entry(n).or_default();
+        let sequential = run.next == page && run.write == want.write && page != 0;
+        run.window = if sequential {
+            (run.window * 2).max(2).min(self.readahead_max)
+        } else {
+            0
+        };
+        run.write = want.write;
+        let window = run.window;
+        let mut next = page + 1;
+        while next < self.npages && next <= page + window {
+            let qualifies = match self.pages.get(&next) {
+                None => true,
+                Some(p) => {
+                    p.txn.is_none()
+                        && p.queue.is_empty()
+                        && (p.owner.is_none() || p.owner == source)
+                        && !(want.write && p.copyset.iter().any(|&c| c != n))
+                }
+            };
+            if !qualifies {
+                break;
+            }
+            let held = self
+                .pages
+                .get(&next)
+                .is_some_and(|p| p.owner == Some(n) || (!want.write && p.copyset.contains(&n)));
+            if !held {
+                self.stats.ahead += 1;
+                self.pages.entry(next).or_default().queue.push_back(want);
+                self.pump(next, next_txn, out);
+            }
+            next += 1;
+        }
+        if let Some(run) = self.runs.get_mut(&n) {
+            run.next = next;
+        }
     }
 
     /// Node `node` answered invalidation `txn` of `page`, with the page's
@@ -306,6 +395,7 @@ impl Directory {
     /// asked for the bytes). Once [`Directory::holds`] is false for the
     /// node, nothing it wrote can be lost.
     pub fn recall(&mut self, node: u32, next_txn: &mut u64, out: &mut Vec<Out>) {
+        self.runs.remove(&node);
         for (&page, p) in self.pages.iter_mut() {
             p.queue.retain(|w| w.node != node);
             if let Some(t) = p.txn.as_mut() {
@@ -349,6 +439,7 @@ impl Directory {
     /// lost), its queued requests are forgotten, and transactions waiting
     /// for its ack go on without it.
     pub fn node_gone(&mut self, node: u32, next_txn: &mut u64, out: &mut Vec<Out>) {
+        self.runs.remove(&node);
         let pages: Vec<u64> = self.pages.keys().copied().collect();
         for page in pages {
             let Some(p) = self.pages.get_mut(&page) else {

@@ -167,6 +167,12 @@ impl Objects {
         self.shms.get(&oid)
     }
 
+    /// A segment, to change (tests).
+    #[cfg(test)]
+    pub fn shm_mut(&mut self, oid: u64) -> Option<&mut Segment> {
+        self.shms.get_mut(&oid)
+    }
+
     /// `shmget` of a distributed key (`newseg()`, `shm_more_checks()`).
     pub(super) fn shmget(&mut self, g: &Get, now: i64) -> Result<u64, Errno> {
         let size = g.size;

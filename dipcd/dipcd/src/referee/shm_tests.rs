@@ -411,6 +411,124 @@ fn directory_transitions() {
     d.check();
 }
 
+/// The pages `out` grants to `node`, in order.
+fn granted(out: &[Out], to: u32) -> Vec<u64> {
+    out.iter()
+        .filter_map(|o| match o {
+            Out::Grant { node, page, .. } if *node == to => Some(*page),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn read_ahead_follows_sequential_misses_only() {
+    let mut d = Directory::new(64);
+    d.readahead_max = 8;
+    let mut txn = 0;
+    let mut out = Vec::new();
+    let read = Want {
+        node: 1,
+        write: false,
+    };
+    // A first miss reads nothing ahead; the next page starts a run whose
+    // window doubles (2, 4, 8) and stays at the bound.
+    d.request(read, 10, &mut txn, &mut out).unwrap();
+    assert_eq!(granted(&out, 1), vec![10]);
+    out.clear();
+    d.request(read, 11, &mut txn, &mut out).unwrap();
+    assert_eq!(granted(&out, 1), vec![11, 12, 13]);
+    out.clear();
+    d.request(read, 14, &mut txn, &mut out).unwrap();
+    assert_eq!(granted(&out, 1), (14..=18).collect::<Vec<_>>());
+    out.clear();
+    d.request(read, 19, &mut txn, &mut out).unwrap();
+    assert_eq!(granted(&out, 1), (19..=27).collect::<Vec<_>>());
+    out.clear();
+    d.request(read, 28, &mut txn, &mut out).unwrap();
+    assert_eq!(granted(&out, 1), (28..=36).collect::<Vec<_>>());
+    assert_eq!(d.stats.ahead, 2 + 4 + 8 + 8);
+    // A miss elsewhere ends the run: nothing ahead.
+    out.clear();
+    d.request(read, 50, &mut txn, &mut out).unwrap();
+    assert_eq!(granted(&out, 1), vec![50]);
+
+    // Node 2 owns 40..=45, then node 3 takes 42: node 1's run over node 2's
+    // pages downgrades them in one burst of invalidations and stops at
+    // node 3's page; a write never takes another node's read copy ahead.
+    let write = |node| Want { node, write: true };
+    for p in 40..=45 {
+        d.request(write(2), p, &mut txn, &mut out).unwrap();
+    }
+    // (node 2's run read ahead too: take everything back to a known state)
+    out.clear();
+    d.request(write(3), 42, &mut txn, &mut out).unwrap();
+    let inval_42 = out
+        .iter()
+        .find_map(|o| match o {
+            Out::Inval {
+                node: 2,
+                page: 42,
+                txn,
+                ..
+            } => Some(*txn),
+            _ => None,
+        })
+        .unwrap();
+    out.clear();
+    d.ack(2, 42, inval_42, Some(&page_of(3)), &mut txn, &mut out);
+    assert_eq!(granted(&out, 3), vec![42]);
+    out.clear();
+    d.request(read, 39, &mut txn, &mut out).unwrap();
+    d.request(read, 40, &mut txn, &mut out).unwrap();
+    let invals: Vec<(u32, u64)> = out
+        .iter()
+        .filter_map(|o| match o {
+            Out::Inval {
+                node,
+                page,
+                keep_read: true,
+                ..
+            } => Some((*node, *page)),
+            _ => None,
+        })
+        .collect();
+    // (window 2: 41 and 42, but 42 is node 3's)
+    assert_eq!(invals, vec![(2, 40), (2, 41)]);
+    assert_eq!(d.holders(42), (Some(3), vec![]));
+    d.check();
+
+    // Node 3 holds a read copy of 60: node 2's write run stops before it.
+    out.clear();
+    d.request(read, 60, &mut txn, &mut out).unwrap();
+    d.request(
+        Want {
+            node: 3,
+            write: false,
+        },
+        60,
+        &mut txn,
+        &mut out,
+    )
+    .unwrap();
+    out.clear();
+    d.request(write(2), 57, &mut txn, &mut out).unwrap();
+    d.request(write(2), 58, &mut txn, &mut out).unwrap();
+    assert_eq!(granted(&out, 2), vec![57, 58, 59]);
+    assert_eq!(d.holders(60), (None, vec![1, 3]));
+    d.check();
+
+    // Without read-ahead, a run reads nothing ahead.
+    let mut d = Directory::new(8);
+    d.readahead_max = 0;
+    out.clear();
+    for p in 0..4 {
+        d.request(read, p, &mut txn, &mut out).unwrap();
+    }
+    assert_eq!(granted(&out, 1), vec![0, 1, 2, 3]);
+    assert_eq!(d.stats.ahead, 0);
+}
+
 #[test]
 fn node_gone_mid_transaction() {
     let mut d = Directory::new(2);
@@ -529,22 +647,27 @@ fn version(d: &Data, old: u64) -> u64 {
     }
 }
 
+/// Pages of the segment in the DSM property test.
+const PAGES: u64 = 4;
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(300))]
 
-    /// Three nodes, two pages, every interleaving of faults, deliveries,
+    /// Three nodes, four pages, read-ahead of 0 to 2 pages, every interleaving of faults, deliveries,
     /// reads, writes, a node restart and a node leaving: a node that may
     /// read a page holds its latest write, at most one node may write it,
     /// a node that leaves loses none of its writes, and once the network
     /// drains every request has been granted.
     #[test]
     fn directory_keeps_sequential_consistency(
-        steps in proptest::collection::vec((0u8..7, 1u32..4, 0u64..2), 1..300),
+        steps in proptest::collection::vec((0u8..7, 1u32..4, 0u64..PAGES), 1..300),
+        readahead in 0u64..3,
     ) {
         let mut o = Objects::new(Limits::default());
-        let oid = shmget(&mut o, 1, 2 * PAGE_LEN as u64, IPC_CREAT | 0o600, ROOT).oid;
+        let oid = shmget(&mut o, 1, PAGES * PAGE_LEN as u64, IPC_CREAT | 0o600, ROOT).oid;
+        o.shm_mut(oid).unwrap().dir.readahead_max = readahead;
         let mut nodes: BTreeMap<u32, SimNode> = (1..4).map(|n| (n, SimNode::default())).collect();
-        let mut latest = [0u64; 2];
+        let mut latest = [0u64; PAGES as usize];
         let mut writes = 0u64;
         // Node 3 sent Leave: it faults no more, and its session ends (with
         // nothing lost) once it holds no page.
@@ -646,7 +769,7 @@ proptest! {
                     // Pages the referee counts as the node's: their bytes
                     // since the last transfer die with it, even if an ack
                     // carrying them was still on its way.
-                    let owned: Vec<u64> = (0..2u64)
+                    let owned: Vec<u64> = (0..PAGES)
                         .filter(|&p| o.shm(oid).unwrap().dir.holders(p).0 == Some(n))
                         .collect();
                     *nodes.get_mut(&n).unwrap() = SimNode::default();
@@ -668,8 +791,8 @@ proptest! {
             }
             o.shm(oid).unwrap().dir.check();
             let writers = nodes.values().flat_map(|n| n.access.values()).filter(|&&a| a == Access::Write).count();
-            prop_assert!(writers <= 2, "more writers than pages");
-            for p in 0..2u64 {
+            prop_assert!(writers <= PAGES as usize, "more writers than pages");
+            for p in 0..PAGES {
                 let w = nodes.values().filter(|n| n.access.get(&p) == Some(&Access::Write)).count();
                 let r = nodes.values().filter(|n| n.access.get(&p) == Some(&Access::Read)).count();
                 prop_assert!(w <= 1 && (w == 0 || r == 0), "page {}: {} writers, {} readers", p, w, r);
@@ -689,7 +812,7 @@ proptest! {
         }
         prop_assert!(!leaving, "node 3 never finished leaving");
         // A page nobody owns is current at home.
-        for p in 0..2u64 {
+        for p in 0..PAGES {
             let dir = &o.shm(oid).unwrap().dir;
             if dir.holders(p).0.is_none() {
                 let home = dir.home(p).map_or(0, |b| u64::from_le_bytes(b[..8].try_into().unwrap()));

@@ -149,6 +149,10 @@ void dipc_control_unregister(void);
  * policy stays.
  */
 int dipc_rust_policy_set(void *ctx, const char *buf, size_t len);
+int dipc_rust_quanta_set(void *ctx, const char *buf, size_t len);
+unsigned int dipc_quantum_ms_get(void);
+/* Must match policy::QUANTUM_MAX_MS. */
+#define DIPC_QUANTUM_MAX_MS 1000
 /* Implemented in Rust: prints /proc/dipc/status. */
 int dipc_rust_status_show(struct seq_file *m, void *ctx);
 /* Room for the key policy's text, NUL included. */
@@ -301,6 +305,7 @@ int dipc_sock_send(struct socket *sock, const void *buf, size_t len);
 /* One receive; returns bytes received (0 at EOF) or a negative errno (-EAGAIN on timeout). */
 int dipc_sock_recv(struct socket *sock, void *buf, size_t len);
 /* Shuts both directions down: blocked senders and receivers return. */
+void dipc_sock_set_rcvtimeo(struct socket *sock, unsigned int ms);
 void dipc_sock_shutdown(struct socket *sock);
 void dipc_sock_release(struct socket *sock);
 

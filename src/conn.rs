@@ -201,6 +201,10 @@ fn session(
     let mut heard = Instant::<Monotonic>::now();
     let mut pinged = false;
     let dead_ms = i64::from(node.keepalive_ms);
+    // Invalidations held for a page's time quantum, and the receive
+    // timeout set now (shortened while one is held, to answer it in time).
+    let mut held = shm::Held::default();
+    let mut timeout = RECV_TIMEOUT_MS;
     loop {
         if shim::kthread_should_stop() {
             return Ok(());
@@ -208,6 +212,14 @@ fn session(
         if node.conn.lock().state == ConnState::Connected {
             send_exits(node, sock)?;
             shm::send_nattch_updates(node, sock)?;
+            held.run_due(node, sock)?;
+        }
+        let want = held
+            .next_due_ms()
+            .map_or(RECV_TIMEOUT_MS, |ms| ms.clamp(1, RECV_TIMEOUT_MS));
+        if want != timeout {
+            sock.set_recv_timeout(want);
+            timeout = want;
         }
         match sock.recv(&mut buf[filled..]) {
             Ok(0) => return Err(ECONNRESET),
@@ -243,7 +255,13 @@ fn session(
                 Ok((msg, used)) => {
                     node.conn.lock().frames_in += 1;
                     let raw = &buf[start..start + used];
-                    handle(node, conf, sock, msg, raw, &mut auth, backoff, failing)?;
+                    let ctx = Ctx {
+                        auth: &mut auth,
+                        held: &mut held,
+                        backoff,
+                        failing,
+                    };
+                    handle(node, conf, sock, msg, raw, ctx)?;
                     start += used;
                 }
                 // `buf` holds a maximum-size frame, so a whole frame always fits.
@@ -306,17 +324,28 @@ fn check_referee_proof(conf: &Conf, a: &Auth, auth: &mut AuthState) -> Result {
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What [`handle`] may change of the session's state.
+struct Ctx<'a> {
+    auth: &'a mut AuthState,
+    held: &'a mut shm::Held,
+    backoff: &'a mut u32,
+    failing: &'a mut bool,
+}
+
 fn handle(
     node: &Node,
     conf: &Conf,
     sock: &Arc<Socket>,
     msg: Message<'_>,
     raw: &[u8],
-    auth: &mut AuthState,
-    backoff: &mut u32,
-    failing: &mut bool,
+    ctx: Ctx<'_>,
 ) -> Result {
+    let Ctx {
+        auth,
+        held,
+        backoff,
+        failing,
+    } = ctx;
     let state = node.conn.lock().state;
     match msg.frame {
         Frame::Challenge { nonce } if state == ConnState::Handshake && auth.own.is_none() => {
@@ -397,7 +426,7 @@ fn handle(
             Ok(())
         }
         Frame::PageInval(i) if state == ConnState::Connected => {
-            shm::inval(node, sock, msg.req_id, &i)
+            shm::inval(node, sock, msg.req_id, &i, held)
         }
         Frame::Ping { nonce } => send(node, sock, Frame::Pong { nonce }, msg.req_id),
         Frame::Pong { .. } => Ok(()),

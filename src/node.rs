@@ -4,7 +4,7 @@
 //! status file.
 
 use crate::{
-    policy::Policy,
+    policy::{Policy, Quanta},
     shadow::Shadows,
     shim,
     transport::{Call, Exits, Tx},
@@ -168,6 +168,9 @@ pub(crate) struct Node {
     /// Whether `policy` names any key: a `get` of a local key under the
     /// default policy (`none`) takes no lock. Written with `policy` held.
     pub(crate) policy_any: Atomic<u32>,
+    /// Per-key-range time quanta (`/proc/sys/dipc/quantum_keys`).
+    #[pin]
+    pub(crate) quanta: SpinLock<Quanta>,
     #[pin]
     pub(crate) exits: SpinLock<Exits>,
     /// Distributed segments used on this node.
@@ -257,6 +260,7 @@ impl Node {
                 shadows <- Shadows::new(),
                 policy <- new_spinlock!(Policy::NONE),
                 policy_any: Atomic::new(0),
+                quanta <- new_spinlock!(Quanta::NONE),
                 // 8 KiB: built in place, not on the stack.
                 exits <- new_spinlock!(pin_init::init_zeroed()),
                 segs <- new_mutex!(KVec::new()),
@@ -316,6 +320,37 @@ unsafe extern "C" fn dipc_rust_policy_set(ctx: *mut c_void, buf: *const u8, len:
             0
         }
         Err(e) => e.to_errno(),
+    }
+}
+
+/// `/proc/sys/dipc/quantum_keys` was written.
+///
+/// # Safety
+///
+/// As for [`dipc_rust_policy_set`].
+#[no_mangle]
+unsafe extern "C" fn dipc_rust_quanta_set(ctx: *mut c_void, buf: *const u8, len: usize) -> c_int {
+    // SAFETY: per the function's contract.
+    let node = unsafe { crate::shim::borrow_ctx::<Node>(ctx) };
+    // SAFETY: per the function's contract.
+    let text = unsafe { core::slice::from_raw_parts(buf, len) };
+    match Quanta::parse(text) {
+        Ok(q) => {
+            *node.quanta.lock() = q;
+            0
+        }
+        Err(e) => e.to_errno(),
+    }
+}
+
+impl Node {
+    /// How long this node keeps a page of a segment with `key` after it
+    /// acquired it before it answers an invalidation (ms).
+    pub(crate) fn quantum_ms(&self, key: i32) -> u32 {
+        self.quanta
+            .lock()
+            .of(key)
+            .unwrap_or_else(crate::shim::quantum_ms)
     }
 }
 

@@ -47,11 +47,8 @@ impl Policy {
                 b"none" => {}
                 b"all" => p.all = true,
                 _ => {
-                    let (lo, hi) = match w.iter().position(|&b| b == b'-') {
-                        Some(i) => (number(&w[..i])?, number(&w[i + 1..])?),
-                        None => (number(w)?, number(w)?),
-                    };
-                    if lo > hi || p.n == MAX_RANGES {
+                    let (lo, hi) = range(w)?;
+                    if p.n == MAX_RANGES {
                         return Err(EINVAL);
                     }
                     p.ranges[p.n] = (lo, hi);
@@ -71,6 +68,66 @@ impl Policy {
     pub(crate) fn describe(&self) -> (bool, usize) {
         (self.all, self.n)
     }
+}
+
+/// Most time quanta a node holds a page it acquired, in ms
+/// (`/proc/sys/dipc/quantum_ms` and `quantum_keys` are bounded by it).
+pub(crate) const QUANTUM_MAX_MS: u32 = 1000;
+
+/// Per-key-range time quanta: `/proc/sys/dipc/quantum_keys`, a list of
+/// `RANGE=MS` separated by commas or spaces (`0x5000-0x5fff=5 4242=0`); the
+/// first range that holds a key gives its quantum, else `quantum_ms` does.
+#[derive(Clone, Copy)]
+pub(crate) struct Quanta {
+    n: usize,
+    ranges: [(u32, u32, u32); MAX_RANGES],
+}
+
+impl Quanta {
+    /// No range.
+    pub(crate) const NONE: Quanta = Quanta {
+        n: 0,
+        ranges: [(0, 0, 0); MAX_RANGES],
+    };
+
+    /// The quantum of `key`, if a range holds it.
+    pub(crate) fn of(&self, key: i32) -> Option<u32> {
+        self.ranges[..self.n]
+            .iter()
+            .find(|&&(lo, hi, _)| (lo..=hi).contains(&(key as u32)))
+            .map(|&(_, _, ms)| ms)
+    }
+
+    /// Parses the text of `/proc/sys/dipc/quantum_keys`.
+    pub(crate) fn parse(text: &[u8]) -> Result<Quanta> {
+        let mut q = Quanta::NONE;
+        let words = text
+            .split(|&b| b == b',' || b.is_ascii_whitespace())
+            .filter(|w| !w.is_empty());
+        for w in words {
+            let eq = w.iter().position(|&b| b == b'=').ok_or(EINVAL)?;
+            let (lo, hi) = range(&w[..eq])?;
+            let ms = number(&w[eq + 1..])?;
+            if ms > QUANTUM_MAX_MS || q.n == MAX_RANGES {
+                return Err(EINVAL);
+            }
+            q.ranges[q.n] = (lo, hi, ms);
+            q.n += 1;
+        }
+        Ok(q)
+    }
+}
+
+/// `LO-HI` or a single key, inclusive.
+fn range(w: &[u8]) -> Result<(u32, u32)> {
+    let (lo, hi) = match w.iter().position(|&b| b == b'-') {
+        Some(i) => (number(&w[..i])?, number(&w[i + 1..])?),
+        None => (number(w)?, number(w)?),
+    };
+    if lo > hi {
+        return Err(EINVAL);
+    }
+    Ok((lo, hi))
 }
 
 /// A decimal or `0x` hexadecimal `u32`.

@@ -67,6 +67,8 @@ mod ffi {
         pub(super) fn dipc_trace_grant(oid: u64, page: u64, write: bool, data: u8);
         pub(super) fn dipc_trace_inval(oid: u64, page: u64, keep_read: bool, sent: bool);
         pub(super) fn dipc_enabled_get() -> c_int;
+        pub(super) fn dipc_quantum_ms_get() -> c_uint;
+        pub(super) fn dipc_sock_set_rcvtimeo(sock: *mut RawSocket, ms: c_uint);
         pub(super) fn dipc_control_register(ctx: *mut c_void) -> c_int;
         pub(super) fn dipc_control_unregister();
         pub(super) fn dipc_genl_put_stat(
@@ -343,6 +345,12 @@ pub(crate) mod trace {
     }
 }
 
+/// `/proc/sys/dipc/quantum_ms`.
+pub(crate) fn quantum_ms() -> u32 {
+    // SAFETY: reads an int.
+    unsafe { ffi::dipc_quantum_ms_get() }
+}
+
 /// `/proc/sys/dipc/enabled`.
 pub(crate) fn enabled() -> bool {
     // SAFETY: reads an int.
@@ -527,6 +535,12 @@ impl Socket {
 }
 
 impl Socket {
+    /// Sets the receive timeout (rounded up to a jiffy).
+    pub(crate) fn set_recv_timeout(&self, ms: u32) {
+        // SAFETY: the socket is valid (type invariant).
+        unsafe { ffi::dipc_sock_set_rcvtimeo(self.0.as_ptr(), ms) }
+    }
+
     /// Shuts both directions down: a sender or receiver blocked on the
     /// socket returns with an error.
     pub(crate) fn shutdown(&self) {

@@ -37,7 +37,7 @@ use kernel::{
     prelude::*,
     sync::{atomic::Relaxed, Arc, SpinLock},
     task::Task,
-    time::{Instant, Monotonic},
+    time::{Delta, Instant, Monotonic},
 };
 
 const SHM_RND: i32 = 0o20000;
@@ -54,6 +54,8 @@ pub(crate) const COUNT_REQUESTS: usize = 16;
 pub(crate) const COUNT_RESENDS: usize = 17;
 pub(crate) const COUNT_GRANTS: usize = 18;
 pub(crate) const COUNT_INVALS: usize = 19;
+/// Invalidations held back for a page's time quantum.
+pub(crate) const COUNT_HELD: usize = 20;
 
 /// A page's access, in the low bits of its word.
 const ACC_MASK: u32 = 3;
@@ -86,6 +88,9 @@ struct SegState {
     seq: u64,
     /// The segment is gone: every fault gets `SIGBUS`.
     dead: bool,
+    /// Per page, when a grant last raised its access ([`Seg::now_ms`]):
+    /// the start of its time quantum.
+    since: KVVec<u32>,
 }
 
 impl SegState {
@@ -118,21 +123,29 @@ impl Drop for HeldMapping {
 #[pin_data]
 pub(crate) struct Seg {
     pub(crate) oid: u64,
+    /// The segment's key (its time quantum may depend on it).
+    key: i32,
     npages: u64,
+    /// The origin of [`Seg::now_ms`].
+    born: Instant<Monotonic>,
     #[pin]
     state: SpinLock<SegState>,
 }
 
 impl Seg {
-    fn new(oid: u64, size: u64) -> Result<Arc<Seg>> {
+    fn new(oid: u64, key: i32, size: u64) -> Result<Arc<Seg>> {
         let npages = size.div_ceil(PAGE_LEN as u64);
         let n = usize::try_from(npages).map_err(|_| ENOMEM)?;
         let pages = KVVec::from_elem(0u32, n, GFP_KERNEL)?;
+        let since = KVVec::from_elem(0u32, n, GFP_KERNEL)?;
         Arc::pin_init(
             pin_init!(Seg {
                 oid,
+                key,
                 npages,
+                born: Instant::<Monotonic>::now(),
                 state <- new_spinlock!(SegState {
+                    since,
                     pages,
                     mapping: 0,
                     nattch: 0,
@@ -157,6 +170,22 @@ impl Seg {
 
     fn mapping(&self) -> usize {
         self.state.lock().mapping
+    }
+
+    /// Milliseconds since the `Seg` was made, wrapping (quanta are short).
+    fn now_ms(&self) -> u32 {
+        self.born.elapsed().as_millis() as u32
+    }
+
+    /// How much of page `idx`'s time quantum of `quantum` ms is left, if
+    /// this node holds the page.
+    fn quantum_left(&self, idx: u64, quantum: u32) -> Option<u32> {
+        let i = usize::try_from(idx).ok()?;
+        let now = self.now_ms();
+        let st = self.state.lock();
+        let held = st.pages.get(i).is_some_and(|w| w & ACC_MASK != ACC_NONE);
+        let spent = now.wrapping_sub(*st.since.get(i)?);
+        (held && !st.dead && spent < quantum).then(|| quantum - spent)
     }
 
     /// The segment's `address_space` with an inode reference of the
@@ -212,7 +241,7 @@ fn shadow(node: &Node, key: i32, oid: u64, size: u64, mode: u32) -> c_long {
     if let Some(s) = node.shadows.by_oid(Class::Shm, oid) {
         return s.local_id as c_long;
     }
-    let seg = match Seg::new(oid, size) {
+    let seg = match Seg::new(oid, key, size) {
         Ok(s) => s,
         Err(e) => return transport_err(e),
     };
@@ -611,10 +640,101 @@ pub(crate) fn grant(node: &Node, g: &PageGrant<'_>) {
         },
     );
     set_page(&seg, g.page, acc, Some(g.data), None);
+    // The page's time quantum starts.
+    if let Ok(i) = usize::try_from(g.page) {
+        let now = seg.now_ms();
+        if let Some(t) = seg.state.lock().since.get_mut(i) {
+            *t = now;
+        }
+    }
 }
 
-/// A [`PageInval`] arrived (connection thread): give the copy up, then ack.
-pub(crate) fn inval(node: &Node, sock: &Socket, txn: u64, i: &PageInval) -> Result {
+/// An invalidation held back until the page's time quantum ends.
+struct HeldInval {
+    due: Instant<Monotonic>,
+    txn: u64,
+    inval: PageInval,
+}
+
+/// The invalidations the connection thread holds back (DIPC's time
+/// quantum, Mirage's Δ): a page this node acquired less than its quantum
+/// ago is given up only when the quantum ends. That is as if the
+/// invalidation had been slower on the wire, which the protocol allows
+/// anyway, so nothing stale is ever read: the requester waits. Frames for
+/// other pages go on meanwhile; the referee sends nothing more for a page
+/// while its invalidation is unanswered. Dropped with the connection (the
+/// referee sends unanswered invalidations again when the session resumes).
+#[derive(Default)]
+pub(crate) struct Held(KVec<HeldInval>);
+
+impl Held {
+    /// Milliseconds until the first held invalidation is due.
+    pub(crate) fn next_due_ms(&self) -> Option<u32> {
+        let now = Instant::<Monotonic>::now();
+        self.0
+            .iter()
+            .map(|h| {
+                let left = (h.due - now).as_millis_ceil();
+                u32::try_from(left.max(0)).unwrap_or(u32::MAX)
+            })
+            .min()
+    }
+
+    /// Answers every held invalidation that is due.
+    pub(crate) fn run_due(&mut self, node: &Node, sock: &Socket) -> Result {
+        let now = Instant::<Monotonic>::now();
+        let mut i = 0;
+        while i < self.0.len() {
+            if (self.0[i].due - now).as_nanos() > 0 {
+                i += 1;
+                continue;
+            }
+            let Ok(h) = self.0.remove(i) else {
+                break;
+            };
+            answer_inval(node, sock, h.txn, &h.inval)?;
+        }
+        Ok(())
+    }
+}
+
+/// A [`PageInval`] arrived (connection thread): give the copy up, then
+/// ack; or, within the page's time quantum, hold it in `held`.
+pub(crate) fn inval(
+    node: &Node,
+    sock: &Socket,
+    txn: u64,
+    i: &PageInval,
+    held: &mut Held,
+) -> Result {
+    if held.0.iter().any(|h| h.txn == txn && h.inval == *i) {
+        // Sent again after a resume: the first is still held.
+        return Ok(());
+    }
+    let left = node.seg_by_oid(i.oid).and_then(|seg| {
+        let q = node.quantum_ms(seg.key);
+        if q == 0 {
+            return None;
+        }
+        seg.quantum_left(i.page, q)
+    });
+    if let Some(ms) = left {
+        let h = HeldInval {
+            due: Instant::<Monotonic>::now() + Delta::from_millis(i64::from(ms)),
+            txn,
+            inval: *i,
+        };
+        // Without memory to hold it, answer at once.
+        if held.0.push(h, GFP_KERNEL).is_ok() {
+            shim::Counter::inc(COUNT_HELD);
+            return Ok(());
+        }
+    }
+    answer_inval(node, sock, txn, i)
+}
+
+/// Gives page `i.page` up as [`PageInval`] `i` asks, then acks.
+fn answer_inval(node: &Node, sock: &Socket, txn: u64, i: &PageInval) -> Result {
     shim::Counter::inc(COUNT_INVALS);
     let mut buf = KVVec::from_elem(0u8, PAGE_LEN, GFP_KERNEL)?;
     let mut have = false;

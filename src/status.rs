@@ -186,6 +186,7 @@ fn report(out: &mut impl Sink, node: &Node) {
         ("dsm_resends", shm::COUNT_RESENDS),
         ("dsm_grants", shm::COUNT_GRANTS),
         ("dsm_invalidations", shm::COUNT_INVALS),
+        ("dsm_held", shm::COUNT_HELD),
     ] {
         out.num(name, shim::Counter::sum(idx));
     }

@@ -2,6 +2,7 @@
 /* Kernel threads: the connection thread's lifecycle and its sleeps. */
 #include <linux/err.h>
 #include <linux/kthread.h>
+#include <linux/moduleparam.h>
 #include <linux/sched/signal.h>
 #include <linux/sched.h>
 #include <linux/sched/task.h>
@@ -12,12 +13,26 @@ static int dipc_thread_fn(void *data)
 	return dipc_rust_thread(data);
 }
 
+/*
+ * The connection thread runs SCHED_FIFO at the lowest real-time priority:
+ * on a PREEMPT_LAZY kernel a woken fair-class thread waits for the next
+ * tick (4 ms at HZ=250) behind a task that spins on the CPU, and every
+ * grant, invalidation and answer goes through this thread. It does a
+ * bounded amount of work per frame and then sleeps in recv(), and the
+ * kernel's RT throttling still bounds it.
+ */
+static bool rt_thread = true;
+module_param(rt_thread, bool, 0444);
+MODULE_PARM_DESC(rt_thread, "Run the connection thread SCHED_FIFO (default 1)");
+
 struct task_struct *dipc_kthread_start(void *data, const char *name)
 {
 	struct task_struct *task = kthread_create(dipc_thread_fn, data, "%s", name);
 
 	if (IS_ERR(task))
 		return task;
+	if (rt_thread)
+		sched_set_fifo_low(task);
 	get_task_struct(task);
 	wake_up_process(task);
 	return task;

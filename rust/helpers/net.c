@@ -74,6 +74,11 @@ int dipc_sock_recv(struct socket *sock, void *buf, size_t len)
 	return kernel_recvmsg(sock, &msg, &vec, 1, len, 0);
 }
 
+void dipc_sock_set_rcvtimeo(struct socket *sock, unsigned int ms)
+{
+	WRITE_ONCE(sock->sk->sk_rcvtimeo, max(msecs_to_jiffies(ms), 1UL));
+}
+
 void dipc_sock_shutdown(struct socket *sock)
 {
 	kernel_sock_shutdown(sock, SHUT_RDWR);

@@ -17,7 +17,12 @@ MODULE_PARM_DESC(referee, "Referee address, a.b.c.d:port (empty: do not connect)
 
 static void *dipc_ctl_ctx;
 static char dipc_keys[DIPC_KEYS_LEN];
+static char dipc_quantum_keys[DIPC_KEYS_LEN];
+/* Serialises the text sysctls' writes and reads. */
 static DEFINE_MUTEX(dipc_keys_lock);
+/* The default time quantum (ms); per key range in quantum_keys. */
+static int dipc_quantum_ms;
+static int dipc_quantum_max = DIPC_QUANTUM_MAX_MS;
 static bool dipc_genl_registered;
 
 static int dipc_keys_set_locked(const char *text)
@@ -46,12 +51,25 @@ void dipc_keys_get(char *buf, size_t len)
 	mutex_unlock(&dipc_keys_lock);
 }
 
-/* /proc/sys/dipc/keys: the text is parsed (and refused) in Rust. */
-static int dipc_keys_handler(const struct ctl_table *table, int write, void *buffer,
+static int dipc_quanta_set_locked(const char *text)
+{
+	int err = dipc_rust_quanta_set(dipc_ctl_ctx, text, strnlen(text, DIPC_KEYS_LEN));
+
+	if (!err)
+		strscpy(dipc_quantum_keys, text, sizeof(dipc_quantum_keys));
+	return err;
+}
+
+/*
+ * /proc/sys/dipc/keys and quantum_keys: the text is parsed (and refused)
+ * in Rust, by the setter in extra1.
+ */
+static int dipc_text_handler(const struct ctl_table *table, int write, void *buffer,
 			     size_t *lenp, loff_t *ppos)
 {
+	int (*set)(const char *text) = table->extra1;
 	struct ctl_table tmp = *table;
-	char buf[sizeof(dipc_keys)] = "";
+	char buf[DIPC_KEYS_LEN] = "";
 	int err;
 
 	mutex_lock(&dipc_keys_lock);
@@ -63,7 +81,7 @@ static int dipc_keys_handler(const struct ctl_table *table, int write, void *buf
 	err = proc_dostring(&tmp, write, buffer, lenp, ppos);
 	if (err)
 		goto out;
-	err = dipc_keys_set_locked(buf);
+	err = set(buf);
 out:
 	mutex_unlock(&dipc_keys_lock);
 	return err;
@@ -84,7 +102,25 @@ static const struct ctl_table dipc_sysctl_table[] = {
 		.data = dipc_keys,
 		.maxlen = sizeof(dipc_keys),
 		.mode = 0644,
-		.proc_handler = dipc_keys_handler,
+		.proc_handler = dipc_text_handler,
+		.extra1 = dipc_keys_set_locked,
+	},
+	{
+		.procname = "quantum_ms",
+		.data = &dipc_quantum_ms,
+		.maxlen = sizeof(int),
+		.mode = 0644,
+		.proc_handler = proc_dointvec_minmax,
+		.extra1 = SYSCTL_ZERO,
+		.extra2 = &dipc_quantum_max,
+	},
+	{
+		.procname = "quantum_keys",
+		.data = dipc_quantum_keys,
+		.maxlen = sizeof(dipc_quantum_keys),
+		.mode = 0644,
+		.proc_handler = dipc_text_handler,
+		.extra1 = dipc_quanta_set_locked,
 	},
 };
 
@@ -133,6 +169,11 @@ void dipc_control_unregister(void)
 	if (dipc_sysctl_header)
 		unregister_sysctl_table(dipc_sysctl_header);
 	dipc_sysctl_header = NULL;
+}
+
+unsigned int dipc_quantum_ms_get(void)
+{
+	return READ_ONCE(dipc_quantum_ms);
 }
 
 int dipc_enabled_get(void)

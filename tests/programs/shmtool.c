@@ -21,6 +21,9 @@
  *                                      slot of one page ITER times, reading
  *                                      the others; then waits for all
  *                                      NSLOTS slots to reach ITER
+ *   shmtool await KEY OFF VALUE SECONDS  spin on the 64-bit value at OFF (a
+ *                                      plain load) until it is VALUE; fail
+ *                                      after SECONDS
  *   shmtool add KEY ITER SPIN_US       ITER atomic increments (lock xadd) of
  *                                      the 64-bit word at offset 0, spinning
  *                                      SPIN_US between them (so runs on
@@ -390,6 +393,24 @@ int main(int argc, char **argv)
 			       (unsigned long long)want);
 			return 1;
 		}
+		return shmdt(p) < 0;
+	}
+	if (!strcmp(cmd, "await") && argc == 6) {
+		char *p = attach(key, SHM_RDONLY);
+		unsigned long off = strtoul(argv[3], NULL, 0);
+		uint64_t want = strtoull(argv[4], NULL, 0);
+		double t0 = now(), limit = atof(argv[5]);
+
+		printf("await: ready\n");
+		fflush(stdout);
+		while (V(p, off) != want) {
+			if (now() - t0 > limit) {
+				printf("await: still %llu after %g s\n",
+				       (unsigned long long)V(p, off), limit);
+				return 1;
+			}
+		}
+		printf("await: %llu after %.3f s\n", (unsigned long long)want, now() - t0);
 		return shmdt(p) < 0;
 	}
 	if (!strcmp(cmd, "add") && argc == 5) {

@@ -124,10 +124,13 @@ pub struct DirStats {
 /// Most pages read ahead of one miss.
 pub const READAHEAD_MAX: u64 = 32;
 
-/// One node's run of misses on a segment: where the next miss of a
-/// sequential run would fall, and how far ahead the last one read.
+/// One node's run of sequential misses on a segment: pages `base..start`
+/// were missed or read ahead before, `start..next` is the newest window read
+/// ahead (possibly still in flight), `window` its size.
 #[derive(Clone, Copy, Debug, Default)]
 struct Run {
+    base: u64,
+    start: u64,
     next: u64,
     write: bool,
     window: u64,
@@ -199,15 +202,17 @@ impl Directory {
         Ok(())
     }
 
-    /// Read-ahead: a miss where the node's last run of misses ends (the
-    /// page after the last miss and what was read ahead of it) doubles the
-    /// window, up to [`Directory::readahead_max`]; any other miss ends the
-    /// run. The next pages of the window are requested on the node's
-    /// behalf, as ordinary transactions, while each is free (no
-    /// transaction, nothing queued), not already held as wanted, and at
-    /// home or owned by `source`, the holder of the missed page; a write
-    /// also needs no other node's read copy. The first page that does not
-    /// qualify ends the window, so random access reads nothing ahead.
+    /// Read-ahead, as Linux reads files ahead: a miss at the end of the
+    /// node's run (the page after the newest window), or in the newest
+    /// window itself (the node caught up with pages still in flight),
+    /// doubles the window, up to [`Directory::readahead_max`], and reads
+    /// the next window ahead; a miss in an older window of the run changes
+    /// nothing; any other miss starts a new run and reads nothing ahead.
+    /// Pages are requested on the node's behalf, as ordinary transactions,
+    /// while each is free (no transaction, nothing queued) and at home or
+    /// owned by `source`, the holder of the missed page; a write also needs
+    /// no other node's read copy. The first page that does not qualify ends
+    /// the window, so random access reads nothing ahead.
     fn read_ahead(
         &mut self,
         want: Want,
@@ -217,17 +222,30 @@ impl Directory {
         out: &mut Vec<Out>,
     ) {
         let n = want.node;
+        let max = self.readahead_max;
         let run = self.runs.entry(n).or_default();
-        let sequential = run.next == page && run.write == want.write && page != 0;
-        run.window = if sequential {
-            (run.window * 2).max(2).min(self.readahead_max)
+        let same = run.write == want.write && run.base < run.next;
+        let from = if same && page == run.next {
+            page + 1
+        } else if same && (run.start..run.next).contains(&page) {
+            run.next
+        } else if same && (run.base..run.start).contains(&page) {
+            return;
         } else {
-            0
+            *run = Run {
+                base: page,
+                start: page + 1,
+                next: page + 1,
+                write: want.write,
+                window: 0,
+            };
+            return;
         };
-        run.write = want.write;
-        let window = run.window;
-        let mut next = page + 1;
-        while next < self.npages && next <= page + window {
+        run.window = (run.window * 2).max(2).min(max);
+        run.start = from;
+        let end = from.saturating_add(run.window).min(self.npages);
+        let mut next = from;
+        while next < end {
             let qualifies = match self.pages.get(&next) {
                 None => true,
                 Some(p) => {

@@ -177,6 +177,8 @@ pub struct ObjectStatus {
     pub nattch: u64,
     /// Pages with a directory entry (segments): pages in use.
     pub pages: usize,
+    /// Pages requested ahead of nodes' sequential misses (segments).
+    pub ahead: u64,
     /// Attaches by node, for the nodes that have any (segments). Last, so
     /// that each object's scalar fields come before any nested `{`.
     pub nattch_by_node: BTreeMap<u32, u32>,
@@ -707,6 +709,7 @@ impl Objects {
             size: 0,
             nattch: 0,
             pages: 0,
+            ahead: 0,
             nattch_by_node: BTreeMap::new(),
         });
         let msgs = self.msgs.iter().map(|(&oid, q)| ObjectStatus {
@@ -722,6 +725,7 @@ impl Objects {
             size: 0,
             nattch: 0,
             pages: 0,
+            ahead: 0,
             nattch_by_node: BTreeMap::new(),
         });
         let shms = self.shms.iter().map(|(&oid, s)| ObjectStatus {
@@ -743,6 +747,7 @@ impl Objects {
                 .map(|(&k, &n)| (k, n))
                 .collect(),
             pages: s.dir.entries(),
+            ahead: s.dir.stats.ahead,
         });
         let mut all: Vec<ObjectStatus> = sems.chain(msgs).chain(shms).collect();
         all.sort_by_key(|o| o.oid);

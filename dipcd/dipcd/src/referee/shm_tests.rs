@@ -518,6 +518,38 @@ fn read_ahead_follows_sequential_misses_only() {
     assert_eq!(d.holders(60), (None, vec![1, 3]));
     d.check();
 
+    // Pages still in flight: node 2 owns 0..=31; node 1's misses on pages
+    // of the newest window (invalidations not answered yet) read the next
+    // window ahead, misses in an older one read nothing more.
+    let mut d = Directory::new(64);
+    d.readahead_max = 8;
+    for p in 0..32 {
+        d.request(write(2), p, &mut txn, &mut out).unwrap();
+    }
+    let mut invals_for = |d: &mut Directory, page| {
+        let mut out = Vec::new();
+        d.request(read, page, &mut txn, &mut out).unwrap();
+        out.iter()
+            .filter_map(|o| match o {
+                Out::Inval { node: 2, page, .. } => Some(*page),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(invals_for(&mut d, 0), vec![0]);
+    assert_eq!(invals_for(&mut d, 1), vec![1, 2, 3]);
+    // (2 is queued behind its read-ahead transaction: no inval of its own)
+    assert_eq!(invals_for(&mut d, 2), (4..8).collect::<Vec<_>>());
+    assert_eq!(invals_for(&mut d, 3), Vec::<u64>::new());
+    assert_eq!(invals_for(&mut d, 4), (8..16).collect::<Vec<_>>());
+    assert_eq!(invals_for(&mut d, 5), Vec::<u64>::new());
+    assert_eq!(invals_for(&mut d, 7), Vec::<u64>::new());
+    assert_eq!(invals_for(&mut d, 9), (16..24).collect::<Vec<_>>());
+    // A miss elsewhere starts a new run.
+    assert_eq!(invals_for(&mut d, 30), vec![30]);
+    assert_eq!(invals_for(&mut d, 12), Vec::<u64>::new());
+    d.check();
+
     // Without read-ahead, a run reads nothing ahead.
     let mut d = Directory::new(8);
     d.readahead_max = 0;
@@ -637,6 +669,9 @@ struct SimNode {
     outbox: VecDeque<ToReferee>,
     /// A request of this page is in flight.
     asked: BTreeMap<u64, Access>,
+    /// Invalidations held back for the page's time quantum (answered
+    /// later, after frames that came behind them).
+    held: VecDeque<Out>,
 }
 
 fn version(d: &Data, old: u64) -> u64 {
@@ -653,14 +688,15 @@ const PAGES: u64 = 4;
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(300))]
 
-    /// Three nodes, four pages, read-ahead of 0 to 2 pages, every interleaving of faults, deliveries,
+    /// Three nodes, four pages, read-ahead of 0 to 2 pages, invalidations
+    /// held back for a time quantum (answered after later frames), every interleaving of faults, deliveries,
     /// reads, writes, a node restart and a node leaving: a node that may
     /// read a page holds its latest write, at most one node may write it,
     /// a node that leaves loses none of its writes, and once the network
     /// drains every request has been granted.
     #[test]
     fn directory_keeps_sequential_consistency(
-        steps in proptest::collection::vec((0u8..7, 1u32..4, 0u64..PAGES), 1..300),
+        steps in proptest::collection::vec((0u8..9, 1u32..4, 0u64..PAGES), 1..300),
         readahead in 0u64..3,
     ) {
         let mut o = Objects::new(Limits::default());
@@ -678,9 +714,8 @@ proptest! {
                 nodes.get_mut(&n).unwrap().inbox.push_back(out);
             }
         };
-        let deliver_in = |n: u32, nodes: &mut BTreeMap<u32, SimNode>| {
-            let node = nodes.get_mut(&n).unwrap();
-            match node.inbox.pop_front() {
+        let apply = |node: &mut SimNode, frame: Option<Out>| {
+            match frame {
                 Some(Out::Grant { page, write, data, .. }) => {
                     let old = node.data.get(&page).copied().unwrap_or(0);
                     node.data.insert(page, version(&data, old));
@@ -696,6 +731,25 @@ proptest! {
                 }
                 None => {}
             }
+        };
+        let deliver_in = |n: u32, nodes: &mut BTreeMap<u32, SimNode>| {
+            let node = nodes.get_mut(&n).unwrap();
+            let frame = node.inbox.pop_front();
+            apply(node, frame);
+        };
+        // The time quantum: the next frame, if an invalidation, is held;
+        // the oldest held one is answered.
+        let hold = |n: u32, nodes: &mut BTreeMap<u32, SimNode>| {
+            let node = nodes.get_mut(&n).unwrap();
+            if matches!(node.inbox.front(), Some(Out::Inval { .. })) {
+                let frame = node.inbox.pop_front().unwrap();
+                node.held.push_back(frame);
+            }
+        };
+        let release = |n: u32, nodes: &mut BTreeMap<u32, SimNode>| {
+            let node = nodes.get_mut(&n).unwrap();
+            let frame = node.held.pop_front();
+            apply(node, frame);
         };
         let deliver_out = |n: u32, o: &mut Objects, nodes: &mut BTreeMap<u32, SimNode>| {
             let Some((page, write, ack)) = nodes.get_mut(&n).unwrap().outbox.pop_front() else {
@@ -758,6 +812,8 @@ proptest! {
                     route(o.shm_recall(3), &mut nodes);
                     leaving = true;
                 }
+                7 => hold(n, &mut nodes),
+                8 => release(n, &mut nodes),
                 // The node restarts (connection lost): the referee forgets
                 // it; its unsent writes are lost, so the latest value is
                 // what the others can still see.
@@ -803,6 +859,7 @@ proptest! {
             for n in 1..4 {
                 deliver_out(n, &mut o, &mut nodes);
                 deliver_in(n, &mut nodes);
+                release(n, &mut nodes);
             }
             if leaving && !o.shm_holds(3) {
                 leaving = false;
@@ -821,7 +878,7 @@ proptest! {
         }
         for (id, node) in &nodes {
             prop_assert!(node.asked.is_empty(), "node {} still waits for {:?}", id, node.asked);
-            prop_assert!(node.inbox.is_empty() && node.outbox.is_empty());
+            prop_assert!(node.inbox.is_empty() && node.outbox.is_empty() && node.held.is_empty());
             for (&p, &a) in &node.access {
                 if a != Access::None {
                     prop_assert_eq!(node.data.get(&p).copied().unwrap_or(0), latest[p as usize]);

@@ -36,6 +36,8 @@ pub struct FileConfig {
     pub fsync: Option<Fsync>,
     /// `snapshot_every = 100000`.
     pub snapshot_every: Option<u64>,
+    /// `readahead = 32` (pages).
+    pub readahead: Option<u64>,
     /// The `[limits]` table.
     pub limits: FileLimits,
 }
@@ -71,6 +73,7 @@ struct Raw {
     state_dir: Option<PathBuf>,
     fsync: Option<String>,
     snapshot_every: Option<u64>,
+    readahead: Option<u64>,
     #[serde(default)]
     limits: FileLimits,
 }
@@ -112,6 +115,9 @@ pub fn parse(text: &str) -> Result<FileConfig, String> {
         .keepalive
         .map(|v| check_keepalive(v).map_err(|e| format!("keepalive = {v}: {e}")))
         .transpose()?;
+    if let Some(r) = raw.readahead.filter(|&r| r > 1024) {
+        return Err(format!("readahead = {r}: at most 1024 pages"));
+    }
     if raw.snapshot_every == Some(0) {
         return Err("snapshot_every must be at least 1".into());
     }
@@ -128,6 +134,7 @@ pub fn parse(text: &str) -> Result<FileConfig, String> {
         state_dir: raw.state_dir,
         fsync,
         snapshot_every: raw.snapshot_every,
+        readahead: raw.readahead,
         limits: raw.limits,
     })
 }
@@ -166,6 +173,7 @@ mod tests {
         assert_eq!(c.state_dir, Some(PathBuf::from("/var/lib/dipcd")));
         assert_eq!(c.fsync, Some(Fsync::Always));
         assert_eq!(c.snapshot_every, Some(100_000));
+        assert_eq!(c.readahead, Some(32));
         assert_eq!(c.log.as_deref(), Some("info"));
         assert_eq!(c.limits.msgmax, Some(8192));
         assert_eq!(c.limits.msgmnb, Some(16384));

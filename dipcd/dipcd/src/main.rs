@@ -112,6 +112,11 @@ struct Cli {
     /// Write a snapshot, and empty the log, after this many records.
     #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
     snapshot_every: u64,
+    /// Most DSM pages read ahead of a node's sequential misses on a
+    /// segment (0 to 1024; 0: none). The window starts at 2 pages and
+    /// doubles with each miss that continues a run, up to this.
+    #[arg(long, default_value_t = referee::dsm::READAHEAD_MAX, value_parser = clap::value_parser!(u64).range(0..=1024))]
+    readahead: u64,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -181,6 +186,7 @@ fn configure(matches: &ArgMatches) -> Result<(Cli, Option<PathBuf>), String> {
     take!(state_dir, option);
     take!(fsync);
     take!(snapshot_every);
+    take!(readahead);
     take!(msgmax, limit);
     take!(msgmnb, limit);
     take!(msgmni, limit);
@@ -269,6 +275,7 @@ fn check_config(cli: &Cli, file: Option<&std::path::Path>) -> ExitCode {
     println!("state_dir = {}", opt(&cli.state_dir));
     println!("fsync = \"{}\"", cli.fsync);
     println!("snapshot_every = {}", cli.snapshot_every);
+    println!("readahead = {}", cli.readahead);
     println!("[limits]");
     let l = cli.limits();
     println!(
@@ -377,6 +384,7 @@ fn run(cli: &Cli) -> ExitCode {
     let allow: Vec<String> = cli.allow.iter().map(ToString::to_string).collect();
     let mut referee = server::Referee::new(listen, limits)
         .with_keepalive(keepalive)
+        .with_readahead(cli.readahead)
         .with_access(secret, cli.allow.clone());
     if let Some(dir) = &cli.state_dir {
         let t = std::time::Instant::now();

@@ -191,20 +191,34 @@ impl Referee {
         self
     }
 
-    /// Keeps the state in `dir`: recovers it from there (the limits given
-    /// to [`Referee::new`] apply from now on) and logs every change.
+    /// Reads up to `pages` DSM pages ahead of a node's sequential misses
+    /// (0: none). Before [`Referee::with_store`].
+    pub fn with_readahead(self, pages: u64) -> Self {
+        lock(&self.state).objects.set_readahead(pages);
+        self
+    }
+
+    /// Keeps the state in `dir`: recovers it from there (the limits and
+    /// tuning given before apply from now on) and logs every change.
     pub fn with_store(
         mut self,
         dir: &std::path::Path,
         fsync: Fsync,
         snapshot_every: u64,
     ) -> io::Result<(Self, Recovered)> {
-        let limits = lock(&self.state).objects.limits();
+        let (limits, readahead) = {
+            let st = lock(&self.state);
+            (st.objects.limits(), st.objects.readahead())
+        };
         let (mut store, mut st, rec) =
             Store::open(dir, fsync, snapshot_every, state::State::new(limits))?;
-        let r = Record::Limits(LimitsRecord::from(limits));
-        store.append(st.seq + 1, &r)?;
-        st.apply(&r);
+        for r in [
+            Record::Limits(LimitsRecord::from(limits)),
+            Record::Tuning { readahead },
+        ] {
+            store.append(st.seq + 1, &r)?;
+            st.apply(&r);
+        }
         self.state = Mutex::new(st);
         self.store = Some(Mutex::new(store));
         self.dir = Some(dir.to_path_buf());

@@ -121,6 +121,11 @@ impl ReplyCache {
 pub enum Record {
     /// The referee started with these limits.
     Limits(LimitsRecord),
+    /// The referee started with this DSM tuning (after its limits).
+    Tuning {
+        /// Most pages read ahead of one miss.
+        readahead: u64,
+    },
     /// Node `node` said hello with `incarnation` at `now`.
     Hello {
         /// The node.
@@ -230,6 +235,10 @@ impl State {
         match rec {
             Record::Limits(l) => {
                 self.objects.set_limits((*l).into());
+                Applied::default()
+            }
+            Record::Tuning { readahead } => {
+                self.objects.set_readahead(*readahead);
                 Applied::default()
             }
             Record::Hello {

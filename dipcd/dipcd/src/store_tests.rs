@@ -77,6 +77,10 @@ fn result_of(out: &[Outgoing], req_id: u64) -> Option<i64> {
 fn workload() -> Vec<Record> {
     let mut v = vec![
         Record::Limits(Limits::default().into()),
+        // As the server logs it, after the limits.
+        Record::Tuning {
+            readahead: crate::referee::dsm::READAHEAD_MAX,
+        },
         Record::Hello {
             node: 1,
             incarnation: 11,

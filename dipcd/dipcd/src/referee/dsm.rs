@@ -127,7 +127,7 @@ pub const READAHEAD_MAX: u64 = 32;
 /// One node's run of sequential misses on a segment: pages `base..start`
 /// were missed or read ahead before, `start..next` is the newest window read
 /// ahead (possibly still in flight), `window` its size.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
 struct Run {
     base: u64,
     start: u64,
@@ -144,17 +144,13 @@ pub struct Directory {
     pages: BTreeMap<u64, Page>,
     /// Counters.
     pub stats: DirStats,
-    /// Per node, its current run of misses (not persisted: a restarted
-    /// referee starts every run afresh).
-    #[serde(skip)]
+    /// Per node, its current run of misses (persisted: a log replayed
+    /// over a snapshot must make the same decisions as the first time).
     runs: BTreeMap<u32, Run>,
-    /// Most pages read ahead of one miss (0: no read-ahead).
-    #[serde(skip, default = "readahead_default")]
+    /// Most pages read ahead of one miss (0: no read-ahead); set from
+    /// `Objects` before each request.
+    #[serde(skip)]
     pub readahead_max: u64,
-}
-
-fn readahead_default() -> u64 {
-    READAHEAD_MAX
 }
 
 /// Why a request or an ack was not taken.

@@ -199,6 +199,8 @@ pub struct Objects {
     /// The last DSM transaction id.
     next_txn: u64,
     last_oid: u64,
+    /// Most DSM pages read ahead of one miss (`--readahead`; logged).
+    readahead: u64,
 }
 
 fn errno64(e: Errno) -> i64 {
@@ -210,8 +212,20 @@ impl Objects {
     pub fn new(limits: Limits) -> Self {
         Objects {
             limits,
+            readahead: dsm::READAHEAD_MAX,
             ..Default::default()
         }
+    }
+
+    /// Most DSM pages read ahead of one miss (0: none).
+    pub fn readahead(&self) -> u64 {
+        self.readahead
+    }
+
+    /// Sets the read-ahead bound (a restarted referee's configuration
+    /// applies from its [`crate::state::Record::Tuning`] on).
+    pub fn set_readahead(&mut self, pages: u64) {
+        self.readahead = pages;
     }
 
     /// The limits.

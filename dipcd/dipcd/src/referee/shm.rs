@@ -347,6 +347,7 @@ impl Objects {
             return fx;
         };
         let mut out = Vec::new();
+        seg.dir.readahead_max = self.readahead;
         match seg
             .dir
             .request(Want { node, write }, page, &mut self.next_txn, &mut out)

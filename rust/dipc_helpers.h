@@ -150,6 +150,7 @@ void dipc_control_unregister(void);
  */
 int dipc_rust_policy_set(void *ctx, const char *buf, size_t len);
 int dipc_rust_quanta_set(void *ctx, const char *buf, size_t len);
+int dipc_rust_whole_set(void *ctx, const char *buf, size_t len);
 unsigned int dipc_quantum_ms_get(void);
 /* Must match policy::QUANTUM_MAX_MS. */
 #define DIPC_QUANTUM_MAX_MS 1000

@@ -171,6 +171,9 @@ pub(crate) struct Node {
     /// Per-key-range time quanta (`/proc/sys/dipc/quantum_keys`).
     #[pin]
     pub(crate) quanta: SpinLock<Quanta>,
+    /// Keys whose segments move as one unit (`/proc/sys/dipc/segment_keys`).
+    #[pin]
+    pub(crate) whole_keys: SpinLock<Policy>,
     #[pin]
     pub(crate) exits: SpinLock<Exits>,
     /// Distributed segments used on this node.
@@ -261,6 +264,7 @@ impl Node {
                 policy <- new_spinlock!(Policy::NONE),
                 policy_any: Atomic::new(0),
                 quanta <- new_spinlock!(Quanta::NONE),
+                whole_keys <- new_spinlock!(Policy::NONE),
                 // 8 KiB: built in place, not on the stack.
                 exits <- new_spinlock!(pin_init::init_zeroed()),
                 segs <- new_mutex!(KVec::new()),
@@ -337,6 +341,26 @@ unsafe extern "C" fn dipc_rust_quanta_set(ctx: *mut c_void, buf: *const u8, len:
     match Quanta::parse(text) {
         Ok(q) => {
             *node.quanta.lock() = q;
+            0
+        }
+        Err(e) => e.to_errno(),
+    }
+}
+
+/// `/proc/sys/dipc/segment_keys` was written.
+///
+/// # Safety
+///
+/// As for [`dipc_rust_policy_set`].
+#[no_mangle]
+unsafe extern "C" fn dipc_rust_whole_set(ctx: *mut c_void, buf: *const u8, len: usize) -> c_int {
+    // SAFETY: per the function's contract.
+    let node = unsafe { crate::shim::borrow_ctx::<Node>(ctx) };
+    // SAFETY: per the function's contract.
+    let text = unsafe { core::slice::from_raw_parts(buf, len) };
+    match Policy::parse(text) {
+        Ok(p) => {
+            *node.whole_keys.lock() = p;
             0
         }
         Err(e) => e.to_errno(),

@@ -980,6 +980,7 @@ fn acquire_counted(
             oid: seg.oid,
             page: idx,
             write: u8::from(write),
+            whole: u8::from(node.whole_keys.lock().contains(seg.key)),
         };
         if node.send_oneway(&Frame::PageReq(req)).is_err() {
             if left().is_some() {

@@ -18,6 +18,7 @@ MODULE_PARM_DESC(referee, "Referee address, a.b.c.d:port (empty: do not connect)
 static void *dipc_ctl_ctx;
 static char dipc_keys[DIPC_KEYS_LEN];
 static char dipc_quantum_keys[DIPC_KEYS_LEN];
+static char dipc_segment_keys[DIPC_KEYS_LEN];
 /* Serialises the text sysctls' writes and reads. */
 static DEFINE_MUTEX(dipc_keys_lock);
 /* The default time quantum (ms); per key range in quantum_keys. */
@@ -60,8 +61,17 @@ static int dipc_quanta_set_locked(const char *text)
 	return err;
 }
 
+static int dipc_whole_set_locked(const char *text)
+{
+	int err = dipc_rust_whole_set(dipc_ctl_ctx, text, strnlen(text, DIPC_KEYS_LEN));
+
+	if (!err)
+		strscpy(dipc_segment_keys, text, sizeof(dipc_segment_keys));
+	return err;
+}
+
 /*
- * /proc/sys/dipc/keys and quantum_keys: the text is parsed (and refused)
+ * /proc/sys/dipc/keys, quantum_keys and segment_keys: the text is parsed (and refused)
  * in Rust, by the setter in extra1.
  */
 static int dipc_text_handler(const struct ctl_table *table, int write, void *buffer,
@@ -121,6 +131,14 @@ static const struct ctl_table dipc_sysctl_table[] = {
 		.mode = 0644,
 		.proc_handler = dipc_text_handler,
 		.extra1 = dipc_quanta_set_locked,
+	},
+	{
+		.procname = "segment_keys",
+		.data = dipc_segment_keys,
+		.maxlen = sizeof(dipc_segment_keys),
+		.mode = 0644,
+		.proc_handler = dipc_text_handler,
+		.extra1 = dipc_whole_set_locked,
 	},
 };
 

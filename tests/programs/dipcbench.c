@@ -16,6 +16,8 @@
  *   dipcbench msg-send KEY SIZE COUNT P   P processes send COUNT in all
  *   dipcbench shm-own KEY FIRST N         store to pages FIRST..FIRST+N-1
  *   dipcbench shm-readmiss KEY FIRST N    time the first load of each page
+ *                                         (in a stride of 7 or more: never
+ *                                         read ahead)
  *   dipcbench shm-writemiss KEY FIRST N   time the first store to each page
  *   dipcbench shm-pingpong KEY N a|b      alternate stores to one word
  *   dipcbench shm-seqread KEY MIB         read MIB MiB from page 0 on
@@ -358,15 +360,29 @@ static volatile char *attach(const char *key)
 	return p;
 }
 
+static long gcd(long a, long b)
+{
+	return b ? gcd(b, a % b) : a;
+}
+
+/*
+ * shm-own touches pages first..first+n-1 in order. The misses visit them
+ * with a stride of 7 or more (coprime with n): never the page after the
+ * last one, so read-ahead never applies and each is the cost of one miss.
+ */
 static int pages(const char *mode, const char *key, long first, long n)
 {
 	volatile char *p = attach(key);
 	double *s = calloc(n, sizeof(double));
 	unsigned sum = 0;
 	int rd = !strcmp(mode, "shm-readmiss");
+	long stride = 1;
 
+	if (strcmp(mode, "shm-own"))
+		for (stride = 7; gcd(stride, n) != 1; stride++)
+			;
 	for (long i = 0; i < n; i++) {
-		volatile char *q = p + (first + i) * PAGE;
+		volatile char *q = p + (first + (i * stride) % n) * PAGE;
 		double t0 = bench_now_us();
 
 		if (rd)

@@ -432,6 +432,7 @@ mod tests {
             oid: 7,
             page: 3,
             write: 1,
+            whole: 0,
         });
         m.frame_in(Some(2), &req, 40);
         // Sent again: still one timer.

@@ -615,6 +615,7 @@ fn a_leaving_node_hands_its_pages_back() {
             oid,
             page: 1,
             write: 1,
+            whole: 0,
         }),
     );
     assert_eq!(
@@ -663,6 +664,7 @@ fn a_leaving_node_hands_its_pages_back() {
             oid,
             page: 1,
             write: 0,
+            whole: 0,
         }),
     );
     let got = q

@@ -441,7 +441,9 @@ impl State {
                 out.push(encode(Some(node), req, Frame::ShmCtlReply(reply)));
                 fx
             }
-            Frame::PageReq(p) => objects.page_request(node, p.oid, p.page, p.write != 0),
+            Frame::PageReq(p) => {
+                objects.page_request_mode(node, p.oid, p.page, p.write != 0, p.whole != 0)
+            }
             Frame::Leave => {
                 self.leaving.insert(node, req);
                 objects.shm_recall(node)

@@ -136,6 +136,7 @@ fn workload() -> Vec<Record> {
             oid: 3,
             page: 0,
             write: 1,
+            whole: 0,
         }),
     ));
     v.push(req(
@@ -145,6 +146,7 @@ fn workload() -> Vec<Record> {
             oid: 3,
             page: 0,
             write: 1,
+            whole: 0,
         }),
     ));
     // The invalidation to node 1 was transaction 1.
@@ -164,6 +166,7 @@ fn workload() -> Vec<Record> {
             oid: 3,
             page: 0,
             write: 0,
+            whole: 0,
         }),
     ));
     v

@@ -53,7 +53,7 @@ fn header_layout_is_fixed() {
     );
     assert_eq!(n, HEADER_LEN + 8);
     assert_eq!(&buf[0..4], b"DIPC");
-    assert_eq!(&buf[4..6], &[3, 0]); // version 3, little-endian
+    assert_eq!(&buf[4..6], &[4, 0]); // version 4, little-endian
     assert_eq!(&buf[6..8], &[3, 0]); // Ping
     assert_eq!(&buf[8..16], &[8, 7, 6, 5, 4, 3, 2, 1]);
     assert_eq!(&buf[16..20], &[8, 0, 0, 0]);
@@ -558,7 +558,7 @@ proptest! {
                     cpid: ints[1] as u32, lpid: ints[2] as u32, nattch: longs[5] as u64,
                 },
             }),
-            Frame::PageReq(PageReq { oid: longs[0] as u64, page: longs[1] as u64, write: flags[1] }),
+            Frame::PageReq(PageReq { oid: longs[0] as u64, page: longs[1] as u64, write: flags[1], whole: flags[0] }),
             Frame::PageGrant(PageGrant {
                 oid: longs[0] as u64, page: longs[1] as u64, write: flags[1], result: ints[3],
                 data: PageData::Bytes(&page),

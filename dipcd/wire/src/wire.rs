@@ -23,7 +23,7 @@
 pub const MAGIC: u32 = u32::from_le_bytes(*b"DIPC");
 /// The protocol version this source speaks. A peer with another version is
 /// refused at hello time.
-pub const VERSION: u16 = 3;
+pub const VERSION: u16 = 4;
 /// Size of the fixed frame header.
 pub const HEADER_LEN: usize = 24;
 /// Largest payload a peer may announce; a header claiming more is rejected
@@ -972,6 +972,9 @@ pub struct PageReq {
     pub page: u64,
     /// 1: write access (exclusive ownership); 0: a read copy.
     pub write: u8,
+    /// 1: the segment moves as one unit (whole-segment mode): the same
+    /// access to every page of it; 0: this page.
+    pub whole: u8,
 }
 
 /// What a [`PageGrant`] carries.
@@ -1543,6 +1546,7 @@ fn decode_payload(kind: Kind, payload: &[u8]) -> Option<Frame<'_>> {
             oid: r.u64()?,
             page: r.u64()?,
             write: bool_u8(r.u8()?)?,
+            whole: bool_u8(r.u8()?)?,
         }),
         Kind::PageGrant => {
             let oid = r.u64()?;
@@ -1649,7 +1653,7 @@ impl Frame<'_> {
             Frame::ShmNattch(_) => 8 + 4 + 4 + 1 + 8,
             Frame::ShmCtl(c) => 8 + 4 + c.cred.wire_len() + 4 * 4,
             Frame::ShmCtlReply(_) => 8 + 4 * 6 + 8 + 8 * 3 + 4 * 2 + 8,
-            Frame::PageReq(_) => 8 + 8 + 1,
+            Frame::PageReq(_) => 8 + 8 + 1 + 1,
             Frame::PageGrant(g) => 8 + 8 + 1 + 4 + 1 + g.data.len(),
             Frame::PageInval(_) => 8 + 8 + 1 + 1,
             Frame::PageAck(a) => 8 + 8 + 1 + if a.data.is_some() { PAGE_LEN } else { 0 },
@@ -1882,6 +1886,7 @@ impl Frame<'_> {
                 w.u64(p.oid);
                 w.u64(p.page);
                 w.u8(p.write.min(1));
+                w.u8(p.whole.min(1));
             }
             Frame::PageGrant(g) => {
                 w.u64(g.oid);

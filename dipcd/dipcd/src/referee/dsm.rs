@@ -117,12 +117,17 @@ pub struct DirStats {
     /// Pages whose bytes were sent in a grant.
     pub pages_sent: u64,
     /// Requests the referee made on a node's behalf (read-ahead).
-    #[serde(default)]
     pub ahead: u64,
+    /// Requests the referee made on a node's behalf (whole-segment mode).
+    pub whole: u64,
 }
 
 /// Most pages read ahead of one miss.
 pub const READAHEAD_MAX: u64 = 32;
+
+/// Largest segment that moves as one unit in whole-segment mode, in pages
+/// (16 MiB); a larger one moves page by page.
+pub const WHOLE_MAX_PAGES: u64 = 4096;
 
 /// One node's run of sequential misses on a segment: pages `base..start`
 /// were missed or read ahead before, `start..next` is the newest window read
@@ -195,6 +200,45 @@ impl Directory {
         p.queue.push_back(want);
         self.pump(page, next_txn, out);
         self.read_ahead(want, page, source, next_txn, out);
+        Ok(())
+    }
+
+    /// Node `want.node` faulted on `page` of a segment in whole-segment
+    /// mode: after `page`, the same access to every other page of the
+    /// segment (from the next one on, wrapping), each an ordinary
+    /// transaction, for pages the node neither holds as wanted nor has
+    /// asked for yet. A segment above [`WHOLE_MAX_PAGES`] moves page by
+    /// page.
+    pub fn request_whole(
+        &mut self,
+        want: Want,
+        page: u64,
+        next_txn: &mut u64,
+        out: &mut Vec<Out>,
+    ) -> Result<(), DirError> {
+        if self.npages > WHOLE_MAX_PAGES {
+            return self.request(want, page, next_txn, out);
+        }
+        if page >= self.npages {
+            return Err(DirError::OutOfRange);
+        }
+        self.pages.entry(page).or_default().queue.push_back(want);
+        self.pump(page, next_txn, out);
+        for i in 1..self.npages {
+            let q = (page + i) % self.npages;
+            let skip = self.pages.get(&q).is_some_and(|p| {
+                p.owner == Some(want.node)
+                    || (!want.write && p.copyset.contains(&want.node))
+                    || p.txn.as_ref().is_some_and(|t| t.want == want)
+                    || p.queue.contains(&want)
+            });
+            if skip {
+                continue;
+            }
+            self.stats.whole += 1;
+            self.pages.entry(q).or_default().queue.push_back(want);
+            self.pump(q, next_txn, out);
+        }
         Ok(())
     }
 

@@ -332,8 +332,22 @@ impl Objects {
         (r, fx)
     }
 
-    /// A page fault on `node` wants `page` of `oid`.
+    /// A page fault on `node` wants `page` of `oid` (page mode; tests).
+    #[cfg(test)]
     pub fn page_request(&mut self, node: u32, oid: u64, page: u64, write: bool) -> Effects {
+        self.page_request_mode(node, oid, page, write, false)
+    }
+
+    /// As [`Objects::page_request`]; with `whole`, the node wants the
+    /// whole segment (whole-segment mode).
+    pub fn page_request_mode(
+        &mut self,
+        node: u32,
+        oid: u64,
+        page: u64,
+        write: bool,
+        whole: bool,
+    ) -> Effects {
         let mut fx = Effects::default();
         let refuse = |result| PageRefusal {
             node,
@@ -348,10 +362,14 @@ impl Objects {
         };
         let mut out = Vec::new();
         seg.dir.readahead_max = self.readahead;
-        match seg
-            .dir
-            .request(Want { node, write }, page, &mut self.next_txn, &mut out)
-        {
+        let want = Want { node, write };
+        let done = if whole {
+            seg.dir
+                .request_whole(want, page, &mut self.next_txn, &mut out)
+        } else {
+            seg.dir.request(want, page, &mut self.next_txn, &mut out)
+        };
+        match done {
             Ok(()) => fx.dsm.extend(out.into_iter().map(|out| Dsm { oid, out })),
             Err(DirError::OutOfRange) => fx.page_refusals.push(refuse(-errno::EFAULT)),
         }

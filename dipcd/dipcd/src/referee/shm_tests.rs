@@ -2,7 +2,7 @@
 //! racing requests, and a simulated cluster whose reads must always see the
 //! latest write.
 
-use super::dsm::{Data, Directory, Out, Want, PAGE_LEN};
+use super::dsm::{Data, Directory, Out, Want, PAGE_LEN, WHOLE_MAX_PAGES};
 use super::ipc::{IPC_CREAT, IPC_EXCL};
 use super::shm::Dsm;
 use super::*;
@@ -562,6 +562,62 @@ fn read_ahead_follows_sequential_misses_only() {
 }
 
 #[test]
+fn whole_segment_mode_moves_every_page() {
+    let mut d = Directory::new(4);
+    let mut txn = 0;
+    let mut out = Vec::new();
+    let want = |node, write| Want { node, write };
+    // Node 2 writes page 1 in whole mode: all four pages, page 1 first.
+    d.request_whole(want(2, true), 1, &mut txn, &mut out)
+        .unwrap();
+    assert_eq!(granted(&out, 2), vec![1, 2, 3, 0]);
+    assert_eq!(d.stats.whole, 3);
+    // Node 3 reads page 3 in whole mode: node 2 downgrades every page (in
+    // one burst), each read granted once its ack is in.
+    out.clear();
+    d.request_whole(want(3, false), 3, &mut txn, &mut out)
+        .unwrap();
+    let invals: Vec<(u64, u64)> = out
+        .iter()
+        .map(|o| match o {
+            Out::Inval {
+                node: 2,
+                page,
+                keep_read: true,
+                want_data: true,
+                txn,
+            } => (*page, *txn),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        invals.iter().map(|i| i.0).collect::<Vec<_>>(),
+        vec![3, 0, 1, 2]
+    );
+    out.clear();
+    for (page, t) in invals {
+        assert!(d.ack(2, page, t, Some(&page_of(page as u8)), &mut txn, &mut out));
+    }
+    assert_eq!(granted(&out, 3), vec![3, 0, 1, 2]);
+    for p in 0..4 {
+        assert_eq!(d.holders(p), (None, vec![2, 3]));
+    }
+    // Asking again for what it holds asks nothing more.
+    out.clear();
+    d.request_whole(want(3, false), 0, &mut txn, &mut out)
+        .unwrap();
+    assert_eq!(out, vec![grant(3, 0, false, Data::Keep)]);
+    d.check();
+    // A segment above the bound moves page by page.
+    let mut big = Directory::new(WHOLE_MAX_PAGES + 1);
+    big.readahead_max = 0;
+    out.clear();
+    big.request_whole(want(1, false), 5, &mut txn, &mut out)
+        .unwrap();
+    assert_eq!(granted(&out, 1), vec![5]);
+}
+
+#[test]
 fn node_gone_mid_transaction() {
     let mut d = Directory::new(2);
     let mut txn = 0;
@@ -686,9 +742,10 @@ fn version(d: &Data, old: u64) -> u64 {
 const PAGES: u64 = 4;
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(300))]
+    #![proptest_config(ProptestConfig::with_cases(1000))]
 
-    /// Three nodes, four pages, read-ahead of 0 to 2 pages, invalidations
+    /// Three nodes, four pages, read-ahead of 0 to 2 pages, some nodes in
+    /// whole-segment mode, invalidations
     /// held back for a time quantum (answered after later frames), every interleaving of faults, deliveries,
     /// reads, writes, a node restart and a node leaving: a node that may
     /// read a page holds its latest write, at most one node may write it,
@@ -698,6 +755,7 @@ proptest! {
     fn directory_keeps_sequential_consistency(
         steps in proptest::collection::vec((0u8..9, 1u32..4, 0u64..PAGES), 1..300),
         readahead in 0u64..3,
+        whole_nodes in 0u32..16,
     ) {
         let mut o = Objects::new(Limits::default());
         let oid = shmget(&mut o, 1, PAGES * PAGE_LEN as u64, IPC_CREAT | 0o600, ROOT).oid;
@@ -756,7 +814,7 @@ proptest! {
                 return;
             };
             let fx = match ack {
-                None => o.page_request(n, oid, page, write),
+                None => o.page_request_mode(n, oid, page, write, whole_nodes & (1 << n) != 0),
                 Some((txn, d)) => {
                     let bytes = d.map(|v| {
                         let mut b = vec![0u8; PAGE_LEN];

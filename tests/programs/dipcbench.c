@@ -20,6 +20,11 @@
  *                                         read ahead)
  *   dipcbench shm-writemiss KEY FIRST N   time the first store to each page
  *   dipcbench shm-pingpong KEY N a|b      alternate stores to one word
+ *   dipcbench shm-handoff KEY N a|b       a hand-off over three pages: a
+ *                                         stores data (page 1) then a flag
+ *                                         (page 0); b waits for the flag,
+ *                                         checks the data, stores an ack
+ *                                         (page 2) that a waits for
  *   dipcbench shm-seqread KEY MIB         read MIB MiB from page 0 on
  *   dipcbench sem-contend KEY K SECS      P/V on sem 0 of KEY after a
  *                                         barrier of K on sem 1, for SECS
@@ -416,6 +421,38 @@ static int shm_pingpong(const char *key, long n, int a)
 	return 0;
 }
 
+/* The message-passing hand-off of shmtool litmus, timed per round. */
+static int shm_handoff(const char *key, long n, int a)
+{
+	volatile char *p = attach(key);
+	volatile long *flag = (volatile long *)p, *data = (volatile long *)(p + PAGE),
+		      *ack = (volatile long *)(p + 2 * PAGE);
+	double *s = calloc(n, sizeof(double));
+
+	for (long i = 1; i <= n; i++) {
+		double t0 = bench_now_us();
+
+		if (a) {
+			*data = i;
+			*flag = i;
+			while (*ack != i)
+				;
+		} else {
+			while (*flag != i)
+				;
+			if (*data != i) {
+				fprintf(stderr, "shm-handoff: round %ld read data %ld\n", i, *data);
+				return 1;
+			}
+			*ack = i;
+		}
+		s[i - 1] = bench_now_us() - t0;
+	}
+	if (a)
+		bench_latency("dsm_handoff", s + 1, n - 1, "%s", bench_extra_args);
+	return 0;
+}
+
 static int shm_seqread(const char *key, long mib)
 {
 	volatile uint64_t *p = (volatile uint64_t *)attach(key);
@@ -528,6 +565,8 @@ int main(int argc, char **argv)
 		return pages(cmd, pos[2], atol(pos[3]), atol(pos[4]));
 	if (!strcmp(cmd, "shm-pingpong") && n == 5)
 		return shm_pingpong(pos[2], atol(pos[3]), pos[4][0] == 'a');
+	if (!strcmp(cmd, "shm-handoff") && n == 5)
+		return shm_handoff(pos[2], atol(pos[3]), pos[4][0] == 'a');
 	if (!strcmp(cmd, "shm-seqread") && n == 4)
 		return shm_seqread(pos[2], atol(pos[3]));
 	if ((!strcmp(cmd, "sem-contend") || !strcmp(cmd, "shm-contend")) && n == 5)

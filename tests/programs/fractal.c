@@ -19,10 +19,12 @@
  *   fractal start KEY            note the start time, let the workers go
  *   fractal progress KEY PERCENT wait until PERCENT of the work is done
  *   fractal wait KEY             wait until every worker has finished
- *   fractal verify KEY           render and filter alone on this node (the
+ *   fractal verify KEY [T=V...]  render and filter alone on this node (the
  *                                one-node baseline, timed), compare every
  *                                pixel of both images, draw the result,
- *                                print the speed-up; exit 1 on a mismatch
+ *                                print the speed-up; exit 1 on a mismatch.
+ *                                With key=value tags (make bench), also
+ *                                print both times as BENCH lines
  *   fractal remove KEY           remove the segment and the set
  *
  * The work is dealt in blocks of rows that fill one page each, round robin
@@ -287,7 +289,7 @@ static void draw(const uint8_t *img)
 	}
 }
 
-static int verify(key_t key)
+static int verify(key_t key, int ntags, char **tags)
 {
 	struct seg s = open_seg(key);
 	uint8_t *raw = malloc(IMAGE_BYTES), *smooth = malloc(IMAGE_BYTES);
@@ -321,6 +323,17 @@ static int verify(key_t key)
 	       IMAGE_BYTES);
 	printf("fractal: %u workers: %.2f s; one node alone: %.2f s; speed-up %.2fx\n",
 	       s.h->workers, t_dist, t_one, t_one / t_dist);
+	if (ntags > 0) {
+		char extra[256] = "";
+
+		for (int i = 0; i < ntags; i++) {
+			strncat(extra, " ", sizeof(extra) - strlen(extra) - 1);
+			strncat(extra, tags[i], sizeof(extra) - strlen(extra) - 1);
+		}
+		printf("BENCH fractal_nodes unit=s value=%.3f workers=%u%s\n", t_dist,
+		       s.h->workers, extra);
+		printf("BENCH fractal_alone unit=s value=%.3f%s\n", t_one, extra);
+	}
 	return 0;
 }
 
@@ -360,8 +373,8 @@ int main(int argc, char **argv)
 		return progress(key, atoi(argv[3]));
 	if (!strcmp(argv[1], "wait") && argc == 3)
 		return wait_all(key);
-	if (!strcmp(argv[1], "verify") && argc == 3)
-		return verify(key);
+	if (!strcmp(argv[1], "verify") && argc >= 3)
+		return verify(key, argc - 3, argv + 3);
 	if (!strcmp(argv[1], "remove") && argc == 3)
 		return remove_all(key);
 	usage();

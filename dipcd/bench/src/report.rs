@@ -238,7 +238,7 @@ pub fn build(recs: &[Record], load: Option<&LoadResult>) -> Report {
         val(f.one("msg_tput_1024", &[])),
         "raw TCP stream of 1 KiB writes",
         val(f.one("tcp_stream_1024", &[("pair", "2-3")])),
-        None,
+        Some(Target::AtLeast(0.3)),
     );
 
     b.group = "Distributed shared memory (pages owned by the other node)";
@@ -266,7 +266,7 @@ pub fn build(recs: &[Record], load: Option<&LoadResult>) -> Report {
         val(f.one("dsm_write_miss", &[])),
         fetch_name,
         val(fetch),
-        None,
+        Some(Target::AtMost(1.3)),
     );
     b.row(
         "2-node ping-pong on one page, per round (median)",
@@ -274,14 +274,48 @@ pub fn build(recs: &[Record], load: Option<&LoadResult>) -> Report {
         val(f.one("dsm_pingpong", &[])),
         "2 × (TCP round trip + 4 KiB)",
         times(2.0, val(fetch)),
-        None,
+        Some(Target::AtMost(2.5)),
     );
     b.row(
-        "sequential read of 64 MiB",
+        "sequential read of 64 MiB (read-ahead)",
         "MB/s",
         val(f.one("dsm_seqread", &[])),
         "raw TCP stream (64 KiB writes)",
         val(f.one("tcp_stream_65536", &[("pair", "2-3")])),
+        Some(Target::AtLeast(0.5)),
+    );
+    let handoff_page = val(f.one("dsm_handoff", &[("mode", "page")]));
+    b.row(
+        "hand-off over 3 pages (data, flag, ack), per round (median)",
+        "µs",
+        handoff_page,
+        "3 × (TCP round trip + 4 KiB)",
+        times(3.0, val(fetch)),
+        None,
+    );
+    b.row(
+        "the same hand-off, whole-segment mode",
+        "µs",
+        val(f.one("dsm_handoff", &[("mode", "whole")])),
+        "page mode",
+        handoff_page,
+        None,
+    );
+    let fractal_page = val(f.one("fractal_nodes", &[("mode", "page")]));
+    b.row(
+        "fractal demo (tests/programs/fractal.c): one node alone",
+        "s",
+        val(f.one("fractal_alone", &[("mode", "page")])),
+        "3 workers on 3 nodes (ratio: speed-up)",
+        fractal_page,
+        Some(Target::AtLeast(1.8)),
+    );
+    b.row(
+        "fractal demo on 3 nodes, whole-segment mode",
+        "s",
+        val(f.one("fractal_nodes", &[("mode", "whole")])),
+        "page mode",
+        fractal_page,
         None,
     );
 
@@ -341,7 +375,11 @@ pub fn build(recs: &[Record], load: Option<&LoadResult>) -> Report {
     ] {
         let total = |f: &mut Find<'_>, k: usize| -> Option<f64> {
             let k = k.to_string();
-            let v: Vec<&Record> = f.all(name, &[("nodes", &k)]);
+            let v: Vec<&Record> = f
+                .all(name, &[("nodes", &k)])
+                .into_iter()
+                .filter(|r| r.field("quantum").is_none())
+                .collect();
             if v.len() != k.parse::<usize>().unwrap_or(0) {
                 f.missing.push(format!("{name} nodes={k} (one per node)"));
                 return None;
@@ -362,21 +400,49 @@ pub fn build(recs: &[Record], load: Option<&LoadResult>) -> Report {
             );
         }
     }
-    for k in 1..=4 {
+    // Two nodes on one page with a 2 ms time quantum on both.
+    let quantum: Vec<&Record> = f.all("scale_shm", &[("nodes", "2"), ("quantum", "2")]);
+    let two: f64 = f
+        .all("scale_shm", &[("nodes", "2")])
+        .iter()
+        .filter(|r| r.field("quantum").is_none())
+        .map(|r| r.value)
+        .sum();
+    if quantum.len() == 2 {
+        b.row(
+            "atomic add on one page, 2 nodes, time quantum 2 ms",
+            "ops/s",
+            Some(quantum.iter().map(|r| r.value).sum()),
+            "2 nodes, no quantum",
+            (two > 0.0).then_some(two),
+            None,
+        );
+    } else {
+        f.missing
+            .push("scale_shm nodes=2 quantum=2 (one per node)".into());
+    }
+    for (k, q) in [(1, None), (2, None), (3, None), (4, None), (2, Some("2"))] {
         let ks = k.to_string();
         let adds: f64 = f
             .all("scale_shm", &[("nodes", &ks)])
             .iter()
+            .filter(|r| r.field("quantum") == q)
             .filter_map(|r| r.num("ops"))
             .sum();
-        if let Some(word) = f.one("scale_shm_total", &[("nodes", &ks)]) {
-            checks.push((
+        let word = f
+            .all("scale_shm_total", &[("nodes", &ks)])
+            .into_iter()
+            .rfind(|r| r.field("quantum") == q);
+        match word {
+            Some(word) => checks.push((
                 format!(
-                    "contention on {k} node(s): the shared word ({}) equals the increments made ({adds})",
+                    "contention on {k} node(s){}: the shared word ({}) equals the increments made ({adds})",
+                    q.map_or(String::new(), |q| format!(", quantum {q} ms")),
                     word.value
                 ),
                 word.value == adds,
-            ));
+            )),
+            None => f.missing.push(format!("scale_shm_total nodes={k}")),
         }
     }
 

@@ -268,6 +268,8 @@ void dipc_shm_unmap(void *mapping, unsigned long idx);
  * fatal signal.
  */
 int dipc_shm_wait(void *seg, unsigned long idx, u32 word, unsigned int ms);
+/* Wakes the tasks in dipc_shm_wait() for page `idx` of `seg`. */
+void dipc_shm_wake_page(void *seg, unsigned long idx);
 /* Wakes every task in dipc_shm_wait(). */
 void dipc_shm_wake(void);
 bool dipc_fatal_signal_pending(void);

@@ -129,6 +129,7 @@ mod ffi {
         pub(super) fn dipc_shm_wait(seg: *mut c_void, idx: c_ulong, word: u32, ms: c_uint)
             -> c_int;
         pub(super) fn dipc_shm_wake();
+        pub(super) fn dipc_shm_wake_page(seg: *mut c_void, idx: c_ulong);
         pub(super) fn dipc_fatal_signal_pending() -> bool;
     }
 }
@@ -714,6 +715,13 @@ pub(crate) fn shm_wait(seg: &crate::shm::Seg, idx: u64, word: u32, ms: u32) -> R
     let r = unsafe { ffi::dipc_shm_wait(p, idx as c_ulong, word, ms) };
     to_result(r)?;
     Ok(r > 0)
+}
+
+/// Wakes the tasks in [`shm_wait`] for page `idx` of `seg`.
+pub(crate) fn shm_wake_page(seg: &crate::shm::Seg, idx: u64) {
+    let p = core::ptr::from_ref(seg).cast_mut().cast();
+    // SAFETY: the pointer is only hashed, never dereferenced.
+    unsafe { ffi::dipc_shm_wake_page(p, idx as c_ulong) }
 }
 
 /// Wakes every task in [`shm_wait`].

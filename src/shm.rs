@@ -578,7 +578,7 @@ fn set_page(
             seg.oid,
             idx
         );
-        shim::shm_wake();
+        shim::shm_wake_page(seg, idx);
         return false;
     }
     {
@@ -600,7 +600,7 @@ fn set_page(
     if folio != 0 {
         shim::shm_page_unlock(folio);
     }
-    shim::shm_wake();
+    shim::shm_wake_page(seg, idx);
     copied
 }
 

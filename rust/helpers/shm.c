@@ -37,6 +37,7 @@
 #include <linux/module.h>
 #include <linux/pagemap.h>
 #include <linux/sched/signal.h>
+#include <linux/hash.h>
 #include <linux/shmem_fs.h>
 #include <linux/wait.h>
 #include "../dipc_helpers.h"
@@ -51,7 +52,19 @@ static const struct vm_operations_struct *dipc_orig_ops;
 static struct vm_operations_struct dipc_shm_ops;
 static DEFINE_SPINLOCK(dipc_ops_lock);
 static void *dipc_shm_ctx;
-static DECLARE_WAIT_QUEUE_HEAD(dipc_shm_wq);
+/*
+ * Faults waiting for a page sleep on the queue their (segment, page) hashes
+ * to, so a grant or an invalidation wakes the tasks waiting for that page
+ * (and the rare ones that share its queue), not every waiting fault.
+ */
+#define DIPC_SHM_WQ_BITS 8
+static struct wait_queue_head dipc_shm_wq[1 << DIPC_SHM_WQ_BITS];
+
+static struct wait_queue_head *dipc_shm_wq_of(void *seg, unsigned long idx)
+{
+	return &dipc_shm_wq[hash_long((unsigned long)seg ^ hash_long(idx, BITS_PER_LONG),
+				      DIPC_SHM_WQ_BITS)];
+}
 /* Wrapped VMAs on this node. */
 static atomic_t dipc_wrapped = ATOMIC_INIT(0);
 
@@ -180,6 +193,8 @@ static void dipc_vm_close(struct vm_area_struct *vma)
 
 void dipc_shm_init(void *ctx)
 {
+	for (int i = 0; i < ARRAY_SIZE(dipc_shm_wq); i++)
+		init_waitqueue_head(&dipc_shm_wq[i]);
 	dipc_shm_ctx = ctx;
 }
 
@@ -370,7 +385,7 @@ void dipc_shm_unmap(void *mapping, unsigned long idx)
 
 int dipc_shm_wait(void *seg, unsigned long idx, u32 word, unsigned int ms)
 {
-	long r = wait_event_killable_timeout(dipc_shm_wq,
+	long r = wait_event_killable_timeout(*dipc_shm_wq_of(seg, idx),
 					     dipc_rust_shm_changed(seg, idx, word),
 					     msecs_to_jiffies(ms));
 
@@ -379,9 +394,15 @@ int dipc_shm_wait(void *seg, unsigned long idx, u32 word, unsigned int ms)
 	return r > 0;
 }
 
+void dipc_shm_wake_page(void *seg, unsigned long idx)
+{
+	wake_up_all(dipc_shm_wq_of(seg, idx));
+}
+
 void dipc_shm_wake(void)
 {
-	wake_up_all(&dipc_shm_wq);
+	for (int i = 0; i < ARRAY_SIZE(dipc_shm_wq); i++)
+		wake_up_all(&dipc_shm_wq[i]);
 }
 
 bool dipc_fatal_signal_pending(void)

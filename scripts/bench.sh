@@ -54,9 +54,11 @@ best="$(for f in "$out"/load-*.json; do
 done | sort -g | tail -1 | cut -d' ' -f2)"
 
 accel="$(sed -n 's/^dipc-cluster: accelerator \([a-z]*\).*/\1/p' "$out/cluster.log" | head -1)"
+# As the guests reported it when they booted (the runner checks nproc).
+vcpus="$(sed -n 's/^dipc-cluster: node [0-9]* booted in .* with \([0-9]*\) CPU(s).*/\1/p' "$out/cluster.log" | head -1)"
 cpu="$(sed -n 's/^model name[^:]*: *//p' /proc/cpuinfo | head -1)"
 echo "bench: report (cluster and scale took $((SECONDS - started)) s)"
 "$tool" report --log "$out/cluster.log" --log "$out/scale.log" --load "$best" --date "$date" \
 	--meta "commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
-	--meta "guests=QEMU $accel, 1 vCPU each" --meta "host=$cpu × $(nproc)" \
+	--meta "guests=QEMU $accel, ${vcpus:-?} vCPUs each" --meta "host=$cpu × $(nproc)" \
 	"${readme[@]}"

@@ -58,7 +58,18 @@ static void *dipc_shm_ctx;
  * (and the rare ones that share its queue), not every waiting fault.
  */
 #define DIPC_SHM_WQ_BITS 8
-static struct wait_queue_head dipc_shm_wq[1 << DIPC_SHM_WQ_BITS];
+/*
+ * Initialised statically: the connection thread, which wakes them, starts
+ * before the hooks (and dipc_shm_init()) are registered.
+ */
+#define DIPC_WQ(i) [i] = __WAIT_QUEUE_HEAD_INITIALIZER(dipc_shm_wq[i])
+#define DIPC_WQ4(i) DIPC_WQ(i), DIPC_WQ((i) + 1), DIPC_WQ((i) + 2), DIPC_WQ((i) + 3)
+#define DIPC_WQ16(i) DIPC_WQ4(i), DIPC_WQ4((i) + 4), DIPC_WQ4((i) + 8), DIPC_WQ4((i) + 12)
+#define DIPC_WQ64(i) DIPC_WQ16(i), DIPC_WQ16((i) + 16), DIPC_WQ16((i) + 32), DIPC_WQ16((i) + 48)
+static struct wait_queue_head dipc_shm_wq[1 << DIPC_SHM_WQ_BITS] = {
+	DIPC_WQ64(0), DIPC_WQ64(64), DIPC_WQ64(128), DIPC_WQ64(192),
+};
+static_assert(ARRAY_SIZE(dipc_shm_wq) == 256);
 
 static struct wait_queue_head *dipc_shm_wq_of(void *seg, unsigned long idx)
 {
@@ -193,8 +204,6 @@ static void dipc_vm_close(struct vm_area_struct *vma)
 
 void dipc_shm_init(void *ctx)
 {
-	for (int i = 0; i < ARRAY_SIZE(dipc_shm_wq); i++)
-		init_waitqueue_head(&dipc_shm_wq[i]);
 	dipc_shm_ctx = ctx;
 }
 

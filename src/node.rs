@@ -303,27 +303,45 @@ impl Node {
     }
 }
 
-/// Called when `/proc/sys/dipc/keys` is written.
+/// Runs `apply` on the node with the text a sysctl handler was given.
 ///
 /// # Safety
 ///
-/// Called only by the sysctl handler with the context given to
-/// [`crate::shim::Control::register`] (alive while the file exists) and
+/// Called only by the sysctl handlers with the context given to
+/// [`crate::shim::Control::register`] (alive while the files exist) and
 /// `buf` readable for `len` bytes.
-#[no_mangle]
-unsafe extern "C" fn dipc_rust_policy_set(ctx: *mut c_void, buf: *const u8, len: usize) -> c_int {
+unsafe fn set_from_text(
+    ctx: *mut c_void,
+    buf: *const u8,
+    len: usize,
+    apply: impl FnOnce(&Node, &[u8]) -> Result,
+) -> c_int {
     // SAFETY: per the function's contract.
     let node = unsafe { crate::shim::borrow_ctx::<Node>(ctx) };
     // SAFETY: per the function's contract.
     let text = unsafe { core::slice::from_raw_parts(buf, len) };
-    match Policy::parse(text) {
-        Ok(p) => {
+    match apply(&node, text) {
+        Ok(()) => 0,
+        Err(e) => e.to_errno(),
+    }
+}
+
+/// Called when `/proc/sys/dipc/keys` is written.
+///
+/// # Safety
+///
+/// As for [`set_from_text`].
+#[no_mangle]
+unsafe extern "C" fn dipc_rust_policy_set(ctx: *mut c_void, buf: *const u8, len: usize) -> c_int {
+    // SAFETY: per the function's contract.
+    unsafe {
+        set_from_text(ctx, buf, len, |node, text| {
+            let p = Policy::parse(text)?;
             let mut policy = node.policy.lock();
             *policy = p;
             node.policy_any.store(u32::from(!p.is_none()), Relaxed);
-            0
-        }
-        Err(e) => e.to_errno(),
+            Ok(())
+        })
     }
 }
 
@@ -331,19 +349,15 @@ unsafe extern "C" fn dipc_rust_policy_set(ctx: *mut c_void, buf: *const u8, len:
 ///
 /// # Safety
 ///
-/// As for [`dipc_rust_policy_set`].
+/// As for [`set_from_text`].
 #[no_mangle]
 unsafe extern "C" fn dipc_rust_quanta_set(ctx: *mut c_void, buf: *const u8, len: usize) -> c_int {
     // SAFETY: per the function's contract.
-    let node = unsafe { crate::shim::borrow_ctx::<Node>(ctx) };
-    // SAFETY: per the function's contract.
-    let text = unsafe { core::slice::from_raw_parts(buf, len) };
-    match Quanta::parse(text) {
-        Ok(q) => {
-            *node.quanta.lock() = q;
-            0
-        }
-        Err(e) => e.to_errno(),
+    unsafe {
+        set_from_text(ctx, buf, len, |node, text| {
+            *node.quanta.lock() = Quanta::parse(text)?;
+            Ok(())
+        })
     }
 }
 
@@ -351,19 +365,15 @@ unsafe extern "C" fn dipc_rust_quanta_set(ctx: *mut c_void, buf: *const u8, len:
 ///
 /// # Safety
 ///
-/// As for [`dipc_rust_policy_set`].
+/// As for [`set_from_text`].
 #[no_mangle]
 unsafe extern "C" fn dipc_rust_whole_set(ctx: *mut c_void, buf: *const u8, len: usize) -> c_int {
     // SAFETY: per the function's contract.
-    let node = unsafe { crate::shim::borrow_ctx::<Node>(ctx) };
-    // SAFETY: per the function's contract.
-    let text = unsafe { core::slice::from_raw_parts(buf, len) };
-    match Policy::parse(text) {
-        Ok(p) => {
-            *node.whole_keys.lock() = p;
-            0
-        }
-        Err(e) => e.to_errno(),
+    unsafe {
+        set_from_text(ctx, buf, len, |node, text| {
+            *node.whole_keys.lock() = Policy::parse(text)?;
+            Ok(())
+        })
     }
 }
 

@@ -39,10 +39,7 @@ impl Policy {
     /// Parses the text of `/proc/sys/dipc/keys`.
     pub(crate) fn parse(text: &[u8]) -> Result<Policy> {
         let mut p = Policy::NONE;
-        let words = text
-            .split(|&b| b == b',' || b.is_ascii_whitespace())
-            .filter(|w| !w.is_empty());
-        for w in words {
+        for w in words(text) {
             match w {
                 b"none" => {}
                 b"all" => p.all = true,
@@ -101,10 +98,7 @@ impl Quanta {
     /// Parses the text of `/proc/sys/dipc/quantum_keys`.
     pub(crate) fn parse(text: &[u8]) -> Result<Quanta> {
         let mut q = Quanta::NONE;
-        let words = text
-            .split(|&b| b == b',' || b.is_ascii_whitespace())
-            .filter(|w| !w.is_empty());
-        for w in words {
+        for w in words(text) {
             let eq = w.iter().position(|&b| b == b'=').ok_or(EINVAL)?;
             let (lo, hi) = range(&w[..eq])?;
             let ms = number(&w[eq + 1..])?;
@@ -116,6 +110,12 @@ impl Quanta {
         }
         Ok(q)
     }
+}
+
+/// The words of a sysctl's text: separated by commas or white space.
+fn words(text: &[u8]) -> impl Iterator<Item = &[u8]> {
+    text.split(|&b| b == b',' || b.is_ascii_whitespace())
+        .filter(|w| !w.is_empty())
 }
 
 /// `LO-HI` or a single key, inclusive.

@@ -545,8 +545,8 @@ pub(crate) fn removed(node: &Node, oid: u64) {
 /// Sets page `idx` of `seg` to access `acc`, with the folio locked when
 /// the segment is mapped here: for a lower access, unmaps it everywhere on
 /// this node and copies its bytes to `out` if given (returns whether it
-/// did); for a grant, first installs `data`. Called by the connection
-/// thread only.
+/// did); for a grant, first installs `data` and starts the page's time
+/// quantum. Called by the connection thread only.
 fn set_page(
     seg: &Seg,
     idx: u64,
@@ -582,9 +582,14 @@ fn set_page(
         return false;
     }
     {
+        // A grant starts the page's time quantum.
+        let now = data.is_some().then(|| seg.now_ms());
         let mut st = seg.state.lock();
         if let Some(w) = st.pages.get_mut(i) {
             *w = next_word(*w, acc);
+        }
+        if let (Some(now), Some(t)) = (now, st.since.get_mut(i)) {
+            *t = now;
         }
     }
     if acc != ACC_WRITE && mapping != 0 {
@@ -640,13 +645,6 @@ pub(crate) fn grant(node: &Node, g: &PageGrant<'_>) {
         },
     );
     set_page(&seg, g.page, acc, Some(g.data), None);
-    // The page's time quantum starts.
-    if let Ok(i) = usize::try_from(g.page) {
-        let now = seg.now_ms();
-        if let Some(t) = seg.state.lock().since.get_mut(i) {
-            *t = now;
-        }
-    }
 }
 
 /// An invalidation held back until the page's time quantum ends.

@@ -26,13 +26,24 @@ static int dipc_quantum_ms;
 static int dipc_quantum_max = DIPC_QUANTUM_MAX_MS;
 static bool dipc_genl_registered;
 
-static int dipc_keys_set_locked(const char *text)
+/*
+ * The parsers of the text sysctls (in Rust; a bad text is refused and
+ * changes nothing). Called with dipc_keys_lock held; the caller keeps the
+ * text once it is taken.
+ */
+static int dipc_keys_parse(const char *text)
 {
-	int err = dipc_rust_policy_set(dipc_ctl_ctx, text, strnlen(text, DIPC_KEYS_LEN));
+	return dipc_rust_policy_set(dipc_ctl_ctx, text, strnlen(text, DIPC_KEYS_LEN));
+}
 
-	if (!err)
-		strscpy(dipc_keys, text, sizeof(dipc_keys));
-	return err;
+static int dipc_quanta_parse(const char *text)
+{
+	return dipc_rust_quanta_set(dipc_ctl_ctx, text, strnlen(text, DIPC_KEYS_LEN));
+}
+
+static int dipc_whole_parse(const char *text)
+{
+	return dipc_rust_whole_set(dipc_ctl_ctx, text, strnlen(text, DIPC_KEYS_LEN));
 }
 
 int dipc_keys_set(const char *text)
@@ -40,7 +51,9 @@ int dipc_keys_set(const char *text)
 	int err;
 
 	mutex_lock(&dipc_keys_lock);
-	err = dipc_keys_set_locked(text);
+	err = dipc_keys_parse(text);
+	if (!err)
+		strscpy(dipc_keys, text, sizeof(dipc_keys));
 	mutex_unlock(&dipc_keys_lock);
 	return err;
 }
@@ -52,32 +65,14 @@ void dipc_keys_get(char *buf, size_t len)
 	mutex_unlock(&dipc_keys_lock);
 }
 
-static int dipc_quanta_set_locked(const char *text)
-{
-	int err = dipc_rust_quanta_set(dipc_ctl_ctx, text, strnlen(text, DIPC_KEYS_LEN));
-
-	if (!err)
-		strscpy(dipc_quantum_keys, text, sizeof(dipc_quantum_keys));
-	return err;
-}
-
-static int dipc_whole_set_locked(const char *text)
-{
-	int err = dipc_rust_whole_set(dipc_ctl_ctx, text, strnlen(text, DIPC_KEYS_LEN));
-
-	if (!err)
-		strscpy(dipc_segment_keys, text, sizeof(dipc_segment_keys));
-	return err;
-}
-
 /*
- * /proc/sys/dipc/keys, quantum_keys and segment_keys: the text is parsed (and refused)
- * in Rust, by the setter in extra1.
+ * /proc/sys/dipc/keys, quantum_keys and segment_keys: the text is parsed
+ * (and refused) by the parser in extra1, and kept in data once taken.
  */
 static int dipc_text_handler(const struct ctl_table *table, int write, void *buffer,
 			     size_t *lenp, loff_t *ppos)
 {
-	int (*set)(const char *text) = table->extra1;
+	int (*parse)(const char *text) = table->extra1;
 	struct ctl_table tmp = *table;
 	char buf[DIPC_KEYS_LEN] = "";
 	int err;
@@ -91,7 +86,9 @@ static int dipc_text_handler(const struct ctl_table *table, int write, void *buf
 	err = proc_dostring(&tmp, write, buffer, lenp, ppos);
 	if (err)
 		goto out;
-	err = set(buf);
+	err = parse(buf);
+	if (!err)
+		strscpy(table->data, buf, table->maxlen);
 out:
 	mutex_unlock(&dipc_keys_lock);
 	return err;
@@ -113,7 +110,7 @@ static const struct ctl_table dipc_sysctl_table[] = {
 		.maxlen = sizeof(dipc_keys),
 		.mode = 0644,
 		.proc_handler = dipc_text_handler,
-		.extra1 = dipc_keys_set_locked,
+		.extra1 = dipc_keys_parse,
 	},
 	{
 		.procname = "quantum_ms",
@@ -130,7 +127,7 @@ static const struct ctl_table dipc_sysctl_table[] = {
 		.maxlen = sizeof(dipc_quantum_keys),
 		.mode = 0644,
 		.proc_handler = dipc_text_handler,
-		.extra1 = dipc_quanta_set_locked,
+		.extra1 = dipc_quanta_parse,
 	},
 	{
 		.procname = "segment_keys",
@@ -138,7 +135,7 @@ static const struct ctl_table dipc_sysctl_table[] = {
 		.maxlen = sizeof(dipc_segment_keys),
 		.mode = 0644,
 		.proc_handler = dipc_text_handler,
-		.extra1 = dipc_whole_set_locked,
+		.extra1 = dipc_whole_parse,
 	},
 };
 

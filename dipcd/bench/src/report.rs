@@ -150,6 +150,25 @@ fn times(k: f64, v: Option<f64>) -> Option<f64> {
     v.map(|v| k * v)
 }
 
+/// The sum of `name` over the `k` nodes of a contention round (one record
+/// per node), with the time quantum tag `quantum` (`None`: untagged); noted
+/// as missing unless there is exactly one record per node.
+fn per_node_sum(f: &mut Find<'_>, name: &str, k: usize, quantum: Option<&str>) -> Option<f64> {
+    let ks = k.to_string();
+    let v: Vec<&Record> = f
+        .all(name, &[("nodes", &ks)])
+        .into_iter()
+        .filter(|r| r.field("quantum") == quantum)
+        .collect();
+    if v.len() != k {
+        let q = quantum.map_or(String::new(), |q| format!(" quantum={q}"));
+        f.missing
+            .push(format!("{name} nodes={k}{q} (one per node)"));
+        return None;
+    }
+    Some(v.iter().map(|r| r.value).sum())
+}
+
 /// Builds the report from the cluster's records and the referee load run.
 pub fn build(recs: &[Record], load: Option<&LoadResult>) -> Report {
     let mut f = Find {
@@ -369,27 +388,18 @@ pub fn build(recs: &[Record], load: Option<&LoadResult>) -> Report {
     );
 
     b.group = "Contention: k nodes on one semaphore / one page (aggregate)";
+    let mut shm_two = None;
     for (name, what) in [
         ("scale_sem", "semaphore P+V"),
         ("scale_shm", "atomic add on one page"),
     ] {
-        let total = |f: &mut Find<'_>, k: usize| -> Option<f64> {
-            let k = k.to_string();
-            let v: Vec<&Record> = f
-                .all(name, &[("nodes", &k)])
-                .into_iter()
-                .filter(|r| r.field("quantum").is_none())
-                .collect();
-            if v.len() != k.parse::<usize>().unwrap_or(0) {
-                f.missing.push(format!("{name} nodes={k} (one per node)"));
-                return None;
-            }
-            Some(v.iter().map(|r| r.value).sum())
-        };
-        let one = total(&mut f, 1);
+        let one = per_node_sum(&mut f, name, 1, None);
         b.row(&format!("{what}, 1 node"), "ops/s", one, "—", None, None);
         for k in 2..=4 {
-            let v = total(&mut f, k);
+            let v = per_node_sum(&mut f, name, k, None);
+            if name == "scale_shm" && k == 2 {
+                shm_two = v;
+            }
             b.row(
                 &format!("{what}, {k} nodes"),
                 "ops/s",
@@ -401,26 +411,14 @@ pub fn build(recs: &[Record], load: Option<&LoadResult>) -> Report {
         }
     }
     // Two nodes on one page with a 2 ms time quantum on both.
-    let quantum: Vec<&Record> = f.all("scale_shm", &[("nodes", "2"), ("quantum", "2")]);
-    let two: f64 = f
-        .all("scale_shm", &[("nodes", "2")])
-        .iter()
-        .filter(|r| r.field("quantum").is_none())
-        .map(|r| r.value)
-        .sum();
-    if quantum.len() == 2 {
-        b.row(
-            "atomic add on one page, 2 nodes, time quantum 2 ms",
-            "ops/s",
-            Some(quantum.iter().map(|r| r.value).sum()),
-            "2 nodes, no quantum",
-            (two > 0.0).then_some(two),
-            None,
-        );
-    } else {
-        f.missing
-            .push("scale_shm nodes=2 quantum=2 (one per node)".into());
-    }
+    b.row(
+        "atomic add on one page, 2 nodes, time quantum 2 ms",
+        "ops/s",
+        per_node_sum(&mut f, "scale_shm", 2, Some("2")),
+        "2 nodes, no quantum",
+        shm_two,
+        None,
+    );
     for (k, q) in [(1, None), (2, None), (3, None), (4, None), (2, Some("2"))] {
         let ks = k.to_string();
         let adds: f64 = f

@@ -99,6 +99,11 @@ impl Page {
             && self.queue.is_empty()
     }
 
+    /// Whether `want.node` already has the access `want` asks for.
+    fn holds(&self, want: Want) -> bool {
+        self.owner == Some(want.node) || (!want.write && self.copyset.contains(&want.node))
+    }
+
     fn home_data(&self) -> Data {
         match &self.home {
             Some(b) => Data::Bytes(b.clone()),
@@ -196,11 +201,15 @@ impl Directory {
         // The holder the bytes come from: read-ahead takes only pages that
         // are at home or held by the same node.
         let source = self.pages.get(&page).and_then(|p| p.owner);
-        let p = self.pages.entry(page).or_default();
-        p.queue.push_back(want);
-        self.pump(page, next_txn, out);
+        self.enqueue(want, page, next_txn, out);
         self.read_ahead(want, page, source, next_txn, out);
         Ok(())
+    }
+
+    /// Queues `want` on `page` and starts what can start.
+    fn enqueue(&mut self, want: Want, page: u64, next_txn: &mut u64, out: &mut Vec<Out>) {
+        self.pages.entry(page).or_default().queue.push_back(want);
+        self.pump(page, next_txn, out);
     }
 
     /// Node `want.node` faulted on `page` of a segment in whole-segment
@@ -222,13 +231,11 @@ impl Directory {
         if page >= self.npages {
             return Err(DirError::OutOfRange);
         }
-        self.pages.entry(page).or_default().queue.push_back(want);
-        self.pump(page, next_txn, out);
+        self.enqueue(want, page, next_txn, out);
         for i in 1..self.npages {
             let q = (page + i) % self.npages;
             let skip = self.pages.get(&q).is_some_and(|p| {
-                p.owner == Some(want.node)
-                    || (!want.write && p.copyset.contains(&want.node))
+                p.holds(want)
                     || p.txn.as_ref().is_some_and(|t| t.want == want)
                     || p.queue.contains(&want)
             });
@@ -236,8 +243,7 @@ impl Directory {
                 continue;
             }
             self.stats.whole += 1;
-            self.pages.entry(q).or_default().queue.push_back(want);
-            self.pump(q, next_txn, out);
+            self.enqueue(want, q, next_txn, out);
         }
         Ok(())
     }
@@ -298,14 +304,9 @@ impl Directory {
             if !qualifies {
                 break;
             }
-            let held = self
-                .pages
-                .get(&next)
-                .is_some_and(|p| p.owner == Some(n) || (!want.write && p.copyset.contains(&n)));
-            if !held {
+            if !self.pages.get(&next).is_some_and(|p| p.holds(want)) {
                 self.stats.ahead += 1;
-                self.pages.entry(next).or_default().queue.push_back(want);
-                self.pump(next, next_txn, out);
+                self.enqueue(want, next, next_txn, out);
             }
             next += 1;
         }

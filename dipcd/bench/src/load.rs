@@ -103,6 +103,7 @@ impl Conn {
                 node_id: node,
                 features: 0,
                 incarnation: fresh_incarnation(node),
+                peer_port: 0,
                 name: name.as_bytes(),
             }),
         ))?;
@@ -363,6 +364,7 @@ mod tests {
                 node_id: 1000,
                 features: 0,
                 session: 1,
+                token: Default::default(),
             };
             s.write_all(&encode(0, Frame::HelloAck(ack))).unwrap();
             assert_eq!(read_frame(&mut s, &mut buf).0, 1);

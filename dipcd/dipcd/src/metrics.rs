@@ -433,6 +433,7 @@ mod tests {
             page: 3,
             write: 1,
             whole: 0,
+            applied: 0,
         });
         m.frame_in(Some(2), &req, 40);
         // Sent again: still one timer.
@@ -444,6 +445,7 @@ mod tests {
                 page: node_page,
                 write: 1,
                 result: 0,
+                after: 0,
                 data: PageData::Zero,
             });
             let mut b = vec![0u8; f.encoded_len()];
@@ -473,6 +475,6 @@ mod tests {
         assert_eq!(kind_name(Kind::SemOp), "sem_op");
         assert_eq!(kind_name(Kind::Get), "get");
         assert_eq!(kind_name(Kind::PageGrant), "page_grant");
-        assert_eq!(kinds().count(), 30);
+        assert_eq!(kinds().count(), 31);
     }
 }

@@ -6,13 +6,13 @@ use crate::metrics::Metrics;
 use crate::referee::{Limits, ObjectStatus};
 use crate::registry::{Closer, NodeStatus, Registry};
 use crate::session::{Action, FrameBuf, OwnedReply, Session, State};
-use crate::state::{self, LimitsRecord, Outgoing, Record};
+use crate::state::{self, LimitsRecord, Outgoing, Peer, Record};
 use crate::store::{Fsync, Recovered, Store};
-use dipc_wire::{ErrorCode, Frame, Message, ACK_RESUMED};
+use dipc_wire::{ErrorCode, Frame, Message, ACK_RESUMED, TOKEN_LEN};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -623,7 +623,10 @@ fn handle(referee: &Referee, mut stream: TcpStream, peer: SocketAddr) -> io::Res
     stream.set_read_timeout(Some(tick))?;
     stream.set_write_timeout(Some(keepalive))?;
     let conn_id = referee.next_conn.fetch_add(1, Ordering::Relaxed);
-    let mut session = Session::new(referee.session_id);
+    let nonce = auth::nonce()?;
+    let mut token = [0u8; TOKEN_LEN];
+    token.copy_from_slice(&nonce[..TOKEN_LEN]);
+    let mut session = Session::new(referee.session_id).with_token(token);
     if let Some(secret) = &referee.secret {
         session = session.with_auth(secret.clone(), auth::nonce()?);
     }
@@ -806,6 +809,19 @@ fn act(
                     now: now_s(),
                 };
                 let applied = referee.record(&mut st, &rec);
+                // Where other nodes send it pages: known from now on.
+                let token = replies.iter().find_map(|r| match r.frame {
+                    Frame::HelloAck(a) => Some(a.token),
+                    _ => None,
+                });
+                match (peer_ipv4(peer), hello.peer_port, token) {
+                    (Some(ip), port, Some(token)) if port != 0 => {
+                        st.peers.insert(node_id, Peer { ip, port, token });
+                    }
+                    _ => {
+                        st.peers.remove(&node_id);
+                    }
+                }
                 // Frames queued for the node's earlier connection are not
                 // this one's; what the hello produced (wake-ups elsewhere,
                 // or this node's unanswered invalidations) is.
@@ -852,6 +868,15 @@ fn act(
             send_error(stream, code, &referee.metrics);
             Err(io::Error::new(io::ErrorKind::InvalidData, why))
         }
+    }
+}
+
+/// `peer`'s IPv4 address (host order), also when it came as an
+/// IPv4-mapped IPv6 address.
+fn peer_ipv4(peer: SocketAddr) -> Option<u32> {
+    match peer.ip() {
+        IpAddr::V4(a) => Some(u32::from(a)),
+        IpAddr::V6(a) => a.to_ipv4_mapped().map(u32::from),
     }
 }
 

@@ -135,6 +135,7 @@ impl Peer {
                 node_id,
                 features: 0,
                 incarnation: 1,
+                peer_port: 0,
                 name: b"test-peer",
             }),
         );
@@ -285,6 +286,7 @@ fn bad_frames_close_the_connection_and_nothing_else() {
             node_id: 5,
             features: 0,
             incarnation: 1,
+            peer_port: 0,
             name: b"n",
         }),
     );
@@ -337,6 +339,7 @@ fn bad_frames_close_the_connection_and_nothing_else() {
                     node_id: 5,
                     features: 0,
                     incarnation: 1,
+                    peer_port: 0,
                     name: &[b'x'; MAX_NAME_LEN],
                 }),
             )
@@ -488,6 +491,7 @@ fn authenticate(p: &mut Peer, node_id: u32, key: &[u8]) -> Vec<Got> {
             node_id,
             features: 0,
             incarnation: 1,
+            peer_port: 0,
             name: b"test-peer",
         }),
     );
@@ -554,6 +558,7 @@ fn nodes_must_hold_the_secret() {
             node_id: 4,
             features: 0,
             incarnation: 1,
+            peer_port: 0,
             name: b"x",
         }),
     );
@@ -616,6 +621,7 @@ fn a_leaving_node_hands_its_pages_back() {
             page: 1,
             write: 1,
             whole: 0,
+            applied: 0,
         }),
     );
     assert_eq!(
@@ -643,6 +649,7 @@ fn a_leaving_node_hands_its_pages_back() {
             oid,
             page: 1,
             data: Some(&written),
+            sent: 0,
         }),
     );
     assert_eq!(p.recv(), Got::Frame(Kind::Status, 9, 0));
@@ -665,6 +672,7 @@ fn a_leaving_node_hands_its_pages_back() {
             page: 1,
             write: 0,
             whole: 0,
+            applied: 0,
         }),
     );
     let got = q

@@ -7,7 +7,7 @@ use crate::auth::Secret;
 use crate::state::is_call_frame;
 use dipc_wire::{
     decode, Auth, AuthRole, DecodeError, ErrorCode, Frame, HelloAck, Message, AUTH_LEN, HEADER_LEN,
-    MAX_PAYLOAD,
+    MAX_PAYLOAD, TOKEN_LEN,
 };
 
 /// Accumulates bytes from the network and yields whole frames.
@@ -71,8 +71,10 @@ pub struct NodeHello {
     pub node_id: u32,
     /// Its name, lossily decoded.
     pub name: String,
-    /// Its incarnation (see [`dipc_wire::Hello::incarnation`]).
+    /// Its incarnation, peer_port: 0 (see [`dipc_wire::Hello::incarnation`]).
     pub incarnation: u64,
+    /// Where it takes pages from other nodes (0: nowhere).
+    pub peer_port: u16,
 }
 
 /// What the I/O loop must do after a frame.
@@ -117,6 +119,9 @@ pub struct Session {
     auth: Option<(Secret, [u8; AUTH_LEN])>,
     /// The hello being authenticated.
     hello: Option<(NodeHello, u64)>,
+    /// The node's peer token for this connection (see
+    /// [`dipc_wire::HelloAck::token`]).
+    token: [u8; TOKEN_LEN],
 }
 
 impl Session {
@@ -127,7 +132,14 @@ impl Session {
             session_id,
             auth: None,
             hello: None,
+            token: [0; TOKEN_LEN],
         }
+    }
+
+    /// The node gets `token` in its hello ack (fresh random bytes).
+    pub fn with_token(mut self, token: [u8; TOKEN_LEN]) -> Self {
+        self.token = token;
+        self
     }
 
     /// Nodes must prove they know `secret`; `challenge` is this
@@ -144,6 +156,7 @@ impl Session {
                 node_id,
                 features: 0,
                 session: self.session_id,
+                token: self.token,
             }),
         }
     }
@@ -166,6 +179,7 @@ impl Session {
                     node_id: h.node_id,
                     name: String::from_utf8_lossy(h.name).into_owned(),
                     incarnation: h.incarnation,
+                    peer_port: h.peer_port,
                 };
                 if let Some((_, challenge)) = &self.auth {
                     let challenge = *challenge;
@@ -253,6 +267,7 @@ mod tests {
             node_id: id,
             features: 0,
             incarnation: 1,
+            peer_port: 0,
             name: b"node",
         })
     }
@@ -271,13 +286,15 @@ mod tests {
                     node_id: 2,
                     name: "node".into(),
                     incarnation: 1,
+                    peer_port: 0,
                 },
                 vec![OwnedReply {
                     req_id: 5,
                     frame: Frame::HelloAck(HelloAck {
                         node_id: 2,
                         features: 0,
-                        session: 77
+                        session: 77,
+                        token: Default::default()
                     })
                 }]
             )

@@ -10,7 +10,7 @@ use crate::referee::sem::{Proc, Waiter};
 use crate::referee::{Effects, Limits, Objects};
 use dipc_wire::{
     decode, Frame, Message, MsgCtlReply, MsgRcvReply, PageData, PageGrant, PageInval, SemCtlReply,
-    Sembuf, ShmCtlReply, Vals,
+    Sembuf, ShmCtlReply, Vals, TOKEN_LEN,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -193,6 +193,18 @@ impl From<LimitsRecord> for Limits {
     }
 }
 
+/// Where a node takes pages from other nodes (see
+/// [`dipc_wire::Hello::peer_port`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Peer {
+    /// IPv4 address, host order.
+    pub ip: u32,
+    /// Port.
+    pub port: u16,
+    /// The token its current connection was given.
+    pub token: [u8; TOKEN_LEN],
+}
+
 /// What applying a record produced.
 #[derive(Debug, Default)]
 pub struct Applied {
@@ -217,6 +229,12 @@ pub struct State {
     /// answered once the node holds no page, and its session ends then.
     #[serde(default)]
     pub leaving: BTreeMap<u32, u64>,
+    /// Per connected node, where other nodes send it pages. Not persisted
+    /// and not part of any decision: it only fills in the requester's
+    /// address of an invalidation that asks for a direct transfer (none
+    /// known: the page comes through the referee).
+    #[serde(skip)]
+    pub peers: BTreeMap<u32, Peer>,
 }
 
 impl State {
@@ -284,11 +302,12 @@ impl State {
     /// Node `node`'s session is over.
     fn gone(&mut self, node: u32, now: i64) -> Vec<Outgoing> {
         self.nodes.remove(&node);
+        self.peers.remove(&node);
         self.leaving.remove(&node);
         self.replies.remove(&node);
         let fx = self.objects.node_gone(node, now);
         let mut out = Vec::new();
-        effects(fx, &mut out);
+        effects(fx, &self.peers, &mut out);
         self.cache(&out);
         out
     }
@@ -335,14 +354,19 @@ impl State {
     /// resumes: the first ones, or its acks, may have been lost).
     fn pending_invals(&self, node: u32) -> Vec<Outgoing> {
         let mut out = Vec::new();
-        for (oid, page, keep_read, want_data, txn) in self.objects.pending_invals(node) {
+        for (oid, p) in self.objects.pending_invals(node) {
             let i = PageInval {
                 oid,
-                page,
-                keep_read: u8::from(keep_read),
-                want_data: u8::from(want_data),
+                page: p.page,
+                keep_read: u8::from(p.keep_read),
+                want_data: u8::from(p.want_data),
+                after: p.after,
+                to_node: 0,
+                to_ip: 0,
+                to_port: 0,
+                to_token: [0; TOKEN_LEN],
             };
-            out.push(encode(Some(node), txn, Frame::PageInval(i)));
+            out.push(encode(Some(node), p.txn, Frame::PageInval(i)));
         }
         out
     }
@@ -441,15 +465,20 @@ impl State {
                 out.push(encode(Some(node), req, Frame::ShmCtlReply(reply)));
                 fx
             }
-            Frame::PageReq(p) => {
-                objects.page_request_mode(node, p.oid, p.page, p.write != 0, p.whole != 0)
-            }
+            Frame::PageReq(p) => objects.page_request_mode(
+                node,
+                p.oid,
+                p.page,
+                p.write != 0,
+                p.whole != 0,
+                p.applied,
+            ),
             Frame::Leave => {
                 self.leaving.insert(node, req);
                 objects.shm_recall(node)
             }
             Frame::PageAck(a) => {
-                let (ok, fx) = objects.page_ack(node, a.oid, a.page, req, a.data);
+                let (ok, fx) = objects.page_ack(node, a.oid, a.page, req, a.data, a.sent != 0);
                 if !ok {
                     tracing::debug!(
                         node,
@@ -463,7 +492,7 @@ impl State {
             }
             _ => Effects::default(),
         };
-        effects(fx, &mut out);
+        effects(fx, &self.peers, &mut out);
         self.cache(&out);
         self.left(node, now, &mut out);
         out
@@ -483,8 +512,9 @@ impl State {
     }
 }
 
-/// Encodes what a request changed beyond its own answer.
-fn effects(fx: Effects, out: &mut Vec<Outgoing>) {
+/// Encodes what a request changed beyond its own answer; `peers` gives
+/// the requester's address of a direct transfer.
+fn effects(fx: Effects, peers: &BTreeMap<u32, Peer>, out: &mut Vec<Outgoing>) {
     use crate::referee::sem::Reply;
     for Reply { to, result } in fx.replies {
         out.push(encode(Some(to.node), to.req, Frame::Status { result }));
@@ -505,6 +535,8 @@ fn effects(fx: Effects, out: &mut Vec<Outgoing>) {
                 page,
                 write,
                 data,
+                txn,
+                after,
             } => {
                 let data = match &data {
                     Data::Keep => PageData::Keep,
@@ -516,9 +548,10 @@ fn effects(fx: Effects, out: &mut Vec<Outgoing>) {
                     page,
                     write: u8::from(write),
                     result: 0,
+                    after,
                     data,
                 };
-                encode(Some(node), 0, Frame::PageGrant(g))
+                encode(Some(node), txn, Frame::PageGrant(g))
             }
             Out::Inval {
                 node,
@@ -526,12 +559,20 @@ fn effects(fx: Effects, out: &mut Vec<Outgoing>) {
                 keep_read,
                 want_data,
                 txn,
+                after,
+                direct,
             } => {
+                let to = direct.and_then(|n| Some((n, peers.get(&n)?)));
                 let i = PageInval {
                     oid: d.oid,
                     page,
                     keep_read: u8::from(keep_read),
                     want_data: u8::from(want_data),
+                    after,
+                    to_node: to.map_or(0, |(n, _)| n),
+                    to_ip: to.map_or(0, |(_, p)| p.ip),
+                    to_port: to.map_or(0, |(_, p)| p.port),
+                    to_token: to.map_or([0; TOKEN_LEN], |(_, p)| p.token),
                 };
                 encode(Some(node), txn, Frame::PageInval(i))
             }
@@ -544,6 +585,7 @@ fn effects(fx: Effects, out: &mut Vec<Outgoing>) {
             page: r.page,
             write: u8::from(r.write),
             result: r.result,
+            after: 0,
             data: PageData::Keep,
         };
         out.push(encode(Some(r.node), 0, Frame::PageGrant(g)));

@@ -137,6 +137,7 @@ fn workload() -> Vec<Record> {
             page: 0,
             write: 1,
             whole: 0,
+            applied: 0,
         }),
     ));
     v.push(req(
@@ -147,6 +148,7 @@ fn workload() -> Vec<Record> {
             page: 0,
             write: 1,
             whole: 0,
+            applied: 0,
         }),
     ));
     // The invalidation to node 1 was transaction 1.
@@ -157,6 +159,7 @@ fn workload() -> Vec<Record> {
             oid: 3,
             page: 0,
             data: Some(&page),
+            sent: 0,
         }),
     ));
     v.push(req(
@@ -167,6 +170,7 @@ fn workload() -> Vec<Record> {
             page: 0,
             write: 0,
             whole: 0,
+            applied: 0,
         }),
     ));
     v

@@ -16,21 +16,38 @@ fn encode_vec(frame: &Frame<'_>, req_id: u64) -> ([u8; HEADER_LEN + 128], usize)
 
 fn arb_frame(name: &[u8]) -> impl Strategy<Value = Frame<'_>> {
     prop_oneof![
-        (1u32.., any::<u64>(), any::<u64>()).prop_map(move |(node_id, features, incarnation)| {
-            Frame::Hello(Hello {
+        (1u32.., any::<u64>(), any::<u64>(), any::<u16>()).prop_map(
+            move |(node_id, features, incarnation, peer_port)| {
+                Frame::Hello(Hello {
+                    node_id,
+                    features,
+                    incarnation,
+                    peer_port,
+                    name,
+                })
+            }
+        ),
+        (
+            any::<u32>(),
+            any::<u64>(),
+            any::<u64>(),
+            any::<[u8; TOKEN_LEN]>()
+        )
+            .prop_map(|(node_id, features, session, token)| {
+                Frame::HelloAck(HelloAck {
+                    node_id,
+                    features,
+                    session,
+                    token,
+                })
+            }),
+        (1u32.., any::<[u8; TOKEN_LEN]>(), any::<[u8; AUTH_LEN]>()).prop_map(
+            |(node_id, token, nonce)| Frame::PeerHello(PeerHello {
                 node_id,
-                features,
-                incarnation,
-                name,
+                token,
+                nonce
             })
-        }),
-        (any::<u32>(), any::<u64>(), any::<u64>()).prop_map(|(node_id, features, session)| {
-            Frame::HelloAck(HelloAck {
-                node_id,
-                features,
-                session,
-            })
-        }),
+        ),
         any::<u64>().prop_map(|nonce| Frame::Ping { nonce }),
         any::<u64>().prop_map(|nonce| Frame::Pong { nonce }),
         prop_oneof![
@@ -53,7 +70,7 @@ fn header_layout_is_fixed() {
     );
     assert_eq!(n, HEADER_LEN + 8);
     assert_eq!(&buf[0..4], b"DIPC");
-    assert_eq!(&buf[4..6], &[4, 0]); // version 4, little-endian
+    assert_eq!(&buf[4..6], &[5, 0]); // version 5, little-endian
     assert_eq!(&buf[6..8], &[3, 0]); // Ping
     assert_eq!(&buf[8..16], &[8, 7, 6, 5, 4, 3, 2, 1]);
     assert_eq!(&buf[16..20], &[8, 0, 0, 0]);
@@ -70,6 +87,7 @@ fn every_truncation_is_incomplete() {
         node_id: 3,
         features: 0,
         incarnation: 1,
+        peer_port: 0,
         name: b"node3",
     });
     let (buf, n) = encode_vec(&f, 9);
@@ -129,6 +147,7 @@ fn hello_checks_node_id_and_name() {
             node_id: 1,
             features: 0,
             incarnation: 1,
+            peer_port: 0,
             name: b"a",
         }),
         0,
@@ -141,11 +160,12 @@ fn hello_checks_node_id_and_name() {
             node_id: 1,
             features: 0,
             incarnation: 1,
+            peer_port: 0,
             name: b"a",
         }),
         0,
     );
-    b[HEADER_LEN + 20] = 2;
+    b[HEADER_LEN + 22] = 2;
     assert_eq!(decode(&b[..n]), Err(DecodeError::BadPayload(Kind::Hello)));
 }
 
@@ -156,6 +176,7 @@ fn long_names_are_cut_on_encode() {
         node_id: 1,
         features: 0,
         incarnation: 1,
+        peer_port: 0,
         name: &name,
     });
     let mut buf = [0u8; 256];
@@ -223,7 +244,7 @@ proptest! {
 
     #[test]
     fn corrupted_frames_never_panic(pos in 0usize..40, val in any::<u8>()) {
-        let (mut buf, n) = encode_vec(&Frame::Hello(Hello { node_id: 2, features: 7, incarnation: 9, name: b"n" }), 4);
+        let (mut buf, n) = encode_vec(&Frame::Hello(Hello { node_id: 2, features: 7, incarnation: 9, peer_port: 0, name: b"n" }), 4);
         if pos < n {
             buf[pos] = val;
         }
@@ -558,22 +579,24 @@ proptest! {
                     cpid: ints[1] as u32, lpid: ints[2] as u32, nattch: longs[5] as u64,
                 },
             }),
-            Frame::PageReq(PageReq { oid: longs[0] as u64, page: longs[1] as u64, write: flags[1], whole: flags[0] }),
+            Frame::PageReq(PageReq { oid: longs[0] as u64, page: longs[1] as u64, write: flags[1], whole: flags[0], applied: longs[2] as u64 }),
             Frame::PageGrant(PageGrant {
                 oid: longs[0] as u64, page: longs[1] as u64, write: flags[1], result: ints[3],
-                data: PageData::Bytes(&page),
+                after: longs[4] as u64, data: PageData::Bytes(&page),
             }),
             Frame::PageGrant(PageGrant {
-                oid: 1, page: 2, write: 0, result: 0, data: PageData::Zero,
+                oid: 1, page: 2, write: 0, result: 0, after: 0, data: PageData::Zero,
             }),
             Frame::PageGrant(PageGrant {
-                oid: 1, page: 2, write: 1, result: -43, data: PageData::Keep,
+                oid: 1, page: 2, write: 1, result: -43, after: 9, data: PageData::Keep,
             }),
             Frame::PageInval(PageInval {
                 oid: longs[2] as u64, page: longs[3] as u64, keep_read: flags[2], want_data: flags[3],
+                after: longs[5] as u64, to_node: ints[0] as u32, to_ip: ints[1] as u32,
+                to_port: ints[2] as u16, to_token: [flags[0]; TOKEN_LEN],
             }),
-            Frame::PageAck(PageAck { oid: 5, page: longs[3] as u64, data: Some(&page) }),
-            Frame::PageAck(PageAck { oid: 5, page: 0, data: None }),
+            Frame::PageAck(PageAck { oid: 5, page: longs[3] as u64, data: Some(&page), sent: flags[1] }),
+            Frame::PageAck(PageAck { oid: 5, page: 0, data: None, sent: 0 }),
         ];
         for f in frames {
             let buf = encode_big(&f, req);
@@ -597,6 +620,7 @@ fn page_frames_are_strict() {
         oid: 1,
         page: 0,
         data: Some(&page[..100]),
+        sent: 0,
     });
     let mut buf = vec![0u8; HEADER_LEN + MAX_PAYLOAD];
     assert_eq!(short.encode(1, &mut buf), Err(EncodeError::BadPage(100)));
@@ -607,6 +631,7 @@ fn page_frames_are_strict() {
             page: 2,
             write: 1,
             result: 0,
+            after: 0,
             data: PageData::Zero,
         }),
         0,
@@ -615,11 +640,11 @@ fn page_frames_are_strict() {
     bad[HEADER_LEN + 16] = 2;
     assert_eq!(decode(&bad), Err(DecodeError::BadPayload(Kind::PageGrant)));
     let mut bad = ok.clone();
-    bad[HEADER_LEN + 21] = 3;
+    bad[HEADER_LEN + 29] = 3;
     assert_eq!(decode(&bad), Err(DecodeError::BadPayload(Kind::PageGrant)));
     // Tag 2 (bytes) without the bytes.
     let mut bad = ok;
-    bad[HEADER_LEN + 21] = 2;
+    bad[HEADER_LEN + 29] = 2;
     assert_eq!(decode(&bad), Err(DecodeError::BadPayload(Kind::PageGrant)));
     let mut inval = encode_big(
         &Frame::PageInval(PageInval {
@@ -627,6 +652,11 @@ fn page_frames_are_strict() {
             page: 2,
             keep_read: 0,
             want_data: 1,
+            after: 0,
+            to_node: 3,
+            to_ip: 0x0a00_0003,
+            to_port: 7421,
+            to_token: [5; TOKEN_LEN],
         }),
         9,
     );
@@ -647,6 +677,11 @@ fn auth_frames_round_trip_and_are_strict() {
             mac: [1; AUTH_LEN],
             nonce: [2; AUTH_LEN],
         }),
+        Frame::PeerHello(PeerHello {
+            node_id: 3,
+            token: [4; TOKEN_LEN],
+            nonce: [5; AUTH_LEN],
+        }),
     ];
     for f in frames {
         let (buf, n) = encode_vec(&f, 5);
@@ -662,6 +697,25 @@ fn auth_frames_round_trip_and_are_strict() {
         long.push(0);
         long[16..20].copy_from_slice(&((n + 1 - HEADER_LEN) as u32).to_le_bytes());
         assert_eq!(decode(&long), Err(DecodeError::BadPayload(f.kind())));
+    }
+}
+
+#[test]
+fn every_auth_role_has_its_own_label() {
+    let roles = [
+        AuthRole::Node,
+        AuthRole::Referee,
+        AuthRole::PeerAcceptor,
+        AuthRole::PeerConnector,
+    ];
+    let inputs: Vec<_> = roles
+        .iter()
+        .map(|&r| auth_input(r, 2, &[1; AUTH_LEN], &[2; AUTH_LEN]))
+        .collect();
+    for (i, a) in inputs.iter().enumerate() {
+        for b in &inputs[i + 1..] {
+            assert_ne!(a[..16], b[..16]);
+        }
     }
 }
 

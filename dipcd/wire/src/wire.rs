@@ -23,7 +23,7 @@
 pub const MAGIC: u32 = u32::from_le_bytes(*b"DIPC");
 /// The protocol version this source speaks. A peer with another version is
 /// refused at hello time.
-pub const VERSION: u16 = 4;
+pub const VERSION: u16 = 5;
 /// Size of the fixed frame header.
 pub const HEADER_LEN: usize = 24;
 /// Largest payload a peer may announce; a header claiming more is rejected
@@ -99,6 +99,9 @@ pub enum Kind {
     /// Node to referee, a call: the node leaves the cluster (see
     /// [`Frame::Leave`]).
     Leave = 30,
+    /// Node to node, first frame on a page-transfer connection (see
+    /// [`PeerHello`]).
+    PeerHello = 31,
 }
 
 impl TryFrom<u16> for Kind {
@@ -136,6 +139,7 @@ impl TryFrom<u16> for Kind {
             28 => Kind::Challenge,
             29 => Kind::Auth,
             30 => Kind::Leave,
+            31 => Kind::PeerHello,
             other => return Err(DecodeError::UnknownKind(other)),
         })
     }
@@ -235,6 +239,10 @@ pub struct Hello<'a> {
     /// sleepers, undo records, attaches and pages stay); any other value
     /// starts a new one (the old one's state is released first).
     pub incarnation: u64,
+    /// The TCP port the node takes page transfers from other nodes on
+    /// (its address is the one the referee sees); 0: none, every page
+    /// comes through the referee.
+    pub peer_port: u16,
     /// The node's name for logs and status (at most [`MAX_NAME_LEN`] bytes).
     pub name: &'a [u8],
 }
@@ -248,6 +256,28 @@ pub struct HelloAck {
     pub features: u64,
     /// Identifies this referee run; changes when the referee restarts.
     pub session: u64,
+    /// The node's peer token for this session: another node that sends it
+    /// a page must show it (the referee tells only the page's owner, in a
+    /// [`PageInval`]), so only nodes the referee named can connect.
+    pub token: [u8; TOKEN_LEN],
+}
+
+/// Bytes in a peer token ([`HelloAck::token`]).
+pub const TOKEN_LEN: usize = 16;
+
+/// The first frame a node sends on a connection to another node's peer
+/// port, to hand it pages. The other node answers with an [`Auth`] over
+/// `nonce` (role [`AuthRole::PeerAcceptor`]); this node answers that with an
+/// [`Auth`] over the other's nonce ([`AuthRole::PeerConnector`]). Without a
+/// cluster secret both tags are zeroes and only the token counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerHello {
+    /// The sending node.
+    pub node_id: u32,
+    /// The receiving node's current token, as the referee gave it.
+    pub token: [u8; TOKEN_LEN],
+    /// Fresh random bytes.
+    pub nonce: [u8; AUTH_LEN],
 }
 
 /// In [`HelloAck::features`]: the referee still holds this node's session
@@ -280,6 +310,11 @@ pub enum AuthRole {
     Node,
     /// The referee proves itself to the node.
     Referee,
+    /// A node that accepted a page-transfer connection proves itself to
+    /// the node that opened it.
+    PeerAcceptor,
+    /// The node that opened a page-transfer connection proves itself.
+    PeerConnector,
 }
 
 /// Shortest cluster secret, in bytes (the module and `dipcd` both enforce it).
@@ -318,6 +353,8 @@ pub fn auth_input(
     let label: &[u8; 16] = match role {
         AuthRole::Node => b"dipc-v1-node\0\0\0\0",
         AuthRole::Referee => b"dipc-v1-referee\0",
+        AuthRole::PeerAcceptor => b"dipc-v1-peer-acc",
+        AuthRole::PeerConnector => b"dipc-v1-peer-con",
     };
     out[..16].copy_from_slice(label);
     out[16..20].copy_from_slice(&node_id.to_le_bytes());
@@ -975,6 +1012,10 @@ pub struct PageReq {
     /// 1: the segment moves as one unit (whole-segment mode): the same
     /// access to every page of it; 0: this page.
     pub whole: u8,
+    /// The transaction id of the last grant of this page the node applied
+    /// (0: none): if the referee granted it a later one that went straight
+    /// from another node and never arrived, it grants it again.
+    pub applied: u64,
 }
 
 /// What a [`PageGrant`] carries.
@@ -1016,6 +1057,10 @@ pub struct PageGrant<'a> {
     pub write: u8,
     /// 0, or a negative errno (the segment is gone, the page out of range).
     pub result: i32,
+    /// The node applies this grant only once it has applied the grant
+    /// with this transaction id (0: no condition): a grant that keeps the
+    /// node's copy may overtake the page itself, sent by another node.
+    pub after: u64,
     /// The contents.
     pub data: PageData<'a>,
 }
@@ -1032,6 +1077,19 @@ pub struct PageInval {
     pub keep_read: u8,
     /// 1: send the page's bytes back (the node owns it).
     pub want_data: u8,
+    /// Answer only once the grant with this transaction id is applied (0:
+    /// no condition), as in [`PageGrant::after`].
+    pub after: u64,
+    /// The requester, when the node should send it the page itself (a
+    /// [`PageGrant`] with the invalidation's request id on a connection to
+    /// `to_ip:to_port`, showing `to_token`): 0 for none.
+    pub to_node: u32,
+    /// The requester's IPv4 address (host order).
+    pub to_ip: u32,
+    /// The requester's peer port.
+    pub to_port: u16,
+    /// The requester's token.
+    pub to_token: [u8; TOKEN_LEN],
 }
 
 /// The node no longer maps the page as the [`PageInval`] asked.
@@ -1043,6 +1101,9 @@ pub struct PageAck<'a> {
     pub page: u64,
     /// The page's bytes (exactly [`PAGE_LEN`]) when asked for and held.
     pub data: Option<&'a [u8]>,
+    /// 1: the node sent the page to the requester itself, as the
+    /// invalidation asked; the referee then grants nothing.
+    pub sent: u8,
 }
 
 /// One decoded frame. Byte strings borrow from the input buffer.
@@ -1064,6 +1125,8 @@ pub enum Frame<'a> {
     },
     /// See [`Auth`].
     Auth(Auth),
+    /// See [`PeerHello`].
+    PeerHello(PeerHello),
     /// Answer to [`Frame::Ping`].
     Pong {
         /// The ping's value.
@@ -1307,6 +1370,7 @@ fn decode_payload(kind: Kind, payload: &[u8]) -> Option<Frame<'_>> {
             let node_id = r.u32()?;
             let features = r.u64()?;
             let incarnation = r.u64()?;
+            let peer_port = r.u16()?;
             let name_len = r.u8()? as usize;
             if node_id == 0 || name_len > MAX_NAME_LEN {
                 return None;
@@ -1316,6 +1380,7 @@ fn decode_payload(kind: Kind, payload: &[u8]) -> Option<Frame<'_>> {
                 node_id,
                 features,
                 incarnation,
+                peer_port,
                 name,
             })
         }
@@ -1323,6 +1388,7 @@ fn decode_payload(kind: Kind, payload: &[u8]) -> Option<Frame<'_>> {
             node_id: r.u32()?,
             features: r.u64()?,
             session: r.u64()?,
+            token: r.array()?,
         }),
         Kind::Ping => Frame::Ping { nonce: r.u64()? },
         Kind::Challenge => Frame::Challenge { nonce: r.array()? },
@@ -1547,12 +1613,14 @@ fn decode_payload(kind: Kind, payload: &[u8]) -> Option<Frame<'_>> {
             page: r.u64()?,
             write: bool_u8(r.u8()?)?,
             whole: bool_u8(r.u8()?)?,
+            applied: r.u64()?,
         }),
         Kind::PageGrant => {
             let oid = r.u64()?;
             let page = r.u64()?;
             let write = bool_u8(r.u8()?)?;
             let result = r.i32()?;
+            let after = r.u64()?;
             let data = match r.u8()? {
                 0 => PageData::Keep,
                 1 => PageData::Zero,
@@ -1564,6 +1632,7 @@ fn decode_payload(kind: Kind, payload: &[u8]) -> Option<Frame<'_>> {
                 page,
                 write,
                 result,
+                after,
                 data,
             })
         }
@@ -1572,6 +1641,11 @@ fn decode_payload(kind: Kind, payload: &[u8]) -> Option<Frame<'_>> {
             page: r.u64()?,
             keep_read: bool_u8(r.u8()?)?,
             want_data: bool_u8(r.u8()?)?,
+            after: r.u64()?,
+            to_node: r.u32()?,
+            to_ip: r.u32()?,
+            to_port: r.u16()?,
+            to_token: r.array()?,
         }),
         Kind::PageAck => {
             let oid = r.u64()?;
@@ -1581,8 +1655,19 @@ fn decode_payload(kind: Kind, payload: &[u8]) -> Option<Frame<'_>> {
                 1 => Some(r.take(PAGE_LEN)?),
                 _ => return None,
             };
-            Frame::PageAck(PageAck { oid, page, data })
+            let sent = bool_u8(r.u8()?)?;
+            Frame::PageAck(PageAck {
+                oid,
+                page,
+                data,
+                sent,
+            })
         }
+        Kind::PeerHello => Frame::PeerHello(PeerHello {
+            node_id: r.u32()?,
+            token: r.array()?,
+            nonce: r.array()?,
+        }),
     };
     // A payload must be exactly as long as its kind says.
     r.is_empty().then_some(frame)
@@ -1597,6 +1682,7 @@ impl Frame<'_> {
             Frame::Ping { .. } => Kind::Ping,
             Frame::Challenge { .. } => Kind::Challenge,
             Frame::Auth(_) => Kind::Auth,
+            Frame::PeerHello(_) => Kind::PeerHello,
             Frame::Pong { .. } => Kind::Pong,
             Frame::Error { .. } => Kind::Error,
             Frame::Get(_) => Kind::Get,
@@ -1628,8 +1714,9 @@ impl Frame<'_> {
     /// Payload size of this frame.
     pub fn payload_len(&self) -> usize {
         match self {
-            Frame::Hello(h) => 4 + 8 + 8 + 1 + h.name.len(),
-            Frame::HelloAck(_) => 4 + 8 + 8,
+            Frame::Hello(h) => 4 + 8 + 8 + 2 + 1 + h.name.len(),
+            Frame::HelloAck(_) => 4 + 8 + 8 + TOKEN_LEN,
+            Frame::PeerHello(_) => 4 + TOKEN_LEN + AUTH_LEN,
             Frame::Ping { .. } | Frame::Pong { .. } => 8,
             Frame::Challenge { .. } => AUTH_LEN,
             Frame::Auth(_) => 2 * AUTH_LEN,
@@ -1653,10 +1740,10 @@ impl Frame<'_> {
             Frame::ShmNattch(_) => 8 + 4 + 4 + 1 + 8,
             Frame::ShmCtl(c) => 8 + 4 + c.cred.wire_len() + 4 * 4,
             Frame::ShmCtlReply(_) => 8 + 4 * 6 + 8 + 8 * 3 + 4 * 2 + 8,
-            Frame::PageReq(_) => 8 + 8 + 1 + 1,
-            Frame::PageGrant(g) => 8 + 8 + 1 + 4 + 1 + g.data.len(),
-            Frame::PageInval(_) => 8 + 8 + 1 + 1,
-            Frame::PageAck(a) => 8 + 8 + 1 + if a.data.is_some() { PAGE_LEN } else { 0 },
+            Frame::PageReq(_) => 8 + 8 + 1 + 1 + 8,
+            Frame::PageGrant(g) => 8 + 8 + 1 + 4 + 8 + 1 + g.data.len(),
+            Frame::PageInval(_) => 8 + 8 + 1 + 1 + 8 + 4 + 4 + 2 + TOKEN_LEN,
+            Frame::PageAck(a) => 8 + 8 + 1 + if a.data.is_some() { PAGE_LEN } else { 0 } + 1,
         }
     }
 
@@ -1712,6 +1799,7 @@ impl Frame<'_> {
                 w.u32(h.node_id);
                 w.u64(h.features);
                 w.u64(h.incarnation);
+                w.u16(h.peer_port);
                 w.u8(h.name.len() as u8);
                 w.bytes(h.name);
             }
@@ -1719,6 +1807,12 @@ impl Frame<'_> {
                 w.u32(a.node_id);
                 w.u64(a.features);
                 w.u64(a.session);
+                w.bytes(&a.token);
+            }
+            Frame::PeerHello(p) => {
+                w.u32(p.node_id);
+                w.bytes(&p.token);
+                w.bytes(&p.nonce);
             }
             Frame::Ping { nonce } | Frame::Pong { nonce } => w.u64(nonce),
             Frame::Challenge { nonce } => w.bytes(&nonce),
@@ -1887,12 +1981,14 @@ impl Frame<'_> {
                 w.u64(p.page);
                 w.u8(p.write.min(1));
                 w.u8(p.whole.min(1));
+                w.u64(p.applied);
             }
             Frame::PageGrant(g) => {
                 w.u64(g.oid);
                 w.u64(g.page);
                 w.u8(g.write.min(1));
                 w.u32(g.result as u32);
+                w.u64(g.after);
                 w.u8(g.data.tag());
                 if let PageData::Bytes(b) = g.data {
                     w.bytes(b);
@@ -1903,6 +1999,11 @@ impl Frame<'_> {
                 w.u64(i.page);
                 w.u8(i.keep_read.min(1));
                 w.u8(i.want_data.min(1));
+                w.u64(i.after);
+                w.u32(i.to_node);
+                w.u32(i.to_ip);
+                w.u16(i.to_port);
+                w.bytes(&i.to_token);
             }
             Frame::PageAck(a) => {
                 w.u64(a.oid);
@@ -1914,6 +2015,7 @@ impl Frame<'_> {
                     }
                     None => w.u8(0),
                 }
+                w.u8(a.sent.min(1));
             }
         }
         Ok(w.pos)

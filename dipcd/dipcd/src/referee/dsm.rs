@@ -12,9 +12,19 @@
 //! A request is answered at once when no other node has to give anything
 //! up. Otherwise the referee sends [`Out::Inval`] to every node that must
 //! (the owner with `want_data`, so its bytes come back), and answers the
-//! request once every [`Directory::ack`] is in. Frames to one node travel on
-//! one connection in order, so a node sees a grant before any invalidation
-//! that follows it.
+//! request once every [`Directory::ack`] is in.
+//!
+//! Direct transfers: when the one node to give the page up is its owner,
+//! the invalidation names the requester ([`Out::Inval::direct`]), and the
+//! owner may send the page to it itself, then ack with the bytes and
+//! `sent`. The home copy stays current (recovery needs it), and the
+//! referee grants nothing more: the page crossed once, on the shortest
+//! path. Every grant carries the id of its transaction. A direct grant can
+//! be overtaken by frames the referee sends the requester later, so those
+//! carry `after`, the direct grant's id, and the node applies them only
+//! once it has applied that grant. A direct grant that never arrives is
+//! granted again from home when the requester asks again with an older
+//! `applied` id ([`Directory::request`]).
 
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -55,6 +65,10 @@ pub enum Out {
         write: bool,
         /// Contents for the node.
         data: Data,
+        /// The transaction the grant completes (0: granted at once).
+        txn: u64,
+        /// Apply once the grant `after` is applied (0: at once).
+        after: u64,
     },
     /// `node` must give its copy up (or keep only a read copy).
     Inval {
@@ -68,7 +82,27 @@ pub enum Out {
         want_data: bool,
         /// Transaction id, repeated in the ack.
         txn: u64,
+        /// Answer once the grant `after` is applied (0: at once).
+        after: u64,
+        /// The requester, to which the node may send the page itself.
+        direct: Option<u32>,
     },
+}
+
+/// An invalidation a node has not answered, as sent again on a resume
+/// (without `direct`: the page then comes through the referee).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PendingInval {
+    /// The page.
+    pub page: u64,
+    /// Keep a read copy.
+    pub keep_read: bool,
+    /// Send the bytes back.
+    pub want_data: bool,
+    /// The transaction.
+    pub txn: u64,
+    /// As in [`Out::Inval`].
+    pub after: u64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -79,6 +113,19 @@ struct Txn {
     pending: BTreeSet<u32>,
     /// The requester left; finish without granting.
     abandoned: bool,
+    /// The owner was asked to send the page to the requester itself.
+    #[serde(default)]
+    direct: bool,
+    /// It says it did.
+    #[serde(default)]
+    sent: bool,
+    /// The owner was lost before its ack: the requester may or may not get
+    /// the page it sent.
+    #[serde(default)]
+    lost_owner: bool,
+    /// A read copy's bytes are called home ([`Directory::pull`]).
+    #[serde(default)]
+    pull: bool,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -88,6 +135,11 @@ struct Page {
     home: Option<Box<[u8]>>,
     txn: Option<Txn>,
     queue: VecDeque<Want>,
+    /// Per holder, the id of the grant its owner sent it directly, until
+    /// the holder is known to have applied it (it answered an
+    /// invalidation sent after it).
+    #[serde(default)]
+    direct: BTreeMap<u32, u64>,
 }
 
 impl Page {
@@ -97,6 +149,13 @@ impl Page {
             && self.home.is_none()
             && self.txn.is_none()
             && self.queue.is_empty()
+            && self.direct.is_empty()
+    }
+
+    /// What a frame to `node` must wait for: the direct grant it may not
+    /// have applied yet.
+    fn after(&self, node: u32) -> u64 {
+        self.direct.get(&node).copied().unwrap_or(0)
     }
 
     /// Whether `want.node` already has the access `want` asks for.
@@ -125,6 +184,13 @@ pub struct DirStats {
     pub ahead: u64,
     /// Requests the referee made on a node's behalf (whole-segment mode).
     pub whole: u64,
+    /// Grants whose page went straight from its owner to the requester.
+    #[serde(default)]
+    pub direct: u64,
+    /// Direct grants granted again from home (the requester asked again,
+    /// or the sender was lost).
+    #[serde(default)]
+    pub regrants: u64,
 }
 
 /// Most pages read ahead of one miss.
@@ -187,23 +253,68 @@ impl Directory {
         self.pages.len()
     }
 
-    /// Node `node` faulted on `page`. `next_txn` numbers transactions.
+    /// Node `node` faulted on `page`; the last grant of it the node
+    /// applied is `applied`. `next_txn` numbers transactions.
     pub fn request(
         &mut self,
         want: Want,
         page: u64,
+        applied: u64,
         next_txn: &mut u64,
         out: &mut Vec<Out>,
     ) -> Result<(), DirError> {
         if page >= self.npages {
             return Err(DirError::OutOfRange);
         }
+        self.regrant(want.node, page, applied, out);
         // The holder the bytes come from: read-ahead takes only pages that
         // are at home or held by the same node.
         let source = self.pages.get(&page).and_then(|p| p.owner);
         self.enqueue(want, page, next_txn, out);
         self.read_ahead(want, page, source, next_txn, out);
         Ok(())
+    }
+
+    /// The node asks again for a page while a direct grant of it, by a
+    /// later transaction than the last it applied, is outstanding: that
+    /// grant was lost on the way (or is slow), so it goes again, from home.
+    /// The home copy is current: the owner acked with its bytes, and the
+    /// node cannot have written the page without the grant. Not a new
+    /// transaction: a page whose invalidation the node holds until then
+    /// moves on.
+    fn regrant(&mut self, node: u32, page: u64, applied: u64, out: &mut Vec<Out>) {
+        let Some(p) = self.pages.get(&page) else {
+            return;
+        };
+        let Some(&txn) = p.direct.get(&node) else {
+            return;
+        };
+        if applied >= txn || !p.holds(Want { node, write: false }) {
+            return;
+        }
+        Self::grant_again(p, node, page, txn, &mut self.stats, out);
+    }
+
+    /// Grants `node` the access it holds on `page` again, as transaction
+    /// `txn`, from home.
+    fn grant_again(
+        p: &Page,
+        node: u32,
+        page: u64,
+        txn: u64,
+        stats: &mut DirStats,
+        out: &mut Vec<Out>,
+    ) {
+        stats.regrants += 1;
+        stats.pages_sent += u64::from(p.home.is_some());
+        out.push(Out::Grant {
+            node,
+            page,
+            write: p.owner == Some(node),
+            data: p.home_data(),
+            txn,
+            after: 0,
+        });
     }
 
     /// Queues `want` on `page` and starts what can start.
@@ -222,15 +333,17 @@ impl Directory {
         &mut self,
         want: Want,
         page: u64,
+        applied: u64,
         next_txn: &mut u64,
         out: &mut Vec<Out>,
     ) -> Result<(), DirError> {
         if self.npages > WHOLE_MAX_PAGES {
-            return self.request(want, page, next_txn, out);
+            return self.request(want, page, applied, next_txn, out);
         }
         if page >= self.npages {
             return Err(DirError::OutOfRange);
         }
+        self.regrant(want.node, page, applied, out);
         self.enqueue(want, page, next_txn, out);
         for i in 1..self.npages {
             let q = (page + i) % self.npages;
@@ -316,14 +429,17 @@ impl Directory {
     }
 
     /// Node `node` answered invalidation `txn` of `page`, with the page's
-    /// bytes if it sent them. An ack that matches no pending invalidation
-    /// is ignored (returns `false`).
+    /// bytes if it sent them, and `sent` if it also sent them to the
+    /// requester itself. An ack that matches no pending invalidation is
+    /// ignored (returns `false`).
+    #[allow(clippy::too_many_arguments)]
     pub fn ack(
         &mut self,
         node: u32,
         page: u64,
         txn: u64,
         data: Option<&[u8]>,
+        sent: bool,
         next_txn: &mut u64,
         out: &mut Vec<Out>,
     ) -> bool {
@@ -337,9 +453,19 @@ impl Directory {
             return false;
         }
         let keep_read = !t.want.write;
-        if let Some(d) = data.filter(|d| d.len() == PAGE_LEN) {
+        // A direct transfer counts only from the owner asked for one, with
+        // the bytes for home.
+        let from_owner = p.owner == Some(node);
+        let bytes = data.filter(|d| d.len() == PAGE_LEN);
+        if t.direct && from_owner && bytes.is_some() {
+            t.sent = sent;
+        }
+        if let Some(d) = bytes {
             p.home = Some(d.into());
         }
+        // The node held this invalidation until it had applied any
+        // direct grant before it.
+        p.direct.remove(&node);
         Self::release(p, node, keep_read);
         if p.txn.as_ref().is_some_and(|t| t.pending.is_empty()) {
             self.finish(page, next_txn, out);
@@ -368,27 +494,61 @@ impl Directory {
         let Some(t) = p.txn.take() else {
             return;
         };
-        if !t.abandoned {
+        if t.sent {
+            // The owner sent the page itself: the requester holds it from
+            // now on, as if granted here, even if it is leaving meanwhile
+            // (a page it now owns is called home at once).
             self.stats.grants += 1;
-            Self::grant(p, t.want, page, &mut self.stats, out);
+            self.stats.direct += 1;
+            Self::take(p, t.want);
+            p.direct.insert(t.want.node, t.id);
+            if t.lost_owner {
+                // The page may never arrive: the home copy goes too, under
+                // the same transaction, so the node applies whichever
+                // comes first and drops the other. Nobody else can read
+                // the page before the node has applied one of them.
+                Self::grant_again(p, t.want.node, page, t.id, &mut self.stats, out);
+            }
+            if t.abandoned && t.want.write {
+                Self::recall_page(p, t.want.node, page, next_txn, &mut self.stats, out);
+            } else if t.lost_owner && !t.want.write {
+                Self::pull(p, t.want.node, page, t.id, next_txn, &mut self.stats, out);
+            }
+        } else if !t.abandoned {
+            self.stats.grants += 1;
+            Self::grant(p, t.want, page, t.id, &mut self.stats, out);
         }
         self.pump(page, next_txn, out);
     }
 
-    /// Grants `want` on a page nobody else needs to give up.
-    fn grant(p: &mut Page, want: Want, page: u64, stats: &mut DirStats, out: &mut Vec<Out>) {
+    /// `want.node` holds the page as `want` asks.
+    fn take(p: &mut Page, want: Want) {
         let n = want.node;
-        let data = if p.owner == Some(n) || p.copyset.contains(&n) {
-            Data::Keep
-        } else {
-            p.home_data()
-        };
         if want.write {
             p.copyset.clear();
             p.owner = Some(n);
         } else if p.owner != Some(n) {
             p.copyset.insert(n);
         }
+    }
+
+    /// Grants `want` on a page nobody else needs to give up, as
+    /// transaction `txn`.
+    fn grant(
+        p: &mut Page,
+        want: Want,
+        page: u64,
+        txn: u64,
+        stats: &mut DirStats,
+        out: &mut Vec<Out>,
+    ) {
+        let n = want.node;
+        let (data, after) = if p.owner == Some(n) || p.copyset.contains(&n) {
+            (Data::Keep, p.after(n))
+        } else {
+            (p.home_data(), 0)
+        };
+        Self::take(p, want);
         if matches!(data, Data::Bytes(_)) {
             stats.pages_sent += 1;
         }
@@ -397,6 +557,8 @@ impl Directory {
             page,
             write: want.write,
             data,
+            txn,
+            after,
         });
     }
 
@@ -418,12 +580,16 @@ impl Directory {
                 None => BTreeSet::new(),
             };
             if targets.is_empty() {
+                // Granted at once: no transaction (id 0).
                 self.stats.grants += 1;
-                Self::grant(p, want, page, &mut self.stats, out);
+                Self::grant(p, want, page, 0, &mut self.stats, out);
                 continue;
             }
             *next_txn += 1;
             let id = *next_txn;
+            // The owner alone gives the page up: it may send it to the
+            // requester itself.
+            let direct = p.owner.is_some_and(|o| o != n);
             for &t in &targets {
                 self.stats.invals += 1;
                 out.push(Out::Inval {
@@ -432,6 +598,8 @@ impl Directory {
                     keep_read: !want.write,
                     want_data: p.owner == Some(t),
                     txn: id,
+                    after: p.after(t),
+                    direct: direct.then_some(n),
                 });
             }
             p.txn = Some(Txn {
@@ -439,6 +607,10 @@ impl Directory {
                 want,
                 pending: targets,
                 abandoned: false,
+                direct,
+                sent: false,
+                lost_owner: false,
+                pull: false,
             });
         }
         if p.idle() {
@@ -466,30 +638,91 @@ impl Directory {
             if p.owner != Some(node) {
                 continue;
             }
-            *next_txn += 1;
-            let id = *next_txn;
-            self.stats.invals += 1;
-            out.push(Out::Inval {
-                node,
-                page,
-                keep_read: false,
-                want_data: true,
-                txn: id,
-            });
-            p.txn = Some(Txn {
-                id,
-                // A write want: the ack drops the node's copy entirely.
-                want: Want { node, write: true },
-                pending: [node].into(),
-                abandoned: true,
-            });
+            Self::recall_page(p, node, page, next_txn, &mut self.stats, out);
         }
     }
 
-    /// Whether `node` owns a page here or owes an invalidation's ack.
+    /// The owner of `page` was lost while it may have sent `node` a read
+    /// copy itself, as transaction `sent`: its bytes may be newer than
+    /// home, and `node` holds them or will. So the node answers an
+    /// invalidation that keeps its copy and sends the bytes home, once it
+    /// has applied that grant (or, if it never arrives, the grant again
+    /// from home); readers that ask meanwhile wait for it.
+    fn pull(
+        p: &mut Page,
+        node: u32,
+        page: u64,
+        sent: u64,
+        next_txn: &mut u64,
+        stats: &mut DirStats,
+        out: &mut Vec<Out>,
+    ) {
+        *next_txn += 1;
+        let id = *next_txn;
+        stats.invals += 1;
+        out.push(Out::Inval {
+            node,
+            page,
+            keep_read: true,
+            want_data: true,
+            txn: id,
+            after: sent,
+            direct: None,
+        });
+        p.txn = Some(Txn {
+            id,
+            want: Want { node, write: false },
+            pending: [node].into(),
+            abandoned: true,
+            direct: false,
+            sent: false,
+            lost_owner: false,
+            pull: true,
+        });
+    }
+
+    /// Calls `page`, which `node` owns, home (no transaction in progress).
+    fn recall_page(
+        p: &mut Page,
+        node: u32,
+        page: u64,
+        next_txn: &mut u64,
+        stats: &mut DirStats,
+        out: &mut Vec<Out>,
+    ) {
+        *next_txn += 1;
+        let id = *next_txn;
+        stats.invals += 1;
+        out.push(Out::Inval {
+            node,
+            page,
+            keep_read: false,
+            want_data: true,
+            txn: id,
+            after: p.after(node),
+            direct: None,
+        });
+        p.txn = Some(Txn {
+            id,
+            // A write want: the ack drops the node's copy entirely.
+            want: Want { node, write: true },
+            pending: [node].into(),
+            abandoned: true,
+            direct: false,
+            sent: false,
+            lost_owner: false,
+            pull: false,
+        });
+    }
+
+    /// Whether `node` owns a page here, owes an invalidation's ack, or
+    /// may be getting a page straight from its owner (whose ack is not in).
     pub fn holds(&self, node: u32) -> bool {
         self.pages.values().any(|p| {
-            p.owner == Some(node) || p.txn.as_ref().is_some_and(|t| t.pending.contains(&node))
+            p.owner == Some(node)
+                || p.txn
+                    .as_ref()
+                    .is_some_and(|t| t.pending.contains(&node) || (t.want.node == node && t.direct))
         })
     }
 
@@ -505,14 +738,27 @@ impl Directory {
                 continue;
             };
             p.queue.retain(|w| w.node != node);
-            if p.owner == Some(node) {
+            let owned = p.owner == Some(node);
+            if owned {
                 p.owner = None;
             }
             p.copyset.remove(&node);
+            p.direct.remove(&node);
             let mut done = false;
             if let Some(t) = p.txn.as_mut() {
+                if owned && t.direct && !t.abandoned && t.pending.contains(&node) {
+                    // It may have sent the page to the requester before it
+                    // went: count it as sent (see `pull`).
+                    t.sent = true;
+                    t.lost_owner = true;
+                }
                 if t.want.node == node {
+                    // Its session is over: a page sent to it straight
+                    // from the owner is dropped there (a new session has
+                    // a new token), so nothing counts as granted.
                     t.abandoned = true;
+                    t.direct = false;
+                    t.sent = false;
                 }
                 t.pending.remove(&node);
                 done = t.pending.is_empty();
@@ -525,14 +771,20 @@ impl Directory {
         }
     }
 
-    /// Invalidations `node` owes an ack for, as `(page, keep_read,
-    /// want_data, txn)`: what [`Directory::pump`] sent it.
-    pub fn pending_invals(&self, node: u32) -> Vec<(u64, bool, bool, u64)> {
+    /// Invalidations `node` owes an ack for: what [`Directory::pump`]
+    /// sent it.
+    pub fn pending_invals(&self, node: u32) -> Vec<PendingInval> {
         self.pages
             .iter()
             .filter_map(|(&page, p)| {
                 let t = p.txn.as_ref().filter(|t| t.pending.contains(&node))?;
-                Some((page, !t.want.write, p.owner == Some(node), t.id))
+                Some(PendingInval {
+                    page,
+                    keep_read: !t.want.write,
+                    want_data: p.owner == Some(node) || t.pull,
+                    txn: t.id,
+                    after: p.after(node),
+                })
             })
             .collect()
     }
@@ -550,6 +802,12 @@ impl Directory {
             );
             if p.txn.is_none() {
                 assert!(p.queue.is_empty(), "page {page}: idle with a queue");
+            }
+            for n in p.direct.keys() {
+                assert!(
+                    p.owner == Some(*n) || p.copyset.contains(n),
+                    "page {page}: direct grant to {n}, which does not hold it"
+                );
             }
         }
     }

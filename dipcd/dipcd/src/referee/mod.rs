@@ -245,13 +245,12 @@ impl Objects {
             || self.msgs.values().any(|q| q.has_waiter(who))
     }
 
-    /// Invalidations `node` has not acknowledged, as `(oid, page,
-    /// keep_read, want_data, txn)`.
-    pub fn pending_invals(&self, node: u32) -> Vec<(u64, u64, bool, bool, u64)> {
+    /// Invalidations `node` has not acknowledged, with their segments.
+    pub fn pending_invals(&self, node: u32) -> Vec<(u64, dsm::PendingInval)> {
         let mut v = Vec::new();
         for (&oid, seg) in &self.shms {
-            for (page, keep_read, want_data, txn) in seg.dir.pending_invals(node) {
-                v.push((oid, page, keep_read, want_data, txn));
+            for i in seg.dir.pending_invals(node) {
+                v.push((oid, i));
             }
         }
         v

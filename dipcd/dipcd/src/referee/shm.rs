@@ -335,11 +335,12 @@ impl Objects {
     /// A page fault on `node` wants `page` of `oid` (page mode; tests).
     #[cfg(test)]
     pub fn page_request(&mut self, node: u32, oid: u64, page: u64, write: bool) -> Effects {
-        self.page_request_mode(node, oid, page, write, false)
+        self.page_request_mode(node, oid, page, write, false, 0)
     }
 
     /// As [`Objects::page_request`]; with `whole`, the node wants the
-    /// whole segment (whole-segment mode).
+    /// whole segment (whole-segment mode); `applied` is the last grant of
+    /// the page the node applied.
     pub fn page_request_mode(
         &mut self,
         node: u32,
@@ -347,6 +348,7 @@ impl Objects {
         page: u64,
         write: bool,
         whole: bool,
+        applied: u64,
     ) -> Effects {
         let mut fx = Effects::default();
         let refuse = |result| PageRefusal {
@@ -365,9 +367,10 @@ impl Objects {
         let want = Want { node, write };
         let done = if whole {
             seg.dir
-                .request_whole(want, page, &mut self.next_txn, &mut out)
+                .request_whole(want, page, applied, &mut self.next_txn, &mut out)
         } else {
-            seg.dir.request(want, page, &mut self.next_txn, &mut out)
+            seg.dir
+                .request(want, page, applied, &mut self.next_txn, &mut out)
         };
         match done {
             Ok(()) => fx.dsm.extend(out.into_iter().map(|out| Dsm { oid, out })),
@@ -376,7 +379,8 @@ impl Objects {
         fx
     }
 
-    /// `node` answered invalidation `txn`.
+    /// `node` answered invalidation `txn` (and `sent` the page to the
+    /// requester itself).
     pub fn page_ack(
         &mut self,
         node: u32,
@@ -384,6 +388,7 @@ impl Objects {
         page: u64,
         txn: u64,
         data: Option<&[u8]>,
+        sent: bool,
     ) -> (bool, Effects) {
         let mut fx = Effects::default();
         let Some(seg) = self.shms.get_mut(&oid) else {
@@ -392,7 +397,7 @@ impl Objects {
         let mut out = Vec::new();
         let ok = seg
             .dir
-            .ack(node, page, txn, data, &mut self.next_txn, &mut out);
+            .ack(node, page, txn, data, sent, &mut self.next_txn, &mut out);
         fx.dsm.extend(out.into_iter().map(|out| Dsm { oid, out }));
         (ok, fx)
     }

@@ -314,6 +314,30 @@ fn grant(node: u32, page: u64, write: bool, data: Data) -> Out {
         page,
         write,
         data,
+        txn: 0,
+        after: 0,
+    }
+}
+
+/// `grant()` completing transaction `txn`.
+fn grant_txn(node: u32, page: u64, write: bool, data: Data, txn: u64) -> Out {
+    match grant(node, page, write, data) {
+        Out::Grant {
+            node,
+            page,
+            write,
+            data,
+            after,
+            ..
+        } => Out::Grant {
+            node,
+            page,
+            write,
+            data,
+            txn,
+            after,
+        },
+        inval => inval,
     }
 }
 
@@ -328,16 +352,16 @@ fn directory_transitions() {
     let mut out = Vec::new();
     let want = |node, write| Want { node, write };
     // Untouched page: a read gets zeroes, no one to ask.
-    d.request(want(1, false), 0, &mut txn, &mut out).unwrap();
+    d.request(want(1, false), 0, 0, &mut txn, &mut out).unwrap();
     assert_eq!(out, vec![grant(1, 0, false, Data::Zero)]);
     assert_eq!(d.holders(0), (None, vec![1]));
     // A second reader: zeroes too (no owner), both hold copies.
     out.clear();
-    d.request(want(2, false), 0, &mut txn, &mut out).unwrap();
+    d.request(want(2, false), 0, 0, &mut txn, &mut out).unwrap();
     assert_eq!(out, vec![grant(2, 0, false, Data::Zero)]);
     // A reader asks to write: the other copy is invalidated first.
     out.clear();
-    d.request(want(1, true), 0, &mut txn, &mut out).unwrap();
+    d.request(want(1, true), 0, 0, &mut txn, &mut out).unwrap();
     assert_eq!(
         out,
         vec![Out::Inval {
@@ -345,42 +369,49 @@ fn directory_transitions() {
             page: 0,
             keep_read: false,
             want_data: false,
-            txn: 1
+            txn: 1,
+            after: 0,
+            direct: None
         }]
     );
     // Meanwhile node 3 asks to read: queued behind the transaction.
     out.clear();
-    d.request(want(3, false), 0, &mut txn, &mut out).unwrap();
+    d.request(want(3, false), 0, 0, &mut txn, &mut out).unwrap();
     assert!(out.is_empty());
     // A wrong ack (other txn, other node) changes nothing.
-    assert!(!d.ack(2, 0, 99, None, &mut txn, &mut out));
-    assert!(!d.ack(3, 0, 1, None, &mut txn, &mut out));
+    assert!(!d.ack(2, 0, 99, None, false, &mut txn, &mut out));
+    assert!(!d.ack(3, 0, 1, None, false, &mut txn, &mut out));
     assert!(out.is_empty());
     // The ack: node 1 owns the page and keeps its bytes; then node 3's
     // read needs node 1 to downgrade and send the bytes back.
-    assert!(d.ack(2, 0, 1, None, &mut txn, &mut out));
+    assert!(d.ack(2, 0, 1, None, false, &mut txn, &mut out));
     assert_eq!(
         out,
         vec![
-            grant(1, 0, true, Data::Keep),
+            grant_txn(1, 0, true, Data::Keep, 1),
             Out::Inval {
                 node: 1,
                 page: 0,
                 keep_read: true,
                 want_data: true,
-                txn: 2
+                txn: 2,
+                after: 0,
+                direct: Some(3)
             }
         ]
     );
     d.check();
     out.clear();
-    assert!(d.ack(1, 0, 2, Some(&page_of(7)), &mut txn, &mut out));
-    assert_eq!(out, vec![grant(3, 0, false, Data::Bytes(page_of(7)))]);
+    assert!(d.ack(1, 0, 2, Some(&page_of(7)), false, &mut txn, &mut out));
+    assert_eq!(
+        out,
+        vec![grant_txn(3, 0, false, Data::Bytes(page_of(7)), 2)]
+    );
     assert_eq!(d.holders(0), (None, vec![1, 3]));
     assert_eq!(d.home(0), Some(&page_of(7)[..]));
     // The owner asking again is answered at once, without bytes.
     out.clear();
-    d.request(want(2, true), 0, &mut txn, &mut out).unwrap();
+    d.request(want(2, true), 0, 0, &mut txn, &mut out).unwrap();
     let acks: Vec<u32> = out
         .iter()
         .map(|o| match o {
@@ -390,14 +421,14 @@ fn directory_transitions() {
         .collect();
     assert_eq!(acks, vec![1, 3]);
     out.clear();
-    d.ack(1, 0, 3, None, &mut txn, &mut out);
+    d.ack(1, 0, 3, None, false, &mut txn, &mut out);
     assert!(out.is_empty());
-    d.ack(3, 0, 3, None, &mut txn, &mut out);
+    d.ack(3, 0, 3, None, false, &mut txn, &mut out);
     // Node 2 was invalidated earlier: it gets the bytes.
-    assert_eq!(out, vec![grant(2, 0, true, Data::Bytes(page_of(7)))]);
+    assert_eq!(out, vec![grant_txn(2, 0, true, Data::Bytes(page_of(7)), 3)]);
     out.clear();
-    d.request(want(2, true), 0, &mut txn, &mut out).unwrap();
-    d.request(want(2, false), 0, &mut txn, &mut out).unwrap();
+    d.request(want(2, true), 0, 0, &mut txn, &mut out).unwrap();
+    d.request(want(2, false), 0, 0, &mut txn, &mut out).unwrap();
     assert_eq!(
         out,
         vec![
@@ -407,7 +438,7 @@ fn directory_transitions() {
     );
     assert_eq!(d.holders(0), (Some(2), vec![]));
     // Out of range.
-    assert!(d.request(want(1, false), 4, &mut txn, &mut out).is_err());
+    assert!(d.request(want(1, false), 4, 0, &mut txn, &mut out).is_err());
     d.check();
 }
 
@@ -433,24 +464,24 @@ fn read_ahead_follows_sequential_misses_only() {
     };
     // A first miss reads nothing ahead; the next page starts a run whose
     // window doubles (2, 4, 8) and stays at the bound.
-    d.request(read, 10, &mut txn, &mut out).unwrap();
+    d.request(read, 10, 0, &mut txn, &mut out).unwrap();
     assert_eq!(granted(&out, 1), vec![10]);
     out.clear();
-    d.request(read, 11, &mut txn, &mut out).unwrap();
+    d.request(read, 11, 0, &mut txn, &mut out).unwrap();
     assert_eq!(granted(&out, 1), vec![11, 12, 13]);
     out.clear();
-    d.request(read, 14, &mut txn, &mut out).unwrap();
+    d.request(read, 14, 0, &mut txn, &mut out).unwrap();
     assert_eq!(granted(&out, 1), (14..=18).collect::<Vec<_>>());
     out.clear();
-    d.request(read, 19, &mut txn, &mut out).unwrap();
+    d.request(read, 19, 0, &mut txn, &mut out).unwrap();
     assert_eq!(granted(&out, 1), (19..=27).collect::<Vec<_>>());
     out.clear();
-    d.request(read, 28, &mut txn, &mut out).unwrap();
+    d.request(read, 28, 0, &mut txn, &mut out).unwrap();
     assert_eq!(granted(&out, 1), (28..=36).collect::<Vec<_>>());
     assert_eq!(d.stats.ahead, 2 + 4 + 8 + 8);
     // A miss elsewhere ends the run: nothing ahead.
     out.clear();
-    d.request(read, 50, &mut txn, &mut out).unwrap();
+    d.request(read, 50, 0, &mut txn, &mut out).unwrap();
     assert_eq!(granted(&out, 1), vec![50]);
 
     // Node 2 owns 40..=45, then node 3 takes 42: node 1's run over node 2's
@@ -458,11 +489,11 @@ fn read_ahead_follows_sequential_misses_only() {
     // node 3's page; a write never takes another node's read copy ahead.
     let write = |node| Want { node, write: true };
     for p in 40..=45 {
-        d.request(write(2), p, &mut txn, &mut out).unwrap();
+        d.request(write(2), p, 0, &mut txn, &mut out).unwrap();
     }
     // (node 2's run read ahead too: take everything back to a known state)
     out.clear();
-    d.request(write(3), 42, &mut txn, &mut out).unwrap();
+    d.request(write(3), 42, 0, &mut txn, &mut out).unwrap();
     let inval_42 = out
         .iter()
         .find_map(|o| match o {
@@ -476,11 +507,19 @@ fn read_ahead_follows_sequential_misses_only() {
         })
         .unwrap();
     out.clear();
-    d.ack(2, 42, inval_42, Some(&page_of(3)), &mut txn, &mut out);
+    d.ack(
+        2,
+        42,
+        inval_42,
+        Some(&page_of(3)),
+        false,
+        &mut txn,
+        &mut out,
+    );
     assert_eq!(granted(&out, 3), vec![42]);
     out.clear();
-    d.request(read, 39, &mut txn, &mut out).unwrap();
-    d.request(read, 40, &mut txn, &mut out).unwrap();
+    d.request(read, 39, 0, &mut txn, &mut out).unwrap();
+    d.request(read, 40, 0, &mut txn, &mut out).unwrap();
     let invals: Vec<(u32, u64)> = out
         .iter()
         .filter_map(|o| match o {
@@ -500,20 +539,21 @@ fn read_ahead_follows_sequential_misses_only() {
 
     // Node 3 holds a read copy of 60: node 2's write run stops before it.
     out.clear();
-    d.request(read, 60, &mut txn, &mut out).unwrap();
+    d.request(read, 60, 0, &mut txn, &mut out).unwrap();
     d.request(
         Want {
             node: 3,
             write: false,
         },
         60,
+        0,
         &mut txn,
         &mut out,
     )
     .unwrap();
     out.clear();
-    d.request(write(2), 57, &mut txn, &mut out).unwrap();
-    d.request(write(2), 58, &mut txn, &mut out).unwrap();
+    d.request(write(2), 57, 0, &mut txn, &mut out).unwrap();
+    d.request(write(2), 58, 0, &mut txn, &mut out).unwrap();
     assert_eq!(granted(&out, 2), vec![57, 58, 59]);
     assert_eq!(d.holders(60), (None, vec![1, 3]));
     d.check();
@@ -524,11 +564,11 @@ fn read_ahead_follows_sequential_misses_only() {
     let mut d = Directory::new(64);
     d.readahead_max = 8;
     for p in 0..32 {
-        d.request(write(2), p, &mut txn, &mut out).unwrap();
+        d.request(write(2), p, 0, &mut txn, &mut out).unwrap();
     }
     let mut invals_for = |d: &mut Directory, page| {
         let mut out = Vec::new();
-        d.request(read, page, &mut txn, &mut out).unwrap();
+        d.request(read, page, 0, &mut txn, &mut out).unwrap();
         out.iter()
             .filter_map(|o| match o {
                 Out::Inval { node: 2, page, .. } => Some(*page),
@@ -555,7 +595,7 @@ fn read_ahead_follows_sequential_misses_only() {
     d.readahead_max = 0;
     out.clear();
     for p in 0..4 {
-        d.request(read, p, &mut txn, &mut out).unwrap();
+        d.request(read, p, 0, &mut txn, &mut out).unwrap();
     }
     assert_eq!(granted(&out, 1), vec![0, 1, 2, 3]);
     assert_eq!(d.stats.ahead, 0);
@@ -568,14 +608,14 @@ fn whole_segment_mode_moves_every_page() {
     let mut out = Vec::new();
     let want = |node, write| Want { node, write };
     // Node 2 writes page 1 in whole mode: all four pages, page 1 first.
-    d.request_whole(want(2, true), 1, &mut txn, &mut out)
+    d.request_whole(want(2, true), 1, 0, &mut txn, &mut out)
         .unwrap();
     assert_eq!(granted(&out, 2), vec![1, 2, 3, 0]);
     assert_eq!(d.stats.whole, 3);
     // Node 3 reads page 3 in whole mode: node 2 downgrades every page (in
     // one burst), each read granted once its ack is in.
     out.clear();
-    d.request_whole(want(3, false), 3, &mut txn, &mut out)
+    d.request_whole(want(3, false), 3, 0, &mut txn, &mut out)
         .unwrap();
     let invals: Vec<(u64, u64)> = out
         .iter()
@@ -586,6 +626,7 @@ fn whole_segment_mode_moves_every_page() {
                 keep_read: true,
                 want_data: true,
                 txn,
+                ..
             } => (*page, *txn),
             other => panic!("{other:?}"),
         })
@@ -596,7 +637,15 @@ fn whole_segment_mode_moves_every_page() {
     );
     out.clear();
     for (page, t) in invals {
-        assert!(d.ack(2, page, t, Some(&page_of(page as u8)), &mut txn, &mut out));
+        assert!(d.ack(
+            2,
+            page,
+            t,
+            Some(&page_of(page as u8)),
+            false,
+            &mut txn,
+            &mut out
+        ));
     }
     assert_eq!(granted(&out, 3), vec![3, 0, 1, 2]);
     for p in 0..4 {
@@ -604,7 +653,7 @@ fn whole_segment_mode_moves_every_page() {
     }
     // Asking again for what it holds asks nothing more.
     out.clear();
-    d.request_whole(want(3, false), 0, &mut txn, &mut out)
+    d.request_whole(want(3, false), 0, 0, &mut txn, &mut out)
         .unwrap();
     assert_eq!(out, vec![grant(3, 0, false, Data::Keep)]);
     d.check();
@@ -612,9 +661,102 @@ fn whole_segment_mode_moves_every_page() {
     let mut big = Directory::new(WHOLE_MAX_PAGES + 1);
     big.readahead_max = 0;
     out.clear();
-    big.request_whole(want(1, false), 5, &mut txn, &mut out)
+    big.request_whole(want(1, false), 5, 0, &mut txn, &mut out)
         .unwrap();
     assert_eq!(granted(&out, 1), vec![5]);
+}
+
+/// The invalidations in `out`, as (node, page, after, direct, txn).
+fn invals(out: &[Out]) -> Vec<(u32, u64, u64, Option<u32>, u64)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Out::Inval {
+                node,
+                page,
+                after,
+                direct,
+                txn,
+                ..
+            } => Some((*node, *page, *after, *direct, *txn)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn direct_transfers_regrants_and_a_lost_owner() {
+    let mut d = Directory::new(4);
+    d.readahead_max = 0;
+    let mut txn = 0;
+    let mut out = Vec::new();
+    let want = |node, write| Want { node, write };
+    // Node 1 owns page 0; node 2's read asks node 1 to send it the page.
+    d.request(want(1, true), 0, 0, &mut txn, &mut out).unwrap();
+    out.clear();
+    d.request(want(2, false), 0, 0, &mut txn, &mut out).unwrap();
+    assert_eq!(invals(&out), vec![(1, 0, 0, Some(2), 1)]);
+    // Node 1 sent it, and acks with the bytes for home: nothing more is
+    // granted, and node 2 holds a copy.
+    out.clear();
+    assert!(d.ack(1, 0, 1, Some(&page_of(5)), true, &mut txn, &mut out));
+    assert!(out.is_empty());
+    assert_eq!(d.holders(0), (None, vec![1, 2]));
+    assert_eq!(d.home(0), Some(&page_of(5)[..]));
+    assert_eq!(d.stats.direct, 1);
+    // A `sent` without the bytes, or from a node not asked, counts for
+    // nothing: node 3's write invalidates both, node 2 only once it has
+    // applied grant 1.
+    out.clear();
+    d.request(want(3, true), 0, 0, &mut txn, &mut out).unwrap();
+    assert_eq!(invals(&out), vec![(1, 0, 0, None, 2), (2, 0, 1, None, 2)]);
+    // Node 2 asks again with an older grant applied: grant 1 goes again,
+    // from home, at once, although a transaction is under way.
+    out.clear();
+    d.request(want(2, false), 0, 0, &mut txn, &mut out).unwrap();
+    assert_eq!(
+        out,
+        vec![grant_txn(2, 0, false, Data::Bytes(page_of(5)), 1)]
+    );
+    assert_eq!(d.stats.regrants, 1);
+    // Asking with grant 1 applied is an ordinary request, queued.
+    out.clear();
+    d.request(want(2, false), 0, 1, &mut txn, &mut out).unwrap();
+    assert!(out.is_empty());
+    assert!(d.ack(1, 0, 2, None, false, &mut txn, &mut out));
+    assert!(d.ack(2, 0, 2, None, false, &mut txn, &mut out));
+    assert_eq!(out[0], grant_txn(3, 0, true, Data::Bytes(page_of(5)), 2));
+    assert_eq!(invals(&out[1..]), vec![(3, 0, 0, Some(2), 3)]);
+    d.check();
+
+    // The owner is lost after it may have sent the page: the requester's
+    // copy counts, and is called home (the invalidation waits for the
+    // grant), before any other reader gets the page.
+    out.clear();
+    d.request(want(3, true), 2, 0, &mut txn, &mut out).unwrap();
+    out.clear();
+    d.request(want(1, false), 2, 0, &mut txn, &mut out).unwrap();
+    assert_eq!(invals(&out), vec![(3, 2, 0, Some(1), 4)]);
+    out.clear();
+    d.node_gone(3, &mut txn, &mut out);
+    // Both pages node 3 was sending: page 0 to node 2, page 2 to node 1.
+    assert_eq!(invals(&out), vec![(2, 0, 3, None, 5), (1, 2, 4, None, 6)]);
+    assert_eq!(d.holders(2), (None, vec![1]));
+    out.clear();
+    d.request(want(2, false), 2, 0, &mut txn, &mut out).unwrap();
+    assert!(out.is_empty(), "{out:?}");
+    assert!(d.ack(1, 2, 6, Some(&page_of(9)), false, &mut txn, &mut out));
+    assert_eq!(d.home(2), Some(&page_of(9)[..]));
+    assert_eq!(out, vec![grant(2, 2, false, Data::Bytes(page_of(9)))]);
+    // A lost write owner: the requester owns the page (its bytes, or
+    // home's if the page never arrives).
+    out.clear();
+    d.request(want(1, true), 1, 0, &mut txn, &mut out).unwrap();
+    d.request(want(2, true), 1, 0, &mut txn, &mut out).unwrap();
+    out.clear();
+    d.node_gone(1, &mut txn, &mut out);
+    assert_eq!(out, vec![grant_txn(2, 1, true, Data::Zero, 7)]);
+    assert_eq!(d.holders(1), (Some(2), vec![]));
+    d.check();
 }
 
 #[test]
@@ -628,6 +770,7 @@ fn node_gone_mid_transaction() {
             write: true,
         },
         1,
+        0,
         &mut txn,
         &mut out,
     )
@@ -640,6 +783,7 @@ fn node_gone_mid_transaction() {
             write: true,
         },
         1,
+        0,
         &mut txn,
         &mut out,
     )
@@ -650,6 +794,7 @@ fn node_gone_mid_transaction() {
             write: false,
         },
         1,
+        0,
         &mut txn,
         &mut out,
     )
@@ -659,7 +804,7 @@ fn node_gone_mid_transaction() {
     d.node_gone(1, &mut txn, &mut out);
     // Node 2 gets the home copy (zeroes: node 1's writes are lost), and
     // node 1's queued read is forgotten.
-    assert_eq!(out, vec![grant(2, 1, true, Data::Zero)]);
+    assert_eq!(out, vec![grant_txn(2, 1, true, Data::Zero, 1)]);
     assert_eq!(d.holders(1), (Some(2), vec![]));
     // The requester dies while its invalidations are out: nobody is granted.
     out.clear();
@@ -669,6 +814,7 @@ fn node_gone_mid_transaction() {
             write: true,
         },
         1,
+        0,
         &mut txn,
         &mut out,
     )
@@ -680,7 +826,7 @@ fn node_gone_mid_transaction() {
     out.clear();
     d.node_gone(3, &mut txn, &mut out);
     assert!(out.is_empty());
-    d.ack(2, 1, t, Some(&page_of(3)), &mut txn, &mut out);
+    d.ack(2, 1, t, Some(&page_of(3)), false, &mut txn, &mut out);
     assert!(out.is_empty());
     assert_eq!(d.holders(1), (None, vec![]));
     assert_eq!(d.home(1), Some(&page_of(3)[..]));
@@ -698,7 +844,7 @@ fn a_huge_segment_keeps_only_touched_pages() {
     assert_eq!(fx.page_refusals[0].result, -errno::EFAULT);
     let fx = o.page_request(2, 999, 0, false);
     assert_eq!(fx.page_refusals[0].result, -errno::EIDRM);
-    let (ok, _) = o.page_ack(2, 999, 0, 1, None);
+    let (ok, _) = o.page_ack(2, 999, 0, 1, None, false);
     assert!(!ok);
 }
 
@@ -712,22 +858,47 @@ enum Access {
     Write,
 }
 
-/// A page request (page, write) or an ack (page, txn, version sent back).
-type ToReferee = (u64, bool, Option<(u64, Option<u64>)>);
+/// A frame from a node to the referee.
+#[derive(Clone, Copy, Debug)]
+enum ToReferee {
+    /// A page request, with the last grant of the page the node applied.
+    Req {
+        page: u64,
+        write: bool,
+        applied: u64,
+    },
+    /// An ack of invalidation `txn`, with the version sent back (if any)
+    /// and whether the page also went straight to the requester.
+    Ack {
+        page: u64,
+        txn: u64,
+        data: Option<u64>,
+        sent: bool,
+    },
+}
 
 #[derive(Default)]
 struct SimNode {
     access: BTreeMap<u64, Access>,
     data: BTreeMap<u64, u64>,
-    /// Frames from the referee, in order.
-    inbox: VecDeque<Out>,
+    /// Per page, the last grant applied (the module's `applied`).
+    applied: BTreeMap<u64, u64>,
+    /// Frames from the referee, in order; an invalidation that asks for a
+    /// direct transfer carries the requester's session (its token).
+    inbox: VecDeque<(Out, u32)>,
+    /// Grants sent straight by other nodes, with the session they were
+    /// addressed to; they may come late, out of order with `inbox`, or
+    /// never.
+    direct_in: VecDeque<(Out, u32)>,
     /// Requests and acks to the referee, in order.
     outbox: VecDeque<ToReferee>,
     /// A request of this page is in flight.
     asked: BTreeMap<u64, Access>,
     /// Invalidations held back for the page's time quantum (answered
     /// later, after frames that came behind them).
-    held: VecDeque<Out>,
+    held: VecDeque<(Out, u32)>,
+    /// Frames that wait for a direct grant to be applied (their `after`).
+    waiting: Vec<(Out, u32)>,
 }
 
 fn version(d: &Data, old: u64) -> u64 {
@@ -738,94 +909,318 @@ fn version(d: &Data, old: u64) -> u64 {
     }
 }
 
+fn bytes_of(v: u64) -> Box<[u8]> {
+    let mut b = vec![0u8; PAGE_LEN];
+    b[..8].copy_from_slice(&v.to_le_bytes());
+    b.into_boxed_slice()
+}
+
 /// Pages of the segment in the DSM property test.
 const PAGES: u64 = 4;
+
+/// The simulated cluster: the referee's objects and three nodes.
+struct Sim {
+    o: Objects,
+    oid: u64,
+    nodes: BTreeMap<u32, SimNode>,
+    /// Per node, its session: a restart starts a new one, and a direct
+    /// grant addressed to an older one is dropped (the token differs).
+    session: BTreeMap<u32, u32>,
+    /// Nodes whose page requests ask for whole segments.
+    whole_nodes: u32,
+    /// Nodes that send pages straight to requesters when asked.
+    direct_nodes: u32,
+    /// Per page, the value a load must see.
+    latest: [u64; PAGES as usize],
+    /// Pages whose owner was lost after it may have sent the page to a
+    /// requester itself, with that grant's transaction: the page's latest
+    /// value is what the requester applies with it (the sent bytes, or the
+    /// home copy if they never arrive).
+    undecided: BTreeMap<u64, u64>,
+    /// Per page, the last direct grant sent: (from, to, txn, version).
+    sent: BTreeMap<u64, (u32, u32, u64, u64)>,
+}
+
+impl Sim {
+    fn route(&mut self, fx: Effects) {
+        for Dsm { out, .. } in fx.dsm {
+            let (n, to) = match &out {
+                Out::Grant { node, .. } => (*node, None),
+                Out::Inval { node, direct, .. } => (*node, *direct),
+            };
+            let session = to.map_or(0, |r| self.session[&r]);
+            self.nodes
+                .get_mut(&n)
+                .unwrap()
+                .inbox
+                .push_back((out, session));
+        }
+    }
+
+    fn applied(&self, n: u32, page: u64) -> u64 {
+        self.nodes[&n].applied.get(&page).copied().unwrap_or(0)
+    }
+
+    /// Node `n` handles `frame` as the module does.
+    fn apply(&mut self, n: u32, frame: Option<(Out, u32)>) {
+        let Some((frame, session)) = frame else {
+            return;
+        };
+        let (page, after) = match &frame {
+            Out::Grant { page, after, .. } | Out::Inval { page, after, .. } => (*page, *after),
+        };
+        if after > self.applied(n, page) {
+            self.nodes
+                .get_mut(&n)
+                .unwrap()
+                .waiting
+                .push((frame, session));
+            return;
+        }
+        match frame {
+            Out::Grant {
+                page,
+                write,
+                data,
+                txn,
+                ..
+            } => {
+                let node = self.nodes.get_mut(&n).unwrap();
+                let applied = node.applied.entry(page).or_default();
+                if txn != 0 && txn <= *applied {
+                    // A direct grant and its re-grant: the second is stale.
+                    return;
+                }
+                *applied = (*applied).max(txn);
+                let old = node.data.get(&page).copied().unwrap_or(0);
+                let v = version(&data, old);
+                node.data.insert(page, v);
+                if self.undecided.get(&page) == Some(&txn) {
+                    self.undecided.remove(&page);
+                    self.latest[page as usize] = v;
+                }
+                let a = node.access.entry(page).or_default();
+                *a = if write {
+                    Access::Write
+                } else {
+                    (*a).max(Access::Read)
+                };
+                node.asked.remove(&page);
+                // Frames that waited for this grant go now.
+                let waiting = std::mem::take(&mut node.waiting);
+                for f in waiting {
+                    self.apply(n, Some(f));
+                }
+            }
+            Out::Inval {
+                page,
+                keep_read,
+                want_data,
+                txn,
+                direct,
+                ..
+            } => {
+                let node = self.nodes.get_mut(&n).unwrap();
+                let a = node.access.entry(page).or_default();
+                *a = if keep_read {
+                    (*a).min(Access::Read)
+                } else {
+                    Access::None
+                };
+                let d = want_data.then(|| node.data.get(&page).copied().unwrap_or(0));
+                let mut sent = false;
+                if let (Some(r), Some(v), true) = (direct, d, self.direct_nodes & (1 << n) != 0) {
+                    let g = Out::Grant {
+                        node: r,
+                        page,
+                        write: !keep_read,
+                        data: Data::Bytes(bytes_of(v)),
+                        txn,
+                        after: 0,
+                    };
+                    self.nodes
+                        .get_mut(&r)
+                        .unwrap()
+                        .direct_in
+                        .push_back((g, session));
+                    self.sent.insert(page, (n, r, txn, v));
+                    sent = true;
+                }
+                self.nodes
+                    .get_mut(&n)
+                    .unwrap()
+                    .outbox
+                    .push_back(ToReferee::Ack {
+                        page,
+                        txn,
+                        data: d,
+                        sent,
+                    });
+            }
+        }
+    }
+
+    fn deliver_in(&mut self, n: u32) {
+        let frame = self.nodes.get_mut(&n).unwrap().inbox.pop_front();
+        self.apply(n, frame);
+    }
+
+    /// The next direct grant to `n` arrives (dropped if it was addressed
+    /// to an earlier session of the node).
+    fn deliver_direct(&mut self, n: u32) {
+        let frame = self.nodes.get_mut(&n).unwrap().direct_in.pop_front();
+        if let Some((f, session)) = frame {
+            if session == self.session[&n] {
+                self.apply(n, Some((f, session)));
+            }
+        }
+    }
+
+    /// A request the node waits for too long goes again, with the node's
+    /// `applied`: a fault waiting for its page, or an invalidation waiting
+    /// for a direct grant (the connection thread asks for a read copy).
+    /// A node that is leaving has no faults left (`faults` false).
+    fn retry(&mut self, n: u32, page: u64, faults: bool) {
+        let applied = self.applied(n, page);
+        let node = self.nodes.get_mut(&n).unwrap();
+        let write = match node.asked.get(&page) {
+            Some(a) if faults => *a == Access::Write,
+            _ if node.waiting.iter().any(|(f, _)| {
+                matches!(f, Out::Inval { page: p, .. } | Out::Grant { page: p, .. } if *p == page)
+            }) =>
+            {
+                false
+            }
+            _ => return,
+        };
+        node.outbox.push_back(ToReferee::Req {
+            page,
+            write,
+            applied,
+        });
+    }
+
+    fn deliver_out(&mut self, n: u32) {
+        let Some(f) = self.nodes.get_mut(&n).unwrap().outbox.pop_front() else {
+            return;
+        };
+        let fx = match f {
+            ToReferee::Req {
+                page,
+                write,
+                applied,
+            } => {
+                let whole = self.whole_nodes & (1 << n) != 0;
+                self.o
+                    .page_request_mode(n, self.oid, page, write, whole, applied)
+            }
+            ToReferee::Ack {
+                page,
+                txn,
+                data,
+                sent,
+            } => {
+                if self.sent.get(&page).is_some_and(|s| s.2 == txn) {
+                    // The referee knows now: the home copy has the bytes.
+                    self.sent.remove(&page);
+                }
+                let bytes = data.map(bytes_of);
+                self.o
+                    .page_ack(n, self.oid, page, txn, bytes.as_deref(), sent)
+                    .1
+            }
+        };
+        self.route(fx);
+    }
+
+    /// Node `n` restarts: pages the referee counts as its own lose the
+    /// bytes written since their last transfer, even if an ack carrying
+    /// them was still on its way, unless it sent them to a requester
+    /// itself.
+    fn crash(&mut self, n: u32) {
+        // Pages it may have written: its own at the referee, and pages it
+        // took straight from their owner before that owner's ack arrived.
+        let written: Vec<u64> = (0..PAGES)
+            .filter(|&p| {
+                self.o.shm(self.oid).unwrap().dir.holders(p).0 == Some(n)
+                    || self.nodes[&n].access.get(&p) == Some(&Access::Write)
+            })
+            .collect();
+        self.restart(n);
+        for p in written {
+            self.latest[p as usize] = self
+                .o
+                .shm(self.oid)
+                .unwrap()
+                .dir
+                .home(p)
+                .map(|b| u64::from_le_bytes(b[..8].try_into().unwrap()))
+                .unwrap_or(0);
+            let Some(&(from, to, txn, v)) = self.sent.get(&p) else {
+                continue;
+            };
+            if from == n {
+                // It sent the page to a requester before its ack arrived:
+                // that requester's copy counts (the referee calls it home).
+                if self.applied(to, p) >= txn {
+                    self.latest[p as usize] = v;
+                } else {
+                    self.undecided.insert(p, txn);
+                }
+            } else if to == n {
+                // It got the page straight from its owner, whose ack (with
+                // these bytes for home) is still on its way.
+                self.latest[p as usize] = v;
+            }
+        }
+    }
+
+    /// Node `n`'s session ends (restart or the end of a leave).
+    fn restart(&mut self, n: u32) {
+        *self.nodes.get_mut(&n).unwrap() = SimNode::default();
+        *self.session.get_mut(&n).unwrap() += 1;
+        let fx = self.o.node_gone(n, NOW);
+        self.route(fx);
+    }
+}
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(1000))]
 
     /// Three nodes, four pages, read-ahead of 0 to 2 pages, some nodes in
-    /// whole-segment mode, invalidations
-    /// held back for a time quantum (answered after later frames), every interleaving of faults, deliveries,
-    /// reads, writes, a node restart and a node leaving: a node that may
-    /// read a page holds its latest write, at most one node may write it,
-    /// a node that leaves loses none of its writes, and once the network
-    /// drains every request has been granted.
+    /// whole-segment mode, some sending pages straight to requesters
+    /// (those grants delayed, reordered with the referee's frames, or
+    /// lost, and requests sent again), invalidations held back for a time
+    /// quantum (answered after later frames), every interleaving of
+    /// faults, deliveries, reads, writes, a node restart and a node
+    /// leaving: a node that may read a page holds its latest write, at
+    /// most one node may write it, a node that leaves loses none of its
+    /// writes, and once the network drains every request has been granted.
     #[test]
     fn directory_keeps_sequential_consistency(
-        steps in proptest::collection::vec((0u8..9, 1u32..4, 0u64..PAGES), 1..300),
+        steps in proptest::collection::vec((0u8..12, 1u32..4, 0u64..PAGES), 1..300),
         readahead in 0u64..3,
         whole_nodes in 0u32..16,
+        direct_nodes in 0u32..16,
     ) {
         let mut o = Objects::new(Limits::default());
         let oid = shmget(&mut o, 1, PAGES * PAGE_LEN as u64, IPC_CREAT | 0o600, ROOT).oid;
         o.shm_mut(oid).unwrap().dir.readahead_max = readahead;
-        let mut nodes: BTreeMap<u32, SimNode> = (1..4).map(|n| (n, SimNode::default())).collect();
-        let mut latest = [0u64; PAGES as usize];
+        let mut sim = Sim {
+            o,
+            oid,
+            nodes: (1..4).map(|n| (n, SimNode::default())).collect(),
+            session: (1..4).map(|n| (n, 0)).collect(),
+            whole_nodes,
+            direct_nodes,
+            latest: [0; PAGES as usize],
+            undecided: BTreeMap::new(),
+            sent: BTreeMap::new(),
+        };
         let mut writes = 0u64;
         // Node 3 sent Leave: it faults no more, and its session ends (with
         // nothing lost) once it holds no page.
         let mut leaving = false;
-        let route = |fx: Effects, nodes: &mut BTreeMap<u32, SimNode>| {
-            for Dsm { out, .. } in fx.dsm {
-                let n = match &out { Out::Grant { node, .. } | Out::Inval { node, .. } => *node };
-                nodes.get_mut(&n).unwrap().inbox.push_back(out);
-            }
-        };
-        let apply = |node: &mut SimNode, frame: Option<Out>| {
-            match frame {
-                Some(Out::Grant { page, write, data, .. }) => {
-                    let old = node.data.get(&page).copied().unwrap_or(0);
-                    node.data.insert(page, version(&data, old));
-                    let a = node.access.entry(page).or_default();
-                    *a = if write { Access::Write } else { (*a).max(Access::Read) };
-                    node.asked.remove(&page);
-                }
-                Some(Out::Inval { page, keep_read, want_data, txn, .. }) => {
-                    let a = node.access.entry(page).or_default();
-                    *a = if keep_read { (*a).min(Access::Read) } else { Access::None };
-                    let d = want_data.then(|| node.data.get(&page).copied().unwrap_or(0));
-                    node.outbox.push_back((page, false, Some((txn, d))));
-                }
-                None => {}
-            }
-        };
-        let deliver_in = |n: u32, nodes: &mut BTreeMap<u32, SimNode>| {
-            let node = nodes.get_mut(&n).unwrap();
-            let frame = node.inbox.pop_front();
-            apply(node, frame);
-        };
-        // The time quantum: the next frame, if an invalidation, is held;
-        // the oldest held one is answered.
-        let hold = |n: u32, nodes: &mut BTreeMap<u32, SimNode>| {
-            let node = nodes.get_mut(&n).unwrap();
-            if matches!(node.inbox.front(), Some(Out::Inval { .. })) {
-                let frame = node.inbox.pop_front().unwrap();
-                node.held.push_back(frame);
-            }
-        };
-        let release = |n: u32, nodes: &mut BTreeMap<u32, SimNode>| {
-            let node = nodes.get_mut(&n).unwrap();
-            let frame = node.held.pop_front();
-            apply(node, frame);
-        };
-        let deliver_out = |n: u32, o: &mut Objects, nodes: &mut BTreeMap<u32, SimNode>| {
-            let Some((page, write, ack)) = nodes.get_mut(&n).unwrap().outbox.pop_front() else {
-                return;
-            };
-            let fx = match ack {
-                None => o.page_request_mode(n, oid, page, write, whole_nodes & (1 << n) != 0),
-                Some((txn, d)) => {
-                    let bytes = d.map(|v| {
-                        let mut b = vec![0u8; PAGE_LEN];
-                        b[..8].copy_from_slice(&v.to_le_bytes());
-                        b
-                    });
-                    o.page_ack(n, oid, page, txn, bytes.as_deref()).1
-                }
-            };
-            route(fx, nodes);
-        };
         for &(op, n, page) in &steps {
             if leaving && n == 3 && matches!(op, 0 | 1 | 4 | 6) {
                 continue;
@@ -834,26 +1229,31 @@ proptest! {
                 // A fault: ask unless the access suffices or a request is out.
                 0 | 1 => {
                     let want = if op == 1 { Access::Write } else { Access::Read };
-                    let node = nodes.get_mut(&n).unwrap();
+                    let applied = sim.applied(n, page);
+                    let node = sim.nodes.get_mut(&n).unwrap();
                     let have = node.access.get(&page).copied().unwrap_or_default();
                     if have < want && node.asked.get(&page).is_none_or(|&a| a < want) {
                         node.asked.insert(page, want);
-                        node.outbox.push_back((page, want == Access::Write, None));
+                        node.outbox.push_back(ToReferee::Req {
+                            page,
+                            write: want == Access::Write,
+                            applied,
+                        });
                     }
                 }
-                2 => deliver_in(n, &mut nodes),
-                3 => deliver_out(n, &mut o, &mut nodes),
+                2 => sim.deliver_in(n),
+                3 => sim.deliver_out(n),
                 // A load or a store by a process on the node.
                 4 => {
-                    let node = nodes.get_mut(&n).unwrap();
+                    let node = sim.nodes.get_mut(&n).unwrap();
                     match node.access.get(&page).copied().unwrap_or_default() {
                         Access::Write => {
                             writes += 1;
-                            latest[page as usize] = writes;
+                            sim.latest[page as usize] = writes;
                             node.data.insert(page, writes);
                         }
                         Access::Read => {
-                            prop_assert_eq!(node.data.get(&page).copied().unwrap_or(0), latest[page as usize]);
+                            prop_assert_eq!(node.data.get(&page).copied().unwrap_or(0), sim.latest[page as usize]);
                         }
                         Access::None => {}
                     }
@@ -864,14 +1264,32 @@ proptest! {
                     if n != 3 {
                         continue;
                     }
-                    while !nodes[&3].outbox.is_empty() {
-                        deliver_out(3, &mut o, &mut nodes);
+                    while !sim.nodes[&3].outbox.is_empty() {
+                        sim.deliver_out(3);
                     }
-                    route(o.shm_recall(3), &mut nodes);
+                    let fx = sim.o.shm_recall(3);
+                    sim.route(fx);
                     leaving = true;
                 }
-                7 => hold(n, &mut nodes),
-                8 => release(n, &mut nodes),
+                // The time quantum: the next frame, if an invalidation, is
+                // held; the oldest held one is answered.
+                7 => {
+                    let node = sim.nodes.get_mut(&n).unwrap();
+                    if matches!(node.inbox.front(), Some((Out::Inval { .. }, _))) {
+                        let frame = node.inbox.pop_front().unwrap();
+                        node.held.push_back(frame);
+                    }
+                }
+                8 => {
+                    let frame = sim.nodes.get_mut(&n).unwrap().held.pop_front();
+                    sim.apply(n, frame);
+                }
+                9 => sim.deliver_direct(n),
+                // A direct grant is lost (its connection failed).
+                10 => {
+                    sim.nodes.get_mut(&n).unwrap().direct_in.pop_front();
+                }
+                11 => sim.retry(n, page, !(leaving && n == 3)),
                 // The node restarts (connection lost): the referee forgets
                 // it; its unsent writes are lost, so the latest value is
                 // what the others can still see.
@@ -880,66 +1298,58 @@ proptest! {
                         continue;
                     }
                     leaving = false;
-                    // Pages the referee counts as the node's: their bytes
-                    // since the last transfer die with it, even if an ack
-                    // carrying them was still on its way.
-                    let owned: Vec<u64> = (0..PAGES)
-                        .filter(|&p| o.shm(oid).unwrap().dir.holders(p).0 == Some(n))
-                        .collect();
-                    *nodes.get_mut(&n).unwrap() = SimNode::default();
-                    let fx = o.node_gone(n, NOW);
-                    for p in owned {
-                        latest[p as usize] = o.shm(oid).unwrap().dir.home(p)
-                            .map(|b| u64::from_le_bytes(b[..8].try_into().unwrap()))
-                            .unwrap_or(0);
-                    }
-                    route(fx, &mut nodes);
+                    sim.crash(n);
                 }
             }
-            if leaving && !o.shm_holds(3) {
+            if leaving && !sim.o.shm_holds(3) {
                 // Its pages are home: the session ends, and every write it
                 // made is still the latest (`latest` is not touched).
                 leaving = false;
-                *nodes.get_mut(&3).unwrap() = SimNode::default();
-                route(o.node_gone(3, NOW), &mut nodes);
+                sim.restart(3);
             }
-            o.shm(oid).unwrap().dir.check();
-            let writers = nodes.values().flat_map(|n| n.access.values()).filter(|&&a| a == Access::Write).count();
-            prop_assert!(writers <= PAGES as usize, "more writers than pages");
+            sim.o.shm(oid).unwrap().dir.check();
             for p in 0..PAGES {
-                let w = nodes.values().filter(|n| n.access.get(&p) == Some(&Access::Write)).count();
-                let r = nodes.values().filter(|n| n.access.get(&p) == Some(&Access::Read)).count();
+                let w = sim.nodes.values().filter(|n| n.access.get(&p) == Some(&Access::Write)).count();
+                let r = sim.nodes.values().filter(|n| n.access.get(&p) == Some(&Access::Read)).count();
                 prop_assert!(w <= 1 && (w == 0 || r == 0), "page {}: {} writers, {} readers", p, w, r);
             }
         }
         // Drain: every request is answered, and every holder is current.
-        for _ in 0..1000 {
+        // Lost grants are asked for again, as the module does after a wait.
+        for round in 0..1000 {
             for n in 1..4 {
-                deliver_out(n, &mut o, &mut nodes);
-                deliver_in(n, &mut nodes);
-                release(n, &mut nodes);
+                sim.deliver_out(n);
+                sim.deliver_in(n);
+                sim.deliver_direct(n);
+                let frame = sim.nodes.get_mut(&n).unwrap().held.pop_front();
+                sim.apply(n, frame);
+                if round % 50 == 49 {
+                    for p in 0..PAGES {
+                        sim.retry(n, p, !(leaving && n == 3));
+                    }
+                }
             }
-            if leaving && !o.shm_holds(3) {
+            if leaving && !sim.o.shm_holds(3) {
                 leaving = false;
-                *nodes.get_mut(&3).unwrap() = SimNode::default();
-                route(o.node_gone(3, NOW), &mut nodes);
+                sim.restart(3);
             }
         }
         prop_assert!(!leaving, "node 3 never finished leaving");
         // A page nobody owns is current at home.
         for p in 0..PAGES {
-            let dir = &o.shm(oid).unwrap().dir;
+            let dir = &sim.o.shm(oid).unwrap().dir;
             if dir.holders(p).0.is_none() {
                 let home = dir.home(p).map_or(0, |b| u64::from_le_bytes(b[..8].try_into().unwrap()));
-                prop_assert_eq!(home, latest[p as usize], "page {} at home", p);
+                prop_assert_eq!(home, sim.latest[p as usize], "page {} at home", p);
             }
         }
-        for (id, node) in &nodes {
+        for (id, node) in &sim.nodes {
             prop_assert!(node.asked.is_empty(), "node {} still waits for {:?}", id, node.asked);
             prop_assert!(node.inbox.is_empty() && node.outbox.is_empty() && node.held.is_empty());
+            prop_assert!(node.waiting.is_empty(), "node {} still holds {:?}", id, node.waiting);
             for (&p, &a) in &node.access {
                 if a != Access::None {
-                    prop_assert_eq!(node.data.get(&p).copied().unwrap_or(0), latest[p as usize]);
+                    prop_assert_eq!(node.data.get(&p).copied().unwrap_or(0), sim.latest[p as usize]);
                 }
             }
         }

@@ -311,6 +311,20 @@ int dipc_sock_recv(struct socket *sock, void *buf, size_t len);
 void dipc_sock_set_rcvtimeo(struct socket *sock, unsigned int ms);
 void dipc_sock_shutdown(struct socket *sock);
 void dipc_sock_release(struct socket *sock);
+/* The peer_port module parameter. */
+u16 dipc_peer_port(void);
+/*
+ * A TCP socket listening on port (host order) on every IPv4 address, whose
+ * accept waits at most rcv_timeout_ms. NULL with *err set on failure.
+ */
+struct socket *dipc_sock_listen(u16 port, unsigned int rcv_timeout_ms, int *err);
+/*
+ * Accepts a connection on lsock (waiting at most its receive timeout: then
+ * -EAGAIN), with TCP_NODELAY, a send timeout of timeout_ms and a receive
+ * timeout of rcv_timeout_ms; *peer_ip is its IPv4 address (host order).
+ */
+struct socket *dipc_sock_accept(struct socket *lsock, unsigned int timeout_ms,
+				unsigned int rcv_timeout_ms, u32 *peer_ip, int *err);
 
 /* ---- kernel threads (helpers/kthread.c) ---- */
 
@@ -319,6 +333,8 @@ void dipc_sock_release(struct socket *sock);
  * reference on it. Returns the task or an ERR_PTR.
  */
 struct task_struct *dipc_kthread_start(void *data, const char *name);
+/* The same for a thread that runs fn(data), at normal priority. */
+struct task_struct *dipc_kthread_start_fn(int (*fn)(void *), void *data, const char *name);
 /* Tells the thread to stop, waits for it to return, drops the reference. */
 void dipc_kthread_stop(struct task_struct *task);
 bool dipc_kthread_should_stop(void);

@@ -192,6 +192,7 @@ fn session(
         node_id: conf.node_id,
         features: 0,
         incarnation: node.incarnation.load(Relaxed),
+        peer_port: shim::peer_port(),
         name,
     });
     send(node, sock, hello, HELLO_REQ)?;
@@ -386,7 +387,13 @@ fn handle(
                 ack.session,
                 if resumed { "resumed" } else { "new" }
             );
+            // Other nodes send pages with this token from now on; pages
+            // sent with an earlier one are refused (under this lock, so
+            // none is applied after the copies are dropped below).
+            let mut token = node.token.lock();
+            *token = ack.token;
             if resumed {
+                drop(token);
                 // Calls in flight go again, in order, before any new one.
                 node.resend_all(sock)?;
             } else {
@@ -395,6 +402,7 @@ fn handle(
                 // (stores not yet sent are lost).
                 node.fail_all();
                 shm::connection_lost(node);
+                drop(token);
             }
             shm::resume(node);
             *backoff = BACKOFF_MIN_MS;
@@ -422,7 +430,7 @@ fn handle(
             Ok(())
         }
         Frame::PageGrant(g) if state == ConnState::Connected => {
-            shm::grant(node, &g);
+            shm::grant_or_hold(node, &g, msg.req_id, held);
             Ok(())
         }
         Frame::PageInval(i) if state == ConnState::Connected => {

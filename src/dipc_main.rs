@@ -16,6 +16,7 @@
 //! - [`sem`] - distributed semaphore sets;
 //! - [`msg`] - distributed message queues;
 //! - [`shm`] - distributed shared memory;
+//! - [`peer`] - pages sent straight between nodes;
 //! - [`shadow`] - local shadows of distributed objects, the hot-path check;
 //! - [`policy`] - which keys are distributed (`/proc/sys/dipc/keys`);
 //! - [`node`] - this node's state, shared by all of them;
@@ -31,6 +32,7 @@ mod hooks;
 mod member;
 mod msg;
 mod node;
+mod peer;
 mod policy;
 mod sem;
 mod shadow;
@@ -74,6 +76,7 @@ module! {
 struct Dipc {
     _control: shim::Control<node::Node>,
     _conn: ConnGuard,
+    _peers: peer::PeerGuard,
     _hooks: shim::Hooks<node::Node>,
 }
 
@@ -101,6 +104,7 @@ impl kernel::Module for Dipc {
         if node.joined.load(Relaxed) != 0 {
             member::start_thread(&node)?;
         }
+        let peers = peer::PeerGuard::start(&node)?;
         let control = shim::Control::register(node.clone())?;
         let hooks = shim::Hooks::register(node.clone(), node.shadows.bitmaps())?;
         pr_info!(
@@ -112,6 +116,7 @@ impl kernel::Module for Dipc {
         Ok(Dipc {
             _control: control,
             _conn: conn,
+            _peers: peers,
             _hooks: hooks,
         })
     }

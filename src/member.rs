@@ -123,7 +123,12 @@ pub(crate) fn leave(node: &Arc<Node>, force: bool) -> Result {
     // Nothing here counts in the cluster any more.
     node.joined.store(0, Relaxed);
     node.fail_all();
-    shm::connection_lost(node);
+    {
+        // No other node may send pages here any more.
+        let mut token = node.token.lock();
+        *token = [0; crate::wire::TOKEN_LEN];
+        shm::connection_lost(node);
+    }
     forget_shadows(node);
     {
         let mut m = node.member.lock();

@@ -194,6 +194,14 @@ pub(crate) struct Node {
     /// node" in every hello, so a referee that still holds our session
     /// resumes it (and one that holds a session we left does not).
     pub(crate) incarnation: Atomic<u64>,
+    /// The peer token of this node's connection to the referee (zeroes:
+    /// none): another node must show it to send this node pages. Held
+    /// while a page from another node is applied, and while it changes.
+    #[pin]
+    pub(crate) token: Mutex<[u8; wire::TOKEN_LEN]>,
+    /// Connections to and from other nodes (`peer.rs`).
+    #[pin]
+    pub(crate) peers: Mutex<crate::peer::Peers>,
 }
 
 /// A fresh incarnation, never 0 (a referee's state cannot hold a node
@@ -273,6 +281,8 @@ impl Node {
                 shm_dirty: Atomic::new(0),
                 shm_suspended: Atomic::new(0),
                 incarnation: Atomic::new(new_incarnation()),
+                token <- new_mutex!([0; wire::TOKEN_LEN]),
+                peers <- new_mutex!(crate::peer::Peers::new()),
             }),
             GFP_KERNEL,
         )

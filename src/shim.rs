@@ -103,6 +103,24 @@ mod ffi {
         pub(super) fn dipc_sock_shutdown(sock: *mut RawSocket);
         pub(super) fn dipc_sock_release(sock: *mut RawSocket);
         pub(super) fn dipc_kthread_start(data: *mut c_void, name: *const c_char) -> *mut RawTask;
+        pub(super) fn dipc_kthread_start_fn(
+            f: unsafe extern "C" fn(*mut c_void) -> c_int,
+            data: *mut c_void,
+            name: *const c_char,
+        ) -> *mut RawTask;
+        pub(super) fn dipc_peer_port() -> u16;
+        pub(super) fn dipc_sock_listen(
+            port: u16,
+            rcv_timeout_ms: c_uint,
+            err: *mut c_int,
+        ) -> *mut RawSocket;
+        pub(super) fn dipc_sock_accept(
+            lsock: *mut RawSocket,
+            timeout_ms: c_uint,
+            rcv_timeout_ms: c_uint,
+            peer_ip: *mut u32,
+            err: *mut c_int,
+        ) -> *mut RawSocket;
         pub(super) fn dipc_kthread_stop(task: *mut RawTask);
         pub(super) fn dipc_kthread_should_stop() -> bool;
         pub(super) fn dipc_kthread_sleep_ms(ms: c_uint);
@@ -471,6 +489,12 @@ pub(crate) fn tags_equal(a: &[u8; 32], b: &[u8; 32]) -> bool {
     unsafe { ffi::dipc_memeq_secret(a.as_ptr(), b.as_ptr(), 32) }
 }
 
+/// Whether two peer tokens are equal, in constant time.
+pub(crate) fn tags_equal_token(a: &[u8; 16], b: &[u8; 16]) -> bool {
+    // SAFETY: both arrays are readable for 16 bytes.
+    unsafe { ffi::dipc_memeq_secret(a.as_ptr(), b.as_ptr(), 16) }
+}
+
 /// The node's name (utsname nodename), without the NUL.
 pub(crate) fn nodename(buf: &mut [u8; 65]) -> &[u8] {
     // SAFETY: `buf` is writable for its length; the C side NUL-terminates.
@@ -506,6 +530,40 @@ impl Socket {
         // INVARIANT: a non-NULL return is a connected socket we now own.
         NonNull::new(sock)
             .map(Socket)
+            .ok_or_else(|| Error::from_errno(err))
+    }
+
+    /// A socket listening on `port` on every IPv4 address, whose
+    /// [`Socket::accept`] waits at most `accept_timeout_ms`.
+    pub(crate) fn listen(port: u16, accept_timeout_ms: u32) -> Result<Self> {
+        let mut err: c_int = 0;
+        // SAFETY: `err` is a valid out-pointer for the call.
+        let sock = unsafe { ffi::dipc_sock_listen(port, accept_timeout_ms, &mut err) };
+        // INVARIANT: a non-NULL return is a listening socket we now own.
+        NonNull::new(sock)
+            .map(Socket)
+            .ok_or_else(|| Error::from_errno(err))
+    }
+
+    /// The next connection to this listening socket and its peer's IPv4
+    /// address; `Err(EAGAIN)` when none came within the accept timeout.
+    pub(crate) fn accept(&self, timeout_ms: u32, rcv_timeout_ms: u32) -> Result<(Self, u32)> {
+        let mut err: c_int = 0;
+        let mut ip = 0u32;
+        // SAFETY: the socket is valid (type invariant); `ip` and `err` are
+        // valid out-pointers.
+        let sock = unsafe {
+            ffi::dipc_sock_accept(
+                self.0.as_ptr(),
+                timeout_ms,
+                rcv_timeout_ms,
+                &mut ip,
+                &mut err,
+            )
+        };
+        // INVARIANT: a non-NULL return is a connected socket we now own.
+        NonNull::new(sock)
+            .map(|s| (Socket(s), ip))
             .ok_or_else(|| Error::from_errno(err))
     }
 
@@ -587,6 +645,35 @@ impl<T: Send + Sync + 'static> Thread<T> {
         // INVARIANT: started, and `dipc_kthread_start` took a reference.
         Ok(Thread { task, _ctx: ctx })
     }
+}
+
+impl<T: Send + Sync + 'static> Thread<T> {
+    /// Starts a thread, named `name`, that runs `f(ctx)` at normal
+    /// priority; `f` may only use its argument as a borrowed `T` (see
+    /// [`borrow_ctx`]).
+    pub(crate) fn start_fn(
+        ctx: Arc<T>,
+        name: &CStr,
+        f: unsafe extern "C" fn(*mut c_void) -> c_int,
+    ) -> Result<Self> {
+        let ctx = ForeignArc::new(ctx);
+        let start = || {
+            // SAFETY: `ctx.ptr` stays valid until `Drop` has stopped the
+            // thread; `name` is NUL-terminated; `f` takes that pointer.
+            unsafe { ffi::dipc_kthread_start_fn(f, ctx.ptr, name.as_char_ptr()) }
+        };
+        let task = from_err_ptr(start())?;
+        let task = NonNull::new(task).ok_or(ENOMEM)?;
+        // INVARIANT: started, and `dipc_kthread_start_fn` took a reference.
+        Ok(Thread { task, _ctx: ctx })
+    }
+}
+
+/// The `peer_port` module parameter: where other nodes send this node
+/// pages (0: nowhere).
+pub(crate) fn peer_port() -> u16 {
+    // SAFETY: reads a module parameter; no arguments.
+    unsafe { ffi::dipc_peer_port() }
 }
 
 /// Whether the calling kernel thread has been told to stop. Call only from a

@@ -91,6 +91,11 @@ struct SegState {
     /// Per page, when a grant last raised its access ([`Seg::now_ms`]):
     /// the start of its time quantum.
     since: KVVec<u32>,
+    /// Per page, the transaction id of the last grant applied: a grant
+    /// with an id no larger is stale (a page sent straight by its owner
+    /// and granted again from home, the second to arrive), and a frame
+    /// whose `after` is larger waits for its grant.
+    applied: KVVec<u64>,
 }
 
 impl SegState {
@@ -138,6 +143,7 @@ impl Seg {
         let n = usize::try_from(npages).map_err(|_| ENOMEM)?;
         let pages = KVVec::from_elem(0u32, n, GFP_KERNEL)?;
         let since = KVVec::from_elem(0u32, n, GFP_KERNEL)?;
+        let applied = KVVec::from_elem(0u64, n, GFP_KERNEL)?;
         Arc::pin_init(
             pin_init!(Seg {
                 oid,
@@ -146,6 +152,7 @@ impl Seg {
                 born: Instant::<Monotonic>::now(),
                 state <- new_spinlock!(SegState {
                     since,
+                    applied,
                     pages,
                     mapping: 0,
                     nattch: 0,
@@ -170,6 +177,15 @@ impl Seg {
 
     fn mapping(&self) -> usize {
         self.state.lock().mapping
+    }
+
+    /// The last grant of page `idx` applied here (0: none, or out of range).
+    fn applied(&self, idx: u64) -> u64 {
+        let st = self.state.lock();
+        usize::try_from(idx)
+            .ok()
+            .and_then(|i| st.applied.get(i).copied())
+            .unwrap_or(0)
     }
 
     /// Milliseconds since the `Seg` was made, wrapping (quanta are short).
@@ -545,14 +561,18 @@ pub(crate) fn removed(node: &Node, oid: u64) {
 /// Sets page `idx` of `seg` to access `acc`, with the folio locked when
 /// the segment is mapped here: for a lower access, unmaps it everywhere on
 /// this node and copies its bytes to `out` if given (returns whether it
-/// did); for a grant, first installs `data` and starts the page's time
-/// quantum. Called by the connection thread only.
+/// did); for a grant of transaction `txn` (0: none), first installs `data`
+/// and starts the page's time quantum, unless a grant of `txn` or a later
+/// one was applied already (returns whether it applied this one). Called
+/// by the connection thread, and for grants by a peer receiver: the folio
+/// lock orders them.
 fn set_page(
     seg: &Seg,
     idx: u64,
     acc: u32,
     data: Option<PageData<'_>>,
     out: Option<&mut [u8]>,
+    txn: u64,
 ) -> bool {
     let Ok(i) = usize::try_from(idx) else {
         return false;
@@ -564,6 +584,13 @@ fn set_page(
     } else {
         0
     };
+    if txn != 0 && seg.applied(idx) >= txn {
+        // Stale: this grant, or a later one, is in already.
+        if folio != 0 {
+            shim::shm_page_unlock(folio);
+        }
+        return false;
+    }
     if folio != 0 {
         match data {
             Some(PageData::Bytes(b)) => shim::shm_page_copy_in(folio, idx, Some(b)),
@@ -591,6 +618,9 @@ fn set_page(
         if let (Some(now), Some(t)) = (now, st.since.get_mut(i)) {
             *t = now;
         }
+        if let Some(a) = st.applied.get_mut(i) {
+            *a = (*a).max(txn);
+        }
     }
     if acc != ACC_WRITE && mapping != 0 {
         shim::shm_unmap(mapping, idx);
@@ -600,7 +630,8 @@ fn set_page(
             shim::shm_page_copy_out(folio, idx, out);
             true
         }
-        _ => false,
+        (Some(_), false) => false,
+        (None, _) => data.is_some(),
     };
     if folio != 0 {
         shim::shm_page_unlock(folio);
@@ -609,10 +640,32 @@ fn set_page(
     copied
 }
 
-/// A [`PageGrant`] arrived (connection thread).
-pub(crate) fn grant(node: &Node, g: &PageGrant<'_>) {
+/// Whether a frame for page `page` of segment `oid` that must follow the
+/// grant `after` may be handled now (it has been applied here, or the
+/// segment is gone).
+pub(crate) fn ready(node: &Node, oid: u64, page: u64, after: u64) -> bool {
+    after == 0
+        || node
+            .seg_by_oid(oid)
+            .is_none_or(|seg| seg.applied(page) >= after)
+}
+
+/// A [`PageGrant`] of transaction `txn` arrived from the referee
+/// (connection thread; [`ready`] for its `after`).
+pub(crate) fn grant(node: &Node, g: &PageGrant<'_>, txn: u64) {
+    apply_grant(node, g, txn);
+}
+
+/// A [`PageGrant`] of transaction `txn` arrived straight from the page's
+/// owner (a peer receiver, holding the node's token lock): whether it was
+/// applied (false: stale, or for no segment here).
+pub(crate) fn grant_direct(node: &Node, g: &PageGrant<'_>, txn: u64) -> bool {
+    txn != 0 && apply_grant(node, g, txn)
+}
+
+fn apply_grant(node: &Node, g: &PageGrant<'_>, txn: u64) -> bool {
     let Some(seg) = node.seg_by_oid(g.oid) else {
-        return;
+        return false;
     };
     if g.result < 0 {
         pr_warn!(
@@ -623,10 +676,10 @@ pub(crate) fn grant(node: &Node, g: &PageGrant<'_>) {
         );
         seg.state.lock().dead = true;
         shim::shm_wake();
-        return;
+        return false;
     }
     let Some(word) = seg.word(g.page) else {
-        return;
+        return false;
     };
     shim::Counter::inc(COUNT_GRANTS);
     let acc = if g.write != 0 {
@@ -644,45 +697,99 @@ pub(crate) fn grant(node: &Node, g: &PageGrant<'_>) {
             PageData::Bytes(_) => 2,
         },
     );
-    set_page(&seg, g.page, acc, Some(g.data), None);
+    set_page(&seg, g.page, acc, Some(g.data), None, txn)
 }
 
-/// An invalidation held back until the page's time quantum ends.
+/// A frame from the referee the connection thread holds back.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum HeldFrame {
+    /// An invalidation.
+    Inval(PageInval),
+    /// A grant that keeps the node's copy, waiting for its `after`.
+    Keep {
+        oid: u64,
+        page: u64,
+        write: u8,
+        after: u64,
+    },
+}
+
+impl HeldFrame {
+    fn page(&self) -> (u64, u64, u64) {
+        match *self {
+            HeldFrame::Inval(i) => (i.oid, i.page, i.after),
+            HeldFrame::Keep {
+                oid, page, after, ..
+            } => (oid, page, after),
+        }
+    }
+}
+
+/// A frame held back until the page's time quantum ends and the grant it
+/// must follow is applied.
 struct HeldInval {
     due: Instant<Monotonic>,
     txn: u64,
-    inval: PageInval,
+    frame: HeldFrame,
+    /// When the node last asked for the grant it waits for.
+    asked: Instant<Monotonic>,
 }
 
-/// The invalidations the connection thread holds back (DIPC's time
-/// quantum, Mirage's Δ): a page this node acquired less than its quantum
-/// ago is given up only when the quantum ends. That is as if the
-/// invalidation had been slower on the wire, which the protocol allows
-/// anyway, so nothing stale is ever read: the requester waits. Frames for
-/// other pages go on meanwhile; the referee sends nothing more for a page
-/// while its invalidation is unanswered. Dropped with the connection (the
-/// referee sends unanswered invalidations again when the session resumes).
+/// How long a frame waits for a grant sent straight by another node
+/// before the node asks the referee for it again.
+const AFTER_RETRY_MS: i64 = 500;
+/// How often the connection thread looks at frames waiting for a grant.
+const AFTER_POLL_MS: u32 = 2;
+
+/// The frames the connection thread holds back:
+/// - invalidations within the page's time quantum (DIPC's, Mirage's Δ):
+///   a page this node acquired less than its quantum ago is given up only
+///   when the quantum ends. That is as if the invalidation had been slower
+///   on the wire, which the protocol allows anyway, so nothing stale is
+///   ever read: the requester waits;
+/// - frames that must follow a grant another node sends straight to this
+///   one (their `after`), which they may overtake. If that grant does not
+///   come within [`AFTER_RETRY_MS`], the node asks the referee, which
+///   grants it again from home.
+///
+/// Frames for other pages go on meanwhile; the referee sends nothing more
+/// for a page while its invalidation is unanswered. Dropped with the
+/// connection (the referee sends unanswered invalidations again when the
+/// session resumes).
 #[derive(Default)]
 pub(crate) struct Held(KVec<HeldInval>);
 
 impl Held {
-    /// Milliseconds until the first held invalidation is due.
+    /// Milliseconds until the connection thread should look again.
     pub(crate) fn next_due_ms(&self) -> Option<u32> {
         let now = Instant::<Monotonic>::now();
         self.0
             .iter()
             .map(|h| {
+                if h.frame.page().2 != 0 {
+                    return AFTER_POLL_MS;
+                }
                 let left = (h.due - now).as_millis_ceil();
                 u32::try_from(left.max(0)).unwrap_or(u32::MAX)
             })
             .min()
     }
 
-    /// Answers every held invalidation that is due.
+    /// Handles every held frame that may go now; asks again for grants
+    /// that are late.
     pub(crate) fn run_due(&mut self, node: &Node, sock: &Socket) -> Result {
         let now = Instant::<Monotonic>::now();
         let mut i = 0;
         while i < self.0.len() {
+            let (oid, page, after) = self.0[i].frame.page();
+            if !ready(node, oid, page, after) {
+                if (now - self.0[i].asked).as_millis() >= AFTER_RETRY_MS {
+                    self.0[i].asked = now;
+                    ask_again(node, oid, page)?;
+                }
+                i += 1;
+                continue;
+            }
             if (self.0[i].due - now).as_nanos() > 0 {
                 i += 1;
                 continue;
@@ -690,14 +797,85 @@ impl Held {
             let Ok(h) = self.0.remove(i) else {
                 break;
             };
-            answer_inval(node, sock, h.txn, &h.inval)?;
+            match h.frame {
+                HeldFrame::Inval(inv) => answer_inval(node, sock, h.txn, &inv)?,
+                HeldFrame::Keep {
+                    oid, page, write, ..
+                } => {
+                    let g = PageGrant {
+                        oid,
+                        page,
+                        write,
+                        result: 0,
+                        after: 0,
+                        data: PageData::Keep,
+                    };
+                    grant(node, &g, h.txn);
+                }
+            }
         }
+        Ok(())
+    }
+
+    fn hold(&mut self, due: Instant<Monotonic>, txn: u64, frame: HeldFrame) -> Result {
+        let h = HeldInval {
+            due,
+            txn,
+            frame,
+            asked: Instant::<Monotonic>::now(),
+        };
+        self.0.push(h, GFP_KERNEL)?;
         Ok(())
     }
 }
 
+/// The node waits too long for a grant another node should have sent it:
+/// it asks the referee (for a read copy, with the last grant it applied),
+/// which grants that page again from home.
+fn ask_again(node: &Node, oid: u64, page: u64) -> Result {
+    let Some(seg) = node.seg_by_oid(oid) else {
+        return Ok(());
+    };
+    let req = PageReq {
+        oid,
+        page,
+        write: 0,
+        whole: 0,
+        applied: seg.applied(page),
+    };
+    shim::Counter::inc(COUNT_RESENDS);
+    node.send_oneway(&Frame::PageReq(req))
+}
+
+/// A [`PageGrant`] of transaction `txn` arrived from the referee
+/// (connection thread): applied, or held until the grant it must follow.
+pub(crate) fn grant_or_hold(node: &Node, g: &PageGrant<'_>, txn: u64, held: &mut Held) {
+    if !ready(node, g.oid, g.page, g.after) && matches!(g.data, PageData::Keep) {
+        let f = HeldFrame::Keep {
+            oid: g.oid,
+            page: g.page,
+            write: g.write,
+            after: g.after,
+        };
+        // Without memory to hold it, applying it now is what the node
+        // would have done before direct transfers: the page may then be
+        // read before the grant it follows arrives, so drop it instead;
+        // the fault asks again.
+        if held.hold(Instant::<Monotonic>::now(), txn, f).is_err() {
+            pr_warn!(
+                "segment {}: page {} grant dropped (no memory)\n",
+                g.oid,
+                g.page
+            );
+        }
+        return;
+    }
+    grant(node, g, txn);
+}
+
 /// A [`PageInval`] arrived (connection thread): give the copy up, then
-/// ack; or, within the page's time quantum, hold it in `held`.
+/// ack; or hold it in `held`, within the page's time quantum or until the
+/// grant it must follow is applied.
 pub(crate) fn inval(
     node: &Node,
     sock: &Socket,
@@ -705,7 +883,11 @@ pub(crate) fn inval(
     i: &PageInval,
     held: &mut Held,
 ) -> Result {
-    if held.0.iter().any(|h| h.txn == txn && h.inval == *i) {
+    if held
+        .0
+        .iter()
+        .any(|h| h.txn == txn && h.frame == HeldFrame::Inval(*i))
+    {
         // Sent again after a resume: the first is still held.
         return Ok(());
     }
@@ -716,22 +898,29 @@ pub(crate) fn inval(
         }
         seg.quantum_left(i.page, q)
     });
-    if let Some(ms) = left {
-        let h = HeldInval {
-            due: Instant::<Monotonic>::now() + Delta::from_millis(i64::from(ms)),
-            txn,
-            inval: *i,
-        };
-        // Without memory to hold it, answer at once.
-        if held.0.push(h, GFP_KERNEL).is_ok() {
-            shim::Counter::inc(COUNT_HELD);
-            return Ok(());
+    let waits = !ready(node, i.oid, i.page, i.after);
+    if left.is_some() || waits {
+        let ms = left.unwrap_or(0);
+        let due = Instant::<Monotonic>::now() + Delta::from_millis(i64::from(ms));
+        match held.hold(due, txn, HeldFrame::Inval(*i)) {
+            Ok(()) => {
+                if left.is_some() {
+                    shim::Counter::inc(COUNT_HELD);
+                }
+                return Ok(());
+            }
+            // Without memory to hold it: a quantum is only a preference,
+            // but answering before the grant it follows would ack a page
+            // this node may yet receive, so that one fails the session.
+            Err(e) if waits => return Err(e),
+            Err(_) => {}
         }
     }
     answer_inval(node, sock, txn, i)
 }
 
-/// Gives page `i.page` up as [`PageInval`] `i` asks, then acks.
+/// Gives page `i.page` up as [`PageInval`] `i` asks, then acks; an owner
+/// asked to send the page to the requester itself does so first.
 fn answer_inval(node: &Node, sock: &Socket, txn: u64, i: &PageInval) -> Result {
     shim::Counter::inc(COUNT_INVALS);
     let mut buf = KVVec::from_elem(0u8, PAGE_LEN, GFP_KERNEL)?;
@@ -744,14 +933,16 @@ fn answer_inval(node: &Node, sock: &Socket, txn: u64, i: &PageInval) -> Result {
                 ACC_NONE
             };
             let want = i.want_data != 0;
-            have = set_page(&seg, i.page, acc, None, want.then_some(&mut buf[..]));
+            have = set_page(&seg, i.page, acc, None, want.then_some(&mut buf[..]), 0);
         }
     }
+    let sent = have && crate::peer::send_page(node, i, txn, &buf);
     shim::trace::inval(i.oid, i.page, i.keep_read != 0, have);
     let ack = PageAck {
         oid: i.oid,
         page: i.page,
         data: have.then_some(&buf[..]),
+        sent: u8::from(sent),
     };
     node.send_on(sock, &Frame::PageAck(ack), txn)
 }
@@ -846,7 +1037,7 @@ pub(crate) fn connection_lost(node: &Node) {
     for seg in segs_of(node).iter() {
         for idx in 0..seg.npages {
             if seg.word(idx).is_some_and(|w| w & ACC_MASK != ACC_NONE) {
-                set_page(seg, idx, ACC_NONE, None, None);
+                set_page(seg, idx, ACC_NONE, None, None, 0);
             }
         }
         seg.state.lock().nattch_sent = -1;
@@ -979,6 +1170,7 @@ fn acquire_counted(
             page: idx,
             write: u8::from(write),
             whole: u8::from(node.whole_keys.lock().contains(seg.key)),
+            applied: seg.applied(idx),
         };
         if node.send_oneway(&Frame::PageReq(req)).is_err() {
             if left().is_some() {
@@ -1010,6 +1202,10 @@ fn acquire_counted(
                 Ok(false) => {
                     shim::Counter::inc(COUNT_RESENDS);
                     *requests += 1;
+                    let req = PageReq {
+                        applied: seg.applied(idx),
+                        ..req
+                    };
                     if node.send_oneway(&Frame::PageReq(req)).is_err() {
                         // The connection went: start over (wait for it).
                         break;

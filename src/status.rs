@@ -187,6 +187,10 @@ fn report(out: &mut impl Sink, node: &Node) {
         ("dsm_grants", shm::COUNT_GRANTS),
         ("dsm_invalidations", shm::COUNT_INVALS),
         ("dsm_held", shm::COUNT_HELD),
+        ("dsm_direct_sent", crate::peer::COUNT_SENT),
+        ("dsm_direct_received", crate::peer::COUNT_RECEIVED),
+        ("dsm_direct_stale", crate::peer::COUNT_STALE),
+        ("dsm_direct_refused", crate::peer::COUNT_REFUSED),
     ] {
         out.num(name, shim::Counter::sum(idx));
     }

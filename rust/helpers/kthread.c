@@ -38,6 +38,17 @@ struct task_struct *dipc_kthread_start(void *data, const char *name)
 	return task;
 }
 
+struct task_struct *dipc_kthread_start_fn(int (*fn)(void *), void *data, const char *name)
+{
+	struct task_struct *task = kthread_create(fn, data, "%s", name);
+
+	if (IS_ERR(task))
+		return task;
+	get_task_struct(task);
+	wake_up_process(task);
+	return task;
+}
+
 void dipc_kthread_stop(struct task_struct *task)
 {
 	kthread_stop(task);

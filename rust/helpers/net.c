@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0
-/* Kernel TCP sockets: the node's connection to the referee. */
+/* Kernel TCP sockets: the node's connection to the referee, and to other nodes. */
 #include <linux/atomic.h>
 #include <linux/in.h>
 #include <linux/moduleparam.h>
@@ -54,6 +54,66 @@ struct socket *dipc_sock_connect(u32 addr, u16 port, unsigned int timeout_ms,
 		sock_release(sock);
 		return NULL;
 	}
+	tcp_sock_set_nodelay(sock->sk);
+	return sock;
+}
+
+/*
+ * The port this node takes page transfers from other nodes on (0: none; the
+ * referee then sends every page itself).
+ */
+static ushort peer_port = 7421;
+module_param(peer_port, ushort, 0444);
+MODULE_PARM_DESC(peer_port, "TCP port for page transfers from other nodes (0: every page through the referee)");
+
+u16 dipc_peer_port(void)
+{
+	return peer_port;
+}
+
+struct socket *dipc_sock_listen(u16 port, unsigned int rcv_timeout_ms, int *err)
+{
+	struct sockaddr_in sin = {
+		.sin_family = AF_INET,
+		.sin_port = htons(port),
+		.sin_addr.s_addr = htonl(INADDR_ANY),
+	};
+	struct socket *sock;
+
+	*err = sock_create_kern(&init_net, AF_INET, SOCK_STREAM, IPPROTO_TCP, &sock);
+	if (*err)
+		return NULL;
+	sock_set_reuseaddr(sock->sk);
+	/* accept() waits at most this long, then fails with EAGAIN. */
+	sock->sk->sk_rcvtimeo = msecs_to_jiffies(rcv_timeout_ms);
+	*err = kernel_bind(sock, (struct sockaddr_unsized *)&sin, sizeof(sin));
+	if (!*err)
+		*err = kernel_listen(sock, 16);
+	if (*err) {
+		sock_release(sock);
+		return NULL;
+	}
+	return sock;
+}
+
+struct socket *dipc_sock_accept(struct socket *lsock, unsigned int timeout_ms,
+				unsigned int rcv_timeout_ms, u32 *peer_ip, int *err)
+{
+	struct sockaddr_in sin = {};
+	struct socket *sock;
+
+	*err = kernel_accept(lsock, &sock, 0);
+	if (*err)
+		return NULL;
+	if (kernel_getpeername(sock, (struct sockaddr *)&sin) < 0 ||
+	    sin.sin_family != AF_INET) {
+		sock_release(sock);
+		*err = -EAFNOSUPPORT;
+		return NULL;
+	}
+	*peer_ip = ntohl(sin.sin_addr.s_addr);
+	sock->sk->sk_sndtimeo = msecs_to_jiffies(timeout_ms);
+	sock->sk->sk_rcvtimeo = msecs_to_jiffies(rcv_timeout_ms);
 	tcp_sock_set_nodelay(sock->sk);
 	return sock;
 }

@@ -179,6 +179,11 @@ pub struct ObjectStatus {
     pub pages: usize,
     /// Pages requested ahead of nodes' sequential misses (segments).
     pub ahead: u64,
+    /// Pages sent straight from their owner to the requester (segments).
+    pub direct: u64,
+    /// Of those, granted again from home (lost on the way, or the owner
+    /// was lost).
+    pub regrants: u64,
     /// Attaches by node, for the nodes that have any (segments). Last, so
     /// that each object's scalar fields come before any nested `{`.
     pub nattch_by_node: BTreeMap<u32, u32>,
@@ -723,6 +728,8 @@ impl Objects {
             nattch: 0,
             pages: 0,
             ahead: 0,
+            direct: 0,
+            regrants: 0,
             nattch_by_node: BTreeMap::new(),
         });
         let msgs = self.msgs.iter().map(|(&oid, q)| ObjectStatus {
@@ -739,6 +746,8 @@ impl Objects {
             nattch: 0,
             pages: 0,
             ahead: 0,
+            direct: 0,
+            regrants: 0,
             nattch_by_node: BTreeMap::new(),
         });
         let shms = self.shms.iter().map(|(&oid, s)| ObjectStatus {
@@ -761,6 +770,8 @@ impl Objects {
                 .collect(),
             pages: s.dir.entries(),
             ahead: s.dir.stats.ahead,
+            direct: s.dir.stats.direct,
+            regrants: s.dir.stats.regrants,
         });
         let mut all: Vec<ObjectStatus> = sems.chain(msgs).chain(shms).collect();
         all.sort_by_key(|o| o.oid);

@@ -1,0 +1,557 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Page transfers between nodes.
+//!
+//! A page another node owns travels straight from that owner to the node
+//! that faulted: the referee still orders every transaction and keeps the
+//! home copy, but its invalidation names the requester (its address, peer
+//! port and session token), and the owner sends the page there itself
+//! ([`send_page`]) before it acks the referee with the same bytes. The
+//! requester's fault then waits 1.5 round trips instead of 2, and the page
+//! crosses the network once on the way to it.
+//!
+//! Connections are one-way (the opener sends pages, the acceptor applies
+//! them) and opened on demand by this node's peer thread, never by the
+//! connection thread: until a connection to the requester is up, the owner
+//! acks without sending and the referee grants as before. The opener sends
+//! [`PeerHello`] with the token the referee gave the acceptor for its
+//! current session; the acceptor checks the token, and with a cluster
+//! secret both prove it (HMAC, as with the referee, with their own labels).
+//! So only a node the referee named can hand a node pages, and a page
+//! meant for an earlier session of a node is never applied. A grant that
+//! is lost on the way (a connection that fails) is granted again from home
+//! when the requester asks again ([`crate::shm`]).
+
+use crate::{
+    node::Node,
+    shim::{self, Socket, Thread},
+    shm,
+    wire::{
+        self, auth_input, Auth, AuthRole, DecodeError, Frame, PageData, PageGrant, PageInval,
+        PeerHello, AUTH_LEN, HEADER_LEN, MAX_PAYLOAD, TOKEN_LEN,
+    },
+};
+use kernel::{
+    prelude::*,
+    sync::{
+        atomic::{Atomic, Relaxed},
+        Arc,
+    },
+    time::{Instant, Monotonic},
+};
+
+/// How long `accept` waits before the peer thread looks up.
+const ACCEPT_TIMEOUT_MS: u32 = 20;
+/// Longest wait for a connection to another node, and for a send on it.
+const CONNECT_TIMEOUT_MS: u32 = 1000;
+/// Receive timeout of a peer connection.
+const RECV_TIMEOUT_MS: u32 = 100;
+/// A handshake not done in this time fails.
+const HANDSHAKE_MS: i64 = 2000;
+/// After a failed connection to a node, wait this long before another.
+const RETRY_MS: i64 = 1000;
+/// Most connections from other nodes at once.
+const MAX_IN: usize = 64;
+
+/// Per-CPU counters: pages sent to and received from other nodes, pages
+/// received that were already applied (granted again from home first),
+/// connections and frames refused.
+pub(crate) const COUNT_SENT: usize = 21;
+pub(crate) const COUNT_RECEIVED: usize = 22;
+pub(crate) const COUNT_STALE: usize = 23;
+pub(crate) const COUNT_REFUSED: usize = 24;
+
+/// A connection this node opens to another, to send it pages.
+struct OutPeer {
+    node: u32,
+    ip: u32,
+    port: u16,
+    /// The token the other node's session has, as the referee said.
+    token: [u8; TOKEN_LEN],
+    /// Up and authenticated.
+    sock: Option<Arc<Socket>>,
+    /// The last failed attempt.
+    failed: Option<Instant<Monotonic>>,
+}
+
+/// A connection from another node, served by its own thread.
+pub(crate) struct Rx {
+    node: Arc<Node>,
+    sock: Socket,
+    /// The other end's address (for messages).
+    ip: u32,
+    /// The thread has returned.
+    done: Atomic<u32>,
+}
+
+/// The peer connections, guarded by [`Node::peers`].
+pub(crate) struct Peers {
+    out: KVec<OutPeer>,
+    rx: KVec<(Arc<Rx>, Thread<Rx>)>,
+}
+
+impl Peers {
+    pub(crate) const fn new() -> Self {
+        Peers {
+            out: KVec::new(),
+            rx: KVec::new(),
+        }
+    }
+}
+
+/// Where the peer thread runs, kept in a [`PeerGuard`].
+pub(crate) struct PeerGuard {
+    node: Arc<Node>,
+    thread: Option<Thread<Node>>,
+}
+
+impl PeerGuard {
+    /// Starts the peer thread if `peer_port` is set.
+    pub(crate) fn start(node: &Arc<Node>) -> Result<Self> {
+        let thread = match shim::peer_port() {
+            0 => None,
+            _ => Some(Thread::start_fn(
+                node.clone(),
+                c"dipc-peer",
+                dipc_rust_peer_thread,
+            )?),
+        };
+        Ok(PeerGuard {
+            node: node.clone(),
+            thread,
+        })
+    }
+}
+
+impl Drop for PeerGuard {
+    fn drop(&mut self) {
+        // The thread first (it starts receivers), then the receivers and
+        // the connections it opened.
+        drop(self.thread.take());
+        let (rx, out) = {
+            let mut p = self.node.peers.lock();
+            (core::mem::take(&mut p.rx), core::mem::take(&mut p.out))
+        };
+        for (r, _) in rx.iter() {
+            r.sock.shutdown();
+        }
+        drop(rx);
+        drop(out);
+    }
+}
+
+/// Sends page `i.page`'s `bytes` to the requester [`PageInval`] `i` (of
+/// transaction `txn`) names, if a connection to it is up: the grant the
+/// referee would have sent. Otherwise asks the peer thread for one, and
+/// returns `false`: this page goes through the referee. Connection thread.
+pub(crate) fn send_page(node: &Node, i: &PageInval, txn: u64, bytes: &[u8]) -> bool {
+    if i.to_node == 0 || i.to_port == 0 || shim::peer_port() == 0 {
+        return false;
+    }
+    let sock = {
+        let mut p = node.peers.lock();
+        let found = p.out.iter().position(|o| o.node == i.to_node);
+        match found {
+            Some(k)
+                if p.out[k].ip == i.to_ip
+                    && p.out[k].port == i.to_port
+                    && p.out[k].token == i.to_token =>
+            {
+                p.out[k].sock.clone()
+            }
+            found => {
+                // New, or the other node's session (or address) changed:
+                // the peer thread connects.
+                let o = OutPeer {
+                    node: i.to_node,
+                    ip: i.to_ip,
+                    port: i.to_port,
+                    token: i.to_token,
+                    sock: None,
+                    failed: None,
+                };
+                match found {
+                    Some(k) => p.out[k] = o,
+                    None => {
+                        let _ = p.out.push(o, GFP_ATOMIC);
+                    }
+                }
+                None
+            }
+        }
+    };
+    let Some(sock) = sock else {
+        return false;
+    };
+    let g = Frame::PageGrant(PageGrant {
+        oid: i.oid,
+        page: i.page,
+        write: u8::from(i.keep_read == 0),
+        result: 0,
+        after: 0,
+        data: PageData::Bytes(bytes),
+    });
+    let sent = KVVec::from_elem(0u8, g.encoded_len(), GFP_KERNEL)
+        .map_err(Error::from)
+        .and_then(|mut buf| {
+            g.encode(txn, &mut buf).map_err(|_| EINVAL)?;
+            sock.send_all(&buf)
+        });
+    match sent {
+        Ok(()) => {
+            shim::Counter::inc(COUNT_SENT);
+            true
+        }
+        Err(e) => {
+            // Part of the frame may have gone: the connection is unusable.
+            pr_warn!(
+                "page transfer to node {}: error {}\n",
+                i.to_node,
+                e.to_errno()
+            );
+            sock.shutdown();
+            let mut p = node.peers.lock();
+            if let Some(o) = p.out.iter_mut().find(|o| o.node == i.to_node) {
+                o.sock = None;
+                o.failed = Some(Instant::<Monotonic>::now());
+            }
+            false
+        }
+    }
+}
+
+/// The peer thread's body.
+///
+/// # Safety
+///
+/// Called only by the C thread function with the context given to
+/// [`Thread::start_fn`], which stays alive until the thread has returned.
+unsafe extern "C" fn dipc_rust_peer_thread(ctx: *mut c_void) -> c_int {
+    // SAFETY: per the function's contract.
+    let node = unsafe { shim::borrow_ctx::<Node>(ctx) };
+    let port = shim::peer_port();
+    let listener = loop {
+        match Socket::listen(port, ACCEPT_TIMEOUT_MS) {
+            Ok(l) => break l,
+            Err(e) => {
+                pr_warn!("peer port {}: error {}; retrying\n", port, e.to_errno());
+                shim::kthread_sleep_ms(5000);
+                if shim::kthread_should_stop() {
+                    return 0;
+                }
+            }
+        }
+    };
+    pr_info!("taking pages from other nodes on port {}\n", port);
+    let node: Arc<Node> = node.into();
+    while !shim::kthread_should_stop() {
+        connect_wanted(&node);
+        reap(&node);
+        match listener.accept(CONNECT_TIMEOUT_MS, RECV_TIMEOUT_MS) {
+            Ok((sock, ip)) => start_rx(&node, sock, ip),
+            Err(e) if e == EAGAIN || e == EINTR => {}
+            Err(e) => {
+                pr_warn!("peer port {}: accept error {}\n", port, e.to_errno());
+                shim::kthread_sleep_ms(100);
+            }
+        }
+    }
+    0
+}
+
+/// Opens the connections [`send_page`] asked for (one attempt each, and
+/// none to a node that failed less than [`RETRY_MS`] ago).
+fn connect_wanted(node: &Node) {
+    loop {
+        let next = {
+            let p = node.peers.lock();
+            p.out
+                .iter()
+                .find(|o| {
+                    o.sock.is_none() && o.failed.is_none_or(|t| t.elapsed().as_millis() >= RETRY_MS)
+                })
+                .map(|o| (o.node, o.ip, o.port, o.token))
+        };
+        let Some((to, ip, port, token)) = next else {
+            return;
+        };
+        let r = Socket::connect(ip, port, CONNECT_TIMEOUT_MS, RECV_TIMEOUT_MS).and_then(|sock| {
+            handshake_out(node, &sock, to, &token)?;
+            Ok(Arc::new(sock, GFP_KERNEL)?)
+        });
+        if let Err(e) = &r {
+            pr_warn!(
+                "connection to node {} for page transfers: error {}\n",
+                to,
+                e.to_errno()
+            );
+        }
+        let mut p = node.peers.lock();
+        match p
+            .out
+            .iter_mut()
+            .find(|o| o.node == to && o.token == token && o.ip == ip && o.port == port)
+        {
+            Some(o) => match r {
+                Ok(sock) => o.sock = Some(sock),
+                Err(_) => o.failed = Some(Instant::<Monotonic>::now()),
+            },
+            // Replaced meanwhile (a newer session of that node): the next
+            // round connects to that one.
+            None => {}
+        }
+    }
+}
+
+/// Drops the receivers whose thread has returned.
+fn reap(node: &Node) {
+    let done = {
+        let mut p = node.peers.lock();
+        let mut done = KVec::new();
+        let mut k = 0;
+        while k < p.rx.len() {
+            if p.rx[k].0.done.load(Relaxed) != 0 {
+                if let Ok(r) = p.rx.remove(k) {
+                    let _ = done.push(r, GFP_KERNEL);
+                }
+            } else {
+                k += 1;
+            }
+        }
+        done
+    };
+    // Stopped (at once: they returned) with the lock released.
+    drop(done);
+}
+
+fn start_rx(node: &Arc<Node>, sock: Socket, ip: u32) {
+    if node.peers.lock().rx.len() >= MAX_IN {
+        shim::Counter::inc(COUNT_REFUSED);
+        return;
+    }
+    let Ok(rx) = Arc::new(
+        Rx {
+            node: node.clone(),
+            sock,
+            ip,
+            done: Atomic::new(0),
+        },
+        GFP_KERNEL,
+    ) else {
+        return;
+    };
+    match Thread::start_fn(rx.clone(), c"dipc-peer-rx", dipc_rust_peer_rx) {
+        Ok(t) => {
+            // Without memory for the entry, the thread is stopped as the
+            // entry is dropped.
+            let _ = node.peers.lock().rx.push((rx, t), GFP_KERNEL);
+        }
+        Err(_) => shim::Counter::inc(COUNT_REFUSED),
+    }
+}
+
+/// Receives one frame from `sock` into `buf` (which holds `filled` bytes)
+/// within `deadline_ms` of `start` (0: no deadline while frames come).
+fn recv_frame(
+    sock: &Socket,
+    buf: &mut [u8],
+    filled: &mut usize,
+    start: Instant<Monotonic>,
+    deadline_ms: i64,
+) -> Result<usize> {
+    loop {
+        match wire::decode(&buf[..*filled]) {
+            Ok((_, used)) => return Ok(used),
+            Err(DecodeError::Incomplete { .. }) => {}
+            Err(_) => return Err(EPROTO),
+        }
+        if deadline_ms != 0 && start.elapsed().as_millis() >= deadline_ms {
+            return Err(ETIMEDOUT);
+        }
+        if shim::kthread_should_stop() {
+            return Err(EINTR);
+        }
+        match sock.recv(&mut buf[*filled..]) {
+            Ok(0) => return Err(ECONNRESET),
+            Ok(n) => *filled += n,
+            Err(e) if e == EAGAIN => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Drops the first `used` of `filled` bytes of `buf`.
+fn consume(buf: &mut [u8], filled: &mut usize, used: usize) {
+    buf.copy_within(used..*filled, 0);
+    *filled -= used;
+}
+
+/// The opener's side: hello with the other node's token, then the proofs.
+fn handshake_out(node: &Node, sock: &Socket, to: u32, token: &[u8; TOKEN_LEN]) -> Result {
+    let secret = node.member.lock().secret.as_ref().map(|s| {
+        let mut v = KVec::new();
+        v.extend_from_slice(s, GFP_KERNEL).map(|()| v)
+    });
+    let secret = secret.transpose()?;
+    let me = node.id();
+    let mut own = [0u8; AUTH_LEN];
+    shim::random_bytes(&mut own);
+    send(
+        sock,
+        &Frame::PeerHello(PeerHello {
+            node_id: me,
+            token: *token,
+            nonce: own,
+        }),
+    )?;
+    let mut buf = KVec::new();
+    buf.resize(HEADER_LEN + 2 * AUTH_LEN, 0, GFP_KERNEL)?;
+    let mut filled = 0;
+    let start = Instant::<Monotonic>::now();
+    let used = recv_frame(sock, &mut buf, &mut filled, start, HANDSHAKE_MS)?;
+    let theirs = match wire::decode(&buf[..used]).map(|(m, _)| m.frame) {
+        Ok(Frame::Auth(a)) => a,
+        _ => return Err(EPROTO),
+    };
+    // The acceptor proves the secret over our nonce; we prove it over its.
+    let mac = match secret.as_deref() {
+        Some(secret) => {
+            let input = auth_input(AuthRole::PeerAcceptor, me, &own, &theirs.nonce);
+            if !shim::tags_equal(&shim::hmac_sha256(secret, &input)?, &theirs.mac) {
+                pr_warn!(
+                    "node {} failed to prove the cluster secret; not sending it pages\n",
+                    to
+                );
+                return Err(EACCES);
+            }
+            let input = auth_input(AuthRole::PeerConnector, me, &theirs.nonce, &own);
+            shim::hmac_sha256(secret, &input)?
+        }
+        None => [0; AUTH_LEN],
+    };
+    send(
+        sock,
+        &Frame::Auth(Auth {
+            mac,
+            nonce: [0; AUTH_LEN],
+        }),
+    )
+}
+
+fn send(sock: &Socket, frame: &Frame<'_>) -> Result {
+    let mut buf = [0u8; HEADER_LEN + 4 + TOKEN_LEN + AUTH_LEN + 2 * AUTH_LEN];
+    let n = frame.encode(0, &mut buf).map_err(|_| EINVAL)?;
+    sock.send_all(&buf[..n])
+}
+
+/// A receiver thread's body: the acceptor's side of the handshake, then
+/// every page grant the other node sends.
+///
+/// # Safety
+///
+/// As for [`dipc_rust_peer_thread`], with an [`Rx`] context.
+unsafe extern "C" fn dipc_rust_peer_rx(ctx: *mut c_void) -> c_int {
+    // SAFETY: per the function's contract.
+    let rx = unsafe { shim::borrow_ctx::<Rx>(ctx) };
+    if let Err(e) = serve(&rx) {
+        if e != EINTR && e != ECONNRESET {
+            let [a, b, c, d] = rx.ip.to_be_bytes();
+            pr_warn!(
+                "page transfers from {}.{}.{}.{}: error {}; closing\n",
+                a,
+                b,
+                c,
+                d,
+                e.to_errno()
+            );
+        }
+    }
+    rx.sock.shutdown();
+    rx.done.store(1, Relaxed);
+    0
+}
+
+fn serve(rx: &Rx) -> Result {
+    let node = &rx.node;
+    let mut buf = KVec::new();
+    buf.resize(HEADER_LEN + MAX_PAYLOAD, 0, GFP_KERNEL)?;
+    let mut filled = 0;
+    let start = Instant::<Monotonic>::now();
+    // The hello: the token of this node's current session.
+    let used = recv_frame(&rx.sock, &mut buf, &mut filled, start, HANDSHAKE_MS)?;
+    let hello = match wire::decode(&buf[..used]).map(|(m, _)| m.frame) {
+        Ok(Frame::PeerHello(h)) => h,
+        _ => return Err(EPROTO),
+    };
+    consume(&mut buf, &mut filled, used);
+    let token = *node.token.lock();
+    if token == [0; TOKEN_LEN] || !shim::tags_equal_token(&hello.token, &token) {
+        shim::Counter::inc(COUNT_REFUSED);
+        pr_warn!(
+            "node {} offered pages with a token this node does not hold; refusing it\n",
+            hello.node_id
+        );
+        return Err(EACCES);
+    }
+    let secret = node.member.lock().secret.as_ref().map(|s| {
+        let mut v = KVec::new();
+        v.extend_from_slice(s, GFP_KERNEL).map(|()| v)
+    });
+    let secret = secret.transpose()?;
+    let mut own = [0u8; AUTH_LEN];
+    shim::random_bytes(&mut own);
+    let mac = match secret.as_deref() {
+        Some(s) => shim::hmac_sha256(
+            s,
+            &auth_input(AuthRole::PeerAcceptor, hello.node_id, &hello.nonce, &own),
+        )?,
+        None => [0; AUTH_LEN],
+    };
+    send(&rx.sock, &Frame::Auth(Auth { mac, nonce: own }))?;
+    let used = recv_frame(&rx.sock, &mut buf, &mut filled, start, HANDSHAKE_MS)?;
+    let proof = match wire::decode(&buf[..used]).map(|(m, _)| m.frame) {
+        Ok(Frame::Auth(a)) => a,
+        _ => return Err(EPROTO),
+    };
+    consume(&mut buf, &mut filled, used);
+    if let Some(s) = secret.as_deref() {
+        let input = auth_input(AuthRole::PeerConnector, hello.node_id, &own, &hello.nonce);
+        if !shim::tags_equal(&shim::hmac_sha256(s, &input)?, &proof.mac) {
+            shim::Counter::inc(COUNT_REFUSED);
+            pr_warn!(
+                "node {} failed to prove the cluster secret; refusing its pages\n",
+                hello.node_id
+            );
+            return Err(EACCES);
+        }
+    }
+    loop {
+        let used = recv_frame(&rx.sock, &mut buf, &mut filled, start, 0)?;
+        let msg = wire::decode(&buf[..used]).map_err(|_| EPROTO)?.0;
+        match msg.frame {
+            Frame::PageGrant(g) if g.result == 0 && matches!(g.data, PageData::Bytes(_)) => {
+                // Applied only while this node's session is the one the
+                // token belongs to (a new session drops every page).
+                let current = node.token.lock();
+                if *current != token {
+                    return Err(ECONNRESET);
+                }
+                if shm::grant_direct(node, &g, msg.req_id) {
+                    shim::Counter::inc(COUNT_RECEIVED);
+                } else {
+                    shim::Counter::inc(COUNT_STALE);
+                }
+            }
+            other => {
+                shim::Counter::inc(COUNT_REFUSED);
+                pr_warn!(
+                    "node {} sent a {:?} frame on a page connection; closing\n",
+                    hello.node_id,
+                    other.kind()
+                );
+                return Err(EPROTO);
+            }
+        }
+        consume(&mut buf, &mut filled, used);
+    }
+}

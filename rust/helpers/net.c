@@ -62,7 +62,7 @@ struct socket *dipc_sock_connect(u32 addr, u16 port, unsigned int timeout_ms,
  * The port this node takes page transfers from other nodes on (0: none; the
  * referee then sends every page itself).
  */
-static ushort peer_port = 7421;
+static ushort peer_port = 7440;
 module_param(peer_port, ushort, 0444);
 MODULE_PARM_DESC(peer_port, "TCP port for page transfers from other nodes (0: every page through the referee)");
 

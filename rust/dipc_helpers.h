@@ -333,7 +333,7 @@ struct socket *dipc_sock_accept(struct socket *lsock, unsigned int timeout_ms,
  * reference on it. Returns the task or an ERR_PTR.
  */
 struct task_struct *dipc_kthread_start(void *data, const char *name);
-/* The same for a thread that runs fn(data), at normal priority. */
+/* The same for a thread that runs fn(data). */
 struct task_struct *dipc_kthread_start_fn(int (*fn)(void *), void *data, const char *name);
 /* Tells the thread to stop, waits for it to return, drops the reference. */
 void dipc_kthread_stop(struct task_struct *task);

@@ -52,6 +52,8 @@ const HANDSHAKE_MS: i64 = 2000;
 const RETRY_MS: i64 = 1000;
 /// Most connections from other nodes at once.
 const MAX_IN: usize = 64;
+/// How often the connecting thread looks for connections to open.
+const CONNECT_POLL_MS: u32 = 10;
 
 /// Per-CPU counters: pages sent to and received from other nodes, pages
 /// received that were already applied (granted again from home first),
@@ -99,35 +101,46 @@ impl Peers {
     }
 }
 
-/// Where the peer thread runs, kept in a [`PeerGuard`].
+/// The peer threads, kept in a [`PeerGuard`]: one accepts connections
+/// from other nodes, one opens connections to them. (One thread doing both
+/// would deadlock with its counterpart on another node: each waiting in
+/// its own handshake for the other to accept.)
 pub(crate) struct PeerGuard {
     node: Arc<Node>,
-    thread: Option<Thread<Node>>,
+    accept: Option<Thread<Node>>,
+    connect: Option<Thread<Node>>,
 }
 
 impl PeerGuard {
-    /// Starts the peer thread if `peer_port` is set.
+    /// Starts the peer threads if `peer_port` is set.
     pub(crate) fn start(node: &Arc<Node>) -> Result<Self> {
-        let thread = match shim::peer_port() {
-            0 => None,
-            _ => Some(Thread::start_fn(
+        let mut g = PeerGuard {
+            node: node.clone(),
+            accept: None,
+            connect: None,
+        };
+        if shim::peer_port() != 0 {
+            g.connect = Some(Thread::start_fn(
+                node.clone(),
+                c"dipc-peer-out",
+                dipc_rust_peer_connect,
+            )?);
+            g.accept = Some(Thread::start_fn(
                 node.clone(),
                 c"dipc-peer",
                 dipc_rust_peer_thread,
-            )?),
-        };
-        Ok(PeerGuard {
-            node: node.clone(),
-            thread,
-        })
+            )?);
+        }
+        Ok(g)
     }
 }
 
 impl Drop for PeerGuard {
     fn drop(&mut self) {
-        // The thread first (it starts receivers), then the receivers and
-        // the connections it opened.
-        drop(self.thread.take());
+        // The threads first (they start receivers and open connections),
+        // then the receivers and the connections.
+        drop(self.accept.take());
+        drop(self.connect.take());
         let (rx, out) = {
             let mut p = self.node.peers.lock();
             (core::mem::take(&mut p.rx), core::mem::take(&mut p.out))
@@ -220,7 +233,23 @@ pub(crate) fn send_page(node: &Node, i: &PageInval, txn: u64, bytes: &[u8]) -> b
     }
 }
 
-/// The peer thread's body.
+/// The connecting thread's body: opens the connections [`send_page`]
+/// asked for.
+///
+/// # Safety
+///
+/// As for [`dipc_rust_peer_thread`].
+unsafe extern "C" fn dipc_rust_peer_connect(ctx: *mut c_void) -> c_int {
+    // SAFETY: per the function's contract.
+    let node = unsafe { shim::borrow_ctx::<Node>(ctx) };
+    while !shim::kthread_should_stop() {
+        connect_wanted(&node);
+        shim::kthread_sleep_ms(CONNECT_POLL_MS);
+    }
+    0
+}
+
+/// The accepting thread's body.
 ///
 /// # Safety
 ///
@@ -245,7 +274,6 @@ unsafe extern "C" fn dipc_rust_peer_thread(ctx: *mut c_void) -> c_int {
     pr_info!("taking pages from other nodes on port {}\n", port);
     let node: Arc<Node> = node.into();
     while !shim::kthread_should_stop() {
-        connect_wanted(&node);
         reap(&node);
         match listener.accept(CONNECT_TIMEOUT_MS, RECV_TIMEOUT_MS) {
             Ok((sock, ip)) => start_rx(&node, sock, ip),

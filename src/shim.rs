@@ -648,9 +648,9 @@ impl<T: Send + Sync + 'static> Thread<T> {
 }
 
 impl<T: Send + Sync + 'static> Thread<T> {
-    /// Starts a thread, named `name`, that runs `f(ctx)` at normal
-    /// priority; `f` may only use its argument as a borrowed `T` (see
-    /// [`borrow_ctx`]).
+    /// Starts a thread, named `name`, that runs `f(ctx)` (at the
+    /// connection thread's priority); `f` may only use its argument as a
+    /// borrowed `T` (see [`borrow_ctx`]).
     pub(crate) fn start_fn(
         ctx: Arc<T>,
         name: &CStr,

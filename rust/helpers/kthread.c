@@ -44,6 +44,9 @@ struct task_struct *dipc_kthread_start_fn(int (*fn)(void *), void *data, const c
 
 	if (IS_ERR(task))
 		return task;
+	/* Peer threads apply page grants too: the same reasoning. */
+	if (rt_thread)
+		sched_set_fifo_low(task);
 	get_task_struct(task);
 	wake_up_process(task);
 	return task;

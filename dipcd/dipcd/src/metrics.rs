@@ -168,6 +168,10 @@ pub struct Metrics {
     fsync: Histogram,
     /// When each page request being served arrived, by (node, oid, page).
     page_started: Mutex<HashMap<(u32, u64, u64), Instant>>,
+    /// Invalidations that asked an owner to send the page to a requester
+    /// itself, by transaction: the owner's ack with `sent` grants the
+    /// page, and stops the requester's timer.
+    page_direct: Mutex<HashMap<u64, (u32, u64, u64)>>,
 }
 
 impl Default for Metrics {
@@ -188,6 +192,7 @@ impl Default for Metrics {
             page_grant: Histogram::default(),
             fsync: Histogram::default(),
             page_started: Mutex::new(HashMap::new()),
+            page_direct: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -264,10 +269,13 @@ impl Metrics {
     pub fn node_gone(&self, node: u32) {
         self.nodes_gone.fetch_add(1, Relaxed);
         lock(&self.page_started).retain(|&(n, _, _), _| n != node);
+        lock(&self.page_direct).retain(|_, &mut (n, _, _)| n != node);
     }
 
-    /// A frame arrived (`len` bytes). A page request starts its timer.
-    pub fn frame_in(&self, node: Option<u32>, frame: &Frame<'_>, len: usize) {
+    /// A frame arrived (`len` bytes, request id `req_id`). A page request
+    /// starts its timer; an ack saying the owner sent the page itself
+    /// stops the requester's.
+    pub fn frame_in(&self, node: Option<u32>, frame: &Frame<'_>, req_id: u64, len: usize) {
         self.bytes_in.fetch_add(len as u64, Relaxed);
         if let Some(c) = self.frames_in.get(frame.kind() as usize) {
             c.fetch_add(1, Relaxed);
@@ -279,6 +287,16 @@ impl Metrics {
                 started
                     .entry((node, p.oid, p.page))
                     .or_insert_with(Instant::now);
+            }
+        }
+        if let Frame::PageAck(a) = frame {
+            let Some(to) = lock(&self.page_direct).remove(&req_id) else {
+                return;
+            };
+            if a.sent != 0 {
+                if let Some(t) = lock(&self.page_started).remove(&to) {
+                    self.page_grant.observe(t.elapsed());
+                }
             }
         }
     }
@@ -294,16 +312,25 @@ impl Metrics {
         if let Some(c) = self.frames_out.get(h.kind as usize) {
             c.fetch_add(nodes as u64, Relaxed);
         }
-        if h.kind != Kind::PageGrant {
+        if h.kind != Kind::PageGrant && h.kind != Kind::PageInval {
             return;
         }
         let (Some(node), Ok((m, _))) = (to, decode(bytes)) else {
             return;
         };
-        if let Frame::PageGrant(g) = m.frame {
-            if let Some(t) = lock(&self.page_started).remove(&(node, g.oid, g.page)) {
-                self.page_grant.observe(t.elapsed());
+        match m.frame {
+            Frame::PageGrant(g) => {
+                if let Some(t) = lock(&self.page_started).remove(&(node, g.oid, g.page)) {
+                    self.page_grant.observe(t.elapsed());
+                }
             }
+            Frame::PageInval(i) if i.to_node != 0 => {
+                let mut direct = lock(&self.page_direct);
+                if direct.len() < MAX_PAGE_TIMERS {
+                    direct.insert(m.req_id, (i.to_node, i.oid, i.page));
+                }
+            }
+            _ => {}
         }
     }
 
@@ -363,7 +390,7 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dipc_wire::{PageData, PageGrant, PageReq};
+    use dipc_wire::{PageAck, PageData, PageGrant, PageInval, PageReq};
 
     #[test]
     fn latencies_fall_in_power_of_two_buckets() {
@@ -435,9 +462,9 @@ mod tests {
             whole: 0,
             applied: 0,
         });
-        m.frame_in(Some(2), &req, 40);
+        m.frame_in(Some(2), &req, 0, 40);
         // Sent again: still one timer.
-        m.frame_in(Some(2), &req, 40);
+        m.frame_in(Some(2), &req, 0, 40);
         assert_eq!(m.snapshot().counters["page_requests_timed"], 1);
         let grant = |node_page: u64| {
             let f = Frame::PageGrant(PageGrant {
@@ -464,9 +491,42 @@ mod tests {
         assert_eq!(s.frames_in["page_req"], 2);
         assert_eq!(s.frames_out["page_grant"], 3);
         // A node that goes takes its timers with it.
-        m.frame_in(Some(5), &req, 40);
+        m.frame_in(Some(5), &req, 0, 40);
         m.node_gone(5);
         assert_eq!(m.snapshot().counters["page_requests_timed"], 0);
+        // A page the owner sends the requester itself: the owner's ack
+        // with `sent`, under the invalidation's transaction, stops the
+        // requester's timer; one without `sent` does not.
+        m.frame_in(Some(2), &req, 0, 40);
+        let inval = Frame::PageInval(PageInval {
+            oid: 7,
+            page: 3,
+            keep_read: 0,
+            want_data: 1,
+            after: 0,
+            to_node: 2,
+            to_ip: 1,
+            to_port: 7440,
+            to_token: [0; 16],
+        });
+        let mut b = vec![0u8; inval.encoded_len()];
+        inval.encode(9, &mut b).unwrap();
+        m.frame_out(Some(4), &b, 1);
+        let page = [0u8; dipc_wire::PAGE_LEN];
+        let ack = |sent| {
+            Frame::PageAck(PageAck {
+                oid: 7,
+                page: 3,
+                data: Some(&page),
+                sent,
+            })
+        };
+        m.frame_in(Some(4), &ack(0), 8, 4200);
+        assert_eq!(m.snapshot().counters["page_requests_timed"], 1);
+        m.frame_in(Some(4), &ack(1), 9, 4200);
+        let s = m.snapshot();
+        assert_eq!(s.counters["page_requests_timed"], 0);
+        assert_eq!(s.page_grant_us.count, 2);
         assert_eq!(m.snapshot().counters["nodes_gone"], 1);
     }
 

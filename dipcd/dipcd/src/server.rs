@@ -708,7 +708,9 @@ fn handle(referee: &Referee, mut stream: TcpStream, peer: SocketAddr) -> io::Res
                     State::Ready { node_id } => Some(node_id),
                     _ => None,
                 };
-                referee.metrics.frame_in(node, &m.frame, raw.len());
+                referee
+                    .metrics
+                    .frame_in(node, &m.frame, m.req_id, raw.len());
                 match session.on_message(m) {
                     Action::Ipc { node_id } => {
                         let (nodes, ended) = referee.ipc(node_id, m, raw);

@@ -775,13 +775,31 @@ impl Held {
             .min()
     }
 
-    /// Handles every held frame that may go now; asks again for grants
-    /// that are late.
+    /// Whether a frame for `page` of `oid` is held: a later frame for
+    /// that page must wait behind it (frames of one page are handled in
+    /// the order they came).
+    fn holds_page(&self, oid: u64, page: u64) -> bool {
+        self.0.iter().any(|h| {
+            let (o, p, _) = h.frame.page();
+            o == oid && p == page
+        })
+    }
+
+    /// Handles every held frame that may go now, each page's in the order
+    /// they came; asks again for grants that are late.
     pub(crate) fn run_due(&mut self, node: &Node, sock: &Socket) -> Result {
         let now = Instant::<Monotonic>::now();
         let mut i = 0;
         while i < self.0.len() {
             let (oid, page, after) = self.0[i].frame.page();
+            let behind = self.0[..i].iter().any(|h| {
+                let (o, p, _) = h.frame.page();
+                o == oid && p == page
+            });
+            if behind {
+                i += 1;
+                continue;
+            }
             if !ready(node, oid, page, after) {
                 if (now - self.0[i].asked).as_millis() >= AFTER_RETRY_MS {
                     self.0[i].asked = now;
@@ -850,7 +868,8 @@ fn ask_again(node: &Node, oid: u64, page: u64) -> Result {
 /// A [`PageGrant`] of transaction `txn` arrived from the referee
 /// (connection thread): applied, or held until the grant it must follow.
 pub(crate) fn grant_or_hold(node: &Node, g: &PageGrant<'_>, txn: u64, held: &mut Held) {
-    if !ready(node, g.oid, g.page, g.after) && matches!(g.data, PageData::Keep) {
+    let waits = !ready(node, g.oid, g.page, g.after) || held.holds_page(g.oid, g.page);
+    if waits && matches!(g.data, PageData::Keep) {
         let f = HeldFrame::Keep {
             oid: g.oid,
             page: g.page,
@@ -898,7 +917,9 @@ pub(crate) fn inval(
         }
         seg.quantum_left(i.page, q)
     });
-    let waits = !ready(node, i.oid, i.page, i.after);
+    // Behind a frame of the same page still held, or before the grant it
+    // must follow.
+    let waits = !ready(node, i.oid, i.page, i.after) || held.holds_page(i.oid, i.page);
     if left.is_some() || waits {
         let ms = left.unwrap_or(0);
         let due = Instant::<Monotonic>::now() + Delta::from_millis(i64::from(ms));

@@ -123,7 +123,7 @@ struct Txn {
     /// the page it sent.
     #[serde(default)]
     lost_owner: bool,
-    /// A read copy's bytes are called home ([`Directory::pull`]).
+    /// A read copy's bytes are called home ([`Directory::call_home`]).
     #[serde(default)]
     pull: bool,
 }
@@ -510,9 +510,10 @@ impl Directory {
                 Self::grant_again(p, t.want.node, page, t.id, &mut self.stats, out);
             }
             if t.abandoned && t.want.write {
-                Self::recall_page(p, t.want.node, page, next_txn, &mut self.stats, out);
+                Self::call_home(p, t.want.node, page, false, next_txn, &mut self.stats, out);
             } else if t.lost_owner && !t.want.write {
-                Self::pull(p, t.want.node, page, t.id, next_txn, &mut self.stats, out);
+                // `after` is this grant, just recorded.
+                Self::call_home(p, t.want.node, page, true, next_txn, &mut self.stats, out);
             }
         } else if !t.abandoned {
             self.stats.grants += 1;
@@ -638,21 +639,24 @@ impl Directory {
             if p.owner != Some(node) {
                 continue;
             }
-            Self::recall_page(p, node, page, next_txn, &mut self.stats, out);
+            Self::call_home(p, node, page, false, next_txn, &mut self.stats, out);
         }
     }
 
-    /// The owner of `page` was lost while it may have sent `node` a read
-    /// copy itself, as transaction `sent`: its bytes may be newer than
-    /// home, and `node` holds them or will. So the node answers an
-    /// invalidation that keeps its copy and sends the bytes home, once it
-    /// has applied that grant (or, if it never arrives, the grant again
-    /// from home); readers that ask meanwhile wait for it.
-    fn pull(
+    /// Calls the bytes of `page` home from `node`, in a transaction that
+    /// grants nothing (none is in progress):
+    /// - a recall (`keep_read` false): `node` owns the page and gives it
+    ///   up entirely (it is leaving);
+    /// - a pull (`keep_read` true): the owner of `page` was lost while it
+    ///   may have sent `node` a read copy itself, whose bytes may be newer
+    ///   than home; `node` keeps its copy and sends the bytes home, once it
+    ///   has applied that grant (or, if it never arrives, the grant again
+    ///   from home), and readers that ask meanwhile wait for it.
+    fn call_home(
         p: &mut Page,
         node: u32,
         page: u64,
-        sent: u64,
+        keep_read: bool,
         next_txn: &mut u64,
         stats: &mut DirStats,
         out: &mut Vec<Out>,
@@ -663,40 +667,7 @@ impl Directory {
         out.push(Out::Inval {
             node,
             page,
-            keep_read: true,
-            want_data: true,
-            txn: id,
-            after: sent,
-            direct: None,
-        });
-        p.txn = Some(Txn {
-            id,
-            want: Want { node, write: false },
-            pending: [node].into(),
-            abandoned: true,
-            direct: false,
-            sent: false,
-            lost_owner: false,
-            pull: true,
-        });
-    }
-
-    /// Calls `page`, which `node` owns, home (no transaction in progress).
-    fn recall_page(
-        p: &mut Page,
-        node: u32,
-        page: u64,
-        next_txn: &mut u64,
-        stats: &mut DirStats,
-        out: &mut Vec<Out>,
-    ) {
-        *next_txn += 1;
-        let id = *next_txn;
-        stats.invals += 1;
-        out.push(Out::Inval {
-            node,
-            page,
-            keep_read: false,
+            keep_read,
             want_data: true,
             txn: id,
             after: p.after(node),
@@ -704,14 +675,18 @@ impl Directory {
         });
         p.txn = Some(Txn {
             id,
-            // A write want: the ack drops the node's copy entirely.
-            want: Want { node, write: true },
+            // A write want: the ack drops the node's copy entirely; a read
+            // want keeps it.
+            want: Want {
+                node,
+                write: !keep_read,
+            },
             pending: [node].into(),
             abandoned: true,
             direct: false,
             sent: false,
             lost_owner: false,
-            pull: false,
+            pull: keep_read,
         });
     }
 
@@ -748,7 +723,7 @@ impl Directory {
             if let Some(t) = p.txn.as_mut() {
                 if owned && t.direct && !t.abandoned && t.pending.contains(&node) {
                     // It may have sent the page to the requester before it
-                    // went: count it as sent (see `pull`).
+                    // went: count it as sent (see `call_home`).
                     t.sent = true;
                     t.lost_owner = true;
                 }

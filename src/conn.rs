@@ -13,7 +13,7 @@
 
 use crate::{
     msg,
-    node::{ConnState, Node, SockAddr},
+    node::{copy_secret, ConnState, Node, SockAddr},
     sem,
     shim::{self, Socket},
     shm,
@@ -69,14 +69,7 @@ struct Conf {
 impl Conf {
     fn of(node: &Node) -> Option<Conf> {
         let m = node.member.lock();
-        let secret = match &m.secret {
-            Some(s) => {
-                let mut v = KVec::new();
-                v.extend_from_slice(s, GFP_KERNEL).ok()?;
-                Some(v)
-            }
-            None => None,
-        };
+        let secret = copy_secret(&m.secret).ok()?;
         Some(Conf {
             addr: m.referee?,
             node_id: node.id(),

@@ -398,6 +398,17 @@ impl Node {
     }
 }
 
+/// A copy of the cluster secret (for a thread that proves it without
+/// holding [`Node::member`]).
+pub(crate) fn copy_secret(secret: &Option<KVec<u8>>) -> Result<Option<KVec<u8>>> {
+    let Some(s) = secret else {
+        return Ok(None);
+    };
+    let mut v = KVec::new();
+    v.extend_from_slice(s, GFP_KERNEL)?;
+    Ok(Some(v))
+}
+
 /// Reads the cluster secret from `path` (empty: none). The file must be
 /// root's and private; one trailing newline is not part of the secret.
 pub(crate) fn load_secret(path: &CStr) -> Result<Option<KVec<u8>>> {

@@ -23,7 +23,7 @@
 //! when the requester asks again ([`crate::shm`]).
 
 use crate::{
-    node::Node,
+    node::{copy_secret, Node},
     shim::{self, Socket, Thread},
     shm,
     wire::{
@@ -416,11 +416,7 @@ fn consume(buf: &mut [u8], filled: &mut usize, used: usize) {
 
 /// The opener's side: hello with the other node's token, then the proofs.
 fn handshake_out(node: &Node, sock: &Socket, to: u32, token: &[u8; TOKEN_LEN]) -> Result {
-    let secret = node.member.lock().secret.as_ref().map(|s| {
-        let mut v = KVec::new();
-        v.extend_from_slice(s, GFP_KERNEL).map(|()| v)
-    });
-    let secret = secret.transpose()?;
+    let secret = copy_secret(&node.member.lock().secret)?;
     let me = node.id();
     let mut own = [0u8; AUTH_LEN];
     shim::random_bytes(&mut own);
@@ -521,11 +517,7 @@ fn serve(rx: &Rx) -> Result {
         );
         return Err(EACCES);
     }
-    let secret = node.member.lock().secret.as_ref().map(|s| {
-        let mut v = KVec::new();
-        v.extend_from_slice(s, GFP_KERNEL).map(|()| v)
-    });
-    let secret = secret.transpose()?;
+    let secret = copy_secret(&node.member.lock().secret)?;
     let mut own = [0u8; AUTH_LEN];
     shim::random_bytes(&mut own);
     let mac = match secret.as_deref() {

@@ -779,7 +779,11 @@ impl Held {
     /// that page must wait behind it (frames of one page are handled in
     /// the order they came).
     fn holds_page(&self, oid: u64, page: u64) -> bool {
-        self.0.iter().any(|h| {
+        Self::any_of_page(&self.0, oid, page)
+    }
+
+    fn any_of_page(frames: &[HeldInval], oid: u64, page: u64) -> bool {
+        frames.iter().any(|h| {
             let (o, p, _) = h.frame.page();
             o == oid && p == page
         })
@@ -792,11 +796,7 @@ impl Held {
         let mut i = 0;
         while i < self.0.len() {
             let (oid, page, after) = self.0[i].frame.page();
-            let behind = self.0[..i].iter().any(|h| {
-                let (o, p, _) = h.frame.page();
-                o == oid && p == page
-            });
-            if behind {
+            if Self::any_of_page(&self.0[..i], oid, page) {
                 i += 1;
                 continue;
             }

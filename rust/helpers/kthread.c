@@ -25,9 +25,10 @@ static bool rt_thread = true;
 module_param(rt_thread, bool, 0444);
 MODULE_PARM_DESC(rt_thread, "Run the connection thread SCHED_FIFO (default 1)");
 
-struct task_struct *dipc_kthread_start(void *data, const char *name)
+/* Peer threads apply page grants too: they run at the same priority. */
+struct task_struct *dipc_kthread_start_fn(int (*fn)(void *), void *data, const char *name)
 {
-	struct task_struct *task = kthread_create(dipc_thread_fn, data, "%s", name);
+	struct task_struct *task = kthread_create(fn, data, "%s", name);
 
 	if (IS_ERR(task))
 		return task;
@@ -38,18 +39,9 @@ struct task_struct *dipc_kthread_start(void *data, const char *name)
 	return task;
 }
 
-struct task_struct *dipc_kthread_start_fn(int (*fn)(void *), void *data, const char *name)
+struct task_struct *dipc_kthread_start(void *data, const char *name)
 {
-	struct task_struct *task = kthread_create(fn, data, "%s", name);
-
-	if (IS_ERR(task))
-		return task;
-	/* Peer threads apply page grants too: the same reasoning. */
-	if (rt_thread)
-		sched_set_fifo_low(task);
-	get_task_struct(task);
-	wake_up_process(task);
-	return task;
+	return dipc_kthread_start_fn(dipc_thread_fn, data, name);
 }
 
 void dipc_kthread_stop(struct task_struct *task)

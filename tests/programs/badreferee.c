@@ -98,6 +98,41 @@ static size_t build(int i, uint8_t *b, uint32_t node_id, const char **what)
 	return 0;
 }
 
+/*
+ * Sends case `i` (n bytes of b) on c, then reads (and drops) anything until
+ * the module closes c or 20 s pass; prints the outcome under `label`,
+ * closes c, and returns whether the module closed it.
+ */
+static int send_and_await_close(int c, const uint8_t *b, size_t n, const char *label, int i,
+				const char *what)
+{
+	uint8_t in[4096];
+	struct timeval tv = { .tv_sec = 20 };
+	int closed = 0;
+
+	setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	if (send(c, b, n, MSG_NOSIGNAL) != (ssize_t)n) {
+		printf("%s %d (%s): send failed\n", label, i, what);
+		close(c);
+		return 0;
+	}
+	double t0 = now();
+	ssize_t r;
+	/* Anything the module sends (a ping) is read and dropped. */
+	while ((r = recv(c, in, sizeof(in), 0)) > 0)
+		;
+	double dt = now() - t0;
+	if (r == 0 || errno == ECONNRESET) {
+		closed = 1;
+		printf("%s %d (%s): closed by the module after %.2f s\n", label, i, what, dt);
+	} else {
+		printf("%s %d (%s): NOT closed after %.2f s (%s)\n", label, i, what, dt,
+		       strerror(errno));
+	}
+	close(c);
+	return closed;
+}
+
 /* Peer case `i` into b; returns its length (0: no such case). */
 static size_t build_peer(int i, uint8_t *b, const char **what)
 {
@@ -135,7 +170,7 @@ static int peer_cases(const char *ip, int port)
 	int cases = 0, closed = 0;
 
 	for (int i = 0;; i++) {
-		uint8_t b[128], in[256];
+		uint8_t b[128];
 		const char *what;
 		size_t n = build_peer(i, b, &what);
 		struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port) };
@@ -151,26 +186,7 @@ static int peer_cases(const char *ip, int port)
 				close(c);
 			continue;
 		}
-		struct timeval tv = { .tv_sec = 20 };
-		setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-		if (send(c, b, n, MSG_NOSIGNAL) != (ssize_t)n) {
-			printf("peer case %d (%s): send failed\n", i, what);
-			close(c);
-			continue;
-		}
-		double t0 = now();
-		ssize_t r;
-		while ((r = recv(c, in, sizeof(in), 0)) > 0)
-			;
-		double dt = now() - t0;
-		if (r == 0 || errno == ECONNRESET) {
-			closed++;
-			printf("peer case %d (%s): closed by the module after %.2f s\n", i, what, dt);
-		} else {
-			printf("peer case %d (%s): NOT closed after %.2f s (%s)\n", i, what, dt,
-			       strerror(errno));
-		}
-		close(c);
+		closed += send_and_await_close(c, b, n, "peer case", i, what);
 	}
 	printf("badreferee: %d of %d peer cases closed by the module\n", closed, cases);
 	return closed == cases ? 0 : 1;
@@ -218,25 +234,7 @@ int main(int argc, char **argv)
 			close(c);
 			continue;
 		}
-		if (send(c, b, n, MSG_NOSIGNAL) != (ssize_t)n) {
-			printf("case %d (%s): send failed\n", i, what);
-			close(c);
-			continue;
-		}
-		double t0 = now();
-		ssize_t r;
-		/* Anything the module sends (a ping) is read and dropped. */
-		while ((r = recv(c, in, sizeof(in), 0)) > 0)
-			;
-		double dt = now() - t0;
-		if (r == 0 || errno == ECONNRESET) {
-			closed++;
-			printf("case %d (%s): closed by the module after %.2f s\n", i, what, dt);
-		} else {
-			printf("case %d (%s): NOT closed after %.2f s (%s)\n", i, what, dt,
-			       strerror(errno));
-		}
-		close(c);
+		closed += send_and_await_close(c, b, n, "case", i, what);
 	}
 	printf("badreferee: %d of %d cases closed by the module\n", closed, cases);
 	return closed == cases ? 0 : 1;

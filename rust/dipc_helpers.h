@@ -345,6 +345,12 @@ void dipc_kthread_sleep_ms(unsigned int ms);
  * early); returns false when a fatal signal is pending.
  */
 bool dipc_sleep_killable_ms(unsigned int ms);
+/*
+ * Sleeps about us microseconds (a high-resolution timer): interruptible by
+ * any signal, or with killable only by a fatal one. Returns false when
+ * such a signal is pending.
+ */
+bool dipc_sleep_us(unsigned int us, bool killable);
 /* Implemented in Rust: a thread's body. */
 int dipc_rust_thread(void *data);
 

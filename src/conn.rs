@@ -12,7 +12,7 @@
 //! never waits on the network for longer than one connect timeout.
 
 use crate::{
-    msg,
+    msg, msglease,
     node::{copy_secret, ConnState, Node, SockAddr},
     sem,
     shim::{self, Socket},
@@ -395,6 +395,7 @@ fn handle(
                 // (stores not yet sent are lost).
                 node.fail_all();
                 shm::connection_lost(node);
+                msglease::connection_lost(node);
                 drop(token);
             }
             shm::resume(node);
@@ -408,11 +409,23 @@ fn handle(
         | Frame::Status { .. }
         | Frame::SemCtlReply(_)
         | Frame::MsgRcvReply(_)
+        | Frame::MsgSndReply(_)
         | Frame::MsgCtlReply(_)
         | Frame::ShmCtlReply(_)
             if state == ConnState::Connected && msg.req_id != 0 =>
         {
+            // A lease granted with the answer is taken up (or given back)
+            // here, in the order of the frames, before any recall of it.
+            match &msg.frame {
+                Frame::MsgRcvReply(r) => msglease::recv_answer(node, r),
+                Frame::MsgSndReply(r) => msglease::send_answer(node, r),
+                _ => {}
+            }
             node.deliver(msg.req_id, raw)
+        }
+        Frame::MsgRecall { oid, lease } if state == ConnState::Connected => {
+            msglease::recall(node, oid, lease);
+            Ok(())
         }
         Frame::Removed { class, oid } if state == ConnState::Connected => {
             match class {

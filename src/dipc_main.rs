@@ -31,6 +31,7 @@ mod conn;
 mod hooks;
 mod member;
 mod msg;
+mod msglease;
 mod node;
 mod peer;
 mod policy;

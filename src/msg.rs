@@ -22,6 +22,7 @@
 
 use crate::{
     hooks::{HOOK_MSGCTL, HOOK_MSGGET},
+    msglease::{self, Ends, Local},
     node::Node,
     sem::{checked, copy_in, copy_out, get_object, neg, put_ipc64_perm, transport_err, IPC_CREAT},
     shadow::Shadow,
@@ -103,21 +104,15 @@ fn rmid_local(id: i32) {
 
 /// The referee removed queue `oid`: drop its shadow here.
 pub(crate) fn removed(node: &Node, oid: u64) {
+    msglease::removed(node, oid);
     if let Some(s) = node.shadows.by_oid(Class::Msg, oid) {
         node.shadows.remove(Class::Msg, s.local_id);
         rmid_local(s.local_id);
     }
 }
 
-/// A [`Frame::Status`] answer to a call that may sleep: a request cancelled
-/// because of a signal returns `-ERESTARTNOHAND`, as `ipc/msg.c` does.
-fn status(a: &Answer) -> c_long {
-    match a.frame() {
-        Ok(Frame::Status { result }) => interrupted(a, result),
-        _ => neg(errno::EIO),
-    }
-}
-
+/// The result of a call that may sleep: a request cancelled because of a
+/// signal returns `-ERESTARTNOHAND`, as `ipc/msg.c` does.
 fn interrupted(a: &Answer, result: i64) -> c_long {
     if result == -i64::from(errno::EINTR) && a.interrupted == Some(Interrupted::Signal) {
         ERESTARTNOHAND
@@ -154,12 +149,44 @@ pub(crate) fn msgsnd(node: &Node, s: Shadow, msgp: usize, msgsz: usize, msgflg: 
         cred: shim::current_cred(),
         mtype,
         flags: msgflg,
+        lease: 0,
+        epoch: 0,
         text: &text,
     };
-    match node.call(&Frame::MsgSnd(snd), None) {
-        Ok(a) => status(&a),
-        Err(e) => transport_err(e),
+    if let Some(r) = msglease::try_send(node, s.oid, &snd) {
+        return r;
     }
+    loop {
+        let a = match msglease::call(node, s.oid, Ends::Send, |epoch| {
+            Frame::MsgSnd(MsgSnd { epoch, ..snd })
+        }) {
+            Ok(a) => a,
+            Err(e) => return transport_err(e),
+        };
+        let result = match a.frame() {
+            Ok(Frame::MsgSndReply(r)) => r.result,
+            Ok(Frame::Status { result }) => result,
+            _ => return neg(errno::EIO),
+        };
+        match retry(&a, result) {
+            Some(r) => return r,
+            None => continue,
+        }
+    }
+}
+
+/// `None` when `result` says the call must be made again (the referee was
+/// taking a lease back; after a short sleep); otherwise the call's return
+/// value. A signal during that sleep ends the call as a signal during the
+/// wait would.
+fn retry(a: &Answer, result: i64) -> Option<c_long> {
+    if result != -i64::from(errno::RETRY) {
+        return Some(interrupted(a, result));
+    }
+    if a.interrupted.is_some() || !msglease::wait_to_retry(false) {
+        return Some(ERESTARTNOHAND);
+    }
+    None
 }
 
 /// `msgrcv` on shadow `s` (`do_msgrcv()` + `do_msg_fill()`).
@@ -196,6 +223,11 @@ pub(crate) fn msgrcv(
     // A bad buffer is not an error yet (Linux finds that out only when it
     // copies a message); the copy below reports it.
     shim::fault_in_writeable(msgp, MTYPE_LEN + fill);
+    match msglease::try_receive(node, s.oid, msgtyp, msgflg, msgsz) {
+        Some(Local::Taken(mtype, text)) => return fill_user(msgp, mtype, &text),
+        Some(Local::Failed(e)) => return e,
+        None => {}
+    }
     let rcv = MsgRcv {
         oid: s.oid,
         pid: shim::current_tgid(),
@@ -203,31 +235,47 @@ pub(crate) fn msgrcv(
         msgtyp,
         flags: msgflg,
         size: msgsz as u64,
+        epoch: 0,
     };
-    let answer = match node.call(&Frame::MsgRcv(rcv), None) {
-        Ok(a) => a,
-        Err(e) => return transport_err(e),
+    let answer = loop {
+        let answer = match msglease::call(node, s.oid, Ends::Recv, |epoch| {
+            Frame::MsgRcv(MsgRcv { epoch, ..rcv })
+        }) {
+            Ok(a) => a,
+            Err(e) => return transport_err(e),
+        };
+        let result = match answer.frame() {
+            Ok(Frame::MsgRcvReply(r)) => r.result,
+            Ok(Frame::Status { result }) => result,
+            _ => return neg(errno::EIO),
+        };
+        if result >= 0 {
+            break answer;
+        }
+        if let Some(r) = retry(&answer, result) {
+            return r;
+        }
     };
     let reply = match answer.frame() {
         Ok(Frame::MsgRcvReply(r)) => r,
-        Ok(Frame::Status { result }) => return interrupted(&answer, result),
         _ => return neg(errno::EIO),
     };
-    if reply.result < 0 {
-        return interrupted(&answer, reply.result);
-    }
     if reply.result as usize != reply.text.len() || reply.text.len() > msgsz {
         return neg(errno::EIO);
     }
-    // do_msg_fill(): the type, then the body. The message is consumed
-    // whether or not the copies succeed, as in Linux.
-    if let Err(e) = copy_out(msgp, &reply.mtype.to_ne_bytes()) {
+    fill_user(msgp, reply.mtype, reply.text)
+}
+
+/// `do_msg_fill()`: the type, then the body. The message is consumed
+/// whether or not the copies succeed, as in Linux.
+fn fill_user(msgp: usize, mtype: i64, text: &[u8]) -> c_long {
+    if let Err(e) = copy_out(msgp, &mtype.to_ne_bytes()) {
         return e;
     }
-    if let Err(e) = copy_out(msgp.wrapping_add(MTYPE_LEN), reply.text) {
+    if let Err(e) = copy_out(msgp.wrapping_add(MTYPE_LEN), text) {
         return e;
     }
-    reply.text.len() as c_long
+    text.len() as c_long
 }
 
 /// `msgctl` when it concerns a distributed queue: `IPC_STAT`, `IPC_SET`
@@ -289,9 +337,33 @@ fn ctl(node: &Node, s: Shadow, cmd: i32, buf: usize) -> c_long {
         }
         _ => {}
     }
-    let answer = match node.call(&Frame::MsgCtl(req), None) {
-        Ok(a) => a,
-        Err(e) => return transport_err(e),
+    // The leases this node holds go back first: they end at the referee.
+    let ends = if cmd == msgcmd::MSG_INFO {
+        Ends::All
+    } else {
+        Ends::Both
+    };
+    let answer = loop {
+        let made = if cmd == msgcmd::IPC_INFO {
+            // Limits only: no lease is involved.
+            node.call(&Frame::MsgCtl(req), None)
+        } else {
+            msglease::call(node, s.oid, ends, |_| Frame::MsgCtl(req))
+        };
+        let answer = match made {
+            Ok(a) => a,
+            Err(e) => return transport_err(e),
+        };
+        match answer.frame() {
+            Ok(Frame::MsgCtlReply(r)) if r.result == -i64::from(errno::RETRY) => {
+                // msgctl does not sleep in Linux: only a fatal signal ends
+                // the wait for another node's lease.
+                if !msglease::wait_to_retry(true) {
+                    return neg(errno::EINTR);
+                }
+            }
+            _ => break answer,
+        }
     };
     let reply = match answer.frame() {
         Ok(Frame::MsgCtlReply(r)) => r,

@@ -202,6 +202,9 @@ pub(crate) struct Node {
     /// Connections to and from other nodes (`peer.rs`).
     #[pin]
     pub(crate) peers: Mutex<crate::peer::Peers>,
+    /// Message leases, per queue (see [`crate::msglease`]).
+    #[pin]
+    pub(crate) msgq: Mutex<KVec<Arc<crate::msglease::Queue>>>,
 }
 
 /// A fresh incarnation, never 0 (a referee's state cannot hold a node
@@ -283,6 +286,7 @@ impl Node {
                 incarnation: Atomic::new(new_incarnation()),
                 token <- new_mutex!([0; wire::TOKEN_LEN]),
                 peers <- new_mutex!(crate::peer::Peers::new()),
+                msgq <- new_mutex!(KVec::new()),
             }),
             GFP_KERNEL,
         )

@@ -125,6 +125,7 @@ mod ffi {
         pub(super) fn dipc_kthread_should_stop() -> bool;
         pub(super) fn dipc_kthread_sleep_ms(ms: c_uint);
         pub(super) fn dipc_sleep_killable_ms(ms: c_uint) -> bool;
+        pub(super) fn dipc_sleep_us(us: c_uint, killable: bool) -> bool;
         pub(super) fn dipc_fault_in_writeable(uaddr: usize, size: usize) -> usize;
         pub(super) fn dipc_call_original_priv(id: c_uint, regs: *const bindings::pt_regs)
             -> c_long;
@@ -689,6 +690,14 @@ pub(crate) fn sleep_killable_ms(ms: u32) -> bool {
     // Callers are syscall and fault paths in process context.
     // SAFETY: sleeping is allowed there; no spin lock is held.
     unsafe { ffi::dipc_sleep_killable_ms(ms) }
+}
+
+/// Sleeps about `us` microseconds; a signal ends the sleep early (with
+/// `killable`, only a fatal one). False when such a signal is pending.
+pub(crate) fn sleep_us(us: u32, killable: bool) -> bool {
+    // Callers are syscall paths in process context.
+    // SAFETY: sleeping is allowed there; no spin lock is held.
+    unsafe { ffi::dipc_sleep_us(us, killable) }
 }
 
 /// Sleeps up to `ms`, returning early when the thread is told to stop. Call

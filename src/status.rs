@@ -181,6 +181,9 @@ fn report(out: &mut impl Sink, node: &Node) {
     out.num("undo_tracked", tracked);
     out.num("undo_overflow", overflow);
     out.num("segments", u64::from(node.nsegs.load(Relaxed)));
+    let (recv, send) = crate::msglease::held(node);
+    out.num("msg_recv_leases", recv);
+    out.num("msg_send_leases", send);
     for (name, idx) in [
         ("dsm_requests", shm::COUNT_REQUESTS),
         ("dsm_resends", shm::COUNT_RESENDS),
@@ -191,6 +194,10 @@ fn report(out: &mut impl Sink, node: &Node) {
         ("dsm_direct_received", crate::peer::COUNT_RECEIVED),
         ("dsm_direct_stale", crate::peer::COUNT_STALE),
         ("dsm_direct_refused", crate::peer::COUNT_REFUSED),
+        ("msg_leased_taken", crate::msglease::COUNT_TAKEN),
+        ("msg_leased_sent", crate::msglease::COUNT_SENT),
+        ("msg_recalls", crate::msglease::COUNT_RECALLED),
+        ("msg_retries", crate::msglease::COUNT_RETRIES),
     ] {
         out.num(name, shim::Counter::sum(idx));
     }

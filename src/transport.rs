@@ -56,6 +56,8 @@ enum CallState {
 #[pin_data]
 pub(crate) struct Call {
     req_id: u64,
+    /// The request's kind (for the trace).
+    kind: u16,
     /// The encoded request, sent again when a session resumes.
     bytes: KVVec<u8>,
     #[pin]
@@ -201,35 +203,54 @@ impl Node {
         req_id_out: &mut u64,
     ) -> Result<Answer> {
         self.wait_for_connection()?;
+        let call = self.start_call(frame)?;
+        *req_id_out = call.req_id;
+        self.wait(&call, timeout)
+    }
+
+    /// Sends the request `frame` without waiting for a connection or for
+    /// the reply: `Err(EIO)` when there is no connection. The call stays in
+    /// flight (sent again when the session resumes) until its reply comes;
+    /// a caller that drops the returned call leaves the reply to the
+    /// connection thread, which drops it.
+    pub(crate) fn start_call(&self, frame: &Frame<'_>) -> Result<Arc<Call>> {
         // Allocated before `tx` is taken; encoded once the request id is known.
         let mut buf = frame_buf(frame)?;
-        let call = {
-            let mut tx = self.tx.lock();
-            let sock = tx.sock.clone().ok_or(EIO)?;
-            let req_id = tx.next_req;
-            tx.next_req += 1;
-            *req_id_out = req_id;
-            encode(frame, req_id, &mut buf)?;
-            let call = Arc::pin_init(
-                pin_init!(Call {
-                    req_id,
-                    bytes: buf,
-                    state <- new_mutex!(CallState::Waiting),
-                    done <- new_condvar!(),
-                }),
-                GFP_KERNEL,
-            )?;
-            self.calls.lock().push(call.clone(), GFP_KERNEL)?;
-            if let Err(e) = self.send_counted(&sock, &call.bytes) {
-                self.forget(req_id);
-                // The connection thread notices the broken socket too.
-                sock.shutdown();
-                pr_debug!("send failed: {}\n", e.to_errno());
-                return Err(EIO);
-            }
-            call
-        };
-        self.wait(&call, timeout)
+        let mut tx = self.tx.lock();
+        let sock = tx.sock.clone().ok_or(EIO)?;
+        let req_id = tx.next_req;
+        tx.next_req += 1;
+        encode(frame, req_id, &mut buf)?;
+        let call = Arc::pin_init(
+            pin_init!(Call {
+                req_id,
+                kind: frame.kind() as u16,
+                bytes: buf,
+                state <- new_mutex!(CallState::Waiting),
+                done <- new_condvar!(),
+            }),
+            GFP_KERNEL,
+        )?;
+        self.calls.lock().push(call.clone(), GFP_KERNEL)?;
+        if let Err(e) = self.send_counted(&sock, &call.bytes) {
+            self.forget(req_id);
+            // The connection thread notices the broken socket too.
+            sock.shutdown();
+            pr_debug!("send failed: {}\n", e.to_errno());
+            return Err(EIO);
+        }
+        Ok(call)
+    }
+
+    /// Waits for the reply to `call`, made with [`Node::start_call`] (see
+    /// [`Node::call`] for `timeout` and signals).
+    pub(crate) fn wait_call(&self, call: &Call, timeout: Option<Jiffies>) -> Result<Answer> {
+        let start = Instant::<Monotonic>::now();
+        let r = self.wait(call, timeout);
+        let ns = u64::try_from(start.elapsed().as_nanos()).unwrap_or(0);
+        let result = r.as_ref().map_or_else(|e| e.to_errno(), |_| 0);
+        shim::trace::call(call.kind, call.req_id, result, ns);
+        r
     }
 
     fn wait(&self, call: &Call, timeout: Option<Jiffies>) -> Result<Answer> {

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /* Kernel threads: the connection thread's lifecycle and its sleeps. */
 #include <linux/err.h>
+#include <linux/hrtimer.h>
 #include <linux/kthread.h>
 #include <linux/moduleparam.h>
 #include <linux/sched/signal.h>
@@ -59,6 +60,15 @@ bool dipc_sleep_killable_ms(unsigned int ms)
 {
 	schedule_timeout_killable(msecs_to_jiffies(ms));
 	return !fatal_signal_pending(current);
+}
+
+bool dipc_sleep_us(unsigned int us, bool killable)
+{
+	ktime_t t = ns_to_ktime((u64)us * NSEC_PER_USEC);
+
+	set_current_state(killable ? TASK_KILLABLE : TASK_INTERRUPTIBLE);
+	schedule_hrtimeout_range(&t, 100 * NSEC_PER_USEC, HRTIMER_MODE_REL);
+	return killable ? !fatal_signal_pending(current) : !signal_pending(current);
 }
 
 void dipc_kthread_sleep_ms(unsigned int ms)

@@ -38,6 +38,8 @@ pub struct FileConfig {
     pub snapshot_every: Option<u64>,
     /// `readahead = 32` (pages).
     pub readahead: Option<u64>,
+    /// `msg_leases = true`.
+    pub msg_leases: Option<bool>,
     /// The `[limits]` table.
     pub limits: FileLimits,
 }
@@ -74,6 +76,7 @@ struct Raw {
     fsync: Option<String>,
     snapshot_every: Option<u64>,
     readahead: Option<u64>,
+    msg_leases: Option<bool>,
     #[serde(default)]
     limits: FileLimits,
 }
@@ -135,6 +138,7 @@ pub fn parse(text: &str) -> Result<FileConfig, String> {
         fsync,
         snapshot_every: raw.snapshot_every,
         readahead: raw.readahead,
+        msg_leases: raw.msg_leases,
         limits: raw.limits,
     })
 }

@@ -117,6 +117,11 @@ struct Cli {
     /// doubles with each miss that continues a run, up to this.
     #[arg(long, default_value_t = referee::dsm::READAHEAD_MAX, value_parser = clap::value_parser!(u64).range(0..=1024))]
     readahead: u64,
+    /// Whether a message queue used by one node may be leased to it: its
+    /// receivers take queued messages, and its senders queue messages,
+    /// without a round trip each (`false`: every call comes here).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    msg_leases: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -187,6 +192,7 @@ fn configure(matches: &ArgMatches) -> Result<(Cli, Option<PathBuf>), String> {
     take!(fsync);
     take!(snapshot_every);
     take!(readahead);
+    take!(msg_leases);
     take!(msgmax, limit);
     take!(msgmnb, limit);
     take!(msgmni, limit);
@@ -276,6 +282,7 @@ fn check_config(cli: &Cli, file: Option<&std::path::Path>) -> ExitCode {
     println!("fsync = \"{}\"", cli.fsync);
     println!("snapshot_every = {}", cli.snapshot_every);
     println!("readahead = {}", cli.readahead);
+    println!("msg_leases = {}", cli.msg_leases);
     println!("[limits]");
     let l = cli.limits();
     println!(
@@ -385,6 +392,7 @@ fn run(cli: &Cli) -> ExitCode {
     let mut referee = server::Referee::new(listen, limits)
         .with_keepalive(keepalive)
         .with_readahead(cli.readahead)
+        .with_msg_leases(cli.msg_leases)
         .with_access(secret, cli.allow.clone());
     if let Some(dir) = &cli.state_dir {
         let t = std::time::Instant::now();
@@ -465,6 +473,9 @@ fn run(cli: &Cli) -> ExitCode {
 #[cfg(test)]
 #[path = "../../man.rs"]
 mod man;
+
+#[cfg(test)]
+mod msg_lease_tests;
 
 #[cfg(test)]
 mod tests {

@@ -198,6 +198,12 @@ impl Referee {
         self
     }
 
+    /// Allows or forbids message leases. Before [`Referee::with_store`].
+    pub fn with_msg_leases(self, on: bool) -> Self {
+        lock(&self.state).objects.set_msg_leases(on);
+        self
+    }
+
     /// Keeps the state in `dir`: recovers it from there (the limits and
     /// tuning given before apply from now on) and logs every change.
     pub fn with_store(
@@ -206,15 +212,22 @@ impl Referee {
         fsync: Fsync,
         snapshot_every: u64,
     ) -> io::Result<(Self, Recovered)> {
-        let (limits, readahead) = {
+        let (limits, readahead, msg_leases) = {
             let st = lock(&self.state);
-            (st.objects.limits(), st.objects.readahead())
+            (
+                st.objects.limits(),
+                st.objects.readahead(),
+                st.objects.msg_leases(),
+            )
         };
         let (mut store, mut st, rec) =
             Store::open(dir, fsync, snapshot_every, state::State::new(limits))?;
         for r in [
             Record::Limits(LimitsRecord::from(limits)),
-            Record::Tuning { readahead },
+            Record::Tuning {
+                readahead,
+                msg_leases,
+            },
         ] {
             store.append(st.seq + 1, &r)?;
             st.apply(&r);

@@ -239,6 +239,7 @@ impl Session {
                             | Frame::PageAck(_)
                             | Frame::Cancel { .. }
                             | Frame::Exit { .. }
+                            | Frame::MsgTaken(_)
                     ) =>
             {
                 Action::Ipc { node_id }

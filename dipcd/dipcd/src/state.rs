@@ -6,11 +6,12 @@
 //! record), draws a random number, or depends on hash order.
 
 use crate::referee::dsm::{Data, Out};
+use crate::referee::msg::SendGrant;
 use crate::referee::sem::{Proc, Waiter};
 use crate::referee::{Effects, Limits, Objects};
 use dipc_wire::{
-    decode, Frame, Message, MsgCtlReply, MsgRcvReply, PageData, PageGrant, PageInval, SemCtlReply,
-    Sembuf, ShmCtlReply, Vals, TOKEN_LEN,
+    decode, errno, Batch, Frame, Message, MsgCtlReply, MsgRcvReply, MsgSndReply, PageData,
+    PageGrant, PageInval, QueuePerm, SemCtlReply, Sembuf, ShmCtlReply, Vals, TOKEN_LEN,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -53,6 +54,7 @@ fn is_reply(frame: &Frame<'_>) -> bool {
             | Frame::GetReply(_)
             | Frame::SemCtlReply(_)
             | Frame::MsgRcvReply(_)
+            | Frame::MsgSndReply(_)
             | Frame::MsgCtlReply(_)
             | Frame::ShmCtlReply(_)
     )
@@ -72,6 +74,7 @@ pub fn is_call_frame(frame: &Frame<'_>) -> bool {
             | Frame::MsgSnd(_)
             | Frame::MsgRcv(_)
             | Frame::MsgCtl(_)
+            | Frame::MsgReturn(_)
             | Frame::ShmAt(_)
             | Frame::ShmNattch(_)
             | Frame::ShmCtl(_)
@@ -125,6 +128,10 @@ pub enum Record {
     Tuning {
         /// Most pages read ahead of one miss.
         readahead: u64,
+        /// Whether message queues may be leased (absent in older logs:
+        /// they may).
+        #[serde(default = "yes")]
+        msg_leases: bool,
     },
     /// Node `node` said hello with `incarnation` at `now`.
     Hello {
@@ -255,8 +262,12 @@ impl State {
                 self.objects.set_limits((*l).into());
                 Applied::default()
             }
-            Record::Tuning { readahead } => {
+            Record::Tuning {
+                readahead,
+                msg_leases,
+            } => {
                 self.objects.set_readahead(*readahead);
+                self.objects.set_msg_leases(*msg_leases);
                 Applied::default()
             }
             Record::Hello {
@@ -411,12 +422,33 @@ impl State {
                     ..Effects::default()
                 }
             }
+            Frame::MsgSnd(m) if m.lease != 0 => {
+                let (ok, fx) =
+                    objects.msgsnd_leased(node, m.lease, m.pid, m.oid, m.mtype, m.text, now);
+                let result = if ok { 0 } else { -i64::from(errno::EIDRM) };
+                out.push(encode(Some(node), req, Frame::Status { result }));
+                fx
+            }
             Frame::MsgSnd(m) => {
                 let who = Waiter { node, req };
                 let (r, fx) =
                     objects.msgsnd(who, m.pid, m.oid, &m.cred, m.mtype, m.flags, m.text, now);
-                if let Some(result) = r {
-                    out.push(encode(Some(node), req, Frame::Status { result }));
+                if let Some((result, grant)) = r {
+                    let g = grant.unwrap_or(SendGrant {
+                        id: 0,
+                        bytes: 0,
+                        msgs: 0,
+                    });
+                    let reply = MsgSndReply {
+                        result,
+                        epoch: m.epoch,
+                        oid: m.oid,
+                        lease: g.id,
+                        bytes: g.bytes,
+                        msgs: g.msgs as u32,
+                        perm: queue_perm(objects, m.oid),
+                    };
+                    out.push(encode(Some(node), req, Frame::MsgSndReply(reply)));
                 }
                 fx
             }
@@ -425,13 +457,25 @@ impl State {
                 let (r, mut fx) =
                     objects.msgrcv(who, m.pid, m.oid, &m.cred, m.msgtyp, m.flags, m.size, now);
                 // The caller's own answer goes first, then the effects.
-                if let Some(r) = r {
+                if let Some(mut r) = r {
+                    if let Some(g) = r.lease.as_mut() {
+                        g.epoch = m.epoch;
+                        g.oid = m.oid;
+                        g.perm = queue_perm(objects, m.oid);
+                    }
                     fx.msgs.insert(0, r);
                 }
                 fx
             }
+            Frame::MsgReturn(r) => {
+                let taken: Vec<u64> = r.taken.iter().collect();
+                let fx = objects.msg_give_back(node, r.oid, r.lease, &taken, r.pid, now);
+                out.push(encode(Some(node), req, Frame::Status { result: 0 }));
+                fx
+            }
+            Frame::MsgTaken(t) => objects.msg_taken(node, t.oid, t.lease, t.seq, t.pid, now),
             Frame::MsgCtl(c) => {
-                let (r, fx) = objects.msgctl(&c, now);
+                let (r, fx) = objects.msgctl(node, &c, now);
                 let reply = MsgCtlReply {
                     result: r.result,
                     stat: r.stat,
@@ -520,13 +564,34 @@ fn effects(fx: Effects, peers: &BTreeMap<u32, Peer>, out: &mut Vec<Outgoing>) {
         out.push(encode(Some(to.node), to.req, Frame::Status { result }));
     }
     for m in fx.msgs {
+        let mut batch = Vec::new();
+        let (epoch, oid, lease, perm) = match &m.lease {
+            Some(g) => {
+                for msg in &g.msgs {
+                    batch.extend_from_slice(&msg.seq.to_le_bytes());
+                    batch.extend_from_slice(&msg.mtype.to_le_bytes());
+                    batch.extend_from_slice(&(msg.text.len() as u32).to_le_bytes());
+                    batch.extend_from_slice(&msg.text);
+                }
+                (g.epoch, g.oid, g.id, g.perm)
+            }
+            None => (0, 0, 0, QueuePerm::default()),
+        };
         let reply = MsgRcvReply {
             result: m.result,
             mtype: m.mtype,
-            // At most msgmax <= MAX_MTEXT bytes.
+            // At most msgmax <= MAX_MTEXT bytes, and the lease what is left.
             text: &m.text,
+            epoch,
+            oid,
+            lease,
+            perm,
+            batch: Batch::new(&batch).unwrap_or(Batch::EMPTY),
         };
         out.push(encode(Some(m.to.node), m.to.req, Frame::MsgRcvReply(reply)));
+    }
+    for (node, oid, lease) in fx.recalls {
+        out.push(encode(Some(node), 0, Frame::MsgRecall { oid, lease }));
     }
     for d in fx.dsm {
         let frame_out = match d.out {
@@ -593,4 +658,21 @@ fn effects(fx: Effects, peers: &BTreeMap<u32, Peer>, out: &mut Vec<Outgoing>) {
     for (class, oid) in fx.removed {
         out.push(encode(None, 0, Frame::Removed { class, oid }));
     }
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Queue `oid`'s permissions, as a lease carries them.
+fn queue_perm(objects: &crate::referee::Objects, oid: u64) -> QueuePerm {
+    objects
+        .msg(oid)
+        .map_or(QueuePerm::default(), |q| QueuePerm {
+            uid: q.perm.uid,
+            gid: q.perm.gid,
+            cuid: q.perm.cuid,
+            cgid: q.perm.cgid,
+            mode: q.perm.mode,
+        })
 }

@@ -80,6 +80,7 @@ fn workload() -> Vec<Record> {
         // As the server logs it, after the limits.
         Record::Tuning {
             readahead: crate::referee::dsm::READAHEAD_MAX,
+            msg_leases: true,
         },
         Record::Hello {
             node: 1,
@@ -110,6 +111,8 @@ fn workload() -> Vec<Record> {
                 cred: ROOT,
                 mtype: 1 + i as i64,
                 flags: 0,
+                lease: 0,
+                epoch: 0,
                 text: b"hello, queue",
             }),
         ));
@@ -124,6 +127,7 @@ fn workload() -> Vec<Record> {
             msgtyp: 2,
             flags: 0,
             size: 64,
+            epoch: 0,
         }),
     ));
     // Node 1 writes page 0, node 2 takes it over (the data comes back),

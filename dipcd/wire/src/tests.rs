@@ -70,7 +70,7 @@ fn header_layout_is_fixed() {
     );
     assert_eq!(n, HEADER_LEN + 8);
     assert_eq!(&buf[0..4], b"DIPC");
-    assert_eq!(&buf[4..6], &[5, 0]); // version 5, little-endian
+    assert_eq!(&buf[4..6], &[6, 0]); // version 6, little-endian
     assert_eq!(&buf[6..8], &[3, 0]); // Ping
     assert_eq!(&buf[8..16], &[8, 7, 6, 5, 4, 3, 2, 1]);
     assert_eq!(&buf[16..20], &[8, 0, 0, 0]);
@@ -427,6 +427,51 @@ proptest! {
     }
 }
 
+/// A receive answer without a lease.
+const NO_LEASE: MsgRcvReply<'static> = MsgRcvReply {
+    result: 0,
+    mtype: 0,
+    text: &[],
+    epoch: 0,
+    oid: 0,
+    lease: 0,
+    perm: QueuePerm {
+        uid: 0,
+        gid: 0,
+        cuid: 0,
+        cgid: 0,
+        mode: 0,
+    },
+    batch: Batch::EMPTY,
+};
+
+#[test]
+fn a_batch_that_does_not_split_into_entries_is_refused() {
+    let mut b = Vec::new();
+    b.extend_from_slice(&1u64.to_le_bytes());
+    b.extend_from_slice(&2i64.to_le_bytes());
+    b.extend_from_slice(&5u32.to_le_bytes());
+    b.extend_from_slice(b"hello");
+    assert_eq!(Batch::new(&b).map(|x| x.iter().count()), Some(1));
+    assert!(Batch::new(&b[..b.len() - 1]).is_none());
+    let mut longer = b.clone();
+    longer.push(0);
+    assert!(Batch::new(&longer).is_none());
+    let many: Vec<u8> = (0..=MAX_LEASE_MSGS).flat_map(|_| b.clone()).collect();
+    assert!(Batch::new(&many).is_none());
+    assert!(Seqs::new(&[0u8; 8 * (MAX_LEASE_MSGS + 1)]).is_none());
+    assert!(Seqs::new(&[0u8; 9]).is_none());
+    // A receive answer's body and batch together fit in MAX_MTEXT.
+    let text = vec![0u8; MAX_MTEXT - b.len() + 1];
+    let f = Frame::MsgRcvReply(MsgRcvReply {
+        text: &text,
+        batch: Batch::new(&b).unwrap(),
+        ..NO_LEASE
+    });
+    let mut buf = vec![0u8; f.encoded_len()];
+    assert!(f.encode(1, &mut buf).is_err());
+}
+
 #[test]
 fn msg_frames_round_trip_at_their_limits() {
     let text: Vec<u8> = (0..MAX_MTEXT).map(|i| (i * 7) as u8).collect();
@@ -439,12 +484,15 @@ fn msg_frames_round_trip_at_their_limits() {
             cred,
             mtype: i64::MAX,
             flags: 0o4000,
+            lease: u64::MAX,
+            epoch: 7,
             text: &text,
         }),
         Frame::MsgRcvReply(MsgRcvReply {
             result: MAX_MTEXT as i64,
             mtype: 1,
             text: &text,
+            ..NO_LEASE
         }),
         Frame::MsgSnd(MsgSnd {
             oid: 9,
@@ -452,6 +500,8 @@ fn msg_frames_round_trip_at_their_limits() {
             cred,
             mtype: 1,
             flags: 0,
+            lease: 0,
+            epoch: 0,
             text: &[],
         }),
     ];
@@ -467,6 +517,7 @@ fn msg_frames_round_trip_at_their_limits() {
         result: 0,
         mtype: 1,
         text: &long,
+        ..NO_LEASE
     });
     let mut buf = vec![0u8; f.encoded_len()];
     assert_eq!(
@@ -478,6 +529,7 @@ fn msg_frames_round_trip_at_their_limits() {
             result: 0,
             mtype: 1,
             text: &long[..4],
+            ..NO_LEASE
         }),
         1,
     );
@@ -504,17 +556,46 @@ proptest! {
         longs in proptest::array::uniform8(any::<i64>()),
         ints in proptest::array::uniform8(any::<i32>()),
         text in proptest::collection::vec(any::<u8>(), 0..300),
+        entries in proptest::collection::vec((any::<u64>(), any::<i64>(), proptest::collection::vec(any::<u8>(), 0..40)), 0..MAX_LEASE_MSGS),
+        nseqs in 0..=MAX_LEASE_MSGS,
     ) {
+        let perm = QueuePerm { uid: ints[4] as u32, gid: ints[5] as u32, cuid: 3, cgid: 4, mode: ints[6] as u32 };
+        let mut batch = Vec::new();
+        for (seq, mtype, body) in &entries {
+            batch.extend_from_slice(&seq.to_le_bytes());
+            batch.extend_from_slice(&mtype.to_le_bytes());
+            batch.extend_from_slice(&(body.len() as u32).to_le_bytes());
+            batch.extend_from_slice(body);
+        }
+        let got: Vec<(u64, i64, Vec<u8>)> = Batch::new(&batch).unwrap().iter().map(|m| (m.seq, m.mtype, m.text.to_vec())).collect();
+        prop_assert_eq!(&got, &entries);
+        let seqs: Vec<u8> = (0..nseqs as u64).flat_map(|i| (i * 3).to_le_bytes()).collect();
         let frames = [
             Frame::MsgSnd(MsgSnd {
                 oid: longs[0] as u64, pid: ints[0] as u32, cred, mtype: longs[1],
-                flags: ints[1], text: &text,
+                flags: ints[1], lease: longs[2] as u64, epoch: longs[3] as u64, text: &text,
             }),
             Frame::MsgRcv(MsgRcv {
                 oid: longs[0] as u64, pid: ints[0] as u32, cred, msgtyp: longs[2],
-                flags: ints[2], size: longs[3] as u64,
+                flags: ints[2], size: longs[3] as u64, epoch: longs[4] as u64,
             }),
-            Frame::MsgRcvReply(MsgRcvReply { result: longs[4], mtype: longs[5], text: &text }),
+            Frame::MsgRcvReply(MsgRcvReply {
+                result: longs[4], mtype: longs[5], text: &text, epoch: longs[6] as u64,
+                oid: longs[0] as u64, lease: longs[7] as u64, perm, batch: Batch::new(&batch).unwrap(),
+            }),
+            Frame::MsgSndReply(MsgSndReply {
+                result: longs[4], epoch: longs[5] as u64, oid: longs[1] as u64, lease: longs[6] as u64,
+                bytes: longs[7] as u64, msgs: ints[3] as u32, perm,
+            }),
+            Frame::MsgReturn(MsgReturn {
+                oid: longs[0] as u64, lease: longs[1] as u64, pid: ints[0] as u32,
+                taken: Seqs::new(&seqs).unwrap(),
+            }),
+            Frame::MsgTaken(MsgTaken {
+                oid: longs[0] as u64, lease: longs[1] as u64, seq: longs[2] as u64,
+                pid: ints[0] as u32,
+            }),
+            Frame::MsgRecall { oid: longs[0] as u64, lease: longs[1] as u64 },
             Frame::MsgCtl(MsgCtl {
                 oid: longs[0] as u64, pid: ints[0] as u32, cred, cmd: ints[3],
                 set_uid: ints[4] as u32, set_gid: ints[5] as u32, set_mode: ints[6] as u32,

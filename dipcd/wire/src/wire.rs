@@ -23,7 +23,7 @@
 pub const MAGIC: u32 = u32::from_le_bytes(*b"DIPC");
 /// The protocol version this source speaks. A peer with another version is
 /// refused at hello time.
-pub const VERSION: u16 = 5;
+pub const VERSION: u16 = 6;
 /// Size of the fixed frame header.
 pub const HEADER_LEN: usize = 24;
 /// Largest payload a peer may announce; a header claiming more is rejected
@@ -102,6 +102,16 @@ pub enum Kind {
     /// Node to node, first frame on a page-transfer connection (see
     /// [`PeerHello`]).
     PeerHello = 31,
+    /// Referee to node: the answer to a [`Kind::MsgSnd`] call (see
+    /// [`MsgSndReply`]).
+    MsgSndReply = 32,
+    /// Node to referee, a call: a message lease ends (see [`MsgReturn`]).
+    MsgReturn = 33,
+    /// Node to referee: a message of a receive lease was taken (see
+    /// [`MsgTaken`]).
+    MsgTaken = 34,
+    /// Referee to node: give a message lease back (see [`Frame::MsgRecall`]).
+    MsgRecall = 35,
 }
 
 impl TryFrom<u16> for Kind {
@@ -140,6 +150,10 @@ impl TryFrom<u16> for Kind {
             29 => Kind::Auth,
             30 => Kind::Leave,
             31 => Kind::PeerHello,
+            32 => Kind::MsgSndReply,
+            33 => Kind::MsgReturn,
+            34 => Kind::MsgTaken,
+            35 => Kind::MsgRecall,
             other => return Err(DecodeError::UnknownKind(other)),
         })
     }
@@ -403,6 +417,10 @@ pub mod errno {
     pub const EIDRM: i32 = 43;
     /// The largest errno value a node accepts from the referee.
     pub const MAX: i32 = 133;
+    /// Not a Linux errno: the referee is taking a message lease back from
+    /// another node first; the call changed nothing and is made again
+    /// (the node never returns it to a program).
+    pub const RETRY: i32 = 1000;
 }
 
 /// Object classes, as in [`Get::class`].
@@ -739,6 +757,11 @@ pub struct MsgSnd<'a> {
     pub mtype: i64,
     /// The call's flags (`IPC_NOWAIT`).
     pub flags: i32,
+    /// 0 for a call the referee decides; otherwise the send lease under
+    /// which the node already accepted the message (see [`MsgSndReply`]).
+    pub lease: u64,
+    /// The node's send-lease epoch for the queue, echoed in the reply.
+    pub epoch: u64,
     /// The message body, at most [`MAX_MTEXT`] bytes.
     pub text: &'a [u8],
 }
@@ -758,6 +781,8 @@ pub struct MsgRcv {
     pub flags: i32,
     /// The caller's buffer size (`msgsz`).
     pub size: u64,
+    /// The node's receive-lease epoch for the queue, echoed in the reply.
+    pub epoch: u64,
 }
 
 /// The message a [`MsgRcv`] received.
@@ -769,6 +794,236 @@ pub struct MsgRcvReply<'a> {
     pub mtype: i64,
     /// The body, already cut to the caller's buffer size.
     pub text: &'a [u8],
+    /// The request's epoch ([`MsgRcv::epoch`]).
+    pub epoch: u64,
+    /// The queue (0 without a lease).
+    pub oid: u64,
+    /// A receive lease granted with this answer (0: none): the messages in
+    /// `batch` are the head of the queue, and the node may hand them to
+    /// its own receivers until it gives the lease back.
+    pub lease: u64,
+    /// The queue's permissions, for the node's own checks under the lease.
+    pub perm: QueuePerm,
+    /// The leased messages (empty without a lease).
+    pub batch: Batch<'a>,
+}
+
+/// A queue's owner, creator and mode, as a node holding a lease needs them
+/// for `ipcperms()`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueuePerm {
+    /// Owner uid.
+    pub uid: u32,
+    /// Owner gid.
+    pub gid: u32,
+    /// Creator uid.
+    pub cuid: u32,
+    /// Creator gid.
+    pub cgid: u32,
+    /// Mode bits.
+    pub mode: u32,
+}
+
+impl QueuePerm {
+    /// `ipcperms()` without the LSM hook: `Err(EACCES)` when `cred` may not
+    /// have `flag` (`S_IRUGO` or `S_IWUGO`) on an object with these bits.
+    pub fn ipcperms(&self, cred: &Cred, flag: u32) -> Result<(), i32> {
+        let requested = (flag >> 6) | (flag >> 3) | flag;
+        let mut granted = self.mode;
+        if cred.euid == self.cuid || cred.euid == self.uid {
+            granted >>= 6;
+        } else if cred.in_group(self.cgid) || cred.in_group(self.gid) {
+            granted >>= 3;
+        }
+        if requested & !granted & 0o7 != 0 && cred.caps & CAP_IPC_OWNER == 0 {
+            return Err(errno::EACCES);
+        }
+        Ok(())
+    }
+
+    fn read(r: &mut Reader<'_>) -> Option<Self> {
+        Some(QueuePerm {
+            uid: r.u32()?,
+            gid: r.u32()?,
+            cuid: r.u32()?,
+            cgid: r.u32()?,
+            mode: r.u32()?,
+        })
+    }
+
+    fn write(&self, w: &mut Writer<'_>) {
+        for v in [self.uid, self.gid, self.cuid, self.cgid, self.mode] {
+            w.u32(v);
+        }
+    }
+}
+
+/// Encoded size of a [`QueuePerm`].
+const PERM_LEN: usize = 4 * 5;
+
+/// Most messages in one lease ([`MsgRcvReply::batch`], [`MsgReturn::taken`]).
+pub const MAX_LEASE_MSGS: usize = 64;
+/// Bytes of one [`Batch`] entry before its body.
+pub const BATCH_ENTRY_HEAD: usize = 8 + 8 + 4;
+
+/// Leased messages, each `seq` u64, `mtype` i64, length u32, body; at most
+/// [`MAX_LEASE_MSGS`] entries, checked whole when decoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Batch<'a>(&'a [u8]);
+
+/// One message of a [`Batch`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchMsg<'a> {
+    /// The message's number in its queue.
+    pub seq: u64,
+    /// Its type.
+    pub mtype: i64,
+    /// Its body.
+    pub text: &'a [u8],
+}
+
+impl<'a> Batch<'a> {
+    /// No messages.
+    pub const EMPTY: Batch<'static> = Batch(&[]);
+
+    /// Wraps encoded entries; `None` unless they split exactly into at most
+    /// [`MAX_LEASE_MSGS`] entries.
+    pub fn new(bytes: &'a [u8]) -> Option<Self> {
+        let b = Batch(bytes);
+        let mut n = 0;
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let (_, r) = Self::split(rest)?;
+            rest = r;
+            n += 1;
+            if n > MAX_LEASE_MSGS {
+                return None;
+            }
+        }
+        Some(b)
+    }
+
+    fn split(b: &'a [u8]) -> Option<(BatchMsg<'a>, &'a [u8])> {
+        if b.len() < BATCH_ENTRY_HEAD {
+            return None;
+        }
+        let u = |o: usize| {
+            let mut x = [0u8; 8];
+            x.copy_from_slice(&b[o..o + 8]);
+            u64::from_le_bytes(x)
+        };
+        let len = u32::from_le_bytes([b[16], b[17], b[18], b[19]]) as usize;
+        let body = b.get(BATCH_ENTRY_HEAD..BATCH_ENTRY_HEAD.checked_add(len)?)?;
+        let m = BatchMsg {
+            seq: u(0),
+            mtype: u(8) as i64,
+            text: body,
+        };
+        Some((m, &b[BATCH_ENTRY_HEAD + len..]))
+    }
+
+    /// The encoded bytes.
+    pub fn bytes(&self) -> &'a [u8] {
+        self.0
+    }
+
+    /// Whether there are no messages.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The messages, in queue order.
+    pub fn iter(&self) -> impl Iterator<Item = BatchMsg<'a>> + 'a {
+        let mut rest = self.0;
+        core::iter::from_fn(move || {
+            let (m, r) = Self::split(rest)?;
+            rest = r;
+            Some(m)
+        })
+    }
+}
+
+/// Message numbers ([`MsgReturn::taken`]), little-endian u64s, at most
+/// [`MAX_LEASE_MSGS`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Seqs<'a>(&'a [u8]);
+
+impl<'a> Seqs<'a> {
+    /// None.
+    pub const EMPTY: Seqs<'static> = Seqs(&[]);
+
+    /// Wraps `bytes`: whole u64s, at most [`MAX_LEASE_MSGS`].
+    pub fn new(bytes: &'a [u8]) -> Option<Self> {
+        (bytes.len() % 8 == 0 && bytes.len() / 8 <= MAX_LEASE_MSGS).then_some(Seqs(bytes))
+    }
+
+    /// The encoded bytes.
+    pub fn bytes(&self) -> &'a [u8] {
+        self.0
+    }
+
+    /// The numbers.
+    pub fn iter(&self) -> impl Iterator<Item = u64> + 'a {
+        self.0.chunks_exact(8).map(|c| {
+            let mut x = [0u8; 8];
+            x.copy_from_slice(c);
+            u64::from_le_bytes(x)
+        })
+    }
+}
+
+/// The answer to a [`MsgSnd`] call that the referee decided.
+///
+/// With `lease` set, the node holds a send lease: the referee has set aside
+/// `bytes` bytes and `msgs` messages of the queue's room for it, and the
+/// node accepts messages that fit in what is left at once, sending each
+/// with [`MsgSnd::lease`] (in order, behind everything it sent before).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MsgSndReply {
+    /// 0, or a negative errno.
+    pub result: i64,
+    /// The request's epoch ([`MsgSnd::epoch`]).
+    pub epoch: u64,
+    /// The queue (0 without a lease).
+    pub oid: u64,
+    /// The send lease granted (0: none).
+    pub lease: u64,
+    /// Bytes set aside.
+    pub bytes: u64,
+    /// Messages set aside.
+    pub msgs: u32,
+    /// The queue's permissions, for the node's own checks under the lease.
+    pub perm: QueuePerm,
+}
+
+/// A node gives a message lease back (a call, answered with `Status`):
+/// after the referee asked ([`Frame::MsgRecall`]), before the node makes any
+/// other call on the queue, or when a grant came too late to be used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MsgReturn<'a> {
+    /// The queue.
+    pub oid: u64,
+    /// The lease.
+    pub lease: u64,
+    /// The last process that took a message under it (0: none).
+    pub pid: u32,
+    /// For a receive lease: every message taken under it.
+    pub taken: Seqs<'a>,
+}
+
+/// A node's receiver took message `seq` of receive lease `lease` (sent at
+/// once, not a call: the referee learns it before anything the receiver
+/// does next; [`MsgReturn`] repeats it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MsgTaken {
+    /// The queue.
+    pub oid: u64,
+    /// The lease.
+    pub lease: u64,
+    /// The message.
+    pub seq: u64,
+    /// The receiver's tgid.
+    pub pid: u32,
 }
 
 /// `msgctl` commands, with Linux's numbers.
@@ -1197,6 +1452,21 @@ pub enum Frame<'a> {
     PageInval(PageInval),
     /// See [`PageAck`].
     PageAck(PageAck<'a>),
+    /// See [`MsgSndReply`].
+    MsgSndReply(MsgSndReply),
+    /// See [`MsgReturn`].
+    MsgReturn(MsgReturn<'a>),
+    /// See [`MsgTaken`].
+    MsgTaken(MsgTaken),
+    /// The referee needs lease `lease` of queue `oid` back: the node stops
+    /// using it and answers with [`MsgReturn`]. A lease the node does not
+    /// hold (already given back, or never taken up) is ignored.
+    MsgRecall {
+        /// The queue.
+        oid: u64,
+        /// The lease.
+        lease: u64,
+    },
     /// The node leaves the cluster (a call, no payload). The referee takes
     /// back every page the node owns (invalidations with `want_data`, so
     /// the node's latest bytes come home), then answers `Status { 0 }` and
@@ -1491,6 +1761,8 @@ fn decode_payload(kind: Kind, payload: &[u8]) -> Option<Frame<'_>> {
             let cred = Cred::read(&mut r)?;
             let mtype = r.i64()?;
             let flags = r.i32()?;
+            let lease = r.u64()?;
+            let epoch = r.u64()?;
             let n = r.u32()? as usize;
             if n > MAX_MTEXT {
                 return None;
@@ -1502,6 +1774,8 @@ fn decode_payload(kind: Kind, payload: &[u8]) -> Option<Frame<'_>> {
                 cred,
                 mtype,
                 flags,
+                lease,
+                epoch,
                 text,
             })
         }
@@ -1512,6 +1786,7 @@ fn decode_payload(kind: Kind, payload: &[u8]) -> Option<Frame<'_>> {
             msgtyp: r.i64()?,
             flags: r.i32()?,
             size: r.u64()?,
+            epoch: r.u64()?,
         }),
         Kind::MsgRcvReply => {
             let result = r.i64()?;
@@ -1521,12 +1796,61 @@ fn decode_payload(kind: Kind, payload: &[u8]) -> Option<Frame<'_>> {
                 return None;
             }
             let text = r.take(n)?;
+            let epoch = r.u64()?;
+            let oid = r.u64()?;
+            let lease = r.u64()?;
+            let perm = QueuePerm::read(&mut r)?;
+            let n = r.u32()? as usize;
+            if n.checked_add(text.len())? > MAX_MTEXT {
+                return None;
+            }
+            let batch = Batch::new(r.take(n)?)?;
             Frame::MsgRcvReply(MsgRcvReply {
                 result,
                 mtype,
                 text,
+                epoch,
+                oid,
+                lease,
+                perm,
+                batch,
             })
         }
+        Kind::MsgSndReply => Frame::MsgSndReply(MsgSndReply {
+            result: r.i64()?,
+            epoch: r.u64()?,
+            oid: r.u64()?,
+            lease: r.u64()?,
+            bytes: r.u64()?,
+            msgs: r.u32()?,
+            perm: QueuePerm::read(&mut r)?,
+        }),
+        Kind::MsgReturn => {
+            let oid = r.u64()?;
+            let lease = r.u64()?;
+            let pid = r.u32()?;
+            let n = r.u16()? as usize;
+            if n > MAX_LEASE_MSGS {
+                return None;
+            }
+            let taken = Seqs::new(r.take(n * 8)?)?;
+            Frame::MsgReturn(MsgReturn {
+                oid,
+                lease,
+                pid,
+                taken,
+            })
+        }
+        Kind::MsgTaken => Frame::MsgTaken(MsgTaken {
+            oid: r.u64()?,
+            lease: r.u64()?,
+            seq: r.u64()?,
+            pid: r.u32()?,
+        }),
+        Kind::MsgRecall => Frame::MsgRecall {
+            oid: r.u64()?,
+            lease: r.u64()?,
+        },
         Kind::MsgCtl => Frame::MsgCtl(MsgCtl {
             oid: r.u64()?,
             pid: r.u32()?,
@@ -1708,6 +2032,10 @@ impl Frame<'_> {
             Frame::PageGrant(_) => Kind::PageGrant,
             Frame::PageInval(_) => Kind::PageInval,
             Frame::PageAck(_) => Kind::PageAck,
+            Frame::MsgSndReply(_) => Kind::MsgSndReply,
+            Frame::MsgReturn(_) => Kind::MsgReturn,
+            Frame::MsgTaken(_) => Kind::MsgTaken,
+            Frame::MsgRecall { .. } => Kind::MsgRecall,
         }
     }
 
@@ -1731,9 +2059,15 @@ impl Frame<'_> {
             Frame::Exit { .. } => 4,
             Frame::Leave => 0,
             Frame::Removed { .. } => 1 + 8,
-            Frame::MsgSnd(m) => 8 + 4 + m.cred.wire_len() + 8 + 4 + 4 + m.text.len(),
-            Frame::MsgRcv(m) => 8 + 4 + m.cred.wire_len() + 8 + 4 + 8,
-            Frame::MsgRcvReply(m) => 8 + 8 + 4 + m.text.len(),
+            Frame::MsgSnd(m) => 8 + 4 + m.cred.wire_len() + 8 + 4 + 8 + 8 + 4 + m.text.len(),
+            Frame::MsgRcv(m) => 8 + 4 + m.cred.wire_len() + 8 + 4 + 8 + 8,
+            Frame::MsgRcvReply(m) => {
+                8 + 8 + 4 + m.text.len() + 8 * 3 + PERM_LEN + 4 + m.batch.bytes().len()
+            }
+            Frame::MsgSndReply(_) => 8 * 5 + 4 + PERM_LEN,
+            Frame::MsgReturn(m) => 8 + 8 + 4 + 2 + m.taken.bytes().len(),
+            Frame::MsgTaken(_) => 8 + 8 + 8 + 4,
+            Frame::MsgRecall { .. } => 8 + 8,
             Frame::MsgCtl(m) => 8 + 4 + m.cred.wire_len() + 4 * 4 + 8,
             Frame::MsgCtlReply(_) => 8 + 4 * 6 + 8 * 6 + 4 * 2 + 4 * 7 + 2,
             Frame::ShmAt(a) => 8 + 4 + a.cred.wire_len() + 4 + 4 + 8,
@@ -1762,6 +2096,11 @@ impl Frame<'_> {
         {
             if text.len() > MAX_MTEXT {
                 return Err(EncodeError::TextTooLong(text.len()));
+            }
+        }
+        if let Frame::MsgRcvReply(MsgRcvReply { text, batch, .. }) = self {
+            if text.len() + batch.bytes().len() > MAX_MTEXT {
+                return Err(EncodeError::TextTooLong(text.len() + batch.bytes().len()));
             }
         }
         if let Frame::PageGrant(PageGrant {
@@ -1886,6 +2225,8 @@ impl Frame<'_> {
                 m.cred.write(&mut w);
                 w.u64(m.mtype as u64);
                 w.u32(m.flags as u32);
+                w.u64(m.lease);
+                w.u64(m.epoch);
                 w.u32(m.text.len() as u32);
                 w.bytes(m.text);
             }
@@ -1896,12 +2237,45 @@ impl Frame<'_> {
                 w.u64(m.msgtyp as u64);
                 w.u32(m.flags as u32);
                 w.u64(m.size);
+                w.u64(m.epoch);
             }
             Frame::MsgRcvReply(m) => {
                 w.u64(m.result as u64);
                 w.u64(m.mtype as u64);
                 w.u32(m.text.len() as u32);
                 w.bytes(m.text);
+                w.u64(m.epoch);
+                w.u64(m.oid);
+                w.u64(m.lease);
+                m.perm.write(&mut w);
+                w.u32(m.batch.bytes().len() as u32);
+                w.bytes(m.batch.bytes());
+            }
+            Frame::MsgSndReply(m) => {
+                w.u64(m.result as u64);
+                w.u64(m.epoch);
+                w.u64(m.oid);
+                w.u64(m.lease);
+                w.u64(m.bytes);
+                w.u32(m.msgs);
+                m.perm.write(&mut w);
+            }
+            Frame::MsgReturn(m) => {
+                w.u64(m.oid);
+                w.u64(m.lease);
+                w.u32(m.pid);
+                w.u16((m.taken.bytes().len() / 8) as u16);
+                w.bytes(m.taken.bytes());
+            }
+            Frame::MsgTaken(m) => {
+                w.u64(m.oid);
+                w.u64(m.lease);
+                w.u64(m.seq);
+                w.u32(m.pid);
+            }
+            Frame::MsgRecall { oid, lease } => {
+                w.u64(oid);
+                w.u64(lease);
             }
             Frame::MsgCtl(m) => {
                 w.u64(m.oid);

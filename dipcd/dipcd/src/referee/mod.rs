@@ -25,7 +25,7 @@ use dipc_wire::{
     Sembuf, CAP_SYS_RESOURCE, MAX_MTEXT,
 };
 use ipc::{ipcget_existing, Errno, KernIpcPerm, IPC_CREAT, S_IRUGO, S_IWUGO};
-use msg::{convert_mode, Msg, MsgQueue, MsgReply, Recv, MSG_COPY};
+use msg::{convert_mode, Msg, MsgQueue, MsgReply, Recall, Recv, SendGrant, MSG_COPY};
 use sem::{Proc, Reply, SemArray, Waiter, SEMVMX};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -101,6 +101,8 @@ pub struct Effects {
     pub dsm: Vec<shm::Dsm>,
     /// Page requests refused (the segment is gone, the page out of range).
     pub page_refusals: Vec<shm::PageRefusal>,
+    /// Message leases to ask back: (holder, queue, lease).
+    pub recalls: Vec<(u32, u64, u64)>,
 }
 
 /// The answer to a `msgctl`.
@@ -206,6 +208,8 @@ pub struct Objects {
     last_oid: u64,
     /// Most DSM pages read ahead of one miss (`--readahead`; logged).
     readahead: u64,
+    /// No message leases (`--msg-leases false`; logged).
+    no_msg_leases: bool,
 }
 
 fn errno64(e: Errno) -> i64 {
@@ -231,6 +235,17 @@ impl Objects {
     /// applies from its [`crate::state::Record::Tuning`] on).
     pub fn set_readahead(&mut self, pages: u64) {
         self.readahead = pages;
+    }
+
+    /// Whether message queues may be leased to nodes.
+    pub fn msg_leases(&self) -> bool {
+        !self.no_msg_leases
+    }
+
+    /// Allows or forbids message leases (see [`Objects::set_readahead`]).
+    /// Forbidding them does not end leases already granted.
+    pub fn set_msg_leases(&mut self, on: bool) {
+        self.no_msg_leases = !on;
     }
 
     /// The limits.
@@ -268,7 +283,6 @@ impl Objects {
     }
 
     /// The message queue `oid`, if it exists.
-    #[cfg(test)]
     pub fn msg(&self, oid: u64) -> Option<&MsgQueue> {
         self.msgs.get(&oid)
     }
@@ -384,7 +398,9 @@ impl Objects {
     }
 
     /// `msgsnd` by request `who` of process `pid`. `Some(result)` when the
-    /// call is over; `None` when it sleeps.
+    /// call is over (with a send lease the node earned); `None` when it
+    /// sleeps. `-RETRY` when another node's lease must come back first
+    /// (asked for in the effects).
     #[allow(clippy::too_many_arguments)]
     pub fn msgsnd(
         &mut self,
@@ -396,25 +412,95 @@ impl Objects {
         flags: i32,
         text: &[u8],
         now: i64,
-    ) -> (Option<i64>, Effects) {
+    ) -> (Option<(i64, Option<SendGrant>)>, Effects) {
         let mut fx = Effects::default();
         // Checked by the node first; checked again for any other peer.
         if text.len() > self.limits.msgmax || mtype < 1 {
-            return (Some(errno64(errno::EINVAL)), fx);
+            return (Some((errno64(errno::EINVAL), None)), fx);
         }
         let Some(q) = self.msgs.get_mut(&oid) else {
-            return (Some(errno64(errno::EIDRM)), fx);
+            return (Some((errno64(errno::EIDRM), None)), fx);
         };
         let msg = Msg {
             mtype,
             text: text.to_vec(),
+            seq: 0,
         };
-        let r = q.msgsnd(who, pid, cred, msg, flags, now, &mut fx);
-        (r, fx)
+        let leases = !self.no_msg_leases;
+        match q.msgsnd(who, pid, cred, msg, flags, leases, now, &mut fx) {
+            Ok(r) => (r, fx),
+            Err(r) => {
+                recall(&mut fx, oid, &[r]);
+                (Some((errno64(errno::RETRY), None)), fx)
+            }
+        }
+    }
+
+    /// A message node `node` accepted under send lease `lease` of queue
+    /// `oid` (see [`MsgQueue::leased_send`]). `false`: the queue is gone
+    /// (removed after the node heard its lease was ended: impossible for a
+    /// node that follows the protocol).
+    #[allow(clippy::too_many_arguments)]
+    pub fn msgsnd_leased(
+        &mut self,
+        node: u32,
+        lease: u64,
+        pid: u32,
+        oid: u64,
+        mtype: i64,
+        text: &[u8],
+        now: i64,
+    ) -> (bool, Effects) {
+        let mut fx = Effects::default();
+        let Some(q) = self.msgs.get_mut(&oid) else {
+            return (false, fx);
+        };
+        let msg = Msg {
+            mtype: mtype.max(1),
+            text: text[..text.len().min(self.limits.msgmax)].to_vec(),
+            seq: 0,
+        };
+        q.leased_send(node, lease, pid, msg, now, &mut fx);
+        (true, fx)
+    }
+
+    /// Node `node` gives lease `lease` of queue `oid` back.
+    pub fn msg_give_back(
+        &mut self,
+        node: u32,
+        oid: u64,
+        lease: u64,
+        taken: &[u64],
+        pid: u32,
+        now: i64,
+    ) -> Effects {
+        let mut fx = Effects::default();
+        if let Some(q) = self.msgs.get_mut(&oid) {
+            q.give_back(node, lease, taken, pid, now, &mut fx);
+        }
+        fx
+    }
+
+    /// Node `node` took message `seq` under receive lease `lease`.
+    pub fn msg_taken(
+        &mut self,
+        node: u32,
+        oid: u64,
+        lease: u64,
+        seq: u64,
+        pid: u32,
+        now: i64,
+    ) -> Effects {
+        let mut fx = Effects::default();
+        if let Some(q) = self.msgs.get_mut(&oid) {
+            q.take_leased(node, lease, seq, pid, now, &mut fx);
+        }
+        fx
     }
 
     /// `msgrcv` by request `who` of process `pid`. `Some(answer)` when the
-    /// call is over; `None` when it sleeps.
+    /// call is over; `None` when it sleeps; `-RETRY` as for
+    /// [`Objects::msgsnd`].
     #[allow(clippy::too_many_arguments)]
     pub fn msgrcv(
         &mut self,
@@ -428,14 +514,7 @@ impl Objects {
         now: i64,
     ) -> (Option<MsgReply>, Effects) {
         let mut fx = Effects::default();
-        let err = |e| {
-            Some(MsgReply {
-                to: who,
-                result: errno64(e),
-                mtype: 0,
-                text: Vec::new(),
-            })
-        };
+        let err = |e| Some(MsgReply::err(who, e));
         if (bufsz as i64) < 0 {
             return (err(errno::EINVAL), fx);
         }
@@ -453,17 +532,44 @@ impl Objects {
             flags,
         };
         let copy_max = bufsz.min(self.limits.msgmax as u64);
-        let r = q.msgrcv(who, pid, cred, recv, copy_max, now, &mut fx);
-        (r, fx)
+        // The answer's own message and the lease share one frame.
+        let room = (MAX_MTEXT as u64).saturating_sub(copy_max);
+        let room = if self.no_msg_leases { 0 } else { room };
+        match q.msgrcv(who, pid, cred, recv, copy_max, room, now, &mut fx) {
+            Ok(r) => (r, fx),
+            Err(r) => {
+                recall(&mut fx, oid, &[r]);
+                (err(errno::RETRY), fx)
+            }
+        }
     }
 
     /// `msgctl` (`ksys_msgctl()`, `msgctl_down()`, `msgctl_stat()`,
     /// `msgctl_info()`), with the checks in Linux's order. For `MSG_STAT`
     /// the node has already turned the index into the queue and returns
     /// its own id.
-    pub fn msgctl(&mut self, c: &MsgCtl, now: i64) -> (MsgCtlResult, Effects) {
+    pub fn msgctl(&mut self, node: u32, c: &MsgCtl, now: i64) -> (MsgCtlResult, Effects) {
         let mut fx = Effects::default();
         let limits = self.limits;
+        // Leases first: MSG_INFO counts every queue; the other commands
+        // read or change this one.
+        let mut recalls = false;
+        if c.cmd == msgcmd::MSG_INFO {
+            for (&oid, q) in &mut self.msgs {
+                let r = q.leases_for_ctl(node, now, &mut fx);
+                recalls |= !r.is_empty();
+                recall(&mut fx, oid, &r);
+            }
+        } else if c.cmd != msgcmd::IPC_INFO {
+            if let Some(q) = self.msgs.get_mut(&c.oid) {
+                let r = q.leases_for_ctl(node, now, &mut fx);
+                recalls |= !r.is_empty();
+                recall(&mut fx, c.oid, &r);
+            }
+        }
+        if recalls {
+            return (MsgCtlResult::err(errno::RETRY), fx);
+        }
         if matches!(c.cmd, msgcmd::IPC_INFO | msgcmd::MSG_INFO) {
             let mut info = MsgInfo {
                 msgmax: limits.msgmax as i32,
@@ -602,7 +708,7 @@ impl Objects {
             sma.node_gone(node, now, &mut fx.replies);
         }
         for q in self.msgs.values_mut() {
-            q.node_gone(node);
+            q.node_gone(node, now, &mut fx);
         }
         self.shm_node_gone(node, &mut fx);
         fx
@@ -783,4 +889,10 @@ impl Objects {
         self.sems.values().map(SemArray::waiters).sum::<usize>()
             + self.msgs.values().map(MsgQueue::waiters).sum::<usize>()
     }
+}
+
+/// Asks the holders of `leases` of queue `oid` to give them back.
+fn recall(fx: &mut Effects, oid: u64, leases: &[Recall]) {
+    fx.recalls
+        .extend(leases.iter().map(|r| (r.node, oid, r.lease)));
 }

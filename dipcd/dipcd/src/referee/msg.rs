@@ -16,6 +16,15 @@
 //! Everything a call changes happens inside that call, so the referee never
 //! holds a sleeper that could run.
 //!
+//! Message leases (see `Documentation/msg.md`): with one node receiving
+//! from a queue with a backlog, the referee may lease the head of the queue
+//! to it ([`RecvLease`]); with one node sending, it may set room aside for
+//! it ([`SendLease`]). The node then receives or sends without a round
+//! trip. A leased message stays queued here until the node says it was
+//! taken, so the queue is never missing a message; a call of another node
+//! that could see the difference first makes the holder give the lease back
+//! ([`Recall`]: the call is answered [`errno::RETRY`] and made again).
+//!
 //! The hand-off of a received message: the message leaves the queue in the
 //! same step that produces its answer ([`MsgReply`]). A cancel that arrives
 //! later finds no sleeper and changes nothing, so the node delivers the
@@ -25,7 +34,7 @@
 use super::ipc::{Errno, KernIpcPerm, S_IRUGO, S_IWUGO};
 use super::sem::{Reply, Waiter};
 use super::Effects;
-use dipc_wire::{errno, Cred, MsgStat};
+use dipc_wire::{errno, Cred, MsgStat, QueuePerm, BATCH_ENTRY_HEAD, MAX_LEASE_MSGS};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 
@@ -45,7 +54,99 @@ pub struct Msg {
     pub mtype: i64,
     /// The body.
     pub text: Vec<u8>,
+    /// Its number in the queue, given when it is queued (a lease names
+    /// messages by it).
+    #[serde(default)]
+    pub seq: u64,
 }
+
+/// The head of a queue, leased to one node's receivers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecvLease {
+    /// The holder.
+    pub node: u32,
+    /// The lease's number (unique in its queue).
+    pub id: u64,
+    /// The leased messages not yet taken, in queue order: always the first
+    /// messages of the queue.
+    pub seqs: Vec<u64>,
+}
+
+/// Room in a queue set aside for one node's senders.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendLease {
+    /// The holder.
+    pub node: u32,
+    /// The lease's number (unique in its queue).
+    pub id: u64,
+    /// Bytes still set aside.
+    pub bytes: u64,
+    /// Messages still set aside.
+    pub msgs: u64,
+}
+
+/// A lease to take back before a call can go on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Recall {
+    /// The holder.
+    pub node: u32,
+    /// The lease.
+    pub lease: u64,
+}
+
+/// A receive lease granted with an answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecvGrant {
+    /// The lease.
+    pub id: u64,
+    /// The epoch of the call it answers (set by the server).
+    pub epoch: u64,
+    /// The queue (set by the server).
+    pub oid: u64,
+    /// The queue's permissions (set by the server).
+    pub perm: QueuePerm,
+    /// The leased messages, in queue order.
+    pub msgs: Vec<Msg>,
+}
+
+/// A send lease granted with an answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SendGrant {
+    /// The lease.
+    pub id: u64,
+    /// Bytes set aside.
+    pub bytes: u64,
+    /// Messages set aside.
+    pub msgs: u64,
+}
+
+/// Consecutive calls of one kind from one node.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Streak {
+    node: u32,
+    n: u32,
+}
+
+impl Streak {
+    /// Counts a call from `node`; returns how many in a row it has made.
+    fn count(&mut self, node: u32) -> u32 {
+        if self.node == node {
+            self.n = self.n.saturating_add(1);
+        } else {
+            *self = Streak { node, n: 1 };
+        }
+        self.n
+    }
+}
+
+/// Calls in a row from one node before it is offered a lease: a queue
+/// that several nodes use is not leased.
+pub const LEASE_STREAK: u32 = 2;
+/// Most bytes of messages one receive lease carries, beside the answer's
+/// own message (all of it must fit in one frame).
+pub const LEASE_BYTES: u64 = 32 * 1024;
+/// Most room one send lease sets aside.
+pub const SEND_LEASE_BYTES: u64 = 64 * 1024;
 
 /// The answer to a `msgrcv`: the message, or a negative errno.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,15 +159,19 @@ pub struct MsgReply {
     pub mtype: i64,
     /// The body, cut to the receiver's buffer.
     pub text: Vec<u8>,
+    /// A receive lease granted with the answer.
+    pub lease: Option<RecvGrant>,
 }
 
 impl MsgReply {
-    fn err(to: Waiter, e: Errno) -> Self {
+    /// An error answer.
+    pub fn err(to: Waiter, e: Errno) -> Self {
         MsgReply {
             to,
             result: -i64::from(e),
             mtype: 0,
             text: Vec::new(),
+            lease: None,
         }
     }
 }
@@ -167,6 +272,22 @@ pub struct MsgQueue {
     messages: VecDeque<Msg>,
     receivers: VecDeque<Receiver>,
     senders: VecDeque<Sender>,
+    /// The number the next queued message gets.
+    #[serde(default)]
+    next_seq: u64,
+    /// The number the next lease gets.
+    #[serde(default)]
+    next_lease: u64,
+    /// The head of the queue, leased to one node.
+    #[serde(default)]
+    pub rlease: Option<RecvLease>,
+    /// Room set aside for one node.
+    #[serde(default)]
+    pub slease: Option<SendLease>,
+    #[serde(default)]
+    rstreak: Streak,
+    #[serde(default)]
+    sstreak: Streak,
 }
 
 impl MsgQueue {
@@ -184,6 +305,12 @@ impl MsgQueue {
             messages: VecDeque::new(),
             receivers: VecDeque::new(),
             senders: VecDeque::new(),
+            next_seq: 1,
+            next_lease: 1,
+            rlease: None,
+            slease: None,
+            rstreak: Streak::default(),
+            sstreak: Streak::default(),
         }
     }
 
@@ -208,9 +335,10 @@ impl MsgQueue {
         self.messages.iter()
     }
 
-    /// `msg_fits_inqueue()`.
+    /// `msg_fits_inqueue()`, counting the room a send lease set aside.
     fn fits(&self, size: usize) -> bool {
-        size as u64 + self.cbytes <= self.qbytes && (self.qnum() as u64) < self.qbytes
+        let (bytes, msgs) = self.slease.as_ref().map_or((0, 0), |l| (l.bytes, l.msgs));
+        size as u64 + self.cbytes + bytes <= self.qbytes && self.qnum() as u64 + msgs < self.qbytes
     }
 
     /// `IPC_STAT`'s view.
@@ -233,9 +361,11 @@ impl MsgQueue {
         }
     }
 
-    /// `do_msgsnd()` from the point where the queue is found. `Some(result)`
-    /// when the call is over, `None` when it sleeps (its answer comes in a
-    /// later [`Effects`], or from [`MsgQueue::cancel`]).
+    /// `do_msgsnd()` from the point where the queue is found. `Ok(Some)`
+    /// when the call is over (with a send lease for the caller's node, when
+    /// it earned one), `Ok(None)` when it sleeps (its answer comes in a
+    /// later [`Effects`], or from [`MsgQueue::cancel`]), `Err` when another
+    /// node's lease must come back first (nothing changed).
     #[allow(clippy::too_many_arguments)]
     pub fn msgsnd(
         &mut self,
@@ -244,18 +374,47 @@ impl MsgQueue {
         cred: &Cred,
         msg: Msg,
         flags: i32,
+        leases: bool,
         now: i64,
         out: &mut Effects,
-    ) -> Option<i64> {
-        if let Err(e) = self.perm.ipcperms(cred, S_IWUGO) {
-            return Some(-i64::from(e));
+    ) -> Result<Option<(i64, Option<SendGrant>)>, Recall> {
+        // A lease of the caller's node that is still here was never taken
+        // up: the node calls only after it gave back the lease it used.
+        if self.slease.as_ref().is_some_and(|l| l.node == who.node) {
+            self.end_send_lease(now, out);
         }
-        if self.fits(msg.text.len()) {
+        if let Some(l) = self.slease.as_ref() {
+            // Messages it accepted may be on their way: they go first.
+            return Err(Recall {
+                node: l.node,
+                lease: l.id,
+            });
+        }
+        if let Err(e) = self.perm.ipcperms(cred, S_IWUGO) {
+            return Ok(Some((-i64::from(e), None)));
+        }
+        let len = msg.text.len();
+        if !self.fits(len) {
+            if let Some(l) = self.rlease.as_ref().filter(|l| l.node != who.node) {
+                // It may have taken messages that make room.
+                return Err(Recall {
+                    node: l.node,
+                    lease: l.id,
+                });
+            }
+        }
+        let streak = self.sstreak.count(who.node);
+        if self.fits(len) {
             self.send(pid, msg, now, out);
-            return Some(0);
+            let grant = if leases && streak >= LEASE_STREAK {
+                self.grant_send(who.node, len)
+            } else {
+                None
+            };
+            return Ok(Some((0, grant)));
         }
         if flags & IPC_NOWAIT != 0 {
-            return Some(-i64::from(errno::EAGAIN));
+            return Ok(Some((-i64::from(errno::EAGAIN), None)));
         }
         self.senders.push_back(Sender {
             who,
@@ -263,15 +422,166 @@ impl MsgQueue {
             cred: *cred,
             msg,
         });
-        None
+        Ok(None)
+    }
+
+    /// A send lease for `node`, if nobody waits to send and half the room
+    /// left holds at least one more message of `len` bytes.
+    fn grant_send(&mut self, node: u32, len: usize) -> Option<SendGrant> {
+        if !self.senders.is_empty() || self.slease.is_some() {
+            return None;
+        }
+        let free_bytes = self.qbytes.saturating_sub(self.cbytes);
+        let free_msgs = self.qbytes.saturating_sub(self.qnum() as u64 + 1);
+        let bytes = (free_bytes / 2).min(SEND_LEASE_BYTES);
+        let msgs = (free_msgs / 2).min(MAX_LEASE_MSGS as u64);
+        if msgs == 0 || bytes < len.max(1) as u64 {
+            return None;
+        }
+        let id = self.next_lease;
+        self.next_lease += 1;
+        self.slease = Some(SendLease {
+            node,
+            id,
+            bytes,
+            msgs,
+        });
+        Some(SendGrant { id, bytes, msgs })
+    }
+
+    /// A message that `node` accepted under send lease `lease`: it is
+    /// queued (or handed to a sleeping receiver) as any send is, and uses
+    /// up room set aside. The node checked the permission and the room; a
+    /// message under a lease that is not here any more (only a wrong node
+    /// sends one) is queued all the same, as its sender was told it was.
+    pub fn leased_send(
+        &mut self,
+        node: u32,
+        lease: u64,
+        pid: u32,
+        msg: Msg,
+        now: i64,
+        out: &mut Effects,
+    ) {
+        if let Some(l) = self
+            .slease
+            .as_mut()
+            .filter(|l| l.node == node && l.id == lease)
+        {
+            l.bytes = l.bytes.saturating_sub(msg.text.len() as u64);
+            l.msgs = l.msgs.saturating_sub(1);
+        }
+        self.send(pid, msg, now, out);
+    }
+
+    /// Ends the send lease: its room is free again, for sleeping senders
+    /// first.
+    fn end_send_lease(&mut self, now: i64, out: &mut Effects) {
+        if self.slease.take().is_some() {
+            self.wake_senders(now, out);
+        }
+    }
+
+    /// `node` gives lease `lease` back, with the messages it took under it
+    /// (a receive lease; `pid` took the last). A lease that is not here
+    /// (ended already) changes nothing.
+    pub fn give_back(
+        &mut self,
+        node: u32,
+        lease: u64,
+        taken: &[u64],
+        pid: u32,
+        now: i64,
+        out: &mut Effects,
+    ) {
+        if self
+            .rlease
+            .as_ref()
+            .is_some_and(|l| l.node == node && l.id == lease)
+        {
+            for &seq in taken {
+                self.take_leased(node, lease, seq, pid, now, out);
+            }
+            // Messages not taken stay at the head of the queue.
+            self.rlease = None;
+        } else if self
+            .slease
+            .as_ref()
+            .is_some_and(|l| l.node == node && l.id == lease)
+        {
+            self.end_send_lease(now, out);
+        }
+    }
+
+    /// `node` took message `seq` under receive lease `lease`: it leaves the
+    /// queue as a receive here would take it. Anything else (a repeat, an
+    /// ended lease) changes nothing.
+    pub fn take_leased(
+        &mut self,
+        node: u32,
+        lease: u64,
+        seq: u64,
+        pid: u32,
+        now: i64,
+        out: &mut Effects,
+    ) {
+        let Some(l) = self
+            .rlease
+            .as_mut()
+            .filter(|l| l.node == node && l.id == lease)
+        else {
+            return;
+        };
+        let Some(k) = l.seqs.iter().position(|&s| s == seq) else {
+            return;
+        };
+        l.seqs.remove(k);
+        // Leased messages are at the head of the queue.
+        let Some(i) = self.messages.iter().position(|m| m.seq == seq) else {
+            return;
+        };
+        let Some(m) = self.messages.remove(i) else {
+            return;
+        };
+        self.cbytes -= m.text.len() as u64;
+        self.rtime = now;
+        self.lrpid = pid;
+        self.wake_senders(now, out);
+    }
+
+    /// Before a call of `node` that reads or changes the whole queue
+    /// (`msgctl`): the leases of other nodes that must come back first. The
+    /// node's own leases end (it gave back what it used before it called).
+    pub fn leases_for_ctl(&mut self, node: u32, now: i64, out: &mut Effects) -> Vec<Recall> {
+        if self.rlease.as_ref().is_some_and(|l| l.node == node) {
+            self.rlease = None;
+        }
+        if self.slease.as_ref().is_some_and(|l| l.node == node) {
+            self.end_send_lease(now, out);
+        }
+        self.leases_of_others(node)
+    }
+
+    /// Leases held by nodes other than `node`.
+    pub fn leases_of_others(&self, node: u32) -> Vec<Recall> {
+        let r = self.rlease.as_ref().map(|l| (l.node, l.id));
+        let s = self.slease.as_ref().map(|l| (l.node, l.id));
+        [r, s]
+            .into_iter()
+            .flatten()
+            .filter(|&(n, _)| n != node)
+            .map(|(node, lease)| Recall { node, lease })
+            .collect()
     }
 
     /// The message is accepted: to a sleeping receiver, or onto the queue.
     fn send(&mut self, pid: u32, msg: Msg, now: i64, out: &mut Effects) {
         self.lspid = pid;
         self.stime = now;
-        if let Some(msg) = self.pipelined_send(msg, now, out) {
+        if let Some(mut msg) = self.pipelined_send(msg, now, out) {
             self.cbytes += msg.text.len() as u64;
+            msg.seq = self.next_seq;
+            self.next_seq += 1;
             self.messages.push_back(msg);
         }
     }
@@ -335,8 +645,11 @@ impl MsgQueue {
     }
 
     /// `do_msgrcv()` from the point where the queue is found. `copy_max`
-    /// is the size of the copy buffer for `MSG_COPY` (`min(bufsz, msgmax)`).
-    /// `Some(answer)` when the call is over, `None` when it sleeps.
+    /// is the size of the copy buffer for `MSG_COPY` (`min(bufsz, msgmax)`),
+    /// `lease_room` the most bytes of entries a lease granted with the
+    /// answer may carry. `Ok(Some(answer))` when the call is over, `Ok(None)`
+    /// when it sleeps, `Err` when another node's lease must come back
+    /// first (nothing changed).
     #[allow(clippy::too_many_arguments)]
     pub fn msgrcv(
         &mut self,
@@ -345,22 +658,99 @@ impl MsgQueue {
         cred: &Cred,
         recv: Recv,
         copy_max: u64,
+        lease_room: u64,
         now: i64,
         out: &mut Effects,
-    ) -> Option<MsgReply> {
-        match self.try_receive(who, pid, cred, recv, copy_max, now, out) {
-            Some(r) => Some(r),
-            None if recv.flags & IPC_NOWAIT != 0 => Some(MsgReply::err(who, errno::ENOMSG)),
-            None => {
-                self.receivers.push_back(Receiver {
-                    who,
-                    pid,
-                    cred: *cred,
-                    recv,
+    ) -> Result<Option<MsgReply>, Recall> {
+        // A lease of the caller's node that is still here was never taken
+        // up (see `msgsnd`).
+        if self.rlease.as_ref().is_some_and(|l| l.node == who.node) {
+            self.rlease = None;
+        }
+        if let Some(l) = self.rlease.as_ref() {
+            // The head of the queue is away.
+            return Err(Recall {
+                node: l.node,
+                lease: l.id,
+            });
+        }
+        if let Some(l) = self.slease.as_ref().filter(|l| l.node != who.node) {
+            // Messages the holder accepted may be on their way; they come
+            // after every message here. A search that finds one here may go
+            // on, and so may a receiver that will sleep (they will be handed
+            // to it). One that would fail, or that looks for the lowest
+            // type, waits for them.
+            let found = self.perm.ipcperms(cred, S_IRUGO).is_err()
+                || self.find(recv.msgtyp, recv.mode).is_some();
+            if recv.mode == Mode::LessEqual || (!found && recv.flags & IPC_NOWAIT != 0) {
+                return Err(Recall {
+                    node: l.node,
+                    lease: l.id,
                 });
-                None
             }
         }
+        let streak = self.rstreak.count(who.node);
+        Ok(
+            match self.try_receive(who, pid, cred, recv, copy_max, now, out) {
+                Some(mut r) => {
+                    if streak >= LEASE_STREAK
+                        && r.result >= 0
+                        && recv.mode == Mode::Any
+                        && recv.flags & MSG_COPY == 0
+                    {
+                        r.lease = self.grant_recv(who.node, lease_room);
+                    }
+                    Some(r)
+                }
+                None if recv.flags & IPC_NOWAIT != 0 => Some(MsgReply::err(who, errno::ENOMSG)),
+                None => {
+                    self.receivers.push_back(Receiver {
+                        who,
+                        pid,
+                        cred: *cred,
+                        recv,
+                    });
+                    None
+                }
+            },
+        )
+    }
+
+    /// A receive lease of the head of the queue for `node` (at most
+    /// [`MAX_LEASE_MSGS`] messages, `room` bytes of entries), if nobody
+    /// sleeps here to receive.
+    fn grant_recv(&mut self, node: u32, room: u64) -> Option<RecvGrant> {
+        if !self.receivers.is_empty() || self.rlease.is_some() || room == 0 {
+            return None;
+        }
+        let room = room.min(LEASE_BYTES);
+        let mut used = 0u64;
+        let mut msgs = Vec::new();
+        for m in self.messages.iter().take(MAX_LEASE_MSGS) {
+            let n = (BATCH_ENTRY_HEAD + m.text.len()) as u64;
+            if used + n > room {
+                break;
+            }
+            used += n;
+            msgs.push(m.clone());
+        }
+        if msgs.is_empty() {
+            return None;
+        }
+        let id = self.next_lease;
+        self.next_lease += 1;
+        self.rlease = Some(RecvLease {
+            node,
+            id,
+            seqs: msgs.iter().map(|m| m.seq).collect(),
+        });
+        Some(RecvGrant {
+            id,
+            epoch: 0,
+            oid: 0,
+            perm: QueuePerm::default(),
+            msgs,
+        })
     }
 
     /// One pass of `do_msgrcv()`'s loop: the permission check, then the
@@ -466,10 +856,19 @@ impl MsgQueue {
     }
 
     /// A node is gone: its sleepers are dropped (nobody waits for their
-    /// answer; a sleeping sender's message was never accepted).
-    pub fn node_gone(&mut self, node: u32) {
+    /// answer; a sleeping sender's message was never accepted). Its leases
+    /// end: messages it leased and was not heard to take stay queued; room
+    /// set aside for it is free again (messages it accepted and had not
+    /// sent are lost with it).
+    pub fn node_gone(&mut self, node: u32, now: i64, out: &mut Effects) {
         self.receivers.retain(|r| r.who.node != node);
         self.senders.retain(|s| s.who.node != node);
+        if self.rlease.as_ref().is_some_and(|l| l.node == node) {
+            self.rlease = None;
+        }
+        if self.slease.as_ref().is_some_and(|l| l.node == node) {
+            self.end_send_lease(now, out);
+        }
     }
 
     /// Sleepers that could complete right now; always 0 between calls.
@@ -501,5 +900,6 @@ fn deliver(to: Waiter, mut msg: Msg, bufsz: u64) -> MsgReply {
         result: msg.text.len() as i64,
         mtype: msg.mtype,
         text: msg.text,
+        lease: None,
     }
 }

@@ -14,6 +14,14 @@ const ALICE: Cred = Cred::new(1000, 1000, 0);
 const BOB: Cred = Cred::new(1001, 1001, 0);
 const NOW: i64 = 100;
 
+/// A registry without message leases: every call decides here, as the
+/// semantics tests below assume.
+fn plain(l: Limits) -> Objects {
+    let mut o = Objects::new(l);
+    o.set_msg_leases(false);
+    o
+}
+
 fn e(e: i32) -> i64 {
     -i64::from(e)
 }
@@ -50,7 +58,8 @@ fn snd(
     text: &[u8],
     flags: i32,
 ) -> (Option<i64>, Effects) {
-    o.msgsnd(who, who.node * 100, oid, &ALICE, mtype, flags, text, NOW)
+    let (r, fx) = o.msgsnd(who, who.node * 100, oid, &ALICE, mtype, flags, text, NOW);
+    (r.map(|(r, _)| r), fx)
 }
 
 fn rcv(
@@ -84,7 +93,7 @@ fn take(
 }
 
 fn ctl(o: &mut Objects, oid: u64, cmd: i32, cred: Cred) -> MsgCtlResult {
-    o.msgctl(&mctl(oid, cmd, cred), NOW).0
+    o.msgctl(1, &mctl(oid, cmd, cred), NOW).0
 }
 
 fn mctl(oid: u64, cmd: i32, cred: Cred) -> MsgCtl {
@@ -102,7 +111,7 @@ fn mctl(oid: u64, cmd: i32, cred: Cred) -> MsgCtl {
 
 #[test]
 fn msgget_semantics() {
-    let mut o = Objects::new(Limits {
+    let mut o = plain(Limits {
         msgmni: 2,
         ..Limits::default()
     });
@@ -137,13 +146,17 @@ fn msgget_semantics() {
 
 #[test]
 fn msgsnd_errors_in_linux_order() {
-    let mut o = Objects::new(Limits {
+    let mut o = plain(Limits {
         msgmax: 100,
         msgmnb: 250,
         ..Limits::default()
     });
     let q = new_queue(&mut o);
-    let bob = |o: &mut Objects, t: &[u8]| o.msgsnd(w(1, 1), 1, q, &BOB, 1, 0, t, NOW).0;
+    let bob = |o: &mut Objects, t: &[u8]| {
+        o.msgsnd(w(1, 1), 1, q, &BOB, 1, 0, t, NOW)
+            .0
+            .map(|(r, _)| r)
+    };
     assert_eq!(bob(&mut o, b"x"), Some(e(errno::EACCES)));
     assert_eq!(
         snd(&mut o, w(1, 1), q, 0, b"x", 0).0,
@@ -172,7 +185,7 @@ fn msgsnd_errors_in_linux_order() {
     );
     assert_eq!((st.stat.lspid, st.stat.stime), (100, NOW));
     // Zero-length messages count against the message limit (qbytes).
-    let mut o = Objects::new(Limits {
+    let mut o = plain(Limits {
         msgmnb: 2,
         ..Limits::default()
     });
@@ -267,7 +280,7 @@ fn sleeping_receivers_get_messages_in_linux_order() {
 
 #[test]
 fn blocked_sender_is_released_by_a_receive() {
-    let mut o = Objects::new(Limits {
+    let mut o = plain(Limits {
         msgmnb: 10,
         ..Limits::default()
     });
@@ -287,7 +300,7 @@ fn blocked_sender_is_released_by_a_receive() {
 
 #[test]
 fn rmid_wakes_every_sleeper_with_eidrm() {
-    let mut o = Objects::new(Limits {
+    let mut o = plain(Limits {
         msgmnb: 1,
         ..Limits::default()
     });
@@ -299,7 +312,7 @@ fn rmid_wakes_every_sleeper_with_eidrm() {
         ctl(&mut o, q, msgcmd::IPC_RMID, BOB).result,
         e(errno::EPERM)
     );
-    let (r, fx) = o.msgctl(&mctl(q, msgcmd::IPC_RMID, ALICE), NOW);
+    let (r, fx) = o.msgctl(1, &mctl(q, msgcmd::IPC_RMID, ALICE), NOW);
     assert_eq!(r.result, 0);
     assert_eq!(fx.msgs.len(), 1);
     assert_eq!(
@@ -320,13 +333,14 @@ fn rmid_wakes_every_sleeper_with_eidrm() {
 
 #[test]
 fn ipc_set_checks_and_rechecks_sleepers() {
-    let mut o = Objects::new(Limits {
+    let mut o = plain(Limits {
         msgmnb: 4,
         ..Limits::default()
     });
     let q = new_queue(&mut o);
     let set = |o: &mut Objects, cred: Cred, qbytes: u64, mode: u32| {
         o.msgctl(
+            1,
             &MsgCtl {
                 set_qbytes: qbytes,
                 set_mode: mode,
@@ -394,7 +408,7 @@ fn cancel_and_hand_off() {
 
 #[test]
 fn info_reports_the_configured_limits() {
-    let mut o = Objects::new(Limits {
+    let mut o = plain(Limits {
         msgmax: 1000,
         msgmnb: 3000,
         msgmni: 7,
@@ -527,7 +541,7 @@ proptest! {
     fn nowait_msg_ops_match_model(
         ops in proptest::collection::vec((any::<bool>(), -4i64..5, 0usize..30, 0u64..30, any::<bool>()), 1..80),
     ) {
-        let mut o = Objects::new(Limits { msgmnb: 100, ..Limits::default() });
+        let mut o = plain(Limits { msgmnb: 100, ..Limits::default() });
         let q = new_queue(&mut o);
         let mut model: Vec<(i64, Vec<u8>)> = Vec::new();
         for (i, &(send, t, len, bufsz, flag)) in ops.iter().enumerate() {
@@ -567,7 +581,7 @@ proptest! {
     /// every request is answered at most once, and no sleeper could run.
     #[test]
     fn blocking_msg_ops_keep_invariants(ops in proptest::collection::vec(arb_op(), 1..120)) {
-        let mut o = Objects::new(Limits { msgmnb: 60, ..Limits::default() });
+        let mut o = plain(Limits { msgmnb: 60, ..Limits::default() });
         let q = new_queue(&mut o);
         let mut next_id = 1u64;
         let mut st = Track::default();
@@ -615,7 +629,7 @@ proptest! {
                     st.answered.insert(who);
                 }
                 Op::SetQbytes { qbytes } => {
-                    let (r, fx) = o.msgctl(&MsgCtl { set_qbytes: qbytes, ..mctl(q, msgcmd::IPC_SET, ROOT) }, NOW);
+                    let (r, fx) = o.msgctl(1, &MsgCtl { set_qbytes: qbytes, ..mctl(q, msgcmd::IPC_SET, ROOT) }, NOW);
                     prop_assert_eq!(r.result, 0);
                     st.check(&fx)?;
                 }

@@ -1,0 +1,469 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Message leases on the node side (`Documentation/msg.md`).
+//!
+//! When one node alone receives from a queue with a backlog, the referee
+//! may lease it the head of the queue: the messages come with an answer,
+//! and this node's receivers take them without a round trip (each taken
+//! message is reported at once with a one-way `MsgTaken`). When one node
+//! alone sends, the referee may set room aside for it: its senders queue
+//! messages that fit at once, sending each as a call nobody waits for (so
+//! a resumed session sends it again and the referee carries it out once).
+//!
+//! The referee stays the one place that orders a queue: a leased message
+//! is still queued there until it is taken, and a call of another node
+//! that could tell the difference first makes this node give the lease
+//! back (`MsgRecall`, answered with a `MsgReturn` call).
+//!
+//! How a lease and the calls of this node stay in step: per queue, each
+//! kind of lease has an epoch that every call that ends it at the referee
+//! raises (a receive or `msgctl` for a receive lease; a send the referee
+//! decides, or `msgctl`, for a send lease). The call first gives back the
+//! lease it replaces, if it holds one, and names the epoch it raised; a
+//! lease granted in answer to an earlier epoch came too late and is given
+//! back unused. Everything here happens under the queue's lock, and the
+//! frames go out in that order on the node's one connection.
+
+use crate::{
+    node::Node,
+    shim,
+    transport::Answer,
+    wire::{self, Frame, MsgReturn, MsgTaken, QueuePerm, Seqs, MAX_LEASE_MSGS},
+};
+use kernel::{
+    new_mutex,
+    prelude::*,
+    sync::{Arc, Mutex},
+};
+
+/// Counters in `/proc/dipc/status`.
+pub(crate) const COUNT_TAKEN: usize = 25;
+pub(crate) const COUNT_SENT: usize = 26;
+pub(crate) const COUNT_RECALLED: usize = 27;
+pub(crate) const COUNT_RETRIES: usize = 28;
+
+/// `S_IRUGO` and `S_IWUGO`, as `ipcperms()` takes them.
+const S_IRUGO: u32 = 0o444;
+const S_IWUGO: u32 = 0o222;
+const MSG_NOERROR: i32 = 0o10000;
+const MSG_EXCEPT: i32 = 0o20000;
+const MSG_COPY: i32 = 0o40000;
+
+/// One leased message.
+struct Leased {
+    seq: u64,
+    mtype: i64,
+    text: KVVec<u8>,
+}
+
+struct RecvLease {
+    id: u64,
+    perm: QueuePerm,
+    /// Not taken yet, in queue order.
+    msgs: KVec<Leased>,
+    /// Taken, for the `MsgReturn`.
+    taken: KVec<u64>,
+    /// The last receiver.
+    pid: u32,
+}
+
+struct SendLease {
+    id: u64,
+    perm: QueuePerm,
+    bytes: u64,
+    msgs: u32,
+}
+
+struct State {
+    repoch: u64,
+    sepoch: u64,
+    /// Leases up to this id were recalled before they arrived: one that
+    /// arrives now is given back unused.
+    floor: u64,
+    recv: Option<RecvLease>,
+    send: Option<SendLease>,
+}
+
+/// One queue's leases on this node.
+#[pin_data]
+pub(crate) struct Queue {
+    oid: u64,
+    #[pin]
+    st: Mutex<State>,
+}
+
+/// The queue `oid`'s entry, made on first use (`None` without memory, or
+/// when `create` is false and there is none).
+fn queue(node: &Node, oid: u64, create: bool) -> Option<Arc<Queue>> {
+    let mut t = node.msgq.lock();
+    if let Some(q) = t.iter().find(|q| q.oid == oid) {
+        return Some(q.clone());
+    }
+    if !create {
+        return None;
+    }
+    let q = Arc::pin_init(
+        pin_init!(Queue {
+            oid,
+            st <- new_mutex!(State {
+                repoch: 0,
+                sepoch: 0,
+                floor: 0,
+                recv: None,
+                send: None,
+            }),
+        }),
+        GFP_KERNEL,
+    )
+    .ok()?;
+    t.push(q.clone(), GFP_KERNEL).ok()?;
+    Some(q)
+}
+
+/// Sends `MsgReturn` for the receive lease in `st` and drops it. `Err` (the
+/// lease kept) when the frame could not go out.
+fn give_back_recv(node: &Node, oid: u64, st: &mut State) -> Result {
+    let Some(l) = st.recv.as_ref() else {
+        return Ok(());
+    };
+    let mut seqs = [0u8; MAX_LEASE_MSGS * 8];
+    let n = l.taken.len().min(MAX_LEASE_MSGS);
+    for (i, s) in l.taken.iter().take(n).enumerate() {
+        seqs[i * 8..i * 8 + 8].copy_from_slice(&s.to_le_bytes());
+    }
+    let taken = Seqs::new(&seqs[..n * 8]).ok_or(EINVAL)?;
+    let f = Frame::MsgReturn(MsgReturn {
+        oid,
+        lease: l.id,
+        pid: l.pid,
+        taken,
+    });
+    node.start_call(&f)?;
+    st.recv = None;
+    Ok(())
+}
+
+/// Sends `MsgReturn` for the send lease in `st` and drops it (`Err`, the
+/// lease kept, when the frame could not go out).
+fn give_back_send(node: &Node, oid: u64, st: &mut State) -> Result {
+    let Some(l) = st.send.as_ref() else {
+        return Ok(());
+    };
+    node.start_call(&Frame::MsgReturn(MsgReturn {
+        oid,
+        lease: l.id,
+        pid: 0,
+        taken: Seqs::EMPTY,
+    }))?;
+    st.send = None;
+    Ok(())
+}
+
+/// Gives back an unused lease `lease` (it came too late, or could not be
+/// kept); the referee ignores it if it ended it already.
+fn give_back_unused(node: &Node, oid: u64, lease: u64) {
+    let _ = node.start_call(&Frame::MsgReturn(MsgReturn {
+        oid,
+        lease,
+        pid: 0,
+        taken: Seqs::EMPTY,
+    }));
+}
+
+/// What a receive under a lease did.
+pub(crate) enum Local {
+    /// The message (type and body, cut to the caller's size).
+    Taken(i64, KVVec<u8>),
+    /// A negative errno, as the referee would have answered.
+    Failed(c_long),
+}
+
+/// A receive served from this node's receive lease of queue `oid`, when the
+/// lease holds the message the call must take (the leased messages are the
+/// head of the queue, so the first match among them is the queue's first).
+/// `None`: the call goes to the referee.
+pub(crate) fn try_receive(
+    node: &Node,
+    oid: u64,
+    msgtyp: i64,
+    flags: i32,
+    msgsz: usize,
+) -> Option<Local> {
+    // `LessEqual` needs the lowest type in the whole queue; `MSG_COPY`
+    // counts the whole queue.
+    if msgtyp < 0 || flags & MSG_COPY != 0 {
+        return None;
+    }
+    let q = queue(node, oid, false)?;
+    let mut st = q.st.lock();
+    let l = st.recv.as_mut()?;
+    let cred = shim::current_cred();
+    if let Err(e) = l.perm.ipcperms(&cred, S_IRUGO) {
+        return Some(Local::Failed(-(e as c_long)));
+    }
+    let i = l
+        .msgs
+        .iter()
+        .position(|m| msgtyp == 0 || (m.mtype == msgtyp) != (flags & MSG_EXCEPT != 0))?;
+    if l.msgs[i].text.len() > msgsz && flags & MSG_NOERROR == 0 {
+        return Some(Local::Failed(-(wire::errno::E2BIG as c_long)));
+    }
+    let pid = shim::current_tgid();
+    // Reported before the message is ours: the referee hears it before
+    // anything this task does next. Room for the report first, so a
+    // failure leaves the lease as it was.
+    l.taken.reserve(1, GFP_KERNEL).ok()?;
+    let m = l.msgs.remove(i).ok()?;
+    let _ = l.taken.push(m.seq, GFP_KERNEL);
+    l.pid = pid;
+    let _ = node.send_oneway(&Frame::MsgTaken(MsgTaken {
+        oid,
+        lease: l.id,
+        seq: m.seq,
+        pid,
+    }));
+    shim::Counter::inc(COUNT_TAKEN);
+    let mut text = m.text;
+    text.truncate(msgsz);
+    Some(Local::Taken(m.mtype, text))
+}
+
+/// A send accepted under this node's send lease of queue `oid`, when what
+/// is left of it holds the message: `Some(0)` (it went out as a call
+/// nobody waits for), `Some(-EACCES)`; `None`: the call goes to the referee.
+pub(crate) fn try_send(node: &Node, oid: u64, frame: &wire::MsgSnd<'_>) -> Option<c_long> {
+    let q = queue(node, oid, false)?;
+    let mut st = q.st.lock();
+    let l = st.send.as_mut()?;
+    if let Err(e) = l.perm.ipcperms(&frame.cred, S_IWUGO) {
+        return Some(-(e as c_long));
+    }
+    let len = frame.text.len() as u64;
+    if l.msgs == 0 || len > l.bytes {
+        return None;
+    }
+    let f = Frame::MsgSnd(wire::MsgSnd {
+        lease: l.id,
+        ..*frame
+    });
+    // Without a connection the call waits for the referee like any other.
+    node.start_call(&f).ok()?;
+    l.bytes -= len;
+    l.msgs -= 1;
+    shim::Counter::inc(COUNT_SENT);
+    Some(0)
+}
+
+/// Which leases a call to the referee ends.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ends {
+    /// A receive: the receive lease.
+    Recv,
+    /// A send the referee decides: the send lease.
+    Send,
+    /// `msgctl`: both.
+    Both,
+    /// `MSG_INFO`: both, on every queue.
+    All,
+}
+
+/// Makes the call `make(epoch)` on queue `oid` to the referee, after giving
+/// back the leases it ends (see the module documentation), and waits for
+/// its answer. `make` gets the raised epoch of the lease the call may be
+/// granted (0 for `msgctl`).
+pub(crate) fn call<'a>(
+    node: &Node,
+    oid: u64,
+    ends: Ends,
+    make: impl Fn(u64) -> Frame<'a>,
+) -> Result<Answer> {
+    let q = queue(node, oid, true).ok_or(ENOMEM)?;
+    loop {
+        node.wait_for_connection()?;
+        match start(node, &q, ends, &make) {
+            Ok(call) => return node.wait_call(&call, None),
+            // The connection went away under us: wait for the next one.
+            Err(e) if e == EIO => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn start<'a>(
+    node: &Node,
+    q: &Queue,
+    ends: Ends,
+    make: &impl Fn(u64) -> Frame<'a>,
+) -> Result<Arc<crate::transport::Call>> {
+    if ends == Ends::All {
+        let all: KVec<Arc<Queue>> = {
+            let t = node.msgq.lock();
+            let mut v = KVec::with_capacity(t.len(), GFP_KERNEL)?;
+            for x in t.iter() {
+                v.push(x.clone(), GFP_KERNEL)?;
+            }
+            v
+        };
+        for other in all.iter().filter(|x| x.oid != q.oid) {
+            let mut st = other.st.lock();
+            st.repoch += 1;
+            st.sepoch += 1;
+            give_back_recv(node, other.oid, &mut st)?;
+            give_back_send(node, other.oid, &mut st)?;
+        }
+    }
+    let mut st = q.st.lock();
+    let epoch = match ends {
+        Ends::Recv => {
+            st.repoch += 1;
+            give_back_recv(node, q.oid, &mut st)?;
+            st.repoch
+        }
+        Ends::Send => {
+            st.sepoch += 1;
+            give_back_send(node, q.oid, &mut st)?;
+            st.sepoch
+        }
+        Ends::Both | Ends::All => {
+            st.repoch += 1;
+            st.sepoch += 1;
+            give_back_recv(node, q.oid, &mut st)?;
+            give_back_send(node, q.oid, &mut st)?;
+            0
+        }
+    };
+    node.start_call(&make(epoch))
+}
+
+/// Sleeps before a call the referee answered `RETRY` is made again:
+/// false when a signal (with `killable`, a fatal one) ends the wait.
+pub(crate) fn wait_to_retry(killable: bool) -> bool {
+    shim::Counter::inc(COUNT_RETRIES);
+    shim::sleep_us(500, killable)
+}
+
+/// Connection thread: an answer to a receive arrived. A lease granted with
+/// it is kept if no later call ended it, otherwise given back unused.
+pub(crate) fn recv_answer(node: &Node, r: &wire::MsgRcvReply<'_>) {
+    if r.lease == 0 {
+        return;
+    }
+    let Some(q) = queue(node, r.oid, true) else {
+        give_back_unused(node, r.oid, r.lease);
+        return;
+    };
+    let mut st = q.st.lock();
+    if st.repoch != r.epoch || st.recv.is_some() || r.lease <= st.floor {
+        drop(st);
+        give_back_unused(node, r.oid, r.lease);
+        return;
+    }
+    match leased(r) {
+        Ok(msgs) => {
+            st.recv = Some(RecvLease {
+                id: r.lease,
+                perm: r.perm,
+                msgs,
+                taken: KVec::new(),
+                pid: 0,
+            });
+        }
+        Err(_) => {
+            drop(st);
+            give_back_unused(node, r.oid, r.lease);
+        }
+    }
+}
+
+/// The leased messages of `r`, copied.
+fn leased(r: &wire::MsgRcvReply<'_>) -> Result<KVec<Leased>> {
+    let mut v = KVec::new();
+    for m in r.batch.iter() {
+        let mut text = KVVec::from_elem(0u8, m.text.len(), GFP_KERNEL)?;
+        text.copy_from_slice(m.text);
+        v.push(
+            Leased {
+                seq: m.seq,
+                mtype: m.mtype,
+                text,
+            },
+            GFP_KERNEL,
+        )?;
+    }
+    Ok(v)
+}
+
+/// Connection thread: an answer to a send arrived (see [`recv_answer`]).
+pub(crate) fn send_answer(node: &Node, r: &wire::MsgSndReply) {
+    if r.lease == 0 {
+        return;
+    }
+    let Some(q) = queue(node, r.oid, true) else {
+        give_back_unused(node, r.oid, r.lease);
+        return;
+    };
+    let mut st = q.st.lock();
+    if st.sepoch != r.epoch || st.send.is_some() || r.lease <= st.floor {
+        drop(st);
+        give_back_unused(node, r.oid, r.lease);
+        return;
+    }
+    st.send = Some(SendLease {
+        id: r.lease,
+        perm: r.perm,
+        bytes: r.bytes,
+        msgs: r.msgs,
+    });
+}
+
+/// Connection thread: the referee wants lease `lease` of queue `oid` back.
+/// A lease this node does not hold is given back too (unused), and kept
+/// from being taken up should its grant still arrive.
+pub(crate) fn recall(node: &Node, oid: u64, lease: u64) {
+    shim::Counter::inc(COUNT_RECALLED);
+    let Some(q) = queue(node, oid, true) else {
+        give_back_unused(node, oid, lease);
+        return;
+    };
+    let mut st = q.st.lock();
+    // A failed send leaves the lease held: the referee asks again.
+    if st.recv.as_ref().is_some_and(|l| l.id == lease) {
+        let _ = give_back_recv(node, oid, &mut st);
+    } else if st.send.as_ref().is_some_and(|l| l.id == lease) {
+        let _ = give_back_send(node, oid, &mut st);
+    } else {
+        st.floor = st.floor.max(lease);
+        drop(st);
+        give_back_unused(node, oid, lease);
+    }
+}
+
+/// A new session: the referee ended every lease this node held.
+pub(crate) fn connection_lost(node: &Node) {
+    let t = core::mem::take(&mut *node.msgq.lock());
+    for q in t.iter() {
+        let mut st = q.st.lock();
+        st.recv = None;
+        st.send = None;
+    }
+}
+
+/// Queue `oid` was removed (its leases were given back before).
+pub(crate) fn removed(node: &Node, oid: u64) {
+    let mut t = node.msgq.lock();
+    if let Some(i) = t.iter().position(|q| q.oid == oid) {
+        let _ = t.remove(i);
+    }
+}
+
+/// Leases this node holds: (receive, send).
+pub(crate) fn held(node: &Node) -> (u64, u64) {
+    let t = node.msgq.lock();
+    let mut n = (0, 0);
+    for q in t.iter() {
+        let st = q.st.lock();
+        n.0 += u64::from(st.recv.is_some());
+        n.1 += u64::from(st.send.is_some());
+    }
+    n
+}

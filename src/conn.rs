@@ -427,6 +427,10 @@ fn handle(
             msglease::recall(node, oid, lease);
             Ok(())
         }
+        Frame::MsgMore(m) if state == ConnState::Connected => {
+            msglease::more(node, &m);
+            Ok(())
+        }
         Frame::Removed { class, oid } if state == ConnState::Connected => {
             match class {
                 Class::Sem => sem::removed(node, oid),

@@ -58,6 +58,9 @@ pub(crate) struct Call {
     req_id: u64,
     /// The request's kind (for the trace).
     kind: u16,
+    /// Not answered: done once any later call is answered (the referee
+    /// takes a connection's frames in order).
+    quiet: bool,
     /// The encoded request, sent again when a session resumes.
     bytes: KVVec<u8>,
     #[pin]
@@ -214,6 +217,17 @@ impl Node {
     /// a caller that drops the returned call leaves the reply to the
     /// connection thread, which drops it.
     pub(crate) fn start_call(&self, frame: &Frame<'_>) -> Result<Arc<Call>> {
+        self.start_call_as(frame, false)
+    }
+
+    /// Sends `frame` as a call the referee does not answer (a message sent
+    /// under a send lease): it stays in flight, to be sent again if the
+    /// session resumes, until a later call is answered.
+    pub(crate) fn start_quiet_call(&self, frame: &Frame<'_>) -> Result {
+        self.start_call_as(frame, true).map(|_| ())
+    }
+
+    fn start_call_as(&self, frame: &Frame<'_>, quiet: bool) -> Result<Arc<Call>> {
         // Allocated before `tx` is taken; encoded once the request id is known.
         let mut buf = frame_buf(frame)?;
         let mut tx = self.tx.lock();
@@ -225,6 +239,7 @@ impl Node {
             pin_init!(Call {
                 req_id,
                 kind: frame.kind() as u16,
+                quiet,
                 bytes: buf,
                 state <- new_mutex!(CallState::Waiting),
                 done <- new_condvar!(),
@@ -328,6 +343,10 @@ impl Node {
     /// Hands a reply to the call waiting for `req_id`. A reply nobody waits
     /// for (its call failed when a connection dropped) is dropped.
     pub(crate) fn deliver(&self, req_id: u64, frame: &[u8]) -> Result {
+        // Quiet calls sent before this one were carried out.
+        self.calls
+            .lock()
+            .retain(|c| !(c.quiet && c.req_id < req_id));
         let Some(call) = self.forget(req_id) else {
             return Ok(());
         };

@@ -32,6 +32,12 @@
  *   msgtool wait-recv KEY ERRNAME     a blocking receive must end so
  *   msgtool rmid KEY
  *   msgtool noent KEY                 msgget(KEY, 0) must fail with ENOENT
+ *   msgtool seq-send KEY FROM TO      send "FROM" .. "TO-1" (type 1, the
+ *                                     number as text), blocking sends
+ *   msgtool seq-recv KEY FROM TO [nowait]
+ *                                     receive exactly "FROM" .. "TO-1", in
+ *                                     that order (any type; with nowait,
+ *                                     each receive must find its message)
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -307,6 +313,49 @@ static int do_collect(int port, int conns, int senders, int count)
 	return missing || dup || bad ? 1 : 0;
 }
 
+static int do_seq_send(const char *k, long from, long to)
+{
+	struct {
+		long mtype;
+		char c[32];
+	} m = { 1, { 0 } };
+	int id = qid(k);
+
+	for (long i = from; i < to; i++) {
+		int n = snprintf(m.c, sizeof(m.c), "%ld", i);
+
+		if (msgsnd(id, &m, n, 0) < 0)
+			die("msgsnd");
+	}
+	printf("sent %ld..%ld\n", from, to - 1);
+	return 0;
+}
+
+static int do_seq_recv(const char *k, long from, long to, int flags)
+{
+	struct {
+		long mtype;
+		char c[33];
+	} m;
+	int id = qid(k);
+
+	for (long i = from; i < to; i++) {
+		ssize_t n = msgrcv(id, &m, sizeof(m.c) - 1, 0, flags);
+
+		if (n < 0) {
+			fprintf(stderr, "msgtool: waiting for %ld: %s\n", i, strerror(errno));
+			return 1;
+		}
+		m.c[n] = 0;
+		if (strtol(m.c, NULL, 10) != i) {
+			fprintf(stderr, "msgtool: expected %ld, received \"%s\"\n", i, m.c);
+			return 1;
+		}
+	}
+	printf("received %ld..%ld in order\n", from, to - 1);
+	return 0;
+}
+
 static int errno_is(long r, const char *name)
 {
 	const char *got = r < 0 ? strerrorname_np(errno) : "ok";
@@ -382,6 +431,11 @@ int main(int argc, char **argv)
 		return errno_is(msgrcv(qid(argv[2]), &m, sizeof(m.c), 0, 0), argv[3]);
 	if (!strcmp(cmd, "rmid") && argc == 3)
 		return msgctl(qid(argv[2]), IPC_RMID, NULL) < 0 ? 1 : 0;
+	if (!strcmp(cmd, "seq-send") && argc == 5)
+		return do_seq_send(argv[2], atol(argv[3]), atol(argv[4]));
+	if (!strcmp(cmd, "seq-recv") && (argc == 5 || argc == 6))
+		return do_seq_recv(argv[2], atol(argv[3]), atol(argv[4]),
+				   argc == 6 && !strcmp(argv[5], "nowait") ? IPC_NOWAIT : 0);
 	if (!strcmp(cmd, "noent") && argc == 3)
 		return errno_is(msgget((key_t)strtol(argv[2], NULL, 0), 0), "ENOENT");
 	fprintf(stderr, "usage: see the comment at the top of msgtool.c\n");

@@ -56,7 +56,7 @@ enum Up {
     },
     Taken {
         lease: u64,
-        seq: u64,
+        seqs: Vec<u64>,
     },
     Stat {
         req: u64,
@@ -76,7 +76,12 @@ struct RecvLease {
     id: u64,
     msgs: Vec<(u64, i64, Vec<u8>)>,
     taken: Vec<u64>,
+    /// Taken and not reported yet (reports go every few messages).
+    unreported: Vec<u64>,
 }
+
+/// Takes per report in the model (the module's is larger).
+const REPORT_EVERY: usize = 3;
 
 #[derive(Default)]
 struct NodeM {
@@ -352,12 +357,19 @@ impl Sim {
     /// A receive from node `n`'s lease; checks it takes the queue's first
     /// match.
     fn take_local(&mut self, n: usize, msgtyp: i64) -> Option<u64> {
-        let l = self.nodes[n].recv.as_mut()?;
+        let l = self.nodes[n]
+            .recv
+            .as_mut()
+            .filter(|l| l.taken.len() < dipc_wire::MAX_LEASE_MSGS)?;
         let i = l.msgs.iter().position(|m| Self::matches(m.1, msgtyp))?;
         let (seq, _, body) = l.msgs.remove(i);
         l.taken.push(seq);
+        l.unreported.push(seq);
         let lease = l.id;
-        self.nodes[n].send(Up::Taken { lease, seq });
+        if l.unreported.len() >= REPORT_EVERY || l.msgs.len() < 2 {
+            let seqs = core::mem::take(&mut l.unreported);
+            self.nodes[n].send(Up::Taken { lease, seqs });
+        }
         let tag = tag_of(&body);
         let first = self
             .true_queue()
@@ -435,15 +447,18 @@ impl Sim {
                     }),
                 )
             }
-            Up::Taken { lease, seq } => (
-                0,
-                Frame::MsgTaken(MsgTaken {
-                    oid,
-                    lease: *lease,
-                    seq: *seq,
-                    pid: 1,
-                }),
-            ),
+            Up::Taken { lease, seqs } => {
+                taken_bytes = seqs.iter().flat_map(|s| s.to_le_bytes()).collect();
+                (
+                    0,
+                    Frame::MsgTaken(MsgTaken {
+                        oid,
+                        lease: *lease,
+                        pid: 1,
+                        seqs: Seqs::new(&taken_bytes).unwrap(),
+                    }),
+                )
+            }
             Up::Stat { req } => (
                 *req,
                 Frame::MsgCtl(MsgCtl {
@@ -484,6 +499,8 @@ impl Sim {
         match &up {
             Up::Snd { lease, body, .. } if *lease != 0 => {
                 let tag = tag_of(body);
+                // The first time it arrives (a repeat after a resumed
+                // session changes nothing).
                 if let Some(i) = self.on_the_way.iter().position(|w| w.0 == tag) {
                     let (_, _, at, ..) = self.on_the_way.remove(i);
                     let since = &self.arrivals[at as usize..];
@@ -491,8 +508,8 @@ impl Sim {
                         since.iter().all(|&who| who == n),
                         "message {tag} accepted by node {n} reached the queue behind later ones from {since:?}"
                     );
+                    self.arrivals.push(n);
                 }
-                self.arrivals.push(n);
             }
             Up::Snd { req, .. } => {
                 // Only a send that was carried out queues a message.
@@ -507,8 +524,10 @@ impl Sim {
                     self.arrivals.push(n);
                 }
             }
-            Up::Taken { seq, .. } => {
-                self.unreported.remove(seq);
+            Up::Taken { seqs, .. } => {
+                for s in seqs {
+                    self.unreported.remove(s);
+                }
             }
             Up::Return { taken, .. } => {
                 for s in taken {
@@ -570,7 +589,11 @@ impl Sim {
         };
         let (m, _) = decode(&bytes).expect("decodes");
         if req != 0 && !matches!(m.frame, Frame::MsgRecall { .. }) {
-            self.nodes[n].calls.retain(|(r, _)| *r != req);
+            // This call is done, and so is every message sent under a lease
+            // before it (those are not answered).
+            self.nodes[n].calls.retain(|(r, up)| {
+                *r != req && !(*r < req && matches!(up, Up::Snd { lease, .. } if *lease != 0))
+            });
         }
         match m.frame {
             Frame::MsgRecall { lease, .. } => {
@@ -607,6 +630,7 @@ impl Sim {
                                 .map(|b| (b.seq, b.mtype, b.text.to_vec()))
                                 .collect(),
                             taken: vec![],
+                            unreported: vec![],
                         });
                     } else {
                         let q = self.req();
@@ -645,6 +669,16 @@ impl Sim {
                 self.send_done(n, req, r.result);
             }
             Frame::Status { result } => self.send_done(n, req, result),
+            Frame::MsgMore(m) => {
+                let node = &mut self.nodes[n];
+                if let Some(l) = node.recv.as_mut().filter(|l| l.id == m.lease) {
+                    l.msgs
+                        .extend(m.batch.iter().map(|b| (b.seq, b.mtype, b.text.to_vec())));
+                } else if let Some(l) = node.send.as_mut().filter(|l| l.0 == m.lease) {
+                    l.1 += m.bytes;
+                    l.2 += m.msgs;
+                }
+            }
             Frame::MsgCtlReply(r) => {
                 if let Some((op, body)) = self.nodes[n].pending.remove(&req) {
                     if r.result == RETRY {

@@ -353,7 +353,7 @@ fn bad_frames_close_the_connection_and_nothing_else() {
     ];
     // Every kind with a payload that is too short for it (or, for Leave,
     // one that should be empty).
-    for kind in 1..=35u16 {
+    for kind in 1..=36u16 {
         let mut f = header(MAGIC, VERSION, kind, 1, 0);
         f.push(0xff);
         cases.push((format!("kind {kind}, 1-byte payload"), true, f));

@@ -10,7 +10,7 @@ use crate::referee::msg::SendGrant;
 use crate::referee::sem::{Proc, Waiter};
 use crate::referee::{Effects, Limits, Objects};
 use dipc_wire::{
-    decode, errno, Batch, Frame, Message, MsgCtlReply, MsgRcvReply, MsgSndReply, PageData,
+    decode, Batch, Frame, Message, MsgCtlReply, MsgMore, MsgRcvReply, MsgSndReply, PageData,
     PageGrant, PageInval, QueuePerm, SemCtlReply, Sembuf, ShmCtlReply, Vals, TOKEN_LEN,
 };
 use serde::{Deserialize, Serialize};
@@ -423,10 +423,13 @@ impl State {
                 }
             }
             Frame::MsgSnd(m) if m.lease != 0 => {
-                let (ok, fx) =
-                    objects.msgsnd_leased(node, m.lease, m.pid, m.oid, m.mtype, m.text, now);
-                let result = if ok { 0 } else { -i64::from(errno::EIDRM) };
-                out.push(encode(Some(node), req, Frame::Status { result }));
+                // Not answered: the node knows it was queued when any later
+                // call of its own is answered.
+                let (queued, fx) =
+                    objects.msgsnd_leased(node, m.lease, req, m.pid, m.oid, m.mtype, m.text, now);
+                if !queued {
+                    tracing::debug!(node, req, lease = m.lease, "leased message seen before");
+                }
                 fx
             }
             Frame::MsgSnd(m) => {
@@ -473,7 +476,10 @@ impl State {
                 out.push(encode(Some(node), req, Frame::Status { result: 0 }));
                 fx
             }
-            Frame::MsgTaken(t) => objects.msg_taken(node, t.oid, t.lease, t.seq, t.pid, now),
+            Frame::MsgTaken(t) => {
+                let seqs: Vec<u64> = t.seqs.iter().collect();
+                objects.msg_taken(node, t.oid, t.lease, &seqs, t.pid, now)
+            }
             Frame::MsgCtl(c) => {
                 let (r, fx) = objects.msgctl(node, &c, now);
                 let reply = MsgCtlReply {
@@ -564,18 +570,9 @@ fn effects(fx: Effects, peers: &BTreeMap<u32, Peer>, out: &mut Vec<Outgoing>) {
         out.push(encode(Some(to.node), to.req, Frame::Status { result }));
     }
     for m in fx.msgs {
-        let mut batch = Vec::new();
-        let (epoch, oid, lease, perm) = match &m.lease {
-            Some(g) => {
-                for msg in &g.msgs {
-                    batch.extend_from_slice(&msg.seq.to_le_bytes());
-                    batch.extend_from_slice(&msg.mtype.to_le_bytes());
-                    batch.extend_from_slice(&(msg.text.len() as u32).to_le_bytes());
-                    batch.extend_from_slice(&msg.text);
-                }
-                (g.epoch, g.oid, g.id, g.perm)
-            }
-            None => (0, 0, 0, QueuePerm::default()),
+        let (batch, epoch, oid, lease, perm) = match &m.lease {
+            Some(g) => (batch_bytes(&g.msgs), g.epoch, g.oid, g.id, g.perm),
+            None => (Vec::new(), 0, 0, 0, QueuePerm::default()),
         };
         let reply = MsgRcvReply {
             result: m.result,
@@ -592,6 +589,18 @@ fn effects(fx: Effects, peers: &BTreeMap<u32, Peer>, out: &mut Vec<Outgoing>) {
     }
     for (node, oid, lease) in fx.recalls {
         out.push(encode(Some(node), 0, Frame::MsgRecall { oid, lease }));
+    }
+    for m in fx.more {
+        let batch = batch_bytes(&m.batch);
+        let more = MsgMore {
+            oid: m.oid,
+            lease: m.lease,
+            bytes: m.bytes,
+            msgs: m.msgs.min(u64::from(u32::MAX)) as u32,
+            // At most FRAME_BATCH bytes of entries.
+            batch: Batch::new(&batch).unwrap_or(Batch::EMPTY),
+        };
+        out.push(encode(Some(m.node), 0, Frame::MsgMore(more)));
     }
     for d in fx.dsm {
         let frame_out = match d.out {
@@ -658,6 +667,18 @@ fn effects(fx: Effects, peers: &BTreeMap<u32, Peer>, out: &mut Vec<Outgoing>) {
     for (class, oid) in fx.removed {
         out.push(encode(None, 0, Frame::Removed { class, oid }));
     }
+}
+
+/// Leased messages as a [`Batch`] carries them.
+fn batch_bytes(msgs: &[crate::referee::msg::Msg]) -> Vec<u8> {
+    let mut b = Vec::new();
+    for m in msgs {
+        b.extend_from_slice(&m.seq.to_le_bytes());
+        b.extend_from_slice(&m.mtype.to_le_bytes());
+        b.extend_from_slice(&(m.text.len() as u32).to_le_bytes());
+        b.extend_from_slice(&m.text);
+    }
+    b
 }
 
 fn yes() -> bool {

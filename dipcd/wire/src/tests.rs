@@ -592,10 +592,14 @@ proptest! {
                 taken: Seqs::new(&seqs).unwrap(),
             }),
             Frame::MsgTaken(MsgTaken {
-                oid: longs[0] as u64, lease: longs[1] as u64, seq: longs[2] as u64,
-                pid: ints[0] as u32,
+                oid: longs[0] as u64, lease: longs[1] as u64, pid: ints[0] as u32,
+                seqs: Seqs::new(&seqs).unwrap(),
             }),
             Frame::MsgRecall { oid: longs[0] as u64, lease: longs[1] as u64 },
+            Frame::MsgMore(MsgMore {
+                oid: longs[0] as u64, lease: longs[1] as u64, bytes: longs[2] as u64,
+                msgs: ints[1] as u32, batch: Batch::new(&batch).unwrap(),
+            }),
             Frame::MsgCtl(MsgCtl {
                 oid: longs[0] as u64, pid: ints[0] as u32, cred, cmd: ints[3],
                 set_uid: ints[4] as u32, set_gid: ints[5] as u32, set_mode: ints[6] as u32,

@@ -112,6 +112,8 @@ pub enum Kind {
     MsgTaken = 34,
     /// Referee to node: give a message lease back (see [`Frame::MsgRecall`]).
     MsgRecall = 35,
+    /// Referee to node: more for a message lease (see [`MsgMore`]).
+    MsgMore = 36,
 }
 
 impl TryFrom<u16> for Kind {
@@ -154,6 +156,7 @@ impl TryFrom<u16> for Kind {
             33 => Kind::MsgReturn,
             34 => Kind::MsgTaken,
             35 => Kind::MsgRecall,
+            36 => Kind::MsgMore,
             other => return Err(DecodeError::UnknownKind(other)),
         })
     }
@@ -862,7 +865,7 @@ impl QueuePerm {
 const PERM_LEN: usize = 4 * 5;
 
 /// Most messages in one lease ([`MsgRcvReply::batch`], [`MsgReturn::taken`]).
-pub const MAX_LEASE_MSGS: usize = 64;
+pub const MAX_LEASE_MSGS: usize = 512;
 /// Bytes of one [`Batch`] entry before its body.
 pub const BATCH_ENTRY_HEAD: usize = 8 + 8 + 4;
 
@@ -1011,19 +1014,37 @@ pub struct MsgReturn<'a> {
     pub taken: Seqs<'a>,
 }
 
-/// A node's receiver took message `seq` of receive lease `lease` (sent at
-/// once, not a call: the referee learns it before anything the receiver
-/// does next; [`MsgReturn`] repeats it).
+/// More for a lease a node holds, sent by the referee on its own: the
+/// messages queued right behind those a receive lease holds (the node
+/// appends them), or more room for a send lease. For a lease the node no
+/// longer holds it is ignored (what it carries stays at the referee).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MsgTaken {
+pub struct MsgMore<'a> {
     /// The queue.
     pub oid: u64,
     /// The lease.
     pub lease: u64,
-    /// The message.
-    pub seq: u64,
-    /// The receiver's tgid.
+    /// More room: bytes.
+    pub bytes: u64,
+    /// More room: messages.
+    pub msgs: u32,
+    /// More messages.
+    pub batch: Batch<'a>,
+}
+
+/// A node's receivers took messages `seqs` of receive lease `lease` (not a
+/// call: reports go out every few messages, and when the lease runs low;
+/// [`MsgReturn`] repeats them all).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MsgTaken<'a> {
+    /// The queue.
+    pub oid: u64,
+    /// The lease.
+    pub lease: u64,
+    /// The last receiver's tgid.
     pub pid: u32,
+    /// The messages, in the order they were taken.
+    pub seqs: Seqs<'a>,
 }
 
 /// `msgctl` commands, with Linux's numbers.
@@ -1457,7 +1478,9 @@ pub enum Frame<'a> {
     /// See [`MsgReturn`].
     MsgReturn(MsgReturn<'a>),
     /// See [`MsgTaken`].
-    MsgTaken(MsgTaken),
+    MsgTaken(MsgTaken<'a>),
+    /// See [`MsgMore`].
+    MsgMore(MsgMore<'a>),
     /// The referee needs lease `lease` of queue `oid` back: the node stops
     /// using it and answers with [`MsgReturn`]. A lease the node does not
     /// hold (already given back, or never taken up) is ignored.
@@ -1841,16 +1864,44 @@ fn decode_payload(kind: Kind, payload: &[u8]) -> Option<Frame<'_>> {
                 taken,
             })
         }
-        Kind::MsgTaken => Frame::MsgTaken(MsgTaken {
-            oid: r.u64()?,
-            lease: r.u64()?,
-            seq: r.u64()?,
-            pid: r.u32()?,
-        }),
+        Kind::MsgTaken => {
+            let oid = r.u64()?;
+            let lease = r.u64()?;
+            let pid = r.u32()?;
+            let n = r.u16()? as usize;
+            if n > MAX_LEASE_MSGS {
+                return None;
+            }
+            let seqs = Seqs::new(r.take(n * 8)?)?;
+            Frame::MsgTaken(MsgTaken {
+                oid,
+                lease,
+                pid,
+                seqs,
+            })
+        }
         Kind::MsgRecall => Frame::MsgRecall {
             oid: r.u64()?,
             lease: r.u64()?,
         },
+        Kind::MsgMore => {
+            let oid = r.u64()?;
+            let lease = r.u64()?;
+            let bytes = r.u64()?;
+            let msgs = r.u32()?;
+            let n = r.u32()? as usize;
+            if n > MAX_MTEXT {
+                return None;
+            }
+            let batch = Batch::new(r.take(n)?)?;
+            Frame::MsgMore(MsgMore {
+                oid,
+                lease,
+                bytes,
+                msgs,
+                batch,
+            })
+        }
         Kind::MsgCtl => Frame::MsgCtl(MsgCtl {
             oid: r.u64()?,
             pid: r.u32()?,
@@ -2036,6 +2087,7 @@ impl Frame<'_> {
             Frame::MsgReturn(_) => Kind::MsgReturn,
             Frame::MsgTaken(_) => Kind::MsgTaken,
             Frame::MsgRecall { .. } => Kind::MsgRecall,
+            Frame::MsgMore(_) => Kind::MsgMore,
         }
     }
 
@@ -2066,8 +2118,9 @@ impl Frame<'_> {
             }
             Frame::MsgSndReply(_) => 8 * 5 + 4 + PERM_LEN,
             Frame::MsgReturn(m) => 8 + 8 + 4 + 2 + m.taken.bytes().len(),
-            Frame::MsgTaken(_) => 8 + 8 + 8 + 4,
+            Frame::MsgTaken(m) => 8 + 8 + 4 + 2 + m.seqs.bytes().len(),
             Frame::MsgRecall { .. } => 8 + 8,
+            Frame::MsgMore(m) => 8 * 3 + 4 + 4 + m.batch.bytes().len(),
             Frame::MsgCtl(m) => 8 + 4 + m.cred.wire_len() + 4 * 4 + 8,
             Frame::MsgCtlReply(_) => 8 + 4 * 6 + 8 * 6 + 4 * 2 + 4 * 7 + 2,
             Frame::ShmAt(a) => 8 + 4 + a.cred.wire_len() + 4 + 4 + 8,
@@ -2101,6 +2154,11 @@ impl Frame<'_> {
         if let Frame::MsgRcvReply(MsgRcvReply { text, batch, .. }) = self {
             if text.len() + batch.bytes().len() > MAX_MTEXT {
                 return Err(EncodeError::TextTooLong(text.len() + batch.bytes().len()));
+            }
+        }
+        if let Frame::MsgMore(MsgMore { batch, .. }) = self {
+            if batch.bytes().len() > MAX_MTEXT {
+                return Err(EncodeError::TextTooLong(batch.bytes().len()));
             }
         }
         if let Frame::PageGrant(PageGrant {
@@ -2270,12 +2328,21 @@ impl Frame<'_> {
             Frame::MsgTaken(m) => {
                 w.u64(m.oid);
                 w.u64(m.lease);
-                w.u64(m.seq);
                 w.u32(m.pid);
+                w.u16((m.seqs.bytes().len() / 8) as u16);
+                w.bytes(m.seqs.bytes());
             }
             Frame::MsgRecall { oid, lease } => {
                 w.u64(oid);
                 w.u64(lease);
+            }
+            Frame::MsgMore(m) => {
+                w.u64(m.oid);
+                w.u64(m.lease);
+                w.u64(m.bytes);
+                w.u32(m.msgs);
+                w.u32(m.batch.bytes().len() as u32);
+                w.bytes(m.batch.bytes());
             }
             Frame::MsgCtl(m) => {
                 w.u64(m.oid);

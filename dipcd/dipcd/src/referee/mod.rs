@@ -103,6 +103,17 @@ pub struct Effects {
     pub page_refusals: Vec<shm::PageRefusal>,
     /// Message leases to ask back: (holder, queue, lease).
     pub recalls: Vec<(u32, u64, u64)>,
+    /// More for leases held: messages, or room.
+    pub more: Vec<msg::More>,
+}
+
+impl Effects {
+    /// Names queue `oid` in the lease extensions its calls just made.
+    fn name_queue(&mut self, oid: u64) {
+        for m in self.more.iter_mut().filter(|m| m.oid == 0) {
+            m.oid = oid;
+        }
+    }
 }
 
 /// The answer to a `msgctl`.
@@ -427,7 +438,9 @@ impl Objects {
             seq: 0,
         };
         let leases = !self.no_msg_leases;
-        match q.msgsnd(who, pid, cred, msg, flags, leases, now, &mut fx) {
+        let r = q.msgsnd(who, pid, cred, msg, flags, leases, now, &mut fx);
+        fx.name_queue(oid);
+        match r {
             Ok(r) => (r, fx),
             Err(r) => {
                 recall(&mut fx, oid, &[r]);
@@ -437,14 +450,14 @@ impl Objects {
     }
 
     /// A message node `node` accepted under send lease `lease` of queue
-    /// `oid` (see [`MsgQueue::leased_send`]). `false`: the queue is gone
-    /// (removed after the node heard its lease was ended: impossible for a
-    /// node that follows the protocol).
+    /// `oid`, sent as request `req` (see [`MsgQueue::leased_send`]).
+    /// `false`: it changed nothing (sent again, or the queue is gone).
     #[allow(clippy::too_many_arguments)]
     pub fn msgsnd_leased(
         &mut self,
         node: u32,
         lease: u64,
+        req: u64,
         pid: u32,
         oid: u64,
         mtype: i64,
@@ -460,8 +473,9 @@ impl Objects {
             text: text[..text.len().min(self.limits.msgmax)].to_vec(),
             seq: 0,
         };
-        q.leased_send(node, lease, pid, msg, now, &mut fx);
-        (true, fx)
+        let queued = q.leased_send(node, lease, req, pid, msg, now, &mut fx);
+        fx.name_queue(oid);
+        (queued, fx)
     }
 
     /// Node `node` gives lease `lease` of queue `oid` back.
@@ -478,23 +492,27 @@ impl Objects {
         if let Some(q) = self.msgs.get_mut(&oid) {
             q.give_back(node, lease, taken, pid, now, &mut fx);
         }
+        fx.name_queue(oid);
         fx
     }
 
-    /// Node `node` took message `seq` under receive lease `lease`.
+    /// Node `node` took messages `seqs` under receive lease `lease`.
     pub fn msg_taken(
         &mut self,
         node: u32,
         oid: u64,
         lease: u64,
-        seq: u64,
+        seqs: &[u64],
         pid: u32,
         now: i64,
     ) -> Effects {
         let mut fx = Effects::default();
         if let Some(q) = self.msgs.get_mut(&oid) {
-            q.take_leased(node, lease, seq, pid, now, &mut fx);
+            for &seq in seqs {
+                q.take_leased(node, lease, seq, pid, now, &mut fx);
+            }
         }
+        fx.name_queue(oid);
         fx
     }
 
@@ -535,7 +553,9 @@ impl Objects {
         // The answer's own message and the lease share one frame.
         let room = (MAX_MTEXT as u64).saturating_sub(copy_max);
         let room = if self.no_msg_leases { 0 } else { room };
-        match q.msgrcv(who, pid, cred, recv, copy_max, room, now, &mut fx) {
+        let r = q.msgrcv(who, pid, cred, recv, copy_max, room, now, &mut fx);
+        fx.name_queue(oid);
+        match r {
             Ok(r) => (r, fx),
             Err(r) => {
                 recall(&mut fx, oid, &[r]);
@@ -557,12 +577,14 @@ impl Objects {
         if c.cmd == msgcmd::MSG_INFO {
             for (&oid, q) in &mut self.msgs {
                 let r = q.leases_for_ctl(node, now, &mut fx);
+                fx.name_queue(oid);
                 recalls |= !r.is_empty();
                 recall(&mut fx, oid, &r);
             }
         } else if c.cmd != msgcmd::IPC_INFO {
             if let Some(q) = self.msgs.get_mut(&c.oid) {
                 let r = q.leases_for_ctl(node, now, &mut fx);
+                fx.name_queue(c.oid);
                 recalls |= !r.is_empty();
                 recall(&mut fx, c.oid, &r);
             }
@@ -656,6 +678,7 @@ impl Objects {
             }
             _ => MsgCtlResult::err(errno::EINVAL),
         };
+        fx.name_queue(c.oid);
         (r, fx)
     }
 
@@ -707,8 +730,9 @@ impl Objects {
         for sma in self.sems.values_mut() {
             sma.node_gone(node, now, &mut fx.replies);
         }
-        for q in self.msgs.values_mut() {
+        for (&oid, q) in &mut self.msgs {
             q.node_gone(node, now, &mut fx);
+            fx.name_queue(oid);
         }
         self.shm_node_gone(node, &mut fx);
         fx

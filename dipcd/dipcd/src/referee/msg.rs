@@ -83,6 +83,10 @@ pub struct SendLease {
     pub bytes: u64,
     /// Messages still set aside.
     pub msgs: u64,
+    /// The request id of the last message sent under it (a message sent
+    /// again after a resumed session, with an id up to this, was queued).
+    #[serde(default)]
+    pub last_req: u64,
 }
 
 /// A lease to take back before a call can go on.
@@ -120,6 +124,24 @@ pub struct SendGrant {
     pub msgs: u64,
 }
 
+/// More for a lease already held: messages after those it leased (a receive
+/// lease), or more room (a send lease).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct More {
+    /// The holder.
+    pub node: u32,
+    /// The queue (filled in by [`super::Objects`]).
+    pub oid: u64,
+    /// The lease.
+    pub lease: u64,
+    /// More room: bytes.
+    pub bytes: u64,
+    /// More room: messages.
+    pub msgs: u64,
+    /// More messages, in queue order.
+    pub batch: Vec<Msg>,
+}
+
 /// Consecutive calls of one kind from one node.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Streak {
@@ -144,9 +166,16 @@ impl Streak {
 pub const LEASE_STREAK: u32 = 2;
 /// Most bytes of messages one receive lease carries, beside the answer's
 /// own message (all of it must fit in one frame).
-pub const LEASE_BYTES: u64 = 32 * 1024;
+pub const LEASE_BYTES: u64 = 256 * 1024;
+/// Most messages one receive lease holds.
+pub const LEASE_MSGS: usize = 256;
+/// Most bytes of messages one frame of a lease carries (the answer that
+/// grants it, or one [`More`]).
+pub const FRAME_BATCH: u64 = 48 * 1024;
 /// Most room one send lease sets aside.
-pub const SEND_LEASE_BYTES: u64 = 64 * 1024;
+pub const SEND_LEASE_BYTES: u64 = 256 * 1024;
+/// Most messages one send lease sets room aside for.
+pub const SEND_LEASE_MSGS: u64 = 256;
 
 /// The answer to a `msgrcv`: the message, or a negative errno.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -395,8 +424,10 @@ impl MsgQueue {
         }
         let len = msg.text.len();
         if !self.fits(len) {
-            if let Some(l) = self.rlease.as_ref().filter(|l| l.node != who.node) {
-                // It may have taken messages that make room.
+            if let Some(l) = self.rlease.as_ref() {
+                // It may have taken messages that make room, and a report
+                // of one may have been lost with a broken connection (even
+                // the caller's own: it comes back with the lease).
                 return Err(Recall {
                     node: l.node,
                     lease: l.id,
@@ -434,7 +465,7 @@ impl MsgQueue {
         let free_bytes = self.qbytes.saturating_sub(self.cbytes);
         let free_msgs = self.qbytes.saturating_sub(self.qnum() as u64 + 1);
         let bytes = (free_bytes / 2).min(SEND_LEASE_BYTES);
-        let msgs = (free_msgs / 2).min(MAX_LEASE_MSGS as u64);
+        let msgs = (free_msgs / 2).min(SEND_LEASE_MSGS);
         if msgs == 0 || bytes < len.max(1) as u64 {
             return None;
         }
@@ -445,33 +476,42 @@ impl MsgQueue {
             id,
             bytes,
             msgs,
+            last_req: 0,
         });
         Some(SendGrant { id, bytes, msgs })
     }
 
-    /// A message that `node` accepted under send lease `lease`: it is
-    /// queued (or handed to a sleeping receiver) as any send is, and uses
-    /// up room set aside. The node checked the permission and the room; a
-    /// message under a lease that is not here any more (only a wrong node
-    /// sends one) is queued all the same, as its sender was told it was.
+    /// A message that `node` accepted under send lease `lease`, sent as
+    /// request `req` (not answered): it is queued (or handed to a sleeping
+    /// receiver) as any send is, and uses up room set aside; the node
+    /// checked the permission and the room. One sent again after a resumed
+    /// session is recognised by its request id, and one under a lease that
+    /// ended was sent again too (every message under a lease comes before
+    /// the lease ends): both change nothing. `false` for those.
+    #[allow(clippy::too_many_arguments)]
     pub fn leased_send(
         &mut self,
         node: u32,
         lease: u64,
+        req: u64,
         pid: u32,
         msg: Msg,
         now: i64,
         out: &mut Effects,
-    ) {
-        if let Some(l) = self
+    ) -> bool {
+        let Some(l) = self
             .slease
             .as_mut()
-            .filter(|l| l.node == node && l.id == lease)
-        {
-            l.bytes = l.bytes.saturating_sub(msg.text.len() as u64);
-            l.msgs = l.msgs.saturating_sub(1);
-        }
+            .filter(|l| l.node == node && l.id == lease && req > l.last_req)
+        else {
+            return false;
+        };
+        l.last_req = req;
+        l.bytes = l.bytes.saturating_sub(msg.text.len() as u64);
+        l.msgs = l.msgs.saturating_sub(1);
         self.send(pid, msg, now, out);
+        self.extend_send(out);
+        true
     }
 
     /// Ends the send lease: its room is free again, for sleeping senders
@@ -547,6 +587,7 @@ impl MsgQueue {
         self.rtime = now;
         self.lrpid = pid;
         self.wake_senders(now, out);
+        self.extend_recv(out);
     }
 
     /// Before a call of `node` that reads or changes the whole queue
@@ -583,7 +624,117 @@ impl MsgQueue {
             msg.seq = self.next_seq;
             self.next_seq += 1;
             self.messages.push_back(msg);
+            self.extend_recv(out);
         }
+    }
+
+    /// A receive lease running short grows by the messages queued right
+    /// behind it (so it stays the head of the queue), as long as nobody
+    /// sleeps here to receive: its holder is not starved while messages
+    /// wait here. Only once it is down to a quarter (in messages and in
+    /// bytes), so that each addition carries many messages.
+    fn extend_recv(&mut self, out: &mut Effects) {
+        let Some(held) = self.rlease.as_ref().map(|l| l.seqs.len()) else {
+            return;
+        };
+        let held_bytes: u64 = self.messages.iter().take(held).map(entry_len).sum();
+        if held >= LEASE_MSGS / 4 || held_bytes >= LEASE_BYTES / 4 {
+            return;
+        }
+        self.fill_recv(out);
+    }
+
+    /// Adds the messages queued behind the receive lease to it, up to its
+    /// bounds, in frames of at most [`FRAME_BATCH`] bytes; not while
+    /// anybody sleeps here to receive.
+    fn fill_recv(&mut self, out: &mut Effects) {
+        if !self.receivers.is_empty() {
+            return;
+        }
+        let Some(l) = self.rlease.as_mut() else {
+            return;
+        };
+        let held = l.seqs.len();
+        let mut held_bytes: u64 = self.messages.iter().take(held).map(entry_len).sum();
+        let mut batch = Vec::new();
+        let mut used = 0u64;
+        for m in self
+            .messages
+            .iter()
+            .skip(held)
+            .take(LEASE_MSGS.saturating_sub(held))
+        {
+            let n = entry_len(m);
+            if held_bytes + n > LEASE_BYTES {
+                break;
+            }
+            if used + n > FRAME_BATCH || batch.len() == MAX_LEASE_MSGS {
+                out.more.push(More {
+                    node: l.node,
+                    oid: 0,
+                    lease: l.id,
+                    bytes: 0,
+                    msgs: 0,
+                    batch: core::mem::take(&mut batch),
+                });
+                used = 0;
+            }
+            used += n;
+            held_bytes += n;
+            l.seqs.push(m.seq);
+            batch.push(m.clone());
+        }
+        if !batch.is_empty() {
+            out.more.push(More {
+                node: l.node,
+                oid: 0,
+                lease: l.id,
+                bytes: 0,
+                msgs: 0,
+                batch,
+            });
+        }
+    }
+
+    /// A send lease whose room runs low gets more, up to what a new one
+    /// would get, if nobody waits to send.
+    fn extend_send(&mut self, out: &mut Effects) {
+        if !self.senders.is_empty() {
+            return;
+        }
+        let (free_bytes, free_msgs) = {
+            let Some(l) = self.slease.as_ref() else {
+                return;
+            };
+            // The room not set aside yet.
+            (
+                self.qbytes.saturating_sub(self.cbytes + l.bytes),
+                self.qbytes.saturating_sub(self.qnum() as u64 + l.msgs + 1),
+            )
+        };
+        let Some(l) = self.slease.as_mut() else {
+            return;
+        };
+        let want_bytes = SEND_LEASE_BYTES.min((free_bytes + l.bytes) / 2);
+        let want_msgs = SEND_LEASE_MSGS.min((free_msgs + l.msgs) / 2);
+        if l.bytes >= want_bytes / 2 && l.msgs >= want_msgs / 2 {
+            return;
+        }
+        let bytes = want_bytes.saturating_sub(l.bytes);
+        let msgs = want_msgs.saturating_sub(l.msgs);
+        if bytes == 0 && msgs == 0 {
+            return;
+        }
+        l.bytes += bytes;
+        l.msgs += msgs;
+        out.more.push(More {
+            node: l.node,
+            oid: 0,
+            lease: l.id,
+            bytes,
+            msgs,
+            batch: Vec::new(),
+        });
     }
 
     /// `pipelined_send()`: hands `msg` to the first sleeping receiver that
@@ -698,7 +849,7 @@ impl MsgQueue {
                         && recv.mode == Mode::Any
                         && recv.flags & MSG_COPY == 0
                     {
-                        r.lease = self.grant_recv(who.node, lease_room);
+                        r.lease = self.grant_recv(who.node, lease_room, out);
                     }
                     Some(r)
                 }
@@ -716,18 +867,19 @@ impl MsgQueue {
         )
     }
 
-    /// A receive lease of the head of the queue for `node` (at most
-    /// [`MAX_LEASE_MSGS`] messages, `room` bytes of entries), if nobody
-    /// sleeps here to receive.
-    fn grant_recv(&mut self, node: u32, room: u64) -> Option<RecvGrant> {
+    /// A receive lease of the head of the queue for `node`, if nobody
+    /// sleeps here to receive: the answer carries at most `room` bytes of
+    /// entries; more follow in [`More`] frames (in `out`), up to the
+    /// lease's bounds.
+    fn grant_recv(&mut self, node: u32, room: u64, out: &mut Effects) -> Option<RecvGrant> {
         if !self.receivers.is_empty() || self.rlease.is_some() || room == 0 {
             return None;
         }
-        let room = room.min(LEASE_BYTES);
+        let room = room.min(FRAME_BATCH);
         let mut used = 0u64;
         let mut msgs = Vec::new();
-        for m in self.messages.iter().take(MAX_LEASE_MSGS) {
-            let n = (BATCH_ENTRY_HEAD + m.text.len()) as u64;
+        for m in self.messages.iter().take(MAX_LEASE_MSGS.min(LEASE_MSGS)) {
+            let n = entry_len(m);
             if used + n > room {
                 break;
             }
@@ -744,6 +896,7 @@ impl MsgQueue {
             id,
             seqs: msgs.iter().map(|m| m.seq).collect(),
         });
+        self.fill_recv(out);
         Some(RecvGrant {
             id,
             epoch: 0,
@@ -888,6 +1041,11 @@ impl MsgQueue {
             .count();
         receivers + senders
     }
+}
+
+/// Bytes of `m`'s entry in a [`dipc_wire::Batch`].
+fn entry_len(m: &Msg) -> u64 {
+    (BATCH_ENTRY_HEAD + m.text.len()) as u64
 }
 
 /// The answer carrying `msg`, cut to `bufsz` bytes (`do_msg_fill()`).

@@ -647,3 +647,56 @@ proptest! {
         }
     }
 }
+
+/// A receive lease of a long backlog comes in several frames, each within
+/// its bound, in queue order, up to the lease's bounds; what it holds is
+/// the head of the queue.
+#[test]
+fn a_long_receive_lease_comes_in_bounded_frames_in_order() {
+    let mut o = Objects::new(Limits {
+        msgmnb: 1 << 20,
+        ..Limits::default()
+    });
+    let q = new_queue(&mut o);
+    let _ = o.msgctl(
+        1,
+        &MsgCtl {
+            set_qbytes: 1 << 20,
+            ..mctl(q, msgcmd::IPC_SET, ROOT)
+        },
+        NOW,
+    );
+    let body = vec![7u8; 1000];
+    for i in 0..400 {
+        let (r, _) = snd(&mut o, w(2, 100 + i), q, 1, &body, 0);
+        assert_eq!(r, Some(0));
+    }
+    // Sends from node 2 earned it a send lease; give it back.
+    let lease = o.msg(q).unwrap().slease.as_ref().map(|l| l.id).unwrap();
+    o.msg_give_back(2, q, lease, &[], 1, NOW);
+    let _ = rcv(&mut o, w(3, 1), q, 0, 2000, 0);
+    let (r, fx) = rcv(&mut o, w(3, 2), q, 0, 2000, 0);
+    let r = r.unwrap();
+    let g = r.lease.expect("a lease with the second receive");
+    let mut seqs: Vec<u64> = g.msgs.iter().map(|m| m.seq).collect();
+    assert!(fx.more.len() >= 4, "{} frames", fx.more.len());
+    for m in &fx.more {
+        assert_eq!((m.node, m.oid, m.lease), (3, q, g.id));
+        let bytes: u64 = m.batch.iter().map(|x| 20 + x.text.len() as u64).sum();
+        assert!(bytes <= msg::FRAME_BATCH, "{bytes} bytes in one frame");
+        seqs.extend(m.batch.iter().map(|x| x.seq));
+    }
+    assert_eq!(
+        seqs.len(),
+        msg::LEASE_MSGS.min((msg::LEASE_BYTES / 1020) as usize)
+    );
+    let head: Vec<u64> = o
+        .msg(q)
+        .unwrap()
+        .messages()
+        .take(seqs.len())
+        .map(|m| m.seq)
+        .collect();
+    assert_eq!(seqs, head);
+    assert_eq!(o.msg(q).unwrap().rlease.as_ref().unwrap().seqs, head);
+}

@@ -216,7 +216,10 @@ pub(crate) fn try_receive(
     let mut st = q.st.lock();
     // A lease that has served as many messages as one `MsgReturn` lists
     // goes back (the remote receive gives it back and gets a new one).
-    let l = st.recv.as_mut().filter(|l| l.taken.len() < MAX_LEASE_MSGS)?;
+    let l = st
+        .recv
+        .as_mut()
+        .filter(|l| l.taken.len() < MAX_LEASE_MSGS)?;
     let cred = shim::current_cred();
     if let Err(e) = l.perm.ipcperms(&cred, S_IRUGO) {
         return Some(Local::Failed(-(e as c_long)));

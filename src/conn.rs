@@ -137,13 +137,13 @@ fn run(node: &Node, conf: &Conf) {
 /// (they may or may not have been carried out).
 fn fail_if_lost_too_long(node: &Node, lost: Option<Instant<Monotonic>>) {
     if let Some(t) = lost {
-        if t.elapsed().as_millis() >= i64::from(node.reconnect_wait_ms) && node.in_flight() > 0 {
+        if t.elapsed().as_millis() >= i64::from(node.reconnect_wait_ms) && node.waited() > 0 {
             pr_warn!(
                 "no referee for {} ms; failing {} call(s) in flight\n",
                 t.elapsed().as_millis(),
-                node.in_flight()
+                node.waited()
             );
-            node.fail_all();
+            node.fail_waited();
         }
     }
 }

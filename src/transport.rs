@@ -371,6 +371,31 @@ impl Node {
         }
     }
 
+    /// No connection for too long: every call a task waits for fails with
+    /// `EIO`. Quiet calls stay: their senders were told the message was
+    /// sent, so they go again if the session resumes (a new session drops
+    /// them with [`Node::fail_all`]).
+    pub(crate) fn fail_waited(&self) {
+        loop {
+            let call = {
+                let mut calls = self.calls.lock();
+                let Some(i) = calls.iter().position(|c| !c.quiet) else {
+                    return;
+                };
+                match calls.remove(i) {
+                    Ok(c) => c,
+                    Err(_) => return,
+                }
+            };
+            Self::finish(&call, CallState::Failed(EIO));
+        }
+    }
+
+    /// Calls in flight that a task waits for.
+    pub(crate) fn waited(&self) -> usize {
+        self.calls.lock().iter().filter(|c| !c.quiet).count()
+    }
+
     /// The session resumed on `sock`: sends every call in flight again, in
     /// the order they were made (connection thread, before new calls may
     /// use the socket).

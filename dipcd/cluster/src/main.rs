@@ -66,7 +66,17 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(&cli) {
+    let mut result = run(&cli);
+    // A guest kernel that dies while it boots, before any step ran, is the
+    // emulator's (TCG has panicked in early IO-APIC set-up, before any
+    // module is loaded): boot the cluster once more, saying so.
+    if let Err(e) = &result {
+        if e.ends_with(BOOT_DEATH) {
+            eprintln!("dipc-cluster: {e} before any step ran; booting the cluster once more");
+            result = run(&cli);
+        }
+    }
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("dipc-cluster: FAILED: {e}");
@@ -170,6 +180,9 @@ struct Cluster {
     killed: Vec<usize>,
 }
 
+/// The end of the message for a guest that died while booting.
+const BOOT_DEATH: &str = " died while booting";
+
 /// A failure, with the node whose console explains it (if any).
 type Failure = (Option<usize>, String);
 
@@ -189,9 +202,7 @@ impl Cluster {
                     }
                     pending.retain(|&p| p != n);
                 }
-                Ok(Event::Gone(n)) => {
-                    return Err((Some(n), format!("node {n} died while booting")))
-                }
+                Ok(Event::Gone(n)) => return Err((Some(n), format!("node {n}{BOOT_DEATH}"))),
                 Ok(Event::Done { .. }) => {}
                 Err(_) => {
                     return Err((

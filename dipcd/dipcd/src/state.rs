@@ -689,11 +689,5 @@ fn yes() -> bool {
 fn queue_perm(objects: &crate::referee::Objects, oid: u64) -> QueuePerm {
     objects
         .msg(oid)
-        .map_or(QueuePerm::default(), |q| QueuePerm {
-            uid: q.perm.uid,
-            gid: q.perm.gid,
-            cuid: q.perm.cuid,
-            cgid: q.perm.cgid,
-            mode: q.perm.mode,
-        })
+        .map_or(QueuePerm::default(), |q| q.perm.queue_perm())
 }

@@ -2,7 +2,7 @@
 //! `ipc/util.c` (`struct kern_ipc_perm`, `ipcperms()`, `ipcget_public()`,
 //! `ipcctl_obtain_check()`, `ipc_update_perm()`).
 
-use dipc_wire::{errno, Cred, CAP_IPC_OWNER, CAP_SYS_ADMIN};
+use dipc_wire::{errno, Cred, QueuePerm, CAP_SYS_ADMIN};
 use serde::{Deserialize, Serialize};
 
 /// `S_IRWXUGO`.
@@ -54,17 +54,19 @@ impl KernIpcPerm {
     /// `ipcperms()`: may `cred` have the access `flag` asks for (`S_IRUGO`,
     /// `S_IWUGO`, or a `get` call's flag word)? `Err(EACCES)` if not.
     pub fn ipcperms(&self, cred: &Cred, flag: u32) -> Result<(), Errno> {
-        let requested = (flag >> 6) | (flag >> 3) | flag;
-        let mut granted = self.mode;
-        if cred.euid == self.cuid || cred.euid == self.uid {
-            granted >>= 6;
-        } else if cred.in_group(self.cgid) || cred.in_group(self.gid) {
-            granted >>= 3;
+        // The check a node holding a message lease makes too.
+        self.queue_perm().ipcperms(cred, flag)
+    }
+
+    /// The owner, creator and mode, as the wire carries them.
+    pub fn queue_perm(&self) -> QueuePerm {
+        QueuePerm {
+            uid: self.uid,
+            gid: self.gid,
+            cuid: self.cuid,
+            cgid: self.cgid,
+            mode: self.mode,
         }
-        if requested & !granted & 0o7 != 0 && cred.caps & CAP_IPC_OWNER == 0 {
-            return Err(errno::EACCES);
-        }
-        Ok(())
     }
 
     /// `ipcctl_obtain_check()`: `IPC_SET` and `IPC_RMID` need the owner, the
@@ -109,6 +111,7 @@ pub fn ipcget_existing(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dipc_wire::CAP_IPC_OWNER;
 
     fn perm(mode: u32) -> KernIpcPerm {
         KernIpcPerm::new(1, mode as i32, &Cred::new(100, 200, 0))

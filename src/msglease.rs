@@ -402,42 +402,45 @@ pub(crate) fn wait_to_retry(killable: bool) -> bool {
     shim::sleep_us(500, killable)
 }
 
-/// Connection thread: an answer to a receive arrived. A lease granted with
-/// it is kept if no later call ended it, otherwise given back unused.
+/// Connection thread: a lease `lease` of queue `oid` was granted with an
+/// answer. `install` takes it up, or says it came too late (a later call
+/// ended it) or could not be kept; then it is given back unused.
+fn take_up(node: &Node, oid: u64, lease: u64, install: impl FnOnce(&mut State) -> bool) {
+    if lease == 0 {
+        return;
+    }
+    let kept = queue(node, oid, true).is_some_and(|q| {
+        let mut st = q.st.lock();
+        lease > st.floor && install(&mut st)
+    });
+    if !kept {
+        give_back_unused(node, oid, lease);
+    }
+}
+
+/// Connection thread: an answer to a receive arrived (see [`take_up`]).
 pub(crate) fn recv_answer(node: &Node, r: &wire::MsgRcvReply<'_>) {
-    if r.lease == 0 {
-        return;
-    }
-    let Some(q) = queue(node, r.oid, true) else {
-        give_back_unused(node, r.oid, r.lease);
-        return;
-    };
-    let mut st = q.st.lock();
-    if st.repoch != r.epoch || st.recv.is_some() || r.lease <= st.floor {
-        drop(st);
-        give_back_unused(node, r.oid, r.lease);
-        return;
-    }
-    match leased(r) {
-        Ok(msgs) => {
-            let live = msgs.len();
-            st.recv = Some(RecvLease {
-                id: r.lease,
-                perm: r.perm,
-                msgs,
-                head: 0,
-                live,
-                taken: KVec::new(),
-                unreported: KVec::new(),
-                pid: 0,
-                short: false,
-            });
+    take_up(node, r.oid, r.lease, |st| {
+        if st.repoch != r.epoch || st.recv.is_some() {
+            return false;
         }
-        Err(_) => {
-            drop(st);
-            give_back_unused(node, r.oid, r.lease);
-        }
-    }
+        let Ok(msgs) = leased(r) else {
+            return false;
+        };
+        let live = msgs.len();
+        st.recv = Some(RecvLease {
+            id: r.lease,
+            perm: r.perm,
+            msgs,
+            head: 0,
+            live,
+            taken: KVec::new(),
+            unreported: KVec::new(),
+            pid: 0,
+            short: false,
+        });
+        true
+    });
 }
 
 /// The leased messages of `r`, copied.
@@ -457,26 +460,19 @@ fn leased(r: &wire::MsgRcvReply<'_>) -> Result<KVec<Leased>> {
     Ok(v)
 }
 
-/// Connection thread: an answer to a send arrived (see [`recv_answer`]).
+/// Connection thread: an answer to a send arrived (see [`take_up`]).
 pub(crate) fn send_answer(node: &Node, r: &wire::MsgSndReply) {
-    if r.lease == 0 {
-        return;
-    }
-    let Some(q) = queue(node, r.oid, true) else {
-        give_back_unused(node, r.oid, r.lease);
-        return;
-    };
-    let mut st = q.st.lock();
-    if st.sepoch != r.epoch || st.send.is_some() || r.lease <= st.floor {
-        drop(st);
-        give_back_unused(node, r.oid, r.lease);
-        return;
-    }
-    st.send = Some(SendLease {
-        id: r.lease,
-        perm: r.perm,
-        bytes: r.bytes,
-        msgs: r.msgs,
+    take_up(node, r.oid, r.lease, |st| {
+        if st.sepoch != r.epoch || st.send.is_some() {
+            return false;
+        }
+        st.send = Some(SendLease {
+            id: r.lease,
+            perm: r.perm,
+            bytes: r.bytes,
+            msgs: r.msgs,
+        });
+        true
     });
 }
 

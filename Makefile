@@ -139,6 +139,7 @@ soak: setup
 # bench/results/DATE.json, bench/plots/*.svg, README). Not a test.
 bench: setup
 	$(MAKE) module dipcd programs
+	$(MAKE) -C tests/programs mpi
 	scripts/initramfs.sh --bench build/initramfs-bench.cpio.gz
 	scripts/bench.sh
 

@@ -4,8 +4,9 @@
 # (wireguard-tools) and `ip` (iproute2, as /usr/bin/ip; busybox's is /bin/ip)
 # for the WireGuard test, and util-linux's `ipcs` and `ipcrm` (busybox-static
 # has neither). With --bench, also the peers `make bench` compares
-# dipc with: Debian's stress-ng and redis-server. Each Debian program comes
-# with the shared libraries it loads.
+# dipc with: Debian's stress-ng and redis-server, and MPICH's mpiexec.hydra
+# and hydra_pmi_proxy with race_mpi (build/mpi, linked against MPICH). Each
+# dynamic program comes with the shared libraries it loads.
 #   scripts/initramfs.sh [--bench] [--module DIPC.KO] OUT.cpio.gz
 set -euo pipefail
 top="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -34,16 +35,21 @@ done
 for t in "$top"/tests/guest/*.sh; do
 	[ -e "$t" ] && install -m 0755 "$t" "$root/tests/"
 done
-exes=(/usr/bin/wg /usr/bin/ip /usr/bin/ipcs /usr/bin/ipcrm)
-[ "$bench" = 0 ] || exes+=(/usr/bin/stress-ng /usr/bin/redis-server)
-for exe in "${exes[@]}"; do
-	[ -x "$exe" ] || { echo "initramfs: $exe missing (run scripts/setup.sh)" >&2; exit 1; }
-	install -D -m 0755 "$exe" "$root$exe"
-	# Every library it loads, at the same path, and the dynamic loader.
-	ldd "$exe" | grep -o '/[^ ]*' | while read -r lib; do
+# Installs a dynamic program at DEST in the image, with every library it
+# loads at the same path, and the dynamic loader.
+install_dynamic() { # SOURCE DEST
+	[ -x "$1" ] || { echo "initramfs: $1 missing (run scripts/setup.sh; make bench builds build/mpi)" >&2; exit 1; }
+	install -D -m 0755 "$1" "$root$2"
+	ldd "$1" | grep -o '/[^ ]*' | while read -r lib; do
 		[ -e "$root$lib" ] || install -D -m 0755 "$(realpath "$lib")" "$root$lib"
 	done
+}
+exes=(/usr/bin/wg /usr/bin/ip /usr/bin/ipcs /usr/bin/ipcrm)
+[ "$bench" = 0 ] || exes+=(/usr/bin/stress-ng /usr/bin/redis-server /usr/bin/mpiexec.hydra /usr/bin/hydra_pmi_proxy)
+for exe in "${exes[@]}"; do
+	install_dynamic "$exe" "$exe"
 done
+[ "$bench" = 0 ] || install_dynamic "$top/build/mpi/race_mpi" /bin/race_mpi
 echo "root:x:0:0:root:/root:/bin/sh" >"$root/etc/passwd"
 echo "root:x:0:" >"$root/etc/group"
 (cd "$root" && find . -print0 | LC_ALL=C sort -z | cpio --null -o -H newc --quiet) | gzip -1 >"$out"

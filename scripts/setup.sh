@@ -4,7 +4,7 @@
 # GCC and the kernel build dependencies, QEMU and busybox-static for the test
 # cluster, clang/lld/llvm 19 for the debug kernel, wireguard-tools and
 # iproute2 for the WireGuard test, stress-ng, redis-server and libhiredis-dev
-# for `make bench`, and
+# for `make bench`, MPICH for its race against MPI, and
 # the pinned linux-source-7.3 package (fetched from trixie-backports through a private apt configuration, so nothing else on the
 # machine ever comes from a newer suite).
 #
@@ -41,6 +41,8 @@ plain=(
 	gcc make bc bison flex libelf-dev libssl-dev cpio xz-utils kmod
 	qemu-system-x86 busybox-static ca-certificates
 	stress-ng redis-server libhiredis-dev
+	# MPICH (mpicc, mpiexec.hydra and its libraries) for the MPI race
+	mpich libmpich-dev
 	wireguard-tools iproute2
 	# ipcs/ipcrm for the guests; systemd-analyze for the unit check
 	util-linux systemd

@@ -338,6 +338,50 @@ pub fn build(recs: &[Record], load: Option<&LoadResult>) -> Report {
         None,
     );
 
+    b.group = "A race against MPI (tests/programs/race.c, race_mpi.c; one rank per node)";
+    for (name, what, target) in [
+        ("race_pi", "π", 1.0),
+        ("race_jacobi", "Jacobi stencil", 1.2),
+    ] {
+        let mut time =
+            |imp: &str, k: usize| f.one(name, &[("impl", imp), ("ranks", &k.to_string())]);
+        let sysv: Vec<Option<&Record>> = (1..=3).map(|k| time("sysv", k)).collect();
+        let mpi: Vec<Option<&Record>> = (1..=3).map(|k| time("mpi", k)).collect();
+        for k in 1..=3 {
+            b.row(
+                &format!("{what}, {k} node(s): SysV IPC under dipc"),
+                "s",
+                val(sysv[k - 1]),
+                "the same on MPICH (ratio: dipc ÷ MPI)",
+                val(mpi[k - 1]),
+                Some(Target::AtMost(target)),
+            );
+            if let (Some(a), Some(m)) = (sysv[k - 1], mpi[k - 1]) {
+                let (x, y) = (a.field("check"), m.field("check"));
+                checks.push((
+                    format!(
+                        "{what} on {k} node(s): dipc's result ({}) equals MPI's ({}) to the last bit",
+                        x.unwrap_or("none"),
+                        y.unwrap_or("none")
+                    ),
+                    x.is_some() && x == y,
+                ));
+            }
+        }
+        for (imp, runs) in [("dipc", &sysv), ("MPI", &mpi)] {
+            for k in 2..=3 {
+                b.row(
+                    &format!("{what}, {imp}: 1 node"),
+                    "s",
+                    val(runs[0]),
+                    &format!("{k} nodes (ratio: speed-up)"),
+                    val(runs[k - 1]),
+                    None,
+                );
+            }
+        }
+    }
+
     b.group = "Local (non-distributed) IPC, stress-ng bogo ops/s";
     for s in ["sem-sysv", "msg", "shm-sysv"] {
         let name = format!("local_{s}");
@@ -609,5 +653,49 @@ mod tests {
         assert!(md.contains("| remote semop, one op (median) | 550 µs | 500 µs"));
         assert!(md.contains("**missed**"));
         assert!(md.contains("Missing from this run:"));
+    }
+
+    #[test]
+    fn race_against_mpi() {
+        let mut log = String::new();
+        for (k, sysv, mpi, check) in [(1, 10.0, 9.0, "0x1p+1"), (2, 6.0, 5.0, "0x1p+1")] {
+            log += &format!(
+                "  node2| BENCH race_jacobi unit=s value={sysv} impl=sysv ranks={k} check={check}\n\
+                 \x20 node2| BENCH race_jacobi unit=s value={mpi} impl=mpi ranks={k} check=0x1p+1\n"
+            );
+        }
+        log += "  node2| BENCH race_jacobi unit=s value=4 impl=sysv ranks=3 check=0x1.8p+1\n\
+                \x20 node2| BENCH race_jacobi unit=s value=4 impl=mpi ranks=3 check=0x1p+1\n";
+        let r = build(&parse(&log), None);
+        let row = |name: &str, base: &str| {
+            r.rows
+                .iter()
+                .find(|x| x.figure == name && x.baseline_name == base)
+                .expect(name)
+                .clone()
+        };
+        let one = row(
+            "Jacobi stencil, 1 node(s): SysV IPC under dipc",
+            "the same on MPICH (ratio: dipc ÷ MPI)",
+        );
+        assert_eq!(one.value, Some(10.0));
+        assert_eq!(one.baseline, Some(9.0));
+        assert_eq!(one.met, Some(true));
+        let two = row(
+            "Jacobi stencil, 2 node(s): SysV IPC under dipc",
+            "the same on MPICH (ratio: dipc ÷ MPI)",
+        );
+        assert_eq!(two.ratio, Some(1.2));
+        let speed = row("Jacobi stencil, dipc: 1 node", "3 nodes (ratio: speed-up)");
+        assert_eq!(speed.ratio, Some(2.5));
+        let race: Vec<_> = r
+            .checks
+            .iter()
+            .filter(|c| c.0.starts_with("Jacobi"))
+            .collect();
+        assert_eq!(race.len(), 3);
+        assert!(race[0].1 && race[1].1);
+        assert!(!race[2].1, "0x1.8p+1 != 0x1p+1");
+        assert!(r.missing.iter().any(|m| m == "race_pi impl=sysv ranks=1"));
     }
 }

@@ -14,10 +14,11 @@ hosts=$(echo 10.0.0.2 10.0.0.3 10.0.0.1 | cut -d' ' -f"1-$ranks")
 case "$impl" in
 mpi)
 	# Debian 12's MPICH runs on UCX 1.13, whose TCP transport now and then
-	# never finishes tearing down its connections (openucx/ucx#8738): about
-	# one 3-rank run in six hangs in MPI_Finalize after its result. The
-	# result is timed before MPI_Finalize, so a run that printed it is
-	# given 20 s to finish and is then stopped (hydra kills its ranks).
+	# never finishes tearing down its connections (openucx/ucx#8738): in
+	# make bench about half the 2- and 3-rank runs hang in MPI_Finalize
+	# after their result. The result is timed before MPI_Finalize, so a
+	# run that printed it is given 20 s to finish and is then stopped
+	# (hydra kills its ranks).
 	out=/tmp/race-mpi.$$
 	mpiexec.hydra -launcher rsh -launcher-exec /bin/rexec \
 		-hosts "$(echo $hosts | tr ' ' ,)" -n "$ranks" race_mpi "$prog" "$@" >"$out" 2>&1 &

@@ -348,11 +348,9 @@ pub fn build(recs: &[Record], load: Option<&LoadResult>) -> Report {
         let sysv: Vec<Option<&Record>> = (1..=3).map(|k| time("sysv", k)).collect();
         let mpi: Vec<Option<&Record>> = (1..=3).map(|k| time("mpi", k)).collect();
         for k in 1..=3 {
+            let on = format!("{what} on {k} node{}", if k == 1 { "" } else { "s" });
             b.row(
-                &format!(
-                    "{what} on {k} node{}: SysV IPC under dipc",
-                    if k == 1 { "" } else { "s" }
-                ),
+                &format!("{on}: SysV IPC under dipc"),
                 "s",
                 val(sysv[k - 1]),
                 "MPICH, the same nodes",
@@ -363,8 +361,7 @@ pub fn build(recs: &[Record], load: Option<&LoadResult>) -> Report {
                 let (x, y) = (a.field("check"), m.field("check"));
                 checks.push((
                     format!(
-                        "{what} on {k} node{}: dipc's result ({}) equals MPI's ({}) to the last bit",
-                        if k == 1 { "" } else { "s" },
+                        "{on}: dipc's result ({}) equals MPI's ({}) to the last bit",
                         x.unwrap_or("none"),
                         y.unwrap_or("none")
                     ),

@@ -98,6 +98,10 @@ struct dipc_cred {
 void dipc_current_cred(struct dipc_cred *out);
 /* The caller's process id (tgid) in the initial pid namespace. */
 u32 dipc_current_tgid(void);
+int dipc_ns_semopm(void);
+/* Moves the caller's local object old_id to new_id (helpers/ipcid.c): 0,
+ * -ENOSPC when that slot is taken, -EINVAL when old_id names nothing. */
+int dipc_ipc_move(int cls, int old_id, int new_id);
 /*
  * Faults the caller's range [uaddr, uaddr + size) in for writing without
  * changing its contents (fault_in_safe_writeable()); returns the number of
@@ -194,8 +198,9 @@ int dipc_rust_status_genl(void *ctx, void *msg);
  */
 int dipc_rust_join(void *ctx, const char *referee, u32 node_id, const char *secret_file);
 int dipc_rust_leave(void *ctx, bool force);
-/* Implemented in Rust: the object at index i (false past the last one). */
-bool dipc_rust_object_at(void *ctx, long i, struct dipc_genl_object *out);
+/* Implemented in Rust: the first shadow at or after position pos, and the
+ * position after it in *next (false past the last one). */
+bool dipc_rust_object_at(void *ctx, long pos, long *next, struct dipc_genl_object *out);
 /* The `referee` module parameter ("a.b.c.d:port" or empty), NUL-terminated. */
 const char *dipc_referee_param(void);
 /* The node name (utsname nodename) copied into buf, NUL-terminated. */

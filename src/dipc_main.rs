@@ -29,6 +29,7 @@ use kernel::{
 
 mod conn;
 mod hooks;
+mod ids;
 mod member;
 mod msg;
 mod msglease;

@@ -9,12 +9,12 @@
 //! ([`crate::shadow::Shadows::maybe`]) for calls that take an id.
 
 use crate::{
-    msg,
+    ids, msg,
     node::Node,
     sem,
     shim::{self, Counter},
     shm,
-    wire::Class,
+    wire::{errno, Class},
 };
 use kernel::{bindings, prelude::*};
 
@@ -101,7 +101,52 @@ unsafe extern "C" fn dipc_rust_syscall(
         }
     }
     // SAFETY: `regs` and `id` are what the trampoline of hook `id` received.
-    unsafe { shim::call_original(id, regs) }
+    let ret = unsafe { shim::call_original(id, regs) };
+    // An id this node has no shadow of may be another node's: an id in
+    // the upper half that the local kernel does not know is asked about.
+    let Some(class) = takes_id(id, [r.di, r.si, r.dx]) else {
+        return ret;
+    };
+    let obj = r.di as i32;
+    if ret != -(errno::EINVAL as c_long) || !ids::in_cluster_range(obj) {
+        return ret;
+    }
+    let Some(reply) = ids::lookup(&node, class, obj) else {
+        return ret;
+    };
+    let made = match class {
+        Class::Sem => sem::shadow(&node, &reply),
+        Class::Msg => msg::shadow(&node, &reply),
+        Class::Shm => shm::shadow(&node, &reply),
+    };
+    if made != obj as c_long {
+        return ret;
+    }
+    match id {
+        HOOK_SHMAT => match node.shadows.get(Class::Shm, obj) {
+            // SAFETY: `regs` is the trampoline's register set.
+            Some(s) => unsafe { shm::shmat(&node, s, regs, r.si, r.dx as i32) },
+            None => ret,
+        },
+        _ => dispatch(&node, id, [r.di, r.si, r.dx, r.r10, r.r8]).unwrap_or(ret),
+    }
+}
+
+/// The class of the object a call of hook `id` with arguments `a` names
+/// by its id (the first argument); `None` for calls that take a key, an
+/// index or nothing.
+fn takes_id(id: u32, a: [usize; 3]) -> Option<Class> {
+    // IPC_RMID, IPC_SET and IPC_STAT are 0, 1, 2 for every class.
+    let ctl_by_id = |cmd: usize| matches!(cmd as i32, 0..=2);
+    match id {
+        HOOK_SEMOP | HOOK_SEMTIMEDOP => Some(Class::Sem),
+        HOOK_SEMCTL if sem::semctl_uses_id(a[2] as i32) => Some(Class::Sem),
+        HOOK_MSGSND | HOOK_MSGRCV => Some(Class::Msg),
+        HOOK_MSGCTL if ctl_by_id(a[1]) => Some(Class::Msg),
+        HOOK_SHMAT => Some(Class::Shm),
+        HOOK_SHMCTL if ctl_by_id(a[1]) => Some(Class::Shm),
+        _ => None,
+    }
 }
 
 /// Runs a call on a distributed object; `None` for every other call.

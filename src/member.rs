@@ -160,7 +160,7 @@ fn confirm(node: &Node) -> Result {
 
 /// Drops every shadow, as if the referee had removed each object.
 fn forget_shadows(node: &Node) {
-    while let Some(s) = node.shadows.at(0) {
+    while let Some((s, _)) = node.shadows.from(0) {
         match s.class {
             Class::Sem => sem::removed(node, s.oid),
             Class::Msg => msg::removed(node, s.oid),
@@ -168,8 +168,8 @@ fn forget_shadows(node: &Node) {
         }
         if node
             .shadows
-            .at(0)
-            .is_some_and(|t| t.oid == s.oid && t.class == s.class)
+            .from(0)
+            .is_some_and(|(t, _)| t.oid == s.oid && t.class == s.class)
         {
             // `removed` always drops it; never spin if it did not.
             break;

@@ -22,13 +22,14 @@
 
 use crate::{
     hooks::{HOOK_MSGCTL, HOOK_MSGGET},
+    ids,
     msglease::{self, Ends, Local},
     node::Node,
     sem::{checked, copy_in, copy_out, get_object, neg, put_ipc64_perm, transport_err, IPC_CREAT},
     shadow::Shadow,
     shim,
     transport::{Answer, Interrupted},
-    wire::{errno, msgcmd, Class, Frame, MsgCtl, MsgCtlReply, MsgRcv, MsgSnd, MAX_MTEXT},
+    wire::{errno, msgcmd, Class, Frame, GetReply, MsgCtl, MsgCtlReply, MsgRcv, MsgSnd, MAX_MTEXT},
 };
 use kernel::prelude::*;
 
@@ -57,11 +58,14 @@ pub(crate) fn msgget(node: &Node, key: i32, flg: i32) -> c_long {
     if reply.size > MAX_MTEXT as u64 {
         return neg(errno::EIO);
     }
-    shadow(node, key, reply.oid, reply.size, reply.mode)
+    shadow(node, &reply)
 }
 
-/// Finds or creates the local shadow of queue `oid`.
-fn shadow(node: &Node, key: i32, oid: u64, msgmax: u64, mode: u32) -> c_long {
+/// Finds or creates the local shadow of the queue the referee described
+/// in `r`, at its cluster-wide id.
+pub(crate) fn shadow(node: &Node, r: &GetReply) -> c_long {
+    let (key, oid, msgmax, mode) = (r.key, r.oid, r.size, r.mode);
+    let _making = node.shadows.making();
     if let Some(s) = node.shadows.by_oid(Class::Msg, oid) {
         return s.local_id as c_long;
     }
@@ -81,6 +85,10 @@ fn shadow(node: &Node, key: i32, oid: u64, msgmax: u64, mode: u32) -> c_long {
                 continue;
             }
         }
+        if let Err(e) = ids::place(node, Class::Msg, key, id, r.id, oid) {
+            return e;
+        }
+        let id = r.id;
         let s = Shadow {
             class: Class::Msg,
             local_id: id,

@@ -114,7 +114,7 @@ pub(crate) struct Queue {
 /// when `create` is false and there is none).
 fn queue(node: &Node, oid: u64, create: bool) -> Option<Arc<Queue>> {
     let mut t = node.msgq.lock();
-    if let Some(q) = t.iter().find(|q| q.oid == oid) {
+    if let Some(q) = t.get(&oid) {
         return Some(q.clone());
     }
     if !create {
@@ -134,7 +134,7 @@ fn queue(node: &Node, oid: u64, create: bool) -> Option<Arc<Queue>> {
         GFP_KERNEL,
     )
     .ok()?;
-    t.push(q.clone(), GFP_KERNEL).ok()?;
+    t.try_create_and_insert(oid, q.clone(), GFP_KERNEL).ok()?;
     Some(q)
 }
 
@@ -358,8 +358,8 @@ fn start<'a>(
     if ends == Ends::All {
         let all: KVec<Arc<Queue>> = {
             let t = node.msgq.lock();
-            let mut v = KVec::with_capacity(t.len(), GFP_KERNEL)?;
-            for x in t.iter() {
+            let mut v = KVec::new();
+            for x in t.values() {
                 v.push(x.clone(), GFP_KERNEL)?;
             }
             v
@@ -535,7 +535,7 @@ pub(crate) fn more(node: &Node, m: &wire::MsgMore<'_>) {
 /// A new session: the referee ended every lease this node held.
 pub(crate) fn connection_lost(node: &Node) {
     let t = core::mem::take(&mut *node.msgq.lock());
-    for q in t.iter() {
+    for q in t.values() {
         let mut st = q.st.lock();
         st.recv = None;
         st.send = None;
@@ -544,17 +544,14 @@ pub(crate) fn connection_lost(node: &Node) {
 
 /// Queue `oid` was removed (its leases were given back before).
 pub(crate) fn removed(node: &Node, oid: u64) {
-    let mut t = node.msgq.lock();
-    if let Some(i) = t.iter().position(|q| q.oid == oid) {
-        let _ = t.remove(i);
-    }
+    node.msgq.lock().remove(&oid);
 }
 
 /// Leases this node holds: (receive, send).
 pub(crate) fn held(node: &Node) -> (u64, u64) {
     let t = node.msgq.lock();
     let mut n = (0, 0);
-    for q in t.iter() {
+    for q in t.values() {
         let st = q.st.lock();
         n.0 += u64::from(st.recv.is_some());
         n.1 += u64::from(st.send.is_some());

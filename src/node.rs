@@ -13,6 +13,7 @@ use crate::{
 use kernel::{
     fmt, new_mutex, new_spinlock,
     prelude::*,
+    rbtree::RBTree,
     sync::{
         atomic::{Atomic, Relaxed},
         Arc, Mutex, SpinLock,
@@ -176,9 +177,9 @@ pub(crate) struct Node {
     pub(crate) whole_keys: SpinLock<Policy>,
     #[pin]
     pub(crate) exits: SpinLock<Exits>,
-    /// Distributed segments used on this node.
+    /// Distributed segments used on this node, by object id.
     #[pin]
-    pub(crate) segs: Mutex<KVec<Arc<crate::shm::Seg>>>,
+    pub(crate) segs: Mutex<RBTree<u64, Arc<crate::shm::Seg>>>,
     /// `segs.len()`, read without the lock by `shmdt`.
     pub(crate) nsegs: Atomic<u32>,
     /// Tasks in a distributed `shmat`, and the segment each attaches: how
@@ -202,9 +203,9 @@ pub(crate) struct Node {
     /// Connections to and from other nodes (`peer.rs`).
     #[pin]
     pub(crate) peers: Mutex<crate::peer::Peers>,
-    /// Message leases, per queue (see [`crate::msglease`]).
+    /// Message leases, per queue by object id (see [`crate::msglease`]).
     #[pin]
-    pub(crate) msgq: Mutex<KVec<Arc<crate::msglease::Queue>>>,
+    pub(crate) msgq: Mutex<RBTree<u64, Arc<crate::msglease::Queue>>>,
 }
 
 /// A fresh incarnation, never 0 (a referee's state cannot hold a node
@@ -278,7 +279,7 @@ impl Node {
                 whole_keys <- new_spinlock!(Policy::NONE),
                 // 8 KiB: built in place, not on the stack.
                 exits <- new_spinlock!(pin_init::init_zeroed()),
-                segs <- new_mutex!(KVec::new()),
+                segs <- new_mutex!(RBTree::new()),
                 nsegs: Atomic::new(0),
                 attaching <- new_mutex!(KVec::new()),
                 shm_dirty: Atomic::new(0),
@@ -286,7 +287,7 @@ impl Node {
                 incarnation: Atomic::new(new_incarnation()),
                 token <- new_mutex!([0; wire::TOKEN_LEN]),
                 peers <- new_mutex!(crate::peer::Peers::new()),
-                msgq <- new_mutex!(KVec::new()),
+                msgq <- new_mutex!(RBTree::new()),
             }),
             GFP_KERNEL,
         )

@@ -10,6 +10,7 @@
 
 use crate::{
     hooks::{HOOK_SEMCTL, HOOK_SEMGET},
+    ids,
     node::Node,
     shadow::Shadow,
     shim,
@@ -136,11 +137,14 @@ pub(crate) fn semget(node: &Node, key: i32, nsems: i32, flg: i32) -> c_long {
     if reply.size == 0 || reply.size > crate::wire::MAX_SEMS as u64 {
         return neg(errno::EIO);
     }
-    shadow(node, key, reply.oid, reply.size, reply.mode)
+    shadow(node, &reply)
 }
 
-/// Finds or creates the local shadow of set `oid`.
-fn shadow(node: &Node, key: i32, oid: u64, nsems: u64, mode: u32) -> c_long {
+/// Finds or creates the local shadow of the set the referee described in
+/// `r`, at its cluster-wide id.
+pub(crate) fn shadow(node: &Node, r: &GetReply) -> c_long {
+    let (key, oid, nsems, mode) = (r.key, r.oid, r.size, r.mode);
+    let _making = node.shadows.making();
     if let Some(s) = node.shadows.by_oid(Class::Sem, oid) {
         return s.local_id as c_long;
     }
@@ -163,6 +167,10 @@ fn shadow(node: &Node, key: i32, oid: u64, nsems: u64, mode: u32) -> c_long {
                 }
                 _ => {}
             }
+            if let Err(e) = ids::place(node, Class::Sem, key, id, r.id, oid) {
+                return e;
+            }
+            let id = r.id;
             let s = Shadow {
                 class: Class::Sem,
                 local_id: id,
@@ -242,13 +250,15 @@ pub(crate) fn semtimedop(
     nsops: usize,
     timeout: usize,
 ) -> c_long {
-    // do_semtimedop(): E2BIG, EINVAL, then the copies (EFAULT), then the
-    // timeout's validity. The referee applies its own SEMOPM.
-    if nsops > MAX_SOPS {
-        return neg(errno::E2BIG);
-    }
+    // do_semtimedop(): EINVAL, then E2BIG against this namespace's
+    // SEMOPM, then the copies (EFAULT), then the timeout's validity. The
+    // referee applies its own SEMOPM too, and no request carries more than
+    // the wire's MAX_SOPS.
     if nsops < 1 {
         return neg(errno::EINVAL);
+    }
+    if nsops > shim::ns_semopm() || nsops > MAX_SOPS {
+        return neg(errno::E2BIG);
     }
     let mut raw = match KVec::from_elem(0u8, nsops * SEMBUF_LEN, GFP_KERNEL) {
         Ok(v) => v,

@@ -11,12 +11,14 @@
 //! answered by [`Shadows::maybe`] from a bitmap indexed like the kernel's id
 //! table (`ipcid_to_idx()`): one relaxed load, no lock, no allocation. A set
 //! bit is only a hint (the slot may since hold a plain local object); the
-//! map under [`Shadows::map`] is the truth, looked up only for hits.
+//! red-black trees under [`Shadows::maps`] are the truth, looked up only
+//! for hits.
 
 use crate::wire::Class;
 use kernel::{
     new_mutex,
     prelude::*,
+    rbtree::{RBTree, RBTreeNode},
     sync::{
         atomic::{Atomic, Relaxed},
         Mutex,
@@ -67,16 +69,48 @@ impl Bits {
     }
 }
 
+/// The two indexes of the shadows, kept together under one lock.
+struct Maps {
+    /// Shadows by class and table slot ([`slot_key`]). The kernel holds
+    /// at most one live object per slot, so a new shadow in a slot
+    /// replaces whatever stale entry was left there.
+    slots: RBTree<u64, Shadow>,
+    /// The slot key of each shadow, by class and object id.
+    oids: RBTree<(u8, u64), u64>,
+    /// Entries in `slots`.
+    len: usize,
+}
+
+/// The key of table slot `idx` of `class` in [`Maps::slots`]: ordered by
+/// class, then slot, as `ipcs` lists them.
+fn slot_key(class: Class, id: i32) -> u64 {
+    ((class as u64) << 32) | ((id as u32 as usize % IPCMNI) as u64)
+}
+
+impl Maps {
+    fn remove_slot(&mut self, key: u64) -> Option<Shadow> {
+        let s = self.slots.remove(&key)?;
+        self.oids.remove(&(s.class as u8, s.oid));
+        self.len -= 1;
+        Some(s)
+    }
+}
+
 /// All shadows on this node.
 #[pin_data]
 pub(crate) struct Shadows {
     sem: Bits,
     msg: Bits,
     shm: Bits,
-    /// The shadows. A short list: one entry per distributed object in use
-    /// on this node, searched only for ids whose bit is set.
+    /// The shadows: lookups by id or object id in O(log n), so that
+    /// creating and removing many objects stays linear.
     #[pin]
-    map: Mutex<KVec<Shadow>>,
+    maps: Mutex<Maps>,
+    /// Held while a shadow is made, from the check that there is none to
+    /// its entry in the maps: one shadow per object, and no other shadow
+    /// moved meanwhile (see [`crate::ids`]).
+    #[pin]
+    making: Mutex<()>,
 }
 
 impl Shadows {
@@ -87,8 +121,19 @@ impl Shadows {
             sem <- pin_init::init_zeroed(),
             msg <- pin_init::init_zeroed(),
             shm <- pin_init::init_zeroed(),
-            map <- new_mutex!(KVec::new()),
+            maps <- new_mutex!(Maps {
+                slots: RBTree::new(),
+                oids: RBTree::new(),
+                len: 0,
+            }),
+            making <- new_mutex!(()),
         })
+    }
+
+    /// Serialises the making of shadows (held across calls to the
+    /// original `*get` and the move to the cluster-wide id).
+    pub(crate) fn making(&self) -> kernel::sync::MutexGuard<'_, ()> {
+        self.making.lock()
     }
 
     fn bits(&self, class: Class) -> &Bits {
@@ -117,69 +162,77 @@ impl Shadows {
         if !self.maybe(class, id) {
             return None;
         }
-        self.map
+        self.maps
             .lock()
-            .iter()
-            .find(|s| s.class == class && s.local_id == id)
+            .slots
+            .get(&slot_key(class, id))
+            .filter(|s| s.local_id == id)
             .copied()
     }
 
     /// The shadow of object `oid`.
     pub(crate) fn by_oid(&self, class: Class, oid: u64) -> Option<Shadow> {
-        self.map
-            .lock()
-            .iter()
-            .find(|s| s.class == class && s.oid == oid)
-            .copied()
+        let maps = self.maps.lock();
+        let key = maps.oids.get(&(class as u8, oid))?;
+        maps.slots.get(key).copied()
     }
 
     /// The shadow in table slot `idx` (what `MSG_STAT` and friends name).
     pub(crate) fn by_index(&self, class: Class, idx: i32) -> Option<Shadow> {
         let idx = usize::try_from(idx).ok().filter(|&i| i < IPCMNI)?;
-        self.map
+        self.maps
             .lock()
-            .iter()
-            .find(|s| s.class == class && s.local_id as u32 as usize % IPCMNI == idx)
+            .slots
+            .get(&slot_key(class, idx as i32))
             .copied()
     }
 
-    /// Records `shadow`, replacing any entry with its local id or its oid.
+    /// Records `shadow`, replacing any entry in its slot or with its oid.
     pub(crate) fn insert(&self, shadow: Shadow) -> Result {
-        let mut map = self.map.lock();
-        map.retain(|s| {
-            s.class != shadow.class || (s.local_id != shadow.local_id && s.oid != shadow.oid)
-        });
-        map.push(shadow, GFP_KERNEL)?;
+        let key = slot_key(shadow.class, shadow.local_id);
+        // Both nodes are allocated before anything changes, so a failed
+        // allocation leaves the maps as they were.
+        let slot = RBTreeNode::new(key, shadow, GFP_KERNEL)?;
+        let oid = RBTreeNode::new((shadow.class as u8, shadow.oid), key, GFP_KERNEL)?;
+        let mut maps = self.maps.lock();
+        if let Some(&old) = maps.oids.get(&(shadow.class as u8, shadow.oid)) {
+            if old != key {
+                maps.remove_slot(old);
+                self.bits(shadow.class).set(old as u32 as i32, false);
+            }
+        }
+        maps.remove_slot(key);
+        maps.slots.insert(slot);
+        maps.oids.insert(oid);
+        maps.len += 1;
         self.bits(shadow.class).set(shadow.local_id, true);
         Ok(())
     }
 
     /// Forgets the shadow with local id `id`; returns it.
     pub(crate) fn remove(&self, class: Class, id: i32) -> Option<Shadow> {
-        let mut map = self.map.lock();
-        let i = map
-            .iter()
-            .position(|s| s.class == class && s.local_id == id)?;
-        let s = map.remove(i).ok()?;
-        // Another shadow may share the slot only with another sequence
-        // number, which the kernel cannot hand out while this one lived.
-        if !map
-            .iter()
-            .any(|o| o.class == class && Bits::slot(o.local_id) == Bits::slot(id))
-        {
-            self.bits(class).set(id, false);
+        let key = slot_key(class, id);
+        let mut maps = self.maps.lock();
+        if maps.slots.get(&key)?.local_id != id {
+            return None;
         }
+        let s = maps.remove_slot(key)?;
+        self.bits(class).set(id, false);
         Some(s)
     }
 
     /// Number of shadows.
     pub(crate) fn len(&self) -> usize {
-        self.map.lock().len()
+        self.maps.lock().len
     }
 
-    /// The shadow at position `i` (for listing them one at a time; a
-    /// shadow added or removed meanwhile may shift the positions).
-    pub(crate) fn at(&self, i: usize) -> Option<Shadow> {
-        self.map.lock().get(i).copied()
+    /// The first shadow at or after position `pos` in the order of class
+    /// and slot, and the position after it: for listing them one at a
+    /// time while shadows come and go.
+    pub(crate) fn from(&self, pos: u64) -> Option<(Shadow, u64)> {
+        let maps = self.maps.lock();
+        let cur = maps.slots.cursor_lower_bound(&pos)?;
+        let (&key, &s) = cur.current();
+        Some((s, key + 1))
     }
 }

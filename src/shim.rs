@@ -53,6 +53,8 @@ mod ffi {
         ) -> c_long;
         pub(super) fn dipc_current_cred(out: *mut super::DipcCred);
         pub(super) fn dipc_current_tgid() -> u32;
+        pub(super) fn dipc_ns_semopm() -> c_int;
+        pub(super) fn dipc_ipc_move(cls: c_int, old_id: c_int, new_id: c_int) -> c_int;
         pub(super) fn dipc_counter_inc(idx: c_uint);
         pub(super) fn dipc_counter_sum(idx: c_uint) -> u64;
         pub(super) fn dipc_trace_call(kind: u16, req_id: u64, result: c_int, ns: u64);
@@ -185,6 +187,22 @@ pub(crate) fn current_cred() -> crate::wire::Cred {
 pub(crate) fn current_tgid() -> u32 {
     // SAFETY: reads the current task's tgid.
     unsafe { ffi::dipc_current_tgid() }
+}
+
+/// `SEMOPM` of the caller's IPC namespace (`sysctl kernel.sem`).
+pub(crate) fn ns_semopm() -> usize {
+    // SAFETY: reads an int of the current task's IPC namespace.
+    let n = unsafe { ffi::dipc_ns_semopm() };
+    usize::try_from(n).unwrap_or(0)
+}
+
+/// Moves the caller's local SysV object `old_id` of class `cls` (0 sem,
+/// 1 msg, 2 shm) to id `new_id`: 0, `-ENOSPC` when that slot holds
+/// another object, `-EINVAL` when `old_id` names none.
+pub(crate) fn ipc_move(cls: i32, old_id: i32, new_id: i32) -> c_int {
+    // SAFETY: the helper validates its arguments and takes the locks it
+    // needs; it works on the current task's IPC namespace.
+    unsafe { ffi::dipc_ipc_move(cls, old_id, new_id) }
 }
 
 /// Faults the caller's user range `[addr, addr + len)` in for writing

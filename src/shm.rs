@@ -23,13 +23,14 @@
 
 use crate::{
     hooks::{HOOK_SHMAT, HOOK_SHMCTL, HOOK_SHMGET},
+    ids,
     node::Node,
     sem::{checked, copy_in, copy_out, get_object, neg, put_ipc64_perm, transport_err, IPC_CREAT},
     shadow::Shadow,
     shim::{self, Socket},
     wire::{
-        errno, shmcmd, Class, Frame, PageAck, PageData, PageGrant, PageInval, PageReq, ShmAt,
-        ShmCtl, ShmCtlReply, ShmNattch, PAGE_LEN,
+        errno, shmcmd, Class, Frame, GetReply, PageAck, PageData, PageGrant, PageInval, PageReq,
+        ShmAt, ShmCtl, ShmCtlReply, ShmNattch, PAGE_LEN,
     },
 };
 use kernel::{
@@ -225,13 +226,13 @@ fn sufficient(word: u32, write: bool) -> bool {
 
 impl Node {
     fn seg_by_oid(&self, oid: u64) -> Option<Arc<Seg>> {
-        self.segs.lock().iter().find(|s| s.oid == oid).cloned()
+        self.segs.lock().get(&oid).cloned()
     }
 
     fn seg_by_mapping(&self, mapping: usize) -> Option<Arc<Seg>> {
         self.segs
             .lock()
-            .iter()
+            .values()
             .find(|s| s.mapping() == mapping)
             .cloned()
     }
@@ -249,11 +250,14 @@ pub(crate) fn shmget(node: &Node, key: i32, size: usize, flg: i32) -> c_long {
         Ok(r) => r,
         Err(e) => return e,
     };
-    shadow(node, key, reply.oid, reply.size, reply.mode)
+    shadow(node, &reply)
 }
 
-/// Finds or creates the local shadow of segment `oid`.
-fn shadow(node: &Node, key: i32, oid: u64, size: u64, mode: u32) -> c_long {
+/// Finds or creates the local shadow of the segment the referee described
+/// in `r`, at its cluster-wide id.
+pub(crate) fn shadow(node: &Node, r: &GetReply) -> c_long {
+    let (key, oid, size, mode) = (r.key, r.oid, r.size, r.mode);
+    let _making = node.shadows.making();
     if let Some(s) = node.shadows.by_oid(Class::Shm, oid) {
         return s.local_id as c_long;
     }
@@ -284,6 +288,10 @@ fn shadow(node: &Node, key: i32, oid: u64, size: u64, mode: u32) -> c_long {
                 continue;
             }
         }
+        if let Err(e) = ids::place(node, Class::Shm, key, id, r.id, oid) {
+            return e;
+        }
+        let id = r.id;
         let s = Shadow {
             class: Class::Shm,
             local_id: id,
@@ -293,9 +301,9 @@ fn shadow(node: &Node, key: i32, oid: u64, size: u64, mode: u32) -> c_long {
         {
             // Two shmget()s of the key at once both get here: one `Seg`.
             let mut segs = node.segs.lock();
-            if !segs.iter().any(|x| x.oid == oid) {
-                if let Err(e) = segs.push(seg, GFP_KERNEL) {
-                    return transport_err(e.into());
+            if segs.get(&oid).is_none() {
+                if let Err(e) = segs.try_create_and_insert(oid, seg, GFP_KERNEL) {
+                    return transport_err(e);
                 }
                 node.nsegs.fetch_add(1, Relaxed);
             }
@@ -534,11 +542,10 @@ fn shmid64_ds(reply: &ShmCtlReply, local_id: i32) -> [u8; SHMID64_DS_LEN] {
 /// The referee destroyed segment `oid`: forget it here, drop the shadow.
 pub(crate) fn removed(node: &Node, oid: u64) {
     let seg = {
-        let mut segs = node.segs.lock();
-        let Some(i) = segs.iter().position(|s| s.oid == oid) else {
+        let Some(seg) = node.segs.lock().remove(&oid) else {
             return;
         };
-        segs.remove(i).ok()
+        Some(seg)
     };
     if let Some(seg) = seg {
         node.nsegs.fetch_sub(1, Relaxed);
@@ -1004,7 +1011,7 @@ pub(crate) fn resume(node: &Node) {
 fn segs_of(node: &Node) -> KVec<Arc<Seg>> {
     let segs = node.segs.lock();
     let mut v = KVec::new();
-    for s in segs.iter() {
+    for s in segs.values() {
         if v.push(s.clone(), GFP_KERNEL).is_err() {
             break;
         }
@@ -1076,7 +1083,7 @@ pub(crate) fn send_nattch_updates(node: &Node, sock: &Socket) -> Result {
     let segs: KVec<Arc<Seg>> = {
         let segs = node.segs.lock();
         let mut v = KVec::new();
-        for s in segs.iter() {
+        for s in segs.values() {
             v.push(s.clone(), GFP_KERNEL)?;
         }
         v

@@ -114,24 +114,28 @@ unsafe extern "C" fn dipc_rust_status_genl(ctx: *mut c_void, msg: *mut c_void) -
     }
 }
 
-/// The object at index `i` of this node's shadows, for `DIPC_CMD_OBJECTS`.
+/// The first of this node's shadows at or after position `pos` (0 for the
+/// first), for `DIPC_CMD_OBJECTS`; `*next` is set to the position after it.
 ///
 /// # Safety
 ///
 /// Called only by the family's dump handler: `ctx` the context given to
 /// [`shim::Control::register`], alive while the family is registered, and
-/// `out` valid for writes.
+/// `next` and `out` valid for writes.
 #[no_mangle]
 unsafe extern "C" fn dipc_rust_object_at(
     ctx: *mut c_void,
-    i: c_long,
+    pos: c_long,
+    next: *mut c_long,
     out: *mut shim::GenlObject,
 ) -> bool {
     // SAFETY: per the function's contract.
     let node = unsafe { shim::borrow_ctx::<Node>(ctx) };
-    let Some(s) = usize::try_from(i).ok().and_then(|i| node.shadows.at(i)) else {
+    let Some((s, after)) = u64::try_from(pos).ok().and_then(|p| node.shadows.from(p)) else {
         return false;
     };
+    // SAFETY: per the function's contract.
+    unsafe { next.write(after as c_long) };
     let mut o = shim::GenlObject {
         class: s.class as u8,
         id: s.local_id,

@@ -76,12 +76,15 @@ static int dipc_genl_put_object(struct sk_buff *skb, struct netlink_callback *cb
 static int dipc_genl_objects(struct sk_buff *skb, struct netlink_callback *cb)
 {
 	struct dipc_genl_object o;
-	long i;
+	long pos = cb->args[0], next;
 
-	for (i = cb->args[0]; dipc_rust_object_at(dipc_genl_ctx, i, &o); i++)
+	/* pos: where the next part of the dump starts (class and slot). */
+	while (dipc_rust_object_at(dipc_genl_ctx, pos, &next, &o)) {
 		if (dipc_genl_put_object(skb, cb, &o))
 			break;
-	cb->args[0] = i;
+		pos = next;
+	}
+	cb->args[0] = pos;
 	return skb->len;
 }
 

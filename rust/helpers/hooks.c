@@ -76,6 +76,16 @@ static void *dipc_hook_ctx;
 #define DIPC_IPCMNI 32768
 static const u64 *dipc_shadow_bits[3];
 
+/*
+ * Ids from this slot up are where the referee hands out cluster-wide ids
+ * (src/ids.rs, CLUSTER_FLOOR): a call on one that is no shadow here may
+ * name another node's object, so it goes to the module, which runs it
+ * locally and asks the referee only if the local kernel knows no such id.
+ * The kernel gives local objects the lowest free slots, so plain local IPC
+ * reaches these slots only with more than about 21 000 objects of a class.
+ */
+#define DIPC_CLUSTER_FLOOR (DIPC_IPCMNI / 2)
+
 static notrace bool dipc_maybe_shadow(const u64 *bits, int id)
 {
 	u32 idx;
@@ -83,7 +93,7 @@ static notrace bool dipc_maybe_shadow(const u64 *bits, int id)
 	if (id < 0)
 		return false;
 	idx = (u32)id % DIPC_IPCMNI;
-	return READ_ONCE(bits[idx / 64]) & (1ULL << (idx % 64));
+	return idx >= DIPC_CLUSTER_FLOOR || (READ_ONCE(bits[idx / 64]) & (1ULL << (idx % 64)));
 }
 
 /*
@@ -95,7 +105,8 @@ static notrace bool dipc_maybe_shadow(const u64 *bits, int id)
  * detour through the module and a second callback for the original call.
  * The *ctl commands that take an index instead of an id (SEM_STAT,
  * MSG_STAT, ...) index the same table, so the same bit answers for them;
- * the commands that take neither pass through in the module too.
+ * the commands that take neither pass through in the module too. Ids in
+ * the upper half always go to the module (DIPC_CLUSTER_FLOOR).
  */
 static notrace bool dipc_needs_module(unsigned int id, const struct pt_regs *user)
 {

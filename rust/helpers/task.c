@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /* The calling task: credentials and process id for requests to the referee. */
 #include <linux/capability.h>
+#include <linux/ipc_namespace.h>
+#include <linux/nsproxy.h>
 #include <linux/cred.h>
 #include <linux/pagemap.h>
 #include <linux/ptrace.h>
@@ -72,4 +74,14 @@ long dipc_call_original_args_priv(unsigned int id, long a0, long a1, long a2, lo
 	struct pt_regs regs = { .di = a0, .si = a1, .dx = a2, .r10 = a3 };
 
 	return dipc_call_privileged(id, &regs);
+}
+
+/*
+ * SEMOPM of the caller's IPC namespace (`kernel.sem`'s third field), which
+ * do_semtimedop() checks nsops against before it copies anything.
+ */
+int dipc_ns_semopm(void)
+{
+	/* ipc/sem.c: #define sc_semopm sem_ctls[2] */
+	return READ_ONCE(current->nsproxy->ipc_ns->sem_ctls[2]);
 }

@@ -46,6 +46,16 @@ static void showv(const char *what, long r)
 	fflush(stdout);
 }
 
+static void set_sem_limits(int msl, int mns, int opm, int mni)
+{
+	FILE *f = fopen("/proc/sys/kernel/sem", "w");
+
+	if (!f || fprintf(f, "%d %d %d %d\n", msl, mns, opm, mni) < 0 || fclose(f)) {
+		perror("/proc/sys/kernel/sem");
+		exit(1);
+	}
+}
+
 static long op1(int id, int num, int delta, int flg)
 {
 	struct sembuf b = { .sem_num = num, .sem_op = delta, .sem_flg = flg };
@@ -105,6 +115,25 @@ int main(int argc, char **argv)
 	show("semop nsops 501", semop(id, many, 501));
 	show("semop nsops 500", semop(id, many, 500));
 	show("semop bad pointer", semop(id, (struct sembuf *)8, 1));
+	/* E2BIG is decided before the copy that would fault. */
+	show("semop 501 bad pointer", semop(id, (struct sembuf *)8, 501));
+	{
+		/* The namespace's SEMOPM (kernel.sem's third field) applies. */
+		int msl, mns, opm, mni;
+		FILE *f = fopen("/proc/sys/kernel/sem", "r");
+
+		if (f && fscanf(f, "%d %d %d %d", &msl, &mns, &opm, &mni) == 4) {
+			fclose(f);
+			set_sem_limits(msl, mns, 2, mni);
+			show("semop nsops 3 semopm 2", semop(id, many, 3));
+			show("semop nsops 2 semopm 2", semop(id, many, 2));
+			set_sem_limits(msl, mns, opm, mni);
+		} else {
+			printf("cannot read /proc/sys/kernel/sem\n");
+			if (f)
+				fclose(f);
+		}
+	}
 	show("semop sem_num 3", op1(id, 3, 1, 0));
 	show("semop P nowait", op1(id, 0, -1, IPC_NOWAIT));
 	show("semop +32767", op1(id, 0, 32767, 0));

@@ -373,6 +373,8 @@ mod tests {
                 oid,
                 mode: 0o600,
                 size: 1,
+                id: 0,
+                key: 1,
             };
             let mut out = encode(0, Frame::Ping { nonce: 7 });
             out.extend(encode(1, Frame::Status { result: 5 }));

@@ -69,6 +69,7 @@ pub fn is_call_frame(frame: &Frame<'_>) -> bool {
     matches!(
         frame,
         Frame::Get(_)
+            | Frame::Lookup(_)
             | Frame::SemOp(_)
             | Frame::SemCtl(_)
             | Frame::MsgSnd(_)
@@ -390,6 +391,11 @@ impl State {
         let fx = match msg.frame {
             Frame::Get(g) => {
                 let r = objects.get(&g, now);
+                out.push(encode(Some(node), req, Frame::GetReply(r)));
+                Effects::default()
+            }
+            Frame::Lookup(l) => {
+                let r = objects.lookup(l.class, l.id);
                 out.push(encode(Some(node), req, Frame::GetReply(r)));
                 Effects::default()
             }

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-const SNAPSHOT_MAGIC: &[u8; 8] = b"DIPCSNP1";
+const SNAPSHOT_MAGIC: &[u8; 8] = b"DIPCSNP2";
 /// Largest record accepted when reading a log (a request frame, or a page).
 const MAX_RECORD: usize = 1 << 20;
 
@@ -113,6 +113,13 @@ impl Store {
         let snap = dir.join("snapshot");
         let mut state = match std::fs::read(&snap) {
             Ok(bytes) => {
+                if bytes.starts_with(b"DIPCSNP") && !bytes.starts_with(SNAPSHOT_MAGIC) {
+                    return Err(corrupt(format!(
+                        "{}: a snapshot of another dipcd version (objects without cluster-wide \
+                         ids); start this referee with an empty --state-dir",
+                        snap.display()
+                    )));
+                }
                 let body = bytes
                     .strip_prefix(SNAPSHOT_MAGIC.as_slice())
                     .ok_or_else(|| corrupt(format!("{}: not a dipcd snapshot", snap.display())))?;

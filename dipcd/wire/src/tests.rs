@@ -70,7 +70,7 @@ fn header_layout_is_fixed() {
     );
     assert_eq!(n, HEADER_LEN + 8);
     assert_eq!(&buf[0..4], b"DIPC");
-    assert_eq!(&buf[4..6], &[6, 0]); // version 6, little-endian
+    assert_eq!(&buf[4..6], &[7, 0]); // version 7, little-endian
     assert_eq!(&buf[6..8], &[3, 0]); // Ping
     assert_eq!(&buf[8..16], &[8, 7, 6, 5, 4, 3, 2, 1]);
     assert_eq!(&buf[16..20], &[8, 0, 0, 0]);
@@ -390,7 +390,10 @@ proptest! {
         let class = Class::try_from(class).unwrap();
         let frames = [
             Frame::Get(Get { class, key: ints[0], flags: ints[1], size: oid, cred, pid: ints[4] as u32 }),
-            Frame::GetReply(GetReply { result: ints[2], oid, mode: ints[3] as u32, size: oid ^ 1 }),
+            Frame::GetReply(GetReply {
+                result: ints[2], oid, mode: ints[3] as u32, size: oid ^ 1, id: ints[4], key: ints[5],
+            }),
+            Frame::Lookup(Lookup { class, id: ints[1] }),
             Frame::SemOp(SemOp { oid, pid: ints[4] as u32, cred, sops: Sops::new(&sop_bytes).unwrap() }),
             Frame::Status { result: i64::from(ints[5]) << 3 },
             Frame::SemCtl(SemCtl {

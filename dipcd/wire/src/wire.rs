@@ -23,7 +23,7 @@
 pub const MAGIC: u32 = u32::from_le_bytes(*b"DIPC");
 /// The protocol version this source speaks. A peer with another version is
 /// refused at hello time.
-pub const VERSION: u16 = 6;
+pub const VERSION: u16 = 7;
 /// Size of the fixed frame header.
 pub const HEADER_LEN: usize = 24;
 /// Largest payload a peer may announce; a header claiming more is rejected
@@ -114,6 +114,9 @@ pub enum Kind {
     MsgRecall = 35,
     /// Referee to node: more for a message lease (see [`MsgMore`]).
     MsgMore = 36,
+    /// Node to referee: which object has this cluster-wide SysV id? (see
+    /// [`Lookup`]); answered by [`Kind::GetReply`].
+    Lookup = 37,
 }
 
 impl TryFrom<u16> for Kind {
@@ -157,6 +160,7 @@ impl TryFrom<u16> for Kind {
             34 => Kind::MsgTaken,
             35 => Kind::MsgRecall,
             36 => Kind::MsgMore,
+            37 => Kind::Lookup,
             other => return Err(DecodeError::UnknownKind(other)),
         })
     }
@@ -539,7 +543,7 @@ pub struct Get {
     pub pid: u32,
 }
 
-/// The answer to [`Get`].
+/// The answer to [`Get`] and [`Lookup`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GetReply {
     /// 0, or a negative errno (then the other fields are 0).
@@ -550,6 +554,21 @@ pub struct GetReply {
     pub mode: u32,
     /// `nsems` of the set, or the segment size.
     pub size: u64,
+    /// The object's SysV id, the same on every node: what `*get` returns.
+    pub id: i32,
+    /// The object's key (`IPC_PRIVATE` for a segment marked for removal).
+    pub key: i32,
+}
+
+/// A call on a SysV id that is no shadow on the node: which object has it?
+/// Answered with a [`GetReply`] (`EINVAL` when none has), after no
+/// permission check: the call that follows makes its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lookup {
+    /// What kind of object.
+    pub class: Class,
+    /// The id the call was given.
+    pub id: i32,
 }
 
 /// One `struct sembuf`.
@@ -1417,6 +1436,8 @@ pub enum Frame<'a> {
     Get(Get),
     /// See [`GetReply`].
     GetReply(GetReply),
+    /// See [`Lookup`].
+    Lookup(Lookup),
     /// See [`SemOp`].
     SemOp(SemOp<'a>),
     /// A call's return value or negative errno.
@@ -1714,6 +1735,12 @@ fn decode_payload(kind: Kind, payload: &[u8]) -> Option<Frame<'_>> {
             oid: r.u64()?,
             mode: r.u32()?,
             size: r.u64()?,
+            id: r.i32()?,
+            key: r.i32()?,
+        }),
+        Kind::Lookup => Frame::Lookup(Lookup {
+            class: Class::try_from(r.u8()?).ok()?,
+            id: r.i32()?,
         }),
         Kind::SemOp => {
             let oid = r.u64()?;
@@ -2062,6 +2089,7 @@ impl Frame<'_> {
             Frame::Error { .. } => Kind::Error,
             Frame::Get(_) => Kind::Get,
             Frame::GetReply(_) => Kind::GetReply,
+            Frame::Lookup(_) => Kind::Lookup,
             Frame::SemOp(_) => Kind::SemOp,
             Frame::Status { .. } => Kind::Status,
             Frame::SemCtl(_) => Kind::SemCtl,
@@ -2102,7 +2130,8 @@ impl Frame<'_> {
             Frame::Auth(_) => 2 * AUTH_LEN,
             Frame::Error { .. } => 4,
             Frame::Get(g) => 1 + 4 + 4 + 8 + g.cred.wire_len() + 4,
-            Frame::GetReply(_) => 4 + 8 + 4 + 8,
+            Frame::GetReply(_) => 4 + 8 + 4 + 8 + 4 + 4,
+            Frame::Lookup(_) => 1 + 4,
             Frame::SemOp(o) => 8 + 4 + o.cred.wire_len() + 2 + o.sops.0.len(),
             Frame::Status { .. } => 8,
             Frame::SemCtl(c) => 8 + 4 + c.cred.wire_len() + 4 * 6 + 2 + c.vals.0.len(),
@@ -2231,6 +2260,12 @@ impl Frame<'_> {
                 w.u64(g.oid);
                 w.u32(g.mode);
                 w.u64(g.size);
+                w.u32(g.id as u32);
+                w.u32(g.key as u32);
+            }
+            Frame::Lookup(l) => {
+                w.u8(l.class as u8);
+                w.u32(l.id as u32);
             }
             Frame::SemOp(o) => {
                 w.u64(o.oid);

@@ -24,6 +24,8 @@ pub type Errno = i32;
 /// An object's ownership and mode, as `struct kern_ipc_perm`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KernIpcPerm {
+    /// The SysV id, the same on every node (see [`super::ids`]).
+    pub id: i32,
     /// The key.
     pub key: i32,
     /// Owner.
@@ -42,6 +44,7 @@ impl KernIpcPerm {
     /// A new object's permissions, owned by the caller (`newary()` & co.).
     pub fn new(key: i32, flags: i32, cred: &Cred) -> Self {
         KernIpcPerm {
+            id: -1,
             key,
             uid: cred.euid,
             gid: cred.egid,

@@ -7,6 +7,7 @@
 //! [`sem`] (`ipc/sem.c`) and [`msg`] (`ipc/msg.c`).
 
 pub mod dsm;
+pub mod ids;
 pub mod ipc;
 pub mod msg;
 pub mod persist;
@@ -217,10 +218,33 @@ pub struct Objects {
     /// The last DSM transaction id.
     next_txn: u64,
     last_oid: u64,
+    /// The SysV ids of sets, queues and segments.
+    ids: [ids::IdSpace; 3],
     /// Most DSM pages read ahead of one miss (`--readahead`; logged).
     readahead: u64,
     /// No message leases (`--msg-leases false`; logged).
     no_msg_leases: bool,
+}
+
+/// The position of `class`'s id table in [`Objects::ids`] (the kernel's
+/// `IPC_SEM_IDS`, `IPC_MSG_IDS`, `IPC_SHM_IDS`).
+fn class_index(class: Class) -> usize {
+    match class {
+        Class::Sem => 0,
+        Class::Msg => 1,
+        Class::Shm => 2,
+    }
+}
+
+fn get_failed(e: Errno) -> GetReply {
+    GetReply {
+        result: -e,
+        oid: 0,
+        mode: 0,
+        size: 0,
+        id: 0,
+        key: 0,
+    }
 }
 
 fn errno64(e: Errno) -> i64 {
@@ -300,49 +324,64 @@ impl Objects {
 
     /// `ipcget()` for a distributed key, cluster-wide.
     pub fn get(&mut self, g: &Get, now: i64) -> GetReply {
-        let fail = |e: Errno| GetReply {
-            result: -e,
-            oid: 0,
-            mode: 0,
-            size: 0,
+        let got = match g.class {
+            Class::Sem => self.semget(g, now),
+            Class::Msg => self.msgget(g, now),
+            Class::Shm => self.shmget(g, now),
         };
-        match g.class {
-            Class::Sem => match self.semget(g, now) {
-                Ok(oid) => {
-                    let sma = &self.sems[&oid];
-                    GetReply {
-                        result: 0,
-                        oid,
-                        mode: sma.perm.mode,
-                        size: sma.nsems() as u64,
-                    }
-                }
-                Err(e) => fail(e),
-            },
-            Class::Msg => match self.msgget(g, now) {
-                // The size tells the node this referee's msgmax, which
-                // msgsnd checks before it looks at the queue.
-                Ok(oid) => GetReply {
-                    result: 0,
-                    oid,
-                    mode: self.msgs[&oid].perm.mode,
-                    size: self.limits.msgmax as u64,
-                },
-                Err(e) => fail(e),
-            },
-            Class::Shm => match self.shmget(g, now) {
-                Ok(oid) => {
-                    let seg = &self.shms[&oid];
-                    GetReply {
-                        result: 0,
-                        oid,
-                        mode: seg.perm.mode & 0o777,
-                        size: seg.segsz,
-                    }
-                }
-                Err(e) => fail(e),
-            },
+        match got {
+            Ok(oid) => self.describe(g.class, oid),
+            Err(e) => get_failed(e),
         }
+    }
+
+    /// The object with SysV id `id`, for a node that was given the id
+    /// and has no shadow of it; `EINVAL` if there is none, as a local
+    /// call on an unused id returns.
+    pub fn lookup(&self, class: Class, id: i32) -> GetReply {
+        match self.ids[class_index(class)].find(id) {
+            Some(oid) => self.describe(class, oid),
+            None => get_failed(errno::EINVAL),
+        }
+    }
+
+    /// What a node needs to make the shadow of object `oid`.
+    fn describe(&self, class: Class, oid: u64) -> GetReply {
+        let (perm, mode, size) = match class {
+            Class::Sem => {
+                let sma = &self.sems[&oid];
+                (&sma.perm, sma.perm.mode, sma.nsems() as u64)
+            }
+            // The size tells the node this referee's msgmax, which msgsnd
+            // checks before it looks at the queue.
+            Class::Msg => {
+                let q = &self.msgs[&oid];
+                (&q.perm, q.perm.mode, self.limits.msgmax as u64)
+            }
+            Class::Shm => {
+                let seg = &self.shms[&oid];
+                (&seg.perm, seg.perm.mode & 0o777, seg.segsz)
+            }
+        };
+        GetReply {
+            result: 0,
+            oid,
+            mode,
+            size,
+            id: perm.id,
+            key: perm.key,
+        }
+    }
+
+    /// A new object's id: `Err(ENOSPC)` when every slot of its class's
+    /// table is taken.
+    fn new_id(&mut self, class: Class, oid: u64) -> Result<i32, Errno> {
+        self.ids[class_index(class)].alloc(oid).ok_or(errno::ENOSPC)
+    }
+
+    /// Frees a removed object's id.
+    fn free_id(&mut self, class: Class, id: i32) {
+        self.ids[class_index(class)].free(id);
     }
 
     /// `ksys_semget()` + `ipcget_public()` + `newary()` / `sem_more_checks()`.
@@ -374,9 +413,10 @@ impl Objects {
                 {
                     return Err(errno::ENOSPC);
                 }
-                self.last_oid += 1;
-                let oid = self.last_oid;
-                let perm = KernIpcPerm::new(g.key, g.flags, &g.cred);
+                let oid = self.last_oid + 1;
+                let mut perm = KernIpcPerm::new(g.key, g.flags, &g.cred);
+                perm.id = self.new_id(Class::Sem, oid)?;
+                self.last_oid = oid;
                 self.sems.insert(oid, SemArray::new(perm, nsems, now));
                 self.keys.insert((Class::Sem, g.key), oid);
                 self.used_sems += nsems;
@@ -397,9 +437,10 @@ impl Objects {
                 if self.msgs.len() >= self.limits.msgmni {
                     return Err(errno::ENOSPC);
                 }
-                self.last_oid += 1;
-                let oid = self.last_oid;
-                let perm = KernIpcPerm::new(g.key, g.flags, &g.cred);
+                let oid = self.last_oid + 1;
+                let mut perm = KernIpcPerm::new(g.key, g.flags, &g.cred);
+                perm.id = self.new_id(Class::Msg, oid)?;
+                self.last_oid = oid;
                 let q = MsgQueue::new(perm, self.limits.msgmnb as u64, now);
                 self.msgs.insert(oid, q);
                 self.keys.insert((Class::Msg, g.key), oid);
@@ -645,9 +686,10 @@ impl Objects {
             msgcmd::IPC_RMID => match q.perm.ctl_check(&c.cred) {
                 Ok(()) => {
                     q.remove(&mut fx);
-                    let key = q.perm.key;
+                    let (key, id) = (q.perm.key, q.perm.id);
                     self.msgs.remove(&c.oid);
                     self.keys.remove(&(Class::Msg, key));
+                    self.free_id(Class::Msg, id);
                     fx.removed.push((Class::Msg, c.oid));
                     MsgCtlResult::default()
                 }
@@ -751,10 +793,11 @@ impl Objects {
             semcmd::IPC_RMID => match sma.perm.ctl_check(&c.cred) {
                 Ok(()) => {
                     sma.remove(&mut fx.replies);
-                    let key = sma.perm.key;
+                    let (key, id) = (sma.perm.key, sma.perm.id);
                     self.used_sems -= nsems;
                     self.sems.remove(&c.oid);
                     self.keys.remove(&(Class::Sem, key));
+                    self.free_id(Class::Sem, id);
                     fx.removed.push((Class::Sem, c.oid));
                     SemCtlResult::ok(0)
                 }

@@ -204,9 +204,10 @@ impl Objects {
                 if self.shms.len() >= self.limits.shmmni {
                     return Err(errno::ENOSPC);
                 }
-                self.last_oid += 1;
-                let oid = self.last_oid;
-                let perm = KernIpcPerm::new(g.key, g.flags, &g.cred);
+                let oid = self.last_oid + 1;
+                let mut perm = KernIpcPerm::new(g.key, g.flags, &g.cred);
+                perm.id = self.new_id(Class::Shm, oid)?;
+                self.last_oid = oid;
                 self.shms.insert(oid, Segment::new(perm, size, g.pid, now));
                 self.keys.insert((Class::Shm, g.key), oid);
                 self.shm_pages += n;
@@ -271,6 +272,7 @@ impl Objects {
             if !seg.dest() {
                 self.keys.remove(&(Class::Shm, seg.perm.key));
             }
+            self.free_id(Class::Shm, seg.perm.id);
             fx.removed.push((Class::Shm, oid));
         }
     }

@@ -1,0 +1,78 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Cluster-wide ids: a new local shadow is moved to the id the referee
+ * chose for its object, so the same id names the same object on every node.
+ *
+ * The kernel places a new object at a chosen id only through
+ * checkpoint/restore's kernel.{sem,msg,shm}_next_id, which needs
+ * CONFIG_CHECKPOINT_RESTORE and is consumed by whichever creation in the
+ * namespace comes next, the module's or another process's. Instead the
+ * module creates the shadow as any object is created, then, before anyone
+ * else can know its id, moves it in the namespace's id table: under the
+ * table's rwsem taken for writing (as ipcget_new() and ipc_rmid()'s
+ * callers hold it, so no object can be created, removed or looked up by
+ * key meanwhile) it takes the exact slot with idr_alloc(), sets the id and
+ * sequence number under the object's lock, frees the old slot, and keeps
+ * max_idx as ipc_addid() and ipc_rmid() do. Lock-free lookups by id
+ * (ipc_obtain_object_check(), under RCU) see the object at one slot or the
+ * other with the id that slot's index and sequence number check against.
+ */
+#include <linux/idr.h>
+#include <linux/ipc.h>
+#include <linux/ipc_namespace.h>
+#include <linux/nsproxy.h>
+#include <linux/rwsem.h>
+#include <linux/sched.h>
+#include "../dipc_helpers.h"
+
+/* ipc/util.h, without ipcmni_extend (the module supports the default). */
+#define DIPC_IPCMNI_SHIFT 15
+#define DIPC_IDX(id) ((id) & ((1 << DIPC_IPCMNI_SHIFT) - 1))
+
+int dipc_ipc_move(int cls, int old_id, int new_id)
+{
+	struct ipc_ids *ids;
+	struct kern_ipc_perm *p;
+	int old_idx = DIPC_IDX(old_id), idx = DIPC_IDX(new_id), ret;
+
+	/* ids[]: IPC_SEM_IDS 0, IPC_MSG_IDS 1, IPC_SHM_IDS 2 (ipc/util.h). */
+	if (cls < 0 || cls > 2 || old_id < 0 || new_id < 0)
+		return -EINVAL;
+	ids = &current->nsproxy->ipc_ns->ids[cls];
+	down_write(&ids->rwsem);
+	idr_preload(GFP_KERNEL);
+	rcu_read_lock();
+	p = idr_find(&ids->ipcs_idr, old_idx);
+	if (!p || p->id != old_id || p->deleted) {
+		ret = -EINVAL;
+		goto out;
+	}
+	if (idx != old_idx) {
+		ret = idr_alloc(&ids->ipcs_idr, p, idx, idx + 1, GFP_NOWAIT);
+		if (ret < 0)
+			goto out;
+	}
+	spin_lock(&p->lock);
+	p->seq = new_id >> DIPC_IPCMNI_SHIFT;
+	p->id = new_id;
+	spin_unlock(&p->lock);
+	if (idx != old_idx) {
+		idr_remove(&ids->ipcs_idr, old_idx);
+		if (idx > ids->max_idx)
+			ids->max_idx = idx;
+		/* ipc_rmid(): the highest slot in use, if that was the old one. */
+		if (old_idx == ids->max_idx) {
+			int i = old_idx - 1;
+
+			while (i >= 0 && !idr_find(&ids->ipcs_idr, i))
+				i--;
+			ids->max_idx = i;
+		}
+	}
+	ret = 0;
+out:
+	rcu_read_unlock();
+	idr_preload_end();
+	up_write(&ids->rwsem);
+	return ret;
+}

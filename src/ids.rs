@@ -1,0 +1,125 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Cluster-wide ids: a distributed object has one SysV id, chosen by the
+//! referee, and every node's shadow of it has that id.
+//!
+//! The referee hands out ids from the top of the id table down (slot
+//! 32767 first, the upper half while it has room; `dipcd`'s
+//! `referee/ids.rs`). A node makes a shadow as before, through the
+//! original `*get`, which puts it where the kernel puts any new object (the
+//! lowest free slots), and then moves it to its id ([`place`], through
+//! `rust/helpers/ipcid.c`) before the id is returned to anyone.
+//!
+//! When the slot is taken on this node:
+//! - by a shadow of an object the referee has since removed (the node did
+//!   not hear of it), that shadow goes and the move is made;
+//! - by a local object (the node has more than about 21 000 objects of
+//!   the class, so the kernel's own allocation reaches the upper half),
+//!   the call fails with `ENOSPC`, as a `*get` does when the table is full,
+//!   the shadow is not made, and the kernel log names the key and the id.
+//!   The object never appears here under another id.
+//!
+//! A call given an id that is not a shadow here (printed on another node,
+//! passed in a message or a file) reaches the module when the id lies in
+//! the upper half ([`CLUSTER_FLOOR`]; `dipc_needs_module()` in
+//! `rust/helpers/hooks.c`). The module runs it locally first; only if the
+//! local kernel answers `EINVAL` (no such object) does it ask the referee
+//! ([`lookup`]), make the shadow, and run the call on the distributed
+//! object.
+
+use crate::{
+    hooks::{HOOK_MSGCTL, HOOK_SEMCTL, HOOK_SHMCTL},
+    node::Node,
+    shim,
+    wire::{errno, Class, Frame, GetReply, Lookup},
+};
+use kernel::prelude::*;
+
+/// Slots in a node's id table (`IPCMNI`).
+const IPCMNI: i32 = 1 << 15;
+
+/// The lowest slot of the upper half, where the referee hands out ids
+/// while it has room: calls on ids from here up reach the module even when
+/// they are no shadow (the C side has the same number).
+pub(crate) const CLUSTER_FLOOR: i32 = IPCMNI / 2;
+
+/// Whether `id` may be a cluster-wide id this node has no shadow of.
+pub(crate) fn in_cluster_range(id: i32) -> bool {
+    id >= 0 && id % IPCMNI >= CLUSTER_FLOOR
+}
+
+/// The kernel's index of `class`'s id table (`IPC_SEM_IDS` & co.).
+fn table(class: Class) -> i32 {
+    match class {
+        Class::Sem => 0,
+        Class::Msg => 1,
+        Class::Shm => 2,
+    }
+}
+
+/// Removes local object `id` of `class` (a shadow being dropped or one
+/// that could not be placed), with the kernel's `IPC_RMID`.
+pub(crate) fn rmid_local(class: Class, id: i32) {
+    // IPC_RMID is 0 for every class; semctl takes it as its third argument.
+    let (hook, args) = match class {
+        Class::Sem => (HOOK_SEMCTL, [id as c_long, 0, 0, 0]),
+        Class::Msg => (HOOK_MSGCTL, [id as c_long, 0, 0, 0]),
+        Class::Shm => (HOOK_SHMCTL, [id as c_long, 0, 0, 0]),
+    };
+    shim::call_original_args_priv(hook, args);
+}
+
+/// Moves the new local object `id`, the shadow being made for object
+/// `oid`, to the object's cluster-wide id `want`. On failure the local
+/// object is removed and the call's result returned as `Err`. The caller
+/// holds [`crate::shadow::Shadows::making`].
+pub(crate) fn place(
+    node: &Node,
+    class: Class,
+    key: i32,
+    id: i32,
+    want: i32,
+    oid: u64,
+) -> core::result::Result<(), c_long> {
+    if id == want {
+        return Ok(());
+    }
+    // Two tries: the first may find a stale shadow in the slot.
+    for _ in 0..2 {
+        let r = shim::ipc_move(table(class), id, want);
+        if r == 0 {
+            return Ok(());
+        }
+        if r != -errno::ENOSPC {
+            rmid_local(class, id);
+            return Err(r as c_long);
+        }
+        match node.shadows.by_index(class, want % IPCMNI) {
+            Some(old) if old.oid != oid => {
+                // Its object is gone at the referee, which reused the slot.
+                node.shadows.remove(class, old.local_id);
+                rmid_local(class, old.local_id);
+            }
+            _ => break,
+        }
+    }
+    rmid_local(class, id);
+    pr_warn!(
+        "{:?} key {:#x}: id {} is taken by a local object on this node; not distributed here (ENOSPC)\n",
+        class,
+        key,
+        want
+    );
+    Err(-(errno::ENOSPC as c_long))
+}
+
+/// Asks the referee which object has id `id` (no permission check: the
+/// call that follows makes its own). `None` when none has, or when there
+/// is no referee to ask.
+pub(crate) fn lookup(node: &Node, class: Class, id: i32) -> Option<GetReply> {
+    let answer = node.call(&Frame::Lookup(Lookup { class, id }), None).ok()?;
+    match answer.frame() {
+        Ok(Frame::GetReply(r)) if r.result == 0 && r.id == id => Some(r),
+        _ => None,
+    }
+}

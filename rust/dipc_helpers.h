@@ -99,6 +99,7 @@ void dipc_current_cred(struct dipc_cred *out);
 /* The caller's process id (tgid) in the initial pid namespace. */
 u32 dipc_current_tgid(void);
 int dipc_ns_semopm(void);
+u32 dipc_real_seconds(void);
 /* Moves the caller's local object old_id to new_id (helpers/ipcid.c): 0,
  * -ENOSPC when that slot is taken, -EINVAL when old_id names nothing. */
 int dipc_ipc_move(int cls, int old_id, int new_id);

@@ -31,7 +31,7 @@ use crate::{
     hooks::{HOOK_MSGCTL, HOOK_SEMCTL, HOOK_SHMCTL},
     node::Node,
     shim,
-    wire::{errno, Class, Frame, GetReply, Lookup},
+    wire::{errno, Class, Frame, GetReply, Lookup, MsgCtl, SemCtl, ShmCtl, Vals},
 };
 use kernel::prelude::*;
 
@@ -122,4 +122,53 @@ pub(crate) fn lookup(node: &Node, class: Class, id: i32) -> Option<GetReply> {
         Ok(Frame::GetReply(r)) if r.result == 0 && r.id == id => Some(r),
         _ => None,
     }
+}
+
+/// The node could not make the shadow of an object its `*get` had just
+/// created at the referee (`r.created`): removes the object again, as the
+/// caller, its owner, so a failed `*get` leaves nothing behind, as
+/// locally. Returns `err`, the call's result.
+pub(crate) fn undo_create(node: &Node, class: Class, r: &GetReply, err: c_long) -> c_long {
+    if r.created == 0 {
+        return err;
+    }
+    let (pid, cred, oid) = (shim::current_tgid(), shim::current_cred(), r.oid);
+    // IPC_RMID is 0 for every class.
+    let frame = match class {
+        Class::Sem => Frame::SemCtl(SemCtl {
+            oid,
+            pid,
+            cred,
+            cmd: 0,
+            semnum: 0,
+            val: 0,
+            set_uid: 0,
+            set_gid: 0,
+            set_mode: 0,
+            vals: Vals::EMPTY,
+        }),
+        Class::Msg => Frame::MsgCtl(MsgCtl {
+            oid,
+            pid,
+            cred,
+            cmd: 0,
+            set_uid: 0,
+            set_gid: 0,
+            set_mode: 0,
+            set_qbytes: 0,
+        }),
+        Class::Shm => Frame::ShmCtl(ShmCtl {
+            oid,
+            pid,
+            cred,
+            cmd: 0,
+            set_uid: 0,
+            set_gid: 0,
+            set_mode: 0,
+        }),
+    };
+    // Nothing more can be done if this fails: the object stays, as one a
+    // node that died right after creating it leaves.
+    let _ = node.call(&frame, None);
+    err
 }

@@ -58,7 +58,10 @@ pub(crate) fn msgget(node: &Node, key: i32, flg: i32) -> c_long {
     if reply.size > MAX_MTEXT as u64 {
         return neg(errno::EIO);
     }
-    shadow(node, &reply)
+    match shadow(node, &reply) {
+        id if id < 0 => ids::undo_create(node, Class::Msg, &reply, id),
+        id => id,
+    }
 }
 
 /// Finds or creates the local shadow of the queue the referee described

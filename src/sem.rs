@@ -137,7 +137,10 @@ pub(crate) fn semget(node: &Node, key: i32, nsems: i32, flg: i32) -> c_long {
     if reply.size == 0 || reply.size > crate::wire::MAX_SEMS as u64 {
         return neg(errno::EIO);
     }
-    shadow(node, &reply)
+    match shadow(node, &reply) {
+        id if id < 0 => ids::undo_create(node, Class::Sem, &reply, id),
+        id => id,
+    }
 }
 
 /// Finds or creates the local shadow of the set the referee described in

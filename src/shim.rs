@@ -54,6 +54,7 @@ mod ffi {
         pub(super) fn dipc_current_cred(out: *mut super::DipcCred);
         pub(super) fn dipc_current_tgid() -> u32;
         pub(super) fn dipc_ns_semopm() -> c_int;
+        pub(super) fn dipc_real_seconds() -> u32;
         pub(super) fn dipc_ipc_move(cls: c_int, old_id: c_int, new_id: c_int) -> c_int;
         pub(super) fn dipc_counter_inc(idx: c_uint);
         pub(super) fn dipc_counter_sum(idx: c_uint) -> u64;
@@ -187,6 +188,13 @@ pub(crate) fn current_cred() -> crate::wire::Cred {
 pub(crate) fn current_tgid() -> u32 {
     // SAFETY: reads the current task's tgid.
     unsafe { ffi::dipc_current_tgid() }
+}
+
+/// This node's wall clock in seconds (`ktime_get_real_seconds()`, what
+/// `time()` returns), as the kernel stamps local IPC objects.
+pub(crate) fn real_seconds() -> u32 {
+    // SAFETY: reads the clock; no arguments.
+    unsafe { ffi::dipc_real_seconds() }
 }
 
 /// `SEMOPM` of the caller's IPC namespace (`sysctl kernel.sem`).

@@ -250,7 +250,10 @@ pub(crate) fn shmget(node: &Node, key: i32, size: usize, flg: i32) -> c_long {
         Ok(r) => r,
         Err(e) => return e,
     };
-    shadow(node, &reply)
+    match shadow(node, &reply) {
+        id if id < 0 => ids::undo_create(node, Class::Shm, &reply, id),
+        id => id,
+    }
 }
 
 /// Finds or creates the local shadow of the segment the referee described

@@ -485,9 +485,14 @@ fn frame_buf(frame: &Frame<'_>) -> Result<KVVec<u8>> {
     Ok(KVVec::from_elem(0u8, frame.encoded_len(), GFP_KERNEL)?)
 }
 
-/// Encodes `frame` with `req_id` into `buf`, which [`frame_buf`] sized.
+/// Encodes `frame` with `req_id` into `buf`, which [`frame_buf`] sized,
+/// with this node's wall clock in the header: the referee takes the time
+/// stamps a request sets from it.
 fn encode(frame: &Frame<'_>, req_id: u64, buf: &mut [u8]) -> Result {
-    frame.encode(req_id, buf).map(|_| ()).map_err(|_| EINVAL)
+    frame
+        .encode_at(req_id, shim::real_seconds(), buf)
+        .map(|_| ())
+        .map_err(|_| EINVAL)
 }
 
 /// The exit hook's entry point.

@@ -8,6 +8,7 @@
 #include <linux/ptrace.h>
 #include <linux/pid.h>
 #include <linux/sched.h>
+#include <linux/timekeeping.h>
 #include <linux/uidgid.h>
 #include "../dipc_helpers.h"
 
@@ -84,4 +85,10 @@ int dipc_ns_semopm(void)
 {
 	/* ipc/sem.c: #define sc_semopm sem_ctls[2] */
 	return READ_ONCE(current->nsproxy->ipc_ns->sem_ctls[2]);
+}
+
+/* The wall clock in seconds, as ipc/ stamps sem_otime, msg_stime & co. */
+u32 dipc_real_seconds(void)
+{
+	return (u32)ktime_get_real_seconds();
 }

@@ -25,20 +25,20 @@
 #define HDR 24
 
 static size_t header(uint8_t *b, uint32_t magic, uint16_t version, uint16_t kind, uint64_t req,
-		     uint32_t len, uint32_t reserved)
+		     uint32_t len, uint32_t clock)
 {
 	memcpy(b, &magic, 4);
 	memcpy(b + 4, &version, 2);
 	memcpy(b + 6, &kind, 2);
 	memcpy(b + 8, &req, 8);
 	memcpy(b + 16, &len, 4);
-	memcpy(b + 20, &reserved, 4);
+	memcpy(b + 20, &clock, 4);
 	return HDR;
 }
 
 static const uint32_t MAGIC = 0x43504944; /* "DIPC" little-endian */
 /* The wire protocol version (dipcd/wire/src/wire.rs: VERSION). */
-static const uint16_t VERSION = 6;
+static const uint16_t VERSION = 7;
 /* Bytes of a HelloAck payload: node id, features, session, token. */
 #define ACK_LEN 36
 
@@ -70,8 +70,10 @@ static size_t build(int i, uint8_t *b, uint32_t node_id, const char **what)
 		*what = "oversized length";
 		return header(b, MAGIC, VERSION, 2, 1, 0xffffffffu, 0);
 	case 4:
-		*what = "reserved field set";
-		return header(b, MAGIC, VERSION, 3, 0, 8, 7);
+		*what = "a ping one byte short";
+		n = header(b, MAGIC, VERSION, 3, 0, 7, 0);
+		memset(b + n, 0, 7);
+		return n + 7;
 	case 5:
 		*what = "malformed hello ack (short payload)";
 		n = header(b, MAGIC, VERSION, 2, 1, 3, 0);

@@ -37,6 +37,12 @@
  *                                         (+1, -1, IPC_NOWAIT) and N
  *                                         semctl(GETVAL) on a private set;
  *                                         ns per call, the best of 5 runs
+ *   dipcbench create KEY N                creates N semaphore sets with keys
+ *                                         KEY..KEY+N-1 (IPC_EXCL), then
+ *                                         removes them; microseconds per
+ *                                         object for each half, and the cost
+ *                                         per object of the last tenth
+ *                                         created ÷ the first tenth
  *
  * Arguments of the form key=value are copied onto every BENCH line.
  */
@@ -535,6 +541,40 @@ static int hook_call(long n)
 	return 0;
 }
 
+/* Create and remove n sets: the cost per object, and whether it grows. */
+static int create_remove(const char *keyarg, long n)
+{
+	key_t key = (key_t)strtol(keyarg, NULL, 0);
+	long tenth = n / 10 > 0 ? n / 10 : 1;
+	int *ids = calloc(n, sizeof(*ids));
+	double t0, t1, first = 0, last = 0, mark = 0;
+
+	if (!ids)
+		die("calloc");
+	t0 = bench_now_us();
+	for (long i = 0; i < n; i++) {
+		if (i == tenth)
+			first = bench_now_us() - t0;
+		if (i == n - tenth)
+			mark = bench_now_us();
+		ids[i] = semget(key + (key_t)i, 1, IPC_CREAT | IPC_EXCL | 0600);
+		if (ids[i] < 0)
+			die("semget");
+	}
+	t1 = bench_now_us();
+	last = t1 - mark;
+	for (long i = 0; i < n; i++)
+		if (semctl(ids[i], 0, IPC_RMID) < 0)
+			die("semctl IPC_RMID");
+	double t2 = bench_now_us();
+
+	free(ids);
+	bench_figure("create", "us", (t1 - t0) / n, "n=%ld %s", n, bench_extra_args);
+	bench_figure("remove", "us", (t2 - t1) / n, "n=%ld %s", n, bench_extra_args);
+	bench_figure("create_growth", "x", last / first, "n=%ld %s", n, bench_extra_args);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	char *pos[16];
@@ -573,6 +613,8 @@ int main(int argc, char **argv)
 		return contend(cmd, pos[2], atoi(pos[3]), atoi(pos[4]));
 	if (!strcmp(cmd, "hook-call") && n == 3)
 		return hook_call(atol(pos[2]));
+	if (!strcmp(cmd, "create") && n == 4)
+		return create_remove(pos[2], atol(pos[3]));
 	if (!strcmp(cmd, "shm-word") && n == 3) {
 		bench_figure("scale_shm_total", "ops", *(volatile long *)attach(pos[2]), "%s", bench_extra_args);
 		return 0;

@@ -15,6 +15,9 @@
  *   idtool read ID OFFSET               shmat; prints the string there
  *   idtool stat sem|msg|shm ID          IPC_STAT; prints key and mode
  *   idtool rmid sem|msg|shm ID          IPC_RMID
+ *   idtool times sem|msg|shm ID         IPC_STAT; prints the time stamps:
+ *                                       otime ctime, stime rtime ctime, or
+ *                                       atime dtime ctime
  *   idtool fill N                       up to N private semaphore sets, until
  *                                       the table is full; prints "made N"
  *   idtool unfill LO HI                 removes the private sets in table
@@ -77,6 +80,28 @@ static int stat_by_id(const char *class, int id)
 	if (r < 0)
 		return result(r);
 	printf("key %#x mode %o\n", (unsigned)p->__key, p->mode & 0777);
+	return 0;
+}
+
+static int times(const char *class, int id)
+{
+	struct semid_ds sds;
+	struct msqid_ds mds;
+	struct shmid_ds hds;
+
+	if (!strcmp(class, "sem")) {
+		if (semctl(id, 0, IPC_STAT, &sds) < 0)
+			return result(-1);
+		printf("%ld %ld\n", (long)sds.sem_otime, (long)sds.sem_ctime);
+	} else if (!strcmp(class, "msg")) {
+		if (msgctl(id, IPC_STAT, &mds) < 0)
+			return result(-1);
+		printf("%ld %ld %ld\n", (long)mds.msg_stime, (long)mds.msg_rtime, (long)mds.msg_ctime);
+	} else {
+		if (shmctl(id, IPC_STAT, &hds) < 0)
+			return result(-1);
+		printf("%ld %ld %ld\n", (long)hds.shm_atime, (long)hds.shm_dtime, (long)hds.shm_ctime);
+	}
 	return 0;
 }
 
@@ -143,6 +168,8 @@ int main(int argc, char **argv)
 		return stat_by_id(argv[2], atoi(argv[3]));
 	if (!strcmp(cmd, "rmid") && argc == 4)
 		return rmid(argv[2], atoi(argv[3]));
+	if (!strcmp(cmd, "times") && argc == 4)
+		return times(argv[2], atoi(argv[3]));
 	if (!strcmp(cmd, "fill") && argc == 3) {
 		int n = atoi(argv[2]), i;
 

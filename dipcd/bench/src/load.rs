@@ -118,7 +118,7 @@ impl Conn {
     fn next(&mut self) -> io::Result<(u64, Reply)> {
         loop {
             match decode(&self.buf[self.start..self.end]) {
-                Ok((Message { req_id, frame }, used)) => {
+                Ok((Message { req_id, frame, .. }, used)) => {
                     self.start += used;
                     let r = match frame {
                         Frame::Ping { nonce } => {
@@ -329,7 +329,7 @@ mod tests {
     fn read_frame(s: &mut TcpStream, buf: &mut Vec<u8>) -> (u64, Kind, u64) {
         loop {
             match decode(buf) {
-                Ok((Message { req_id, frame }, used)) => {
+                Ok((Message { req_id, frame, .. }, used)) => {
                     let nonce = match frame {
                         Frame::Pong { nonce } => nonce,
                         _ => 0,
@@ -375,6 +375,7 @@ mod tests {
                 size: 1,
                 id: 0,
                 key: 1,
+                created: 0,
             };
             let mut out = encode(0, Frame::Ping { nonce: 7 });
             out.extend(encode(1, Frame::Status { result: 5 }));

@@ -383,6 +383,48 @@ pub fn build(recs: &[Record], load: Option<&LoadResult>) -> Report {
         }
     }
 
+    b.group = "Creating and removing N semaphore sets (node 2; ratio: distributed ÷ local keys)";
+    let mut per_object = |what: &str, mode: &str, n: usize| {
+        val(f.one(what, &[("mode", mode), ("n", &n.to_string())]))
+    };
+    let sizes = [100, 10_000, 32_000];
+    let mut dipc_create = Vec::new();
+    for n in sizes {
+        for (what, verb) in [
+            ("create", "semget(IPC_CREAT)"),
+            ("remove", "semctl(IPC_RMID)"),
+        ] {
+            let v = per_object(what, "dipc", n);
+            if what == "create" {
+                dipc_create.push(v);
+            }
+            b.row(
+                &format!("{verb}, N = {n} (µs per set)"),
+                "µs",
+                v,
+                "the same with local keys",
+                per_object(what, "local", n),
+                None,
+            );
+        }
+    }
+    b.row(
+        "distributed semget, µs per set: N = 32 000",
+        "µs",
+        dipc_create[2],
+        "N = 100 (ratio: growth with N)",
+        dipc_create[0],
+        Some(Target::AtMost(1.5)),
+    );
+    b.row(
+        "distributed semget, N = 32 000: the last 3 200",
+        "µs",
+        per_object("create_growth", "dipc", 32_000),
+        "the first 3 200 (value: the ratio)",
+        Some(1.0),
+        Some(Target::AtMost(1.5)),
+    );
+
     b.group = "Local (non-distributed) IPC, stress-ng bogo ops/s";
     for s in ["sem-sysv", "msg", "shm-sysv"] {
         let name = format!("local_{s}");

@@ -48,6 +48,14 @@ pub struct FileConfig {
 #[derive(Debug, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileLimits {
+    /// Most semaphores in one set.
+    pub semmsl: Option<usize>,
+    /// Most semaphores in all sets.
+    pub semmns: Option<usize>,
+    /// Most operations in one `semop`.
+    pub semopm: Option<usize>,
+    /// Most sets.
+    pub semmni: Option<usize>,
     /// Largest message, bytes.
     pub msgmax: Option<usize>,
     /// A new queue's capacity, bytes.

@@ -58,6 +58,18 @@ struct Cli {
     /// Log filter (tracing's env-filter syntax), e.g. `info` or `dipcd=debug`.
     #[arg(long, default_value = "info")]
     log: String,
+    /// Most semaphores in one distributed set (`SEMMSL`; Linux's default).
+    #[arg(long, default_value_t = 32000)]
+    semmsl: usize,
+    /// Most semaphores in all distributed sets (`SEMMNS`).
+    #[arg(long, default_value_t = 32000 * 32000)]
+    semmns: usize,
+    /// Most operations in one `semop` on a distributed set (`SEMOPM`).
+    #[arg(long, default_value_t = 500)]
+    semopm: usize,
+    /// Most distributed semaphore sets (`SEMMNI`; at most 32768).
+    #[arg(long, default_value_t = 32000)]
+    semmni: usize,
     /// Largest message on a distributed queue, in bytes (`msgmax`).
     #[arg(long, default_value_t = 8192)]
     msgmax: usize,
@@ -193,6 +205,10 @@ fn configure(matches: &ArgMatches) -> Result<(Cli, Option<PathBuf>), String> {
     take!(snapshot_every);
     take!(readahead);
     take!(msg_leases);
+    take!(semmsl, limit);
+    take!(semmns, limit);
+    take!(semopm, limit);
+    take!(semmni, limit);
     take!(msgmax, limit);
     take!(msgmnb, limit);
     take!(msgmni, limit);
@@ -205,13 +221,16 @@ fn configure(matches: &ArgMatches) -> Result<(Cli, Option<PathBuf>), String> {
 impl Cli {
     fn limits(&self) -> referee::Limits {
         referee::Limits {
+            semmsl: self.semmsl,
+            semmns: self.semmns,
+            semopm: self.semopm,
+            semmni: self.semmni,
             msgmax: self.msgmax,
             msgmnb: self.msgmnb,
             msgmni: self.msgmni,
             shmmax: self.shmmax,
             shmall: self.shmall,
             shmmni: self.shmmni,
-            ..referee::Limits::default()
         }
     }
 }
@@ -285,6 +304,10 @@ fn check_config(cli: &Cli, file: Option<&std::path::Path>) -> ExitCode {
     println!("msg_leases = {}", cli.msg_leases);
     println!("[limits]");
     let l = cli.limits();
+    println!(
+        "semmsl = {}\nsemmns = {}\nsemopm = {}\nsemmni = {}",
+        l.semmsl, l.semmns, l.semopm, l.semmni
+    );
     println!(
         "msgmax = {}\nmsgmnb = {}\nmsgmni = {}",
         l.msgmax, l.msgmnb, l.msgmni
@@ -419,6 +442,8 @@ fn run(cli: &Cli) -> ExitCode {
     tracing::info!(
         %listen,
         control = %cli.control.display(),
+        semmni = limits.semmni,
+        semopm = limits.semopm,
         msgmax = limits.msgmax,
         msgmnb = limits.msgmnb,
         msgmni = limits.msgmni,

@@ -475,7 +475,14 @@ impl Sim {
         };
         // A call seen before (sent again after a resume): its cached answer,
         // or nothing while it still sleeps.
-        if let Some(out) = self.st.duplicate(node, &Message { req_id: req, frame }) {
+        if let Some(out) = self.st.duplicate(
+            node,
+            &Message {
+                req_id: req,
+                clock: 0,
+                frame,
+            },
+        ) {
             for o in out {
                 self.nodes[n].down.push_back((o.req_id, o.bytes));
             }
@@ -483,7 +490,15 @@ impl Sim {
         }
         // What the queue really holds, before the referee acts.
         let truth = self.true_queue();
-        let out = self.st.request(node, Message { req_id: req, frame }, NOW);
+        let out = self.st.request(
+            node,
+            Message {
+                req_id: req,
+                clock: 0,
+                frame,
+            },
+            NOW,
+        );
         // The queue never holds more than its limit allows.
         let st = self
             .st

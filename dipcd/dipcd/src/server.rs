@@ -364,7 +364,7 @@ impl Referee {
         msg: Message<'_>,
         raw: &[u8],
     ) -> BTreeSet<u32> {
-        let now = now_s();
+        let now = st.stamp(node, msg.clock, now_s());
         if let Some(out) = st.duplicate(node, &msg) {
             tracing::debug!(
                 node,

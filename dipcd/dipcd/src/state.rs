@@ -243,9 +243,28 @@ pub struct State {
     /// known: the page comes through the referee).
     #[serde(skip)]
     pub peers: BTreeMap<u32, Peer>,
+    /// Per node, the time stamp its last request got (see
+    /// [`State::stamp`]). Not persisted: each request's time is logged.
+    #[serde(skip)]
+    pub stamps: BTreeMap<u32, i64>,
 }
 
 impl State {
+    /// The time, in seconds, that a request from `node` sent at `clock`
+    /// (the node's wall clock, 0 if it gave none) stamps on the objects it
+    /// changes: the node's own clock, so a program that compares its
+    /// `time()` with `*_ctime`, `sem_otime`, `msg_stime` & co. sees the two
+    /// agree as on one machine; never earlier than the node's previous
+    /// request's; the referee's clock `now` when the node gave none.
+    pub fn stamp(&mut self, node: u32, clock: u32, now: i64) -> i64 {
+        if clock == 0 {
+            return now;
+        }
+        let last = self.stamps.entry(node).or_insert(0);
+        *last = (*last).max(i64::from(clock));
+        *last
+    }
+
     /// An empty state with `limits`.
     pub fn new(limits: Limits) -> Self {
         State {
@@ -696,4 +715,22 @@ fn queue_perm(objects: &crate::referee::Objects, oid: u64) -> QueuePerm {
     objects
         .msg(oid)
         .map_or(QueuePerm::default(), |q| q.perm.queue_perm())
+}
+
+#[cfg(test)]
+mod stamp_tests {
+    use super::*;
+
+    #[test]
+    fn a_request_is_stamped_with_its_nodes_clock_never_going_back() {
+        let mut st = State::default();
+        // The node's clock, not the referee's (an hour ahead here).
+        assert_eq!(st.stamp(2, 1_000, 4_600), 1_000);
+        assert_eq!(st.stamp(3, 990, 4_600), 990, "each node its own");
+        // Node 2's clock steps back: its stamps hold until it catches up.
+        assert_eq!(st.stamp(2, 400, 4_600), 1_000);
+        assert_eq!(st.stamp(2, 1_001, 4_601), 1_001);
+        // A frame without a clock: the referee's.
+        assert_eq!(st.stamp(2, 0, 4_602), 4_602);
+    }
 }

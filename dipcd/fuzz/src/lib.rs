@@ -11,7 +11,7 @@
 use dipc_wire::{decode, DecodeError, Kind, Message, HEADER_LEN, MAGIC, MAX_PAYLOAD, VERSION};
 
 /// The highest frame kind number, plus one (kind numbers start at 1).
-pub const KINDS: u16 = 37;
+pub const KINDS: u16 = 38;
 
 /// Checks `data` both ways; calls `seen` with every frame that decoded.
 pub fn check(data: &[u8], seen: &mut dyn FnMut(Kind)) {
@@ -71,7 +71,7 @@ fn round_trip(m: &Message<'_>) {
     let mut out = vec![0u8; n];
     let written = m
         .frame
-        .encode(m.req_id, &mut out)
+        .encode_at(m.req_id, m.clock, &mut out)
         .unwrap_or_else(|e| panic!("{:?} decoded but does not encode: {e:?}", m.frame.kind()));
     assert_eq!(written, n, "{:?}: encoded_len disagrees", m.frame.kind());
     let (again, used) = decode(&out[..written])

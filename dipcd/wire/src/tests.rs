@@ -118,9 +118,14 @@ fn header_fields_are_checked() {
         decode(&b[..n]),
         Err(DecodeError::TooLong(MAX_PAYLOAD as u32 + 1))
     );
+    // The clock field is whatever the sender's clock said, and is kept.
     let mut b = good;
-    b[21] = 1;
-    assert_eq!(decode(&b[..n]), Err(DecodeError::Reserved(0x100)));
+    b[20..24].copy_from_slice(&1_764_979_200u32.to_le_bytes());
+    let (m, _) = decode(&b[..n]).unwrap();
+    assert_eq!(m.clock, 1_764_979_200);
+    let mut again = [0u8; 64];
+    let k = m.frame.encode_at(m.req_id, m.clock, &mut again).unwrap();
+    assert_eq!(&again[..k], &b[..n]);
 }
 
 #[test]
@@ -392,6 +397,7 @@ proptest! {
             Frame::Get(Get { class, key: ints[0], flags: ints[1], size: oid, cred, pid: ints[4] as u32 }),
             Frame::GetReply(GetReply {
                 result: ints[2], oid, mode: ints[3] as u32, size: oid ^ 1, id: ints[4], key: ints[5],
+                created: ints[0] as u8 & 1,
             }),
             Frame::Lookup(Lookup { class, id: ints[1] }),
             Frame::SemOp(SemOp { oid, pid: ints[4] as u32, cred, sops: Sops::new(&sop_bytes).unwrap() }),
@@ -830,4 +836,17 @@ fn auth_inputs_differ_by_role_id_and_nonces() {
     assert_ne!(base, auth_input(AuthRole::Node, 4, &a, &b));
     assert_ne!(base, auth_input(AuthRole::Node, 3, &b, &a));
     assert_eq!(&base[16..20], &3u32.to_le_bytes());
+}
+
+/// The hostile referee of the cluster tests speaks the protocol in C; it
+/// must follow this crate's version, or its cases test the version check
+/// instead of what they name.
+#[test]
+fn badreferee_speaks_this_version() {
+    let c = include_str!("../../../tests/programs/badreferee.c");
+    let want = std::format!("static const uint16_t VERSION = {VERSION};");
+    assert!(
+        c.contains(&want),
+        "tests/programs/badreferee.c lacks `{want}`"
+    );
 }

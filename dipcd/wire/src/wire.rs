@@ -11,13 +11,17 @@
 //! host-dependent layout, so nodes of different architectures interoperate.
 //!
 //! ```text
-//!  0      4        6     8          16     20        24
-//!  | magic | version | kind | request id | len | reserved | payload ...
+//!  0      4        6     8          16     20      24
+//!  | magic | version | kind | request id | len | clock | payload ...
 //! ```
 //!
-//! Decoding is strict: the magic, the version, the kind, the length bound,
-//! the reserved field and the exact payload size are all checked, and any
-//! mismatch is an error that the receiver answers by closing the connection.
+//! `clock` is the sender's wall clock in seconds (`CLOCK_REALTIME`, as
+//! `time()` reads it) when a node sends a request, from which the referee
+//! takes the time stamps the request sets; 0 in every other frame.
+//!
+//! Decoding is strict: the magic, the version, the kind, the length bound
+//! and the exact payload size are all checked, and any mismatch is an error
+//! that the receiver answers by closing the connection.
 
 /// `"DIPC"` in the first four bytes of every frame.
 pub const MAGIC: u32 = u32::from_le_bytes(*b"DIPC");
@@ -183,8 +187,6 @@ pub enum DecodeError {
     UnknownKind(u16),
     /// The announced payload is longer than [`MAX_PAYLOAD`].
     TooLong(u32),
-    /// The reserved header field is not zero.
-    Reserved(u32),
     /// The payload does not have the size or content its kind requires.
     BadPayload(Kind),
 }
@@ -199,7 +201,6 @@ impl core::fmt::Display for DecodeError {
             DecodeError::BadVersion(v) => write!(f, "protocol version {v}, expected {VERSION}"),
             DecodeError::UnknownKind(k) => write!(f, "unknown frame kind {k}"),
             DecodeError::TooLong(n) => write!(f, "payload of {n} bytes exceeds {MAX_PAYLOAD}"),
-            DecodeError::Reserved(r) => write!(f, "reserved header field is {r:#x}, not 0"),
             DecodeError::BadPayload(k) => write!(f, "malformed {k:?} payload"),
         }
     }
@@ -558,6 +559,10 @@ pub struct GetReply {
     pub id: i32,
     /// The object's key (`IPC_PRIVATE` for a segment marked for removal).
     pub key: i32,
+    /// 1 when this `Get` created the object (a node that then cannot make
+    /// its shadow removes it again, so a failed `*get` leaves nothing), 0
+    /// otherwise.
+    pub created: u8,
 }
 
 /// A call on a SysV id that is no shadow on the node: which object has it?
@@ -1526,6 +1531,9 @@ pub enum Frame<'a> {
 pub struct Message<'a> {
     /// Request id, chosen by the sender of a request.
     pub req_id: u64,
+    /// The sender's wall clock in seconds, or 0 (see the module's
+    /// documentation).
+    pub clock: u32,
     /// The frame.
     pub frame: Frame<'a>,
 }
@@ -1539,6 +1547,8 @@ pub struct Header {
     pub req_id: u64,
     /// Payload length, at most [`MAX_PAYLOAD`].
     pub len: u32,
+    /// The sender's wall clock in seconds (requests from a node), or 0.
+    pub clock: u32,
 }
 
 impl Header {
@@ -1647,11 +1657,13 @@ pub fn decode_header(buf: &[u8]) -> Result<Header, DecodeError> {
     if len as usize > MAX_PAYLOAD {
         return Err(DecodeError::TooLong(len));
     }
-    let reserved = r.u32().ok_or(incomplete)?;
-    if reserved != 0 {
-        return Err(DecodeError::Reserved(reserved));
-    }
-    Ok(Header { kind, req_id, len })
+    let clock = r.u32().ok_or(incomplete)?;
+    Ok(Header {
+        kind,
+        req_id,
+        len,
+        clock,
+    })
 }
 
 /// Decodes one frame from the start of `buf`. On success returns the message
@@ -1666,6 +1678,7 @@ pub fn decode(buf: &[u8]) -> Result<(Message<'_>, usize), DecodeError> {
     Ok((
         Message {
             req_id: header.req_id,
+            clock: header.clock,
             frame,
         },
         total,
@@ -1737,6 +1750,7 @@ fn decode_payload(kind: Kind, payload: &[u8]) -> Option<Frame<'_>> {
             size: r.u64()?,
             id: r.i32()?,
             key: r.i32()?,
+            created: r.u8()?,
         }),
         Kind::Lookup => Frame::Lookup(Lookup {
             class: Class::try_from(r.u8()?).ok()?,
@@ -2130,7 +2144,7 @@ impl Frame<'_> {
             Frame::Auth(_) => 2 * AUTH_LEN,
             Frame::Error { .. } => 4,
             Frame::Get(g) => 1 + 4 + 4 + 8 + g.cred.wire_len() + 4,
-            Frame::GetReply(_) => 4 + 8 + 4 + 8 + 4 + 4,
+            Frame::GetReply(_) => 4 + 8 + 4 + 8 + 4 + 4 + 1,
             Frame::Lookup(_) => 1 + 4,
             Frame::SemOp(o) => 8 + 4 + o.cred.wire_len() + 2 + o.sops.0.len(),
             Frame::Status { .. } => 8,
@@ -2173,6 +2187,12 @@ impl Frame<'_> {
     /// [`MAX_NAME_LEN`] is encoded with the name cut to that length; a
     /// message body longer than [`MAX_MTEXT`] is an error.
     pub fn encode(&self, req_id: u64, out: &mut [u8]) -> Result<usize, EncodeError> {
+        self.encode_at(req_id, 0, out)
+    }
+
+    /// [`Frame::encode`] with `clock` in the header: a node's request
+    /// carries the node's wall clock in seconds.
+    pub fn encode_at(&self, req_id: u64, clock: u32, out: &mut [u8]) -> Result<usize, EncodeError> {
         if let Frame::MsgSnd(MsgSnd { text, .. }) | Frame::MsgRcvReply(MsgRcvReply { text, .. }) =
             self
         {
@@ -2219,7 +2239,7 @@ impl Frame<'_> {
         // payload_len() is below MAX_PAYLOAD for every kind: the largest is a
         // SemCtl with MAX_SEMS values (64 000 bytes plus fixed fields).
         w.u32(frame.payload_len() as u32);
-        w.u32(0);
+        w.u32(clock);
         match frame {
             Frame::Hello(h) => {
                 w.u32(h.node_id);
@@ -2262,6 +2282,7 @@ impl Frame<'_> {
                 w.u64(g.size);
                 w.u32(g.id as u32);
                 w.u32(g.key as u32);
+                w.u8(g.created);
             }
             Frame::Lookup(l) => {
                 w.u8(l.class as u8);

@@ -23,7 +23,7 @@ mod tests;
 
 use dipc_wire::{
     errno, msgcmd, semcmd, Class, Cred, Get, GetReply, IpcStat, MsgCtl, MsgInfo, MsgStat, SemCtl,
-    Sembuf, CAP_SYS_RESOURCE, MAX_MTEXT,
+    Sembuf, CAP_SYS_RESOURCE, MAX_MTEXT, MAX_SEMS, MAX_SOPS,
 };
 use ipc::{ipcget_existing, Errno, KernIpcPerm, IPC_CREAT, S_IRUGO, S_IWUGO};
 use msg::{convert_mode, Msg, MsgQueue, MsgReply, Recall, Recv, SendGrant, MSG_COPY};
@@ -61,6 +61,18 @@ pub struct Limits {
 impl Limits {
     /// Checks a configuration: `Err` names the first limit out of range.
     pub fn check(&self) -> Result<(), String> {
+        // Each class's ids come from a table of IPCMNI slots, as on a node.
+        let most = ids::IPCMNI as usize;
+        if self.semmni > most || self.msgmni > most || self.shmmni > most {
+            return Err(format!("semmni, msgmni and shmmni must be at most {most}"));
+        }
+        // What one frame can carry: a set's values, a semop's operations.
+        if self.semmsl > MAX_SEMS {
+            return Err(format!("semmsl {} exceeds {MAX_SEMS}", self.semmsl));
+        }
+        if self.semopm > MAX_SOPS {
+            return Err(format!("semopm {} exceeds {MAX_SOPS}", self.semopm));
+        }
         if self.msgmax > MAX_MTEXT {
             return Err(format!("msgmax {} exceeds {MAX_MTEXT}", self.msgmax));
         }
@@ -244,6 +256,7 @@ fn get_failed(e: Errno) -> GetReply {
         size: 0,
         id: 0,
         key: 0,
+        created: 0,
     }
 }
 
@@ -324,13 +337,17 @@ impl Objects {
 
     /// `ipcget()` for a distributed key, cluster-wide.
     pub fn get(&mut self, g: &Get, now: i64) -> GetReply {
+        let last = self.last_oid;
         let got = match g.class {
             Class::Sem => self.semget(g, now),
             Class::Msg => self.msgget(g, now),
             Class::Shm => self.shmget(g, now),
         };
         match got {
-            Ok(oid) => self.describe(g.class, oid),
+            Ok(oid) => GetReply {
+                created: u8::from(oid > last),
+                ..self.describe(g.class, oid)
+            },
             Err(e) => get_failed(e),
         }
     }
@@ -370,6 +387,7 @@ impl Objects {
             size,
             id: perm.id,
             key: perm.key,
+            created: 0,
         }
     }
 

@@ -1497,3 +1497,19 @@ fn status_lists_attaches_by_node() {
         (1, BTreeMap::from([(3, 1)]))
     );
 }
+
+#[test]
+fn a_segment_marked_for_removal_keeps_its_id_until_destroyed() {
+    let mut o = Objects::default();
+    let r = shmget(&mut o, 0x77, 8192, IPC_CREAT | 0o600, ALICE);
+    assert_eq!((r.result, r.id, r.key), (0, 32767, 0x77));
+    assert!(at(&mut o, r.oid, 0, ALICE) >= 0);
+    nattch(&mut o, 1, r.oid, 9, 1, false, NOW + 2);
+    ctl(&mut o, r.oid, shmcmd::IPC_RMID, ALICE);
+    // Still attached somewhere: found by id, its key now IPC_PRIVATE, so a
+    // node can still make a shadow of it and attach by id.
+    let l = o.lookup(Class::Shm, 32767);
+    assert_eq!((l.result, l.oid, l.key, l.size), (0, r.oid, 0, 8192));
+    nattch(&mut o, 1, r.oid, 9, 0, true, NOW + 3);
+    assert_eq!(o.lookup(Class::Shm, 32767).result, -errno::EINVAL);
+}

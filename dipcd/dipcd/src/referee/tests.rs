@@ -516,3 +516,59 @@ proptest! {
         prop_assert_eq!(getval(&mut o, oid, 0), 10);
     }
 }
+
+#[test]
+fn every_object_has_a_cluster_wide_id_that_lookup_finds() {
+    let mut o = Objects::default();
+    let a = get(&mut o, 0x10, 1, IPC_CREAT | 0o600, ALICE);
+    let b = get(&mut o, 0x11, 2, IPC_CREAT | 0o644, ALICE);
+    assert_eq!((a.id, a.key), (32767, 0x10));
+    assert_eq!((b.id, b.key), (32766, 0x11));
+    // The same key, looked up again (any node), has the same id.
+    assert_eq!(get(&mut o, 0x10, 0, 0, ALICE).id, 32767);
+    // Lookup by id makes no permission check: BOB may not open the set,
+    // but learns which it is; his semop is refused at the referee.
+    assert_eq!(get(&mut o, 0x10, 0, 0o400, BOB).result, -errno::EACCES);
+    let l = o.lookup(Class::Sem, 32767);
+    assert_eq!(
+        (l.result, l.oid, l.size, l.mode, l.key),
+        (0, a.oid, 1, 0o600, 0x10)
+    );
+    // Another class's table, and an id with another sequence number, name
+    // nothing.
+    assert_eq!(o.lookup(Class::Msg, 32767).result, -errno::EINVAL);
+    assert_eq!(
+        o.lookup(Class::Sem, (1 << 15) | 32767).result,
+        -errno::EINVAL
+    );
+    assert_eq!(o.lookup(Class::Sem, -1).result, -errno::EINVAL);
+    // Removed: the id names nothing; the next set takes the next slot.
+    assert_eq!(ctl(&mut o, a.oid, semcmd::IPC_RMID, 0, 0, ALICE).result, 0);
+    assert_eq!(o.lookup(Class::Sem, 32767).result, -errno::EINVAL);
+    assert_eq!(get(&mut o, 0x12, 1, IPC_CREAT | 0o600, ALICE).id, 32765);
+}
+
+#[test]
+fn a_full_id_table_is_enospc() {
+    let mut o = Objects::new(Limits {
+        semmni: 40000,
+        ..Limits::default()
+    });
+    for k in 0..32768 {
+        assert_eq!(
+            get(&mut o, 1 + k, 1, IPC_CREAT | 0o600, ALICE).result,
+            0,
+            "key {k}"
+        );
+    }
+    assert_eq!(
+        get(&mut o, 0x7fff_0000, 1, IPC_CREAT | 0o600, ALICE).result,
+        -errno::ENOSPC
+    );
+    assert!(Limits {
+        semmni: 40000,
+        ..Limits::default()
+    }
+    .check()
+    .is_err());
+}

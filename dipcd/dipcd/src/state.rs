@@ -237,6 +237,11 @@ pub struct State {
     /// answered once the node holds no page, and its session ends then.
     #[serde(default)]
     pub leaving: BTreeMap<u32, u64>,
+    /// Per node, the highest request id of a call it made this session: a
+    /// call above it is new, so [`State::duplicate`] need not search the
+    /// objects' sleepers for it (a search as long as the object table).
+    #[serde(default)]
+    pub newest_call: BTreeMap<u32, u64>,
     /// Per connected node, where other nodes send it pages. Not persisted
     /// and not part of any decision: it only fills in the requester's
     /// address of an invalidation that asks for a direct transfer (none
@@ -336,6 +341,7 @@ impl State {
         self.peers.remove(&node);
         self.leaving.remove(&node);
         self.replies.remove(&node);
+        self.newest_call.remove(&node);
         let fx = self.objects.node_gone(node, now);
         let mut out = Vec::new();
         effects(fx, &self.peers, &mut out);
@@ -364,6 +370,10 @@ impl State {
     /// `None` for a new call.
     pub fn duplicate(&self, node: u32, msg: &Message<'_>) -> Option<Vec<Outgoing>> {
         if msg.req_id == 0 || !is_call_frame(&msg.frame) {
+            return None;
+        }
+        if self.newest_call.get(&node).is_none_or(|&n| msg.req_id > n) {
+            // Never seen: neither answered nor sleeping here.
             return None;
         }
         if let Some(bytes) = self.replies.get(&node).and_then(|c| c.get(msg.req_id)) {
@@ -405,6 +415,10 @@ impl State {
     /// Carries out one request from `node` at `now`.
     pub fn request(&mut self, node: u32, msg: Message<'_>, now: i64) -> Vec<Outgoing> {
         let req = msg.req_id;
+        if req != 0 && is_call_frame(&msg.frame) {
+            let n = self.newest_call.entry(node).or_insert(0);
+            *n = (*n).max(req);
+        }
         let mut out = Vec::new();
         let objects = &mut self.objects;
         let fx = match msg.frame {

@@ -60,13 +60,14 @@ fn table(class: Class) -> i32 {
 /// Removes local object `id` of `class` (a shadow being dropped or one
 /// that could not be placed), with the kernel's `IPC_RMID`.
 pub(crate) fn rmid_local(class: Class, id: i32) {
-    // IPC_RMID is 0 for every class; semctl takes it as its third argument.
-    let (hook, args) = match class {
-        Class::Sem => (HOOK_SEMCTL, [id as c_long, 0, 0, 0]),
-        Class::Msg => (HOOK_MSGCTL, [id as c_long, 0, 0, 0]),
-        Class::Shm => (HOOK_SHMCTL, [id as c_long, 0, 0, 0]),
+    let hook = match class {
+        Class::Sem => HOOK_SEMCTL,
+        Class::Msg => HOOK_MSGCTL,
+        Class::Shm => HOOK_SHMCTL,
     };
-    shim::call_original_args_priv(hook, args);
+    // IPC_RMID is 0 for every class, and the zeroes after the id are what
+    // each *ctl needs: semctl's semnum and cmd, msgctl's and shmctl's cmd.
+    shim::call_original_args_priv(hook, [id as c_long, 0, 0, 0]);
 }
 
 /// Moves the new local object `id`, the shadow being made for object

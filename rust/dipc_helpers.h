@@ -282,7 +282,7 @@ bool dipc_fatal_signal_pending(void);
 /* Implemented in Rust, called by the fault handlers (see helpers/shm.c). */
 /* budget_ms: 0 waits as long as it takes, else returns DIPC_FAULT_SLOW after it. */
 int dipc_rust_shm_acquire(void *ctx, void *mapping, unsigned long idx, bool write, bool user,
-			  unsigned int budget_ms);
+			  unsigned int budget_ms, bool cont);
 bool dipc_rust_shm_valid(void *ctx, void *mapping, unsigned long idx, bool write);
 /*
  * The first page in idx..idx+n (and within the segment) this node may not

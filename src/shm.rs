@@ -1117,7 +1117,9 @@ pub(crate) fn send_nattch_updates(node: &Node, sock: &Socket) -> Result {
 
 /// Fault path: waits until this node may access page `idx` of the segment
 /// behind `mapping` as asked, at most `budget_ms` if it is not 0 (then
-/// `FAULT_SLOW`). Returns a `DIPC_FAULT_*` value.
+/// `FAULT_SLOW`). Returns a `DIPC_FAULT_*` value. `cont`: this call goes on
+/// with a fault that ran out of its budget (traced even if the grant came
+/// in between and no request was needed).
 fn acquire(
     node: &Node,
     mapping: usize,
@@ -1125,6 +1127,7 @@ fn acquire(
     write: bool,
     user: bool,
     budget_ms: u32,
+    cont: bool,
 ) -> c_int {
     let start = Instant::<Monotonic>::now();
     let mut requests = 0u32;
@@ -1138,8 +1141,9 @@ fn acquire(
         &mut requests,
     );
     // Only faults that asked the referee: the others cost no more than a
-    // local fault.
-    if requests > 0 {
+    // local fault. The rest of a slow fault is traced whatever it needed,
+    // so that a fault traced `slow` is always followed by its end.
+    if requests > 0 || cont {
         let oid = node.seg_by_mapping(mapping).map_or(0, |s| s.oid);
         let ns = u64::try_from(start.elapsed().as_nanos()).unwrap_or(0);
         shim::trace::fault(oid, idx, write, outcome, requests, ns);
@@ -1262,10 +1266,19 @@ unsafe extern "C" fn dipc_rust_shm_acquire(
     write: bool,
     user: bool,
     budget_ms: c_uint,
+    cont: bool,
 ) -> c_int {
     // SAFETY: per the function's contract.
     let node = unsafe { shim::borrow_ctx::<Node>(ctx) };
-    acquire(&node, mapping as usize, idx as u64, write, user, budget_ms)
+    acquire(
+        &node,
+        mapping as usize,
+        idx as u64,
+        write,
+        user,
+        budget_ms,
+        cont,
+    )
 }
 
 /// Called by the fault handlers with the page's folio locked: may the

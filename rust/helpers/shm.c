@@ -124,14 +124,15 @@ static vm_fault_t dipc_vm_fault(struct vm_fault *vmf)
 	if (fault_flag_allow_retry_first(vmf->flags) &&
 	    !(vmf->flags & FAULT_FLAG_RETRY_NOWAIT)) {
 		r = dipc_rust_shm_acquire(dipc_shm_ctx, mapping, vmf->pgoff, write, user,
-					  DIPC_FAULT_BUDGET_MS);
+					  DIPC_FAULT_BUDGET_MS, false);
 		if (r == DIPC_FAULT_SLOW) {
 			release_fault_lock(vmf);
-			dipc_rust_shm_acquire(dipc_shm_ctx, mapping, vmf->pgoff, write, user, 0);
+			dipc_rust_shm_acquire(dipc_shm_ctx, mapping, vmf->pgoff, write, user, 0,
+					      true);
 			return VM_FAULT_RETRY;
 		}
 	} else {
-		r = dipc_rust_shm_acquire(dipc_shm_ctx, mapping, vmf->pgoff, write, user, 0);
+		r = dipc_rust_shm_acquire(dipc_shm_ctx, mapping, vmf->pgoff, write, user, 0, false);
 	}
 	if (r != DIPC_FAULT_OK)
 		return dipc_fault_result(r);
@@ -158,7 +159,7 @@ static vm_fault_t dipc_vm_fault(struct vm_fault *vmf)
 	vmf->page = NULL;
 	/* Another page of the folio: ask for it, then fault again. */
 	if (missing != (long)vmf->pgoff) {
-		r = dipc_rust_shm_acquire(dipc_shm_ctx, mapping, missing, write, user, 0);
+		r = dipc_rust_shm_acquire(dipc_shm_ctx, mapping, missing, write, user, 0, false);
 		if (r != DIPC_FAULT_OK)
 			return dipc_fault_result(r);
 	}
@@ -172,7 +173,7 @@ static vm_fault_t dipc_vm_page_mkwrite(struct vm_fault *vmf)
 	int r;
 
 	r = dipc_rust_shm_acquire(dipc_shm_ctx, mapping, vmf->pgoff, true,
-				  vmf->flags & FAULT_FLAG_USER, 0);
+				  vmf->flags & FAULT_FLAG_USER, 0, false);
 	if (r != DIPC_FAULT_OK)
 		return dipc_fault_result(r);
 	folio_lock(folio);

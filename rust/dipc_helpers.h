@@ -103,6 +103,10 @@ u32 dipc_real_seconds(void);
 /* Moves the caller's local object old_id to new_id (helpers/ipcid.c): 0,
  * -ENOSPC when that slot is taken, -EINVAL when old_id names nothing. */
 int dipc_ipc_move(int cls, int old_id, int new_id);
+/* Gives the caller's local object `id` the owner, creator and mode bits
+ * (S_IRWXUGO) the referee has (uids and gids of the initial user
+ * namespace): 0, or -EINVAL when `id` names nothing. */
+int dipc_ipc_set_perm(int cls, int id, u32 uid, u32 gid, u32 cuid, u32 cgid, u32 mode);
 /*
  * Faults the caller's range [uaddr, uaddr + size) in for writing without
  * changing its contents (fault_in_safe_writeable()); returns the number of

@@ -12,7 +12,7 @@
 //! never waits on the network for longer than one connect timeout.
 
 use crate::{
-    msg, msglease,
+    ids, msg, msglease,
     node::{copy_secret, ConnState, Node, SockAddr},
     sem,
     shim::{self, Socket},
@@ -364,6 +364,9 @@ fn handle(
                 return Err(EPROTO);
             }
             let resumed = ack.features & ACK_RESUMED != 0;
+            // News of owners and modes sent on the old connection may be
+            // lost; what is kept must not overwrite newer answers.
+            node.shadows.making().clear();
             {
                 let mut conn = node.conn.lock();
                 conn.state = ConnState::Connected;
@@ -429,6 +432,10 @@ fn handle(
         }
         Frame::MsgMore(m) if state == ConnState::Connected => {
             msglease::more(node, &m);
+            Ok(())
+        }
+        Frame::Perm { class, oid, perm } if state == ConnState::Connected => {
+            ids::perm_changed(node, class, oid, perm);
             Ok(())
         }
         Frame::Removed { class, oid } if state == ConnState::Connected => {

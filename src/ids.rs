@@ -30,8 +30,9 @@
 use crate::{
     hooks::{HOOK_MSGCTL, HOOK_SEMCTL, HOOK_SHMCTL},
     node::Node,
+    shadow::Late,
     shim,
-    wire::{errno, Class, Frame, GetReply, Lookup, MsgCtl, SemCtl, ShmCtl, Vals},
+    wire::{errno, Class, Frame, GetReply, IpcPerm, Lookup, MsgCtl, SemCtl, ShmCtl, Vals},
 };
 use kernel::prelude::*;
 
@@ -70,11 +71,48 @@ pub(crate) fn rmid_local(class: Class, id: i32) {
     shim::call_original_args_priv(hook, [id as c_long, 0, 0, 0]);
 }
 
-/// Moves the new local object `id`, the shadow being made for object
-/// `oid`, to the object's cluster-wide id `want`. On failure the local
-/// object is removed and the call's result returned as `Err`. The caller
-/// holds [`crate::shadow::Shadows::making`].
+/// Moves the new local object `id`, the shadow being made for the object
+/// the referee described in `r`, to the object's cluster-wide id, and
+/// gives it the object's owner, creator and mode (or newer ones from
+/// `late`). On failure the local object is removed and the call's result
+/// returned as `Err`. The caller holds [`crate::shadow::Shadows::making`],
+/// whose guard `late` is.
 pub(crate) fn place(
+    node: &Node,
+    class: Class,
+    r: &GetReply,
+    id: i32,
+    late: &mut Late,
+) -> core::result::Result<(), c_long> {
+    move_to(node, class, r.key, id, r.id, r.oid)?;
+    let perm = late.take(class, r.oid).unwrap_or(r.perm);
+    // Fails only for an id that names nothing, which the making lock
+    // rules out, or for ids the referee never hands out ((uid_t)-1).
+    set_perm(class, r.id, &perm);
+    Ok(())
+}
+
+/// Gives shadow `id` of `class` the owner, creator and mode in `perm`.
+fn set_perm(class: Class, id: i32, perm: &IpcPerm) -> c_int {
+    shim::ipc_set_perm(table(class), id, perm)
+}
+
+/// The referee says an `IPC_SET` gave object `oid` the owner and mode in
+/// `perm` (connection thread): its shadow here shows them from now on, or
+/// the shadow being made will ([`Late`]).
+pub(crate) fn perm_changed(node: &Node, class: Class, oid: u64, perm: IpcPerm) {
+    let mut late = node.shadows.making();
+    match node.shadows.by_oid(class, oid) {
+        Some(s) => {
+            set_perm(class, s.local_id, &perm);
+        }
+        None => late.put(class, oid, perm),
+    }
+}
+
+/// [`place`]'s move of local object `id` (made for object `oid` with key
+/// `key`) to id `want`.
+fn move_to(
     node: &Node,
     class: Class,
     key: i32,

@@ -67,8 +67,8 @@ pub(crate) fn msgget(node: &Node, key: i32, flg: i32) -> c_long {
 /// Finds or creates the local shadow of the queue the referee described
 /// in `r`, at its cluster-wide id.
 pub(crate) fn shadow(node: &Node, r: &GetReply) -> c_long {
-    let (key, oid, msgmax, mode) = (r.key, r.oid, r.size, r.mode);
-    let _making = node.shadows.making();
+    let (key, oid, msgmax, mode) = (r.key, r.oid, r.size, r.perm.mode);
+    let mut making = node.shadows.making();
     if let Some(s) = node.shadows.by_oid(Class::Msg, oid) {
         return s.local_id as c_long;
     }
@@ -88,7 +88,7 @@ pub(crate) fn shadow(node: &Node, r: &GetReply) -> c_long {
                 continue;
             }
         }
-        if let Err(e) = ids::place(node, Class::Msg, key, id, r.id, oid) {
+        if let Err(e) = ids::place(node, Class::Msg, r, id, &mut making) {
             return e;
         }
         let id = r.id;

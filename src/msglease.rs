@@ -29,7 +29,7 @@ use crate::{
     node::Node,
     shim,
     transport::Answer,
-    wire::{self, Frame, MsgReturn, MsgTaken, QueuePerm, Seqs, MAX_LEASE_MSGS},
+    wire::{self, Frame, IpcPerm, MsgReturn, MsgTaken, Seqs, MAX_LEASE_MSGS},
 };
 use kernel::{
     new_mutex,
@@ -67,7 +67,7 @@ struct Leased {
 
 struct RecvLease {
     id: u64,
-    perm: QueuePerm,
+    perm: IpcPerm,
     /// In queue order; those before `head` are all taken.
     msgs: KVec<Leased>,
     head: usize,
@@ -87,7 +87,7 @@ struct RecvLease {
 
 struct SendLease {
     id: u64,
-    perm: QueuePerm,
+    perm: IpcPerm,
     bytes: u64,
     msgs: u32,
 }

@@ -146,8 +146,8 @@ pub(crate) fn semget(node: &Node, key: i32, nsems: i32, flg: i32) -> c_long {
 /// Finds or creates the local shadow of the set the referee described in
 /// `r`, at its cluster-wide id.
 pub(crate) fn shadow(node: &Node, r: &GetReply) -> c_long {
-    let (key, oid, nsems, mode) = (r.key, r.oid, r.size, r.mode);
-    let _making = node.shadows.making();
+    let (key, oid, nsems, mode) = (r.key, r.oid, r.size, r.perm.mode);
+    let mut making = node.shadows.making();
     if let Some(s) = node.shadows.by_oid(Class::Sem, oid) {
         return s.local_id as c_long;
     }
@@ -170,7 +170,7 @@ pub(crate) fn shadow(node: &Node, r: &GetReply) -> c_long {
                 }
                 _ => {}
             }
-            if let Err(e) = ids::place(node, Class::Sem, key, id, r.id, oid) {
+            if let Err(e) = ids::place(node, Class::Sem, r, id, &mut making) {
                 return e;
             }
             let id = r.id;

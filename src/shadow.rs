@@ -14,7 +14,7 @@
 //! red-black trees under [`Shadows::maps`] are the truth, looked up only
 //! for hits.
 
-use crate::wire::Class;
+use crate::wire::{Class, IpcPerm};
 use kernel::{
     new_mutex,
     prelude::*,
@@ -96,6 +96,47 @@ impl Maps {
     }
 }
 
+/// How many [`Late`] news are kept.
+const LATE: usize = 16;
+
+/// The last owners and modes an `IPC_SET` gave objects that had no shadow
+/// here when the news came. A shadow made from a [`crate::wire::GetReply`]
+/// the referee wrote before that `IPC_SET` would show the old ones; the
+/// maker looks here ([`Late::take`]) before it lets go of
+/// [`Shadows::making`], which the news also takes. Emptied on each new
+/// connection: news lost with a connection must not overwrite a newer
+/// answer.
+pub(crate) struct Late {
+    ring: [Option<(Class, u64, IpcPerm)>; LATE],
+    next: usize,
+}
+
+impl Late {
+    /// Keeps the news for object `oid`, dropping the oldest kept.
+    pub(crate) fn put(&mut self, class: Class, oid: u64, perm: IpcPerm) {
+        self.ring[self.next] = Some((class, oid, perm));
+        self.next = (self.next + 1) % LATE;
+    }
+
+    /// The newest news kept for object `oid`, forgotten once taken.
+    pub(crate) fn take(&mut self, class: Class, oid: u64) -> Option<IpcPerm> {
+        let mut found = None;
+        // Oldest first, so the newest match is the one returned.
+        for i in 0..LATE {
+            let slot = &mut self.ring[(self.next + i) % LATE];
+            if matches!(slot, Some((c, o, _)) if *c == class && *o == oid) {
+                found = slot.take().map(|(_, _, p)| p);
+            }
+        }
+        found
+    }
+
+    /// Forgets everything (a new connection).
+    pub(crate) fn clear(&mut self) {
+        self.ring = [None; LATE];
+    }
+}
+
 /// All shadows on this node.
 #[pin_data]
 pub(crate) struct Shadows {
@@ -110,7 +151,7 @@ pub(crate) struct Shadows {
     /// its entry in the maps: one shadow per object, and no other shadow
     /// moved meanwhile (see [`crate::ids`]).
     #[pin]
-    making: Mutex<()>,
+    making: Mutex<Late>,
 }
 
 impl Shadows {
@@ -126,13 +167,17 @@ impl Shadows {
                 oids: RBTree::new(),
                 len: 0,
             }),
-            making <- new_mutex!(()),
+            making <- new_mutex!(Late {
+                ring: [None; LATE],
+                next: 0,
+            }),
         })
     }
 
     /// Serialises the making of shadows (held across calls to the
-    /// original `*get` and the move to the cluster-wide id).
-    pub(crate) fn making(&self) -> kernel::sync::MutexGuard<'_, ()> {
+    /// original `*get` and the move to the cluster-wide id), and the news
+    /// of owners and modes with it ([`Late`]).
+    pub(crate) fn making(&self) -> kernel::sync::MutexGuard<'_, Late> {
         self.making.lock()
     }
 

@@ -56,6 +56,15 @@ mod ffi {
         pub(super) fn dipc_ns_semopm() -> c_int;
         pub(super) fn dipc_real_seconds() -> u32;
         pub(super) fn dipc_ipc_move(cls: c_int, old_id: c_int, new_id: c_int) -> c_int;
+        pub(super) fn dipc_ipc_set_perm(
+            cls: c_int,
+            id: c_int,
+            uid: u32,
+            gid: u32,
+            cuid: u32,
+            cgid: u32,
+            mode: u32,
+        ) -> c_int;
         pub(super) fn dipc_counter_inc(idx: c_uint);
         pub(super) fn dipc_counter_sum(idx: c_uint) -> u64;
         pub(super) fn dipc_trace_call(kind: u16, req_id: u64, result: c_int, ns: u64);
@@ -211,6 +220,14 @@ pub(crate) fn ipc_move(cls: i32, old_id: i32, new_id: i32) -> c_int {
     // SAFETY: the helper validates its arguments and takes the locks it
     // needs; it works on the current task's IPC namespace.
     unsafe { ffi::dipc_ipc_move(cls, old_id, new_id) }
+}
+
+/// Gives the caller's local SysV object `id` of class `cls` the owner,
+/// creator and mode bits of `perm`: 0, or `-EINVAL` when `id` names none.
+pub(crate) fn ipc_set_perm(cls: i32, id: i32, perm: &crate::wire::IpcPerm) -> c_int {
+    // SAFETY: the helper validates its arguments and takes the locks it
+    // needs; it works on the current task's IPC namespace.
+    unsafe { ffi::dipc_ipc_set_perm(cls, id, perm.uid, perm.gid, perm.cuid, perm.cgid, perm.mode) }
 }
 
 /// Faults the caller's user range `[addr, addr + len)` in for writing

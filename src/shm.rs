@@ -259,8 +259,8 @@ pub(crate) fn shmget(node: &Node, key: i32, size: usize, flg: i32) -> c_long {
 /// Finds or creates the local shadow of the segment the referee described
 /// in `r`, at its cluster-wide id.
 pub(crate) fn shadow(node: &Node, r: &GetReply) -> c_long {
-    let (key, oid, size, mode) = (r.key, r.oid, r.size, r.mode);
-    let _making = node.shadows.making();
+    let (key, oid, size, mode) = (r.key, r.oid, r.size, r.perm.mode);
+    let mut making = node.shadows.making();
     if let Some(s) = node.shadows.by_oid(Class::Shm, oid) {
         return s.local_id as c_long;
     }
@@ -291,7 +291,7 @@ pub(crate) fn shadow(node: &Node, r: &GetReply) -> c_long {
                 continue;
             }
         }
-        if let Err(e) = ids::place(node, Class::Shm, key, id, r.id, oid) {
+        if let Err(e) = ids::place(node, Class::Shm, r, id, &mut making) {
             return e;
         }
         let id = r.id;
@@ -509,11 +509,9 @@ pub(crate) fn shmctl(node: &Node, shmid: i32, cmd: i32, buf: usize) -> Option<c_
                 return Some(e);
             }
         }
-        // Mirrored on the shadow, so `ipcs` here shows the new owner and
-        // mode.
-        shmcmd::IPC_SET => {
-            priv_ctl(shmcmd::IPC_SET, buf);
-        }
+        // The shadow has the new owner and mode already: the referee
+        // sent them to every node before this answer (`Frame::Perm`).
+        shmcmd::IPC_SET => {}
         // 1: destroyed at once (no attach anywhere); 0: marked SHM_DEST,
         // and the shadow is marked here so its key is free locally too.
         _ if reply.result == 1 => removed(node, s.oid),

@@ -23,6 +23,8 @@
 #include <linux/nsproxy.h>
 #include <linux/rwsem.h>
 #include <linux/sched.h>
+#include <linux/stat.h>
+#include <linux/uidgid.h>
 #include "../dipc_helpers.h"
 
 /* ipc/util.h, without ipcmni_extend (the module supports the default). */
@@ -73,6 +75,47 @@ int dipc_ipc_move(int cls, int old_id, int new_id)
 out:
 	rcu_read_unlock();
 	idr_preload_end();
+	up_write(&ids->rwsem);
+	return ret;
+}
+
+/*
+ * A shadow shows the distributed object's owner, creator and mode, so
+ * ipcs on every node, and the checks the local kernel makes on the shadow
+ * (SEM_STAT, SHM_STAT, SHM_LOCK), see what the referee sees: set when the
+ * shadow is made and whenever an IPC_SET changes them anywhere. As
+ * ipc_update_perm() under the table's rwsem and the object's lock; only
+ * S_IRWXUGO of the mode, so SHM_DEST and SHM_LOCKED stay the node's own.
+ */
+int dipc_ipc_set_perm(int cls, int id, u32 uid, u32 gid, u32 cuid, u32 cgid, u32 mode)
+{
+	kuid_t kuid = make_kuid(&init_user_ns, uid), kcuid = make_kuid(&init_user_ns, cuid);
+	kgid_t kgid = make_kgid(&init_user_ns, gid), kcgid = make_kgid(&init_user_ns, cgid);
+	struct kern_ipc_perm *p;
+	struct ipc_ids *ids;
+	int ret = -EINVAL;
+
+	if (cls < 0 || cls > 2 || id < 0)
+		return -EINVAL;
+	if (!uid_valid(kuid) || !gid_valid(kgid) || !uid_valid(kcuid) || !gid_valid(kcgid))
+		return -EINVAL;
+	ids = &current->nsproxy->ipc_ns->ids[cls];
+	down_write(&ids->rwsem);
+	rcu_read_lock();
+	p = idr_find(&ids->ipcs_idr, DIPC_IDX(id));
+	if (p) {
+		spin_lock(&p->lock);
+		if (p->id == id && !p->deleted) {
+			p->uid = kuid;
+			p->gid = kgid;
+			p->cuid = kcuid;
+			p->cgid = kcgid;
+			p->mode = (p->mode & ~S_IRWXUGO) | (mode & S_IRWXUGO);
+			ret = 0;
+		}
+		spin_unlock(&p->lock);
+	}
+	rcu_read_unlock();
 	up_write(&ids->rwsem);
 	return ret;
 }

@@ -38,7 +38,7 @@ static size_t header(uint8_t *b, uint32_t magic, uint16_t version, uint16_t kind
 
 static const uint32_t MAGIC = 0x43504944; /* "DIPC" little-endian */
 /* The wire protocol version (dipcd/wire/src/wire.rs: VERSION). */
-static const uint16_t VERSION = 7;
+static const uint16_t VERSION = 8;
 /* Bytes of a HelloAck payload: node id, features, session, token. */
 #define ACK_LEN 36
 

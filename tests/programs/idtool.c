@@ -22,6 +22,17 @@
  *                                       the table is full; prints "made N"
  *   idtool unfill LO HI                 removes the private sets in table
  *                                       slots LO..HI (found with SEM_STAT)
+ *   idtool set sem|msg|shm ID UID GID MODE
+ *                                       IPC_SET: new owner, group and mode
+ *                                       (octal)
+ *   idtool slot sem|msg|shm ID          SEM_STAT, MSG_STAT or SHM_STAT of
+ *                                       the id's table slot (what ipcs
+ *                                       does without /proc): prints id, key,
+ *                                       uid, gid, mode and nsems, qnum or
+ *                                       nattch
+ *
+ * `idtool -u UID ...` runs the command as user and group UID (no
+ * supplementary groups), as an unprivileged program would.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -32,6 +43,8 @@
 #include <sys/msg.h>
 #include <sys/sem.h>
 #include <sys/shm.h>
+#include <grp.h>
+#include <unistd.h>
 
 static int result(long r)
 {
@@ -105,6 +118,67 @@ static int times(const char *class, int id)
 	return 0;
 }
 
+static int set(const char *class, int id, unsigned uid, unsigned gid, unsigned mode)
+{
+	struct semid_ds sds;
+	struct msqid_ds mds;
+	struct shmid_ds hds;
+
+	if (!strcmp(class, "sem")) {
+		if (semctl(id, 0, IPC_STAT, &sds) < 0)
+			return result(-1);
+		sds.sem_perm.uid = uid;
+		sds.sem_perm.gid = gid;
+		sds.sem_perm.mode = mode;
+		return result(semctl(id, 0, IPC_SET, &sds));
+	}
+	if (!strcmp(class, "msg")) {
+		if (msgctl(id, IPC_STAT, &mds) < 0)
+			return result(-1);
+		mds.msg_perm.uid = uid;
+		mds.msg_perm.gid = gid;
+		mds.msg_perm.mode = mode;
+		return result(msgctl(id, IPC_SET, &mds));
+	}
+	if (shmctl(id, IPC_STAT, &hds) < 0)
+		return result(-1);
+	hds.shm_perm.uid = uid;
+	hds.shm_perm.gid = gid;
+	hds.shm_perm.mode = mode;
+	return result(shmctl(id, IPC_SET, &hds));
+}
+
+/* The *_STAT command on the slot of `id` (ids are seq * 32768 + slot). */
+static int slot(const char *class, int id)
+{
+	struct semid_ds sds;
+	struct msqid_ds mds;
+	struct shmid_ds hds;
+	struct ipc_perm *p;
+	unsigned long n;
+	int idx = id % 32768, r;
+
+	if (!strcmp(class, "sem")) {
+		r = semctl(idx, 0, SEM_STAT, &sds);
+		p = &sds.sem_perm;
+		n = sds.sem_nsems;
+	} else if (!strcmp(class, "msg")) {
+		r = msgctl(idx, MSG_STAT, &mds);
+		p = &mds.msg_perm;
+		n = mds.msg_qnum;
+	} else {
+		r = shmctl(idx, SHM_STAT, &hds);
+		p = &hds.shm_perm;
+		n = hds.shm_nattch;
+	}
+	if (r < 0)
+		return result(r);
+	printf("id %d key %#x uid %u gid %u mode %o %s %lu\n", r, (unsigned)p->__key, p->uid,
+	       p->gid, p->mode & 0777,
+	       !strcmp(class, "sem") ? "nsems" : !strcmp(class, "msg") ? "qnum" : "nattch", n);
+	return 0;
+}
+
 static int rmid(const char *class, int id)
 {
 	if (!strcmp(class, "sem"))
@@ -116,11 +190,23 @@ static int rmid(const char *class, int id)
 
 int main(int argc, char **argv)
 {
-	const char *cmd = argc > 1 ? argv[1] : "";
+	const char *cmd;
 	struct {
 		long mtype;
 		char mtext[256];
 	} m;
+
+	if (argc > 3 && !strcmp(argv[1], "-u")) {
+		unsigned id = (unsigned)atoi(argv[2]);
+
+		if (setgroups(0, NULL) || setgid(id) || setuid(id)) {
+			perror("idtool: -u");
+			return 2;
+		}
+		argc -= 2;
+		argv += 2;
+	}
+	cmd = argc > 1 ? argv[1] : "";
 
 	if (!strcmp(cmd, "get") && (argc == 4 || argc == 5))
 		return get(argv[2], (key_t)strtol(argv[3], NULL, 0),
@@ -168,6 +254,11 @@ int main(int argc, char **argv)
 		return stat_by_id(argv[2], atoi(argv[3]));
 	if (!strcmp(cmd, "rmid") && argc == 4)
 		return rmid(argv[2], atoi(argv[3]));
+	if (!strcmp(cmd, "set") && argc == 7)
+		return set(argv[2], atoi(argv[3]), (unsigned)atoi(argv[4]), (unsigned)atoi(argv[5]),
+			   (unsigned)strtoul(argv[6], NULL, 8));
+	if (!strcmp(cmd, "slot") && argc == 4)
+		return slot(argv[2], atoi(argv[3]));
 	if (!strcmp(cmd, "times") && argc == 4)
 		return times(argv[2], atoi(argv[3]));
 	if (!strcmp(cmd, "fill") && argc == 3) {

@@ -322,7 +322,7 @@ pub fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dipc_wire::{GetReply, HelloAck, Kind};
+    use dipc_wire::{GetReply, HelloAck, IpcPerm, Kind};
     use std::net::TcpListener;
 
     /// Reads one frame from `s`: its request id, kind and (for a pong) nonce.
@@ -371,7 +371,10 @@ mod tests {
             let reply = |oid| GetReply {
                 result: 0,
                 oid,
-                mode: 0o600,
+                perm: IpcPerm {
+                    mode: 0o600,
+                    ..IpcPerm::default()
+                },
                 size: 1,
                 id: 0,
                 key: 1,

@@ -224,6 +224,76 @@ fn a_node_is_served() {
     assert!(referee.status().nodes.is_empty());
 }
 
+/// An `IPC_SET` is told to every node (`Perm`), to the caller's node
+/// before its answer, so that node's shadow has the new owner when the call
+/// returns; a refused one is told to nobody.
+#[test]
+fn ipc_set_is_told_to_every_node_first() {
+    let (_referee, addr) = start(Duration::from_secs(30));
+    let mut a = Peer::connect(addr);
+    a.hello(3);
+    let mut b = Peer::connect(addr);
+    b.hello(4);
+    let oid = {
+        a.send(
+            2,
+            Frame::Get(Get {
+                class: Class::Sem,
+                key: 0x43,
+                flags: IPC_CREAT | 0o600,
+                size: 1,
+                cred: Cred::new(1000, 1000, 0),
+                pid: 100,
+            }),
+        );
+        a.next(|m| match m.frame {
+            Frame::GetReply(g) => {
+                assert_eq!((g.perm.uid, g.perm.cuid, g.perm.mode), (1000, 1000, 0o600));
+                g.oid
+            }
+            f => panic!("unexpected {:?}", f.kind()),
+        })
+        .unwrap()
+    };
+    let set = |p: &mut Peer, req: u64, cred: Cred| {
+        p.send(
+            req,
+            Frame::SemCtl(dipc_wire::SemCtl {
+                oid,
+                pid: 1,
+                cred,
+                cmd: dipc_wire::semcmd::IPC_SET,
+                semnum: 0,
+                val: 0,
+                set_uid: 2000,
+                set_gid: 2001,
+                set_mode: 0o1640,
+                vals: dipc_wire::Vals::EMPTY,
+            }),
+        );
+    };
+    // Someone else: refused, and nobody hears of it.
+    set(&mut a, 3, Cred::new(5, 5, 0));
+    assert_eq!(a.recv(), Got::Frame(Kind::SemCtlReply, 3, 0));
+    // The owner: the news first, then the answer; the other node too.
+    set(&mut a, 4, Cred::new(1000, 1000, 0));
+    let perm = |m: dipc_wire::Message<'_>| match m.frame {
+        Frame::Perm {
+            class,
+            oid: o,
+            perm,
+        } => {
+            assert_eq!((class, o, m.req_id), (Class::Sem, oid, 0));
+            (perm.uid, perm.gid, perm.cuid, perm.cgid, perm.mode)
+        }
+        f => panic!("unexpected {:?}", f.kind()),
+    };
+    let told = Some((2000, 2001, 1000, 1000, 0o640));
+    assert_eq!(a.next(perm), told);
+    assert_eq!(a.recv(), Got::Frame(Kind::SemCtlReply, 4, 0));
+    assert_eq!(b.next(perm), told);
+}
+
 /// The metrics count what went over the wire and time each request; a
 /// page request is timed until its grant, and a peer refused by the
 /// allow list or closed for a bad frame is counted.
@@ -352,7 +422,7 @@ fn bad_frames_close_the_connection_and_nothing_else() {
     ];
     // Every kind with a payload that is too short for it (or, for Leave,
     // one that should be empty).
-    for kind in 1..=37u16 {
+    for kind in 1..=38u16 {
         let mut f = header(MAGIC, VERSION, kind, 1, 0);
         f.push(0xff);
         cases.push((format!("kind {kind}, 1-byte payload"), true, f));

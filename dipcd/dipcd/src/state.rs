@@ -10,8 +10,8 @@ use crate::referee::msg::SendGrant;
 use crate::referee::sem::{Proc, Waiter};
 use crate::referee::{Effects, Limits, Objects};
 use dipc_wire::{
-    decode, Batch, Frame, Message, MsgCtlReply, MsgMore, MsgRcvReply, MsgSndReply, PageData,
-    PageGrant, PageInval, QueuePerm, SemCtlReply, Sembuf, ShmCtlReply, Vals, TOKEN_LEN,
+    decode, Batch, Frame, IpcPerm, Message, MsgCtlReply, MsgMore, MsgRcvReply, MsgSndReply,
+    PageData, PageGrant, PageInval, SemCtlReply, Sembuf, ShmCtlReply, Vals, TOKEN_LEN,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -443,7 +443,8 @@ impl State {
                 fx
             }
             Frame::SemCtl(c) => {
-                let (r, fx) = objects.semctl(&c, now);
+                let (r, mut fx) = objects.semctl(&c, now);
+                perms_first(&mut fx, &mut out);
                 let vals: Vec<u8> = r.vals.iter().flat_map(|v| v.to_le_bytes()).collect();
                 let reply = SemCtlReply {
                     result: r.result,
@@ -488,7 +489,7 @@ impl State {
                         lease: g.id,
                         bytes: g.bytes,
                         msgs: g.msgs as u32,
-                        perm: queue_perm(objects, m.oid),
+                        perm: ipc_perm(objects, m.oid),
                     };
                     out.push(encode(Some(node), req, Frame::MsgSndReply(reply)));
                 }
@@ -503,7 +504,7 @@ impl State {
                     if let Some(g) = r.lease.as_mut() {
                         g.epoch = m.epoch;
                         g.oid = m.oid;
-                        g.perm = queue_perm(objects, m.oid);
+                        g.perm = ipc_perm(objects, m.oid);
                     }
                     fx.msgs.insert(0, r);
                 }
@@ -520,7 +521,8 @@ impl State {
                 objects.msg_taken(node, t.oid, t.lease, &seqs, t.pid, now)
             }
             Frame::MsgCtl(c) => {
-                let (r, fx) = objects.msgctl(node, &c, now);
+                let (r, mut fx) = objects.msgctl(node, &c, now);
+                perms_first(&mut fx, &mut out);
                 let reply = MsgCtlReply {
                     result: r.result,
                     stat: r.stat,
@@ -546,7 +548,8 @@ impl State {
                 fx
             }
             Frame::ShmCtl(c) => {
-                let (r, fx) = objects.shmctl(&c, now);
+                let (r, mut fx) = objects.shmctl(&c, now);
+                perms_first(&mut fx, &mut out);
                 let reply = ShmCtlReply {
                     result: r.result,
                     stat: r.stat,
@@ -601,6 +604,15 @@ impl State {
     }
 }
 
+/// The new owners and modes an `IPC_SET` gave, to every node before the
+/// caller's answer: the caller's node has updated its shadow when the call
+/// returns.
+fn perms_first(fx: &mut Effects, out: &mut Vec<Outgoing>) {
+    for (class, oid, perm) in fx.perms.drain(..) {
+        out.push(encode(None, 0, Frame::Perm { class, oid, perm }));
+    }
+}
+
 /// Encodes what a request changed beyond its own answer; `peers` gives
 /// the requester's address of a direct transfer.
 fn effects(fx: Effects, peers: &BTreeMap<u32, Peer>, out: &mut Vec<Outgoing>) {
@@ -611,7 +623,7 @@ fn effects(fx: Effects, peers: &BTreeMap<u32, Peer>, out: &mut Vec<Outgoing>) {
     for m in fx.msgs {
         let (batch, epoch, oid, lease, perm) = match &m.lease {
             Some(g) => (batch_bytes(&g.msgs), g.epoch, g.oid, g.id, g.perm),
-            None => (Vec::new(), 0, 0, 0, QueuePerm::default()),
+            None => (Vec::new(), 0, 0, 0, IpcPerm::default()),
         };
         let reply = MsgRcvReply {
             result: m.result,
@@ -706,6 +718,9 @@ fn effects(fx: Effects, peers: &BTreeMap<u32, Peer>, out: &mut Vec<Outgoing>) {
     for (class, oid) in fx.removed {
         out.push(encode(None, 0, Frame::Removed { class, oid }));
     }
+    for (class, oid, perm) in fx.perms {
+        out.push(encode(None, 0, Frame::Perm { class, oid, perm }));
+    }
 }
 
 /// Leased messages as a [`Batch`] carries them.
@@ -725,10 +740,10 @@ fn yes() -> bool {
 }
 
 /// Queue `oid`'s permissions, as a lease carries them.
-fn queue_perm(objects: &crate::referee::Objects, oid: u64) -> QueuePerm {
+fn ipc_perm(objects: &crate::referee::Objects, oid: u64) -> IpcPerm {
     objects
         .msg(oid)
-        .map_or(QueuePerm::default(), |q| q.perm.queue_perm())
+        .map_or(IpcPerm::default(), |q| q.perm.ipc_perm())
 }
 
 #[cfg(test)]

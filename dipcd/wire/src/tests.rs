@@ -70,7 +70,7 @@ fn header_layout_is_fixed() {
     );
     assert_eq!(n, HEADER_LEN + 8);
     assert_eq!(&buf[0..4], b"DIPC");
-    assert_eq!(&buf[4..6], &[7, 0]); // version 7, little-endian
+    assert_eq!(&buf[4..6], &[8, 0]); // version 8, little-endian
     assert_eq!(&buf[6..8], &[3, 0]); // Ping
     assert_eq!(&buf[8..16], &[8, 7, 6, 5, 4, 3, 2, 1]);
     assert_eq!(&buf[16..20], &[8, 0, 0, 0]);
@@ -393,10 +393,14 @@ proptest! {
             .collect();
         let val_bytes: Vec<u8> = vals.iter().flat_map(|v| v.to_le_bytes()).collect();
         let class = Class::try_from(class).unwrap();
+        let perm = IpcPerm {
+            uid: ints[6] as u32, gid: ints[7] as u32, cuid: ints[0] as u32, cgid: ints[1] as u32,
+            mode: ints[3] as u32,
+        };
         let frames = [
             Frame::Get(Get { class, key: ints[0], flags: ints[1], size: oid, cred, pid: ints[4] as u32 }),
             Frame::GetReply(GetReply {
-                result: ints[2], oid, mode: ints[3] as u32, size: oid ^ 1, id: ints[4], key: ints[5],
+                result: ints[2], oid, perm, size: oid ^ 1, id: ints[4], key: ints[5],
                 created: ints[0] as u8 & 1,
             }),
             Frame::Lookup(Lookup { class, id: ints[1] }),
@@ -419,6 +423,7 @@ proptest! {
             Frame::Exit { pid: ints[7] as u32 },
             Frame::Leave,
             Frame::Removed { class, oid },
+            Frame::Perm { class, oid, perm },
         ];
         for f in frames {
             let buf = encode_big(&f, req);
@@ -444,7 +449,7 @@ const NO_LEASE: MsgRcvReply<'static> = MsgRcvReply {
     epoch: 0,
     oid: 0,
     lease: 0,
-    perm: QueuePerm {
+    perm: IpcPerm {
         uid: 0,
         gid: 0,
         cuid: 0,
@@ -568,7 +573,7 @@ proptest! {
         entries in proptest::collection::vec((any::<u64>(), any::<i64>(), proptest::collection::vec(any::<u8>(), 0..40)), 0..MAX_LEASE_MSGS),
         nseqs in 0..=MAX_LEASE_MSGS,
     ) {
-        let perm = QueuePerm { uid: ints[4] as u32, gid: ints[5] as u32, cuid: 3, cgid: 4, mode: ints[6] as u32 };
+        let perm = IpcPerm { uid: ints[4] as u32, gid: ints[5] as u32, cuid: 3, cgid: 4, mode: ints[6] as u32 };
         let mut batch = Vec::new();
         for (seq, mtype, body) in &entries {
             batch.extend_from_slice(&seq.to_le_bytes());

@@ -27,7 +27,7 @@
 pub const MAGIC: u32 = u32::from_le_bytes(*b"DIPC");
 /// The protocol version this source speaks. A peer with another version is
 /// refused at hello time.
-pub const VERSION: u16 = 7;
+pub const VERSION: u16 = 8;
 /// Size of the fixed frame header.
 pub const HEADER_LEN: usize = 24;
 /// Largest payload a peer may announce; a header claiming more is rejected
@@ -121,6 +121,9 @@ pub enum Kind {
     /// Node to referee: which object has this cluster-wide SysV id? (see
     /// [`Lookup`]); answered by [`Kind::GetReply`].
     Lookup = 37,
+    /// Referee to node: an object's owner or mode changed (see
+    /// [`Frame::Perm`]).
+    Perm = 38,
 }
 
 impl TryFrom<u16> for Kind {
@@ -165,6 +168,7 @@ impl TryFrom<u16> for Kind {
             35 => Kind::MsgRecall,
             36 => Kind::MsgMore,
             37 => Kind::Lookup,
+            38 => Kind::Perm,
             other => return Err(DecodeError::UnknownKind(other)),
         })
     }
@@ -551,8 +555,9 @@ pub struct GetReply {
     pub result: i32,
     /// The object's cluster-wide id.
     pub oid: u64,
-    /// The object's mode bits (low 9 bits of its permissions).
-    pub mode: u32,
+    /// The object's owner, creator and mode (`S_IRWXUGO` of it), which
+    /// the node gives its shadow.
+    pub perm: IpcPerm,
     /// `nsems` of the set, or the segment size.
     pub size: u64,
     /// The object's SysV id, the same on every node: what `*get` returns.
@@ -830,15 +835,17 @@ pub struct MsgRcvReply<'a> {
     /// its own receivers until it gives the lease back.
     pub lease: u64,
     /// The queue's permissions, for the node's own checks under the lease.
-    pub perm: QueuePerm,
+    pub perm: IpcPerm,
     /// The leased messages (empty without a lease).
     pub batch: Batch<'a>,
 }
 
-/// A queue's owner, creator and mode, as a node holding a lease needs them
-/// for `ipcperms()`.
+/// An object's owner, creator and mode (`struct kern_ipc_perm`'s, uids and
+/// gids as the initial user namespace sees them): what a node holding a
+/// message lease needs for `ipcperms()`, and what every node's shadow shows
+/// ([`GetReply::perm`], [`Frame::Perm`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct QueuePerm {
+pub struct IpcPerm {
     /// Owner uid.
     pub uid: u32,
     /// Owner gid.
@@ -851,7 +858,7 @@ pub struct QueuePerm {
     pub mode: u32,
 }
 
-impl QueuePerm {
+impl IpcPerm {
     /// `ipcperms()` without the LSM hook: `Err(EACCES)` when `cred` may not
     /// have `flag` (`S_IRUGO` or `S_IWUGO`) on an object with these bits.
     pub fn ipcperms(&self, cred: &Cred, flag: u32) -> Result<(), i32> {
@@ -869,7 +876,7 @@ impl QueuePerm {
     }
 
     fn read(r: &mut Reader<'_>) -> Option<Self> {
-        Some(QueuePerm {
+        Some(IpcPerm {
             uid: r.u32()?,
             gid: r.u32()?,
             cuid: r.u32()?,
@@ -885,7 +892,7 @@ impl QueuePerm {
     }
 }
 
-/// Encoded size of a [`QueuePerm`].
+/// Encoded size of a [`IpcPerm`].
 const PERM_LEN: usize = 4 * 5;
 
 /// Most messages in one lease ([`MsgRcvReply::batch`], [`MsgReturn::taken`]).
@@ -1020,7 +1027,7 @@ pub struct MsgSndReply {
     /// Messages set aside.
     pub msgs: u32,
     /// The queue's permissions, for the node's own checks under the lease.
-    pub perm: QueuePerm,
+    pub perm: IpcPerm,
 }
 
 /// A node gives a message lease back (a call, answered with `Status`):
@@ -1473,6 +1480,17 @@ pub enum Frame<'a> {
         /// Its cluster-wide id.
         oid: u64,
     },
+    /// An `IPC_SET` changed an object's owner or mode: every node gives
+    /// its shadow the new ones, so `ipcs` and the local checks on the
+    /// shadow see what the referee sees.
+    Perm {
+        /// Its class.
+        class: Class,
+        /// Its cluster-wide id.
+        oid: u64,
+        /// The owner, creator and mode now.
+        perm: IpcPerm,
+    },
     /// See [`MsgSnd`].
     MsgSnd(MsgSnd<'a>),
     /// See [`MsgRcv`].
@@ -1746,7 +1764,7 @@ fn decode_payload(kind: Kind, payload: &[u8]) -> Option<Frame<'_>> {
         Kind::GetReply => Frame::GetReply(GetReply {
             result: r.i32()?,
             oid: r.u64()?,
-            mode: r.u32()?,
+            perm: IpcPerm::read(&mut r)?,
             size: r.u64()?,
             id: r.i32()?,
             key: r.i32()?,
@@ -1819,6 +1837,11 @@ fn decode_payload(kind: Kind, payload: &[u8]) -> Option<Frame<'_>> {
             class: Class::try_from(r.u8()?).ok()?,
             oid: r.u64()?,
         },
+        Kind::Perm => Frame::Perm {
+            class: Class::try_from(r.u8()?).ok()?,
+            oid: r.u64()?,
+            perm: IpcPerm::read(&mut r)?,
+        },
         Kind::MsgSnd => {
             let oid = r.u64()?;
             let pid = r.u32()?;
@@ -1863,7 +1886,7 @@ fn decode_payload(kind: Kind, payload: &[u8]) -> Option<Frame<'_>> {
             let epoch = r.u64()?;
             let oid = r.u64()?;
             let lease = r.u64()?;
-            let perm = QueuePerm::read(&mut r)?;
+            let perm = IpcPerm::read(&mut r)?;
             let n = r.u32()? as usize;
             if n.checked_add(text.len())? > MAX_MTEXT {
                 return None;
@@ -1887,7 +1910,7 @@ fn decode_payload(kind: Kind, payload: &[u8]) -> Option<Frame<'_>> {
             lease: r.u64()?,
             bytes: r.u64()?,
             msgs: r.u32()?,
-            perm: QueuePerm::read(&mut r)?,
+            perm: IpcPerm::read(&mut r)?,
         }),
         Kind::MsgReturn => {
             let oid = r.u64()?;
@@ -2112,6 +2135,7 @@ impl Frame<'_> {
             Frame::Exit { .. } => Kind::Exit,
             Frame::Leave => Kind::Leave,
             Frame::Removed { .. } => Kind::Removed,
+            Frame::Perm { .. } => Kind::Perm,
             Frame::MsgSnd(_) => Kind::MsgSnd,
             Frame::MsgRcv(_) => Kind::MsgRcv,
             Frame::MsgRcvReply(_) => Kind::MsgRcvReply,
@@ -2144,7 +2168,7 @@ impl Frame<'_> {
             Frame::Auth(_) => 2 * AUTH_LEN,
             Frame::Error { .. } => 4,
             Frame::Get(g) => 1 + 4 + 4 + 8 + g.cred.wire_len() + 4,
-            Frame::GetReply(_) => 4 + 8 + 4 + 8 + 4 + 4 + 1,
+            Frame::GetReply(_) => 4 + 8 + PERM_LEN + 8 + 4 + 4 + 1,
             Frame::Lookup(_) => 1 + 4,
             Frame::SemOp(o) => 8 + 4 + o.cred.wire_len() + 2 + o.sops.0.len(),
             Frame::Status { .. } => 8,
@@ -2154,6 +2178,7 @@ impl Frame<'_> {
             Frame::Exit { .. } => 4,
             Frame::Leave => 0,
             Frame::Removed { .. } => 1 + 8,
+            Frame::Perm { .. } => 1 + 8 + PERM_LEN,
             Frame::MsgSnd(m) => 8 + 4 + m.cred.wire_len() + 8 + 4 + 8 + 8 + 4 + m.text.len(),
             Frame::MsgRcv(m) => 8 + 4 + m.cred.wire_len() + 8 + 4 + 8 + 8,
             Frame::MsgRcvReply(m) => {
@@ -2278,7 +2303,7 @@ impl Frame<'_> {
             Frame::GetReply(g) => {
                 w.u32(g.result as u32);
                 w.u64(g.oid);
-                w.u32(g.mode);
+                g.perm.write(&mut w);
                 w.u64(g.size);
                 w.u32(g.id as u32);
                 w.u32(g.key as u32);
@@ -2332,6 +2357,11 @@ impl Frame<'_> {
             Frame::Removed { class, oid } => {
                 w.u8(class as u8);
                 w.u64(oid);
+            }
+            Frame::Perm { class, oid, perm } => {
+                w.u8(class as u8);
+                w.u64(oid);
+                perm.write(&mut w);
             }
             Frame::MsgSnd(m) => {
                 w.u64(m.oid);

@@ -2,7 +2,7 @@
 //! `ipc/util.c` (`struct kern_ipc_perm`, `ipcperms()`, `ipcget_public()`,
 //! `ipcctl_obtain_check()`, `ipc_update_perm()`).
 
-use dipc_wire::{errno, Cred, QueuePerm, CAP_SYS_ADMIN};
+use dipc_wire::{errno, Cred, IpcPerm, CAP_SYS_ADMIN};
 use serde::{Deserialize, Serialize};
 
 /// `S_IRWXUGO`.
@@ -58,17 +58,26 @@ impl KernIpcPerm {
     /// `S_IWUGO`, or a `get` call's flag word)? `Err(EACCES)` if not.
     pub fn ipcperms(&self, cred: &Cred, flag: u32) -> Result<(), Errno> {
         // The check a node holding a message lease makes too.
-        self.queue_perm().ipcperms(cred, flag)
+        self.ipc_perm().ipcperms(cred, flag)
     }
 
     /// The owner, creator and mode, as the wire carries them.
-    pub fn queue_perm(&self) -> QueuePerm {
-        QueuePerm {
+    pub fn ipc_perm(&self) -> IpcPerm {
+        IpcPerm {
             uid: self.uid,
             gid: self.gid,
             cuid: self.cuid,
             cgid: self.cgid,
             mode: self.mode,
+        }
+    }
+
+    /// What a node's shadow is given: the owner, creator and the mode's
+    /// `S_IRWXUGO` bits (`SHM_DEST` and the like are the node's own).
+    pub fn shadow_perm(&self) -> IpcPerm {
+        IpcPerm {
+            mode: self.mode & S_IRWXUGO,
+            ..self.ipc_perm()
         }
     }
 

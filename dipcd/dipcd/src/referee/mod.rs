@@ -22,8 +22,8 @@ mod shm_tests;
 mod tests;
 
 use dipc_wire::{
-    errno, msgcmd, semcmd, Class, Cred, Get, GetReply, IpcStat, MsgCtl, MsgInfo, MsgStat, SemCtl,
-    Sembuf, CAP_SYS_RESOURCE, MAX_MTEXT, MAX_SEMS, MAX_SOPS,
+    errno, msgcmd, semcmd, Class, Cred, Get, GetReply, IpcPerm, IpcStat, MsgCtl, MsgInfo, MsgStat,
+    SemCtl, Sembuf, CAP_SYS_RESOURCE, MAX_MTEXT, MAX_SEMS, MAX_SOPS,
 };
 use ipc::{ipcget_existing, Errno, KernIpcPerm, IPC_CREAT, S_IRUGO, S_IWUGO};
 use msg::{convert_mode, Msg, MsgQueue, MsgReply, Recall, Recv, SendGrant, MSG_COPY};
@@ -108,6 +108,9 @@ pub struct Effects {
     pub replies: Vec<Reply>,
     /// Objects removed: every node must drop its shadow.
     pub removed: Vec<(Class, u64)>,
+    /// Objects whose owner or mode `IPC_SET` changed: every node gives its
+    /// shadow the new ones.
+    pub perms: Vec<(Class, u64, IpcPerm)>,
     /// Answers to `msgrcv` calls: messages, or errors found while receiving.
     pub msgs: Vec<MsgReply>,
     /// Page grants and invalidations.
@@ -252,7 +255,7 @@ fn get_failed(e: Errno) -> GetReply {
     GetReply {
         result: -e,
         oid: 0,
-        mode: 0,
+        perm: IpcPerm::default(),
         size: 0,
         id: 0,
         key: 0,
@@ -364,26 +367,26 @@ impl Objects {
 
     /// What a node needs to make the shadow of object `oid`.
     fn describe(&self, class: Class, oid: u64) -> GetReply {
-        let (perm, mode, size) = match class {
+        let (perm, size) = match class {
             Class::Sem => {
                 let sma = &self.sems[&oid];
-                (&sma.perm, sma.perm.mode, sma.nsems() as u64)
+                (&sma.perm, sma.nsems() as u64)
             }
             // The size tells the node this referee's msgmax, which msgsnd
             // checks before it looks at the queue.
             Class::Msg => {
                 let q = &self.msgs[&oid];
-                (&q.perm, q.perm.mode, self.limits.msgmax as u64)
+                (&q.perm, self.limits.msgmax as u64)
             }
             Class::Shm => {
                 let seg = &self.shms[&oid];
-                (&seg.perm, seg.perm.mode & 0o777, seg.segsz)
+                (&seg.perm, seg.segsz)
             }
         };
         GetReply {
             result: 0,
             oid,
-            mode,
+            perm: perm.shadow_perm(),
             size,
             id: perm.id,
             key: perm.key,
@@ -729,6 +732,7 @@ impl Objects {
                     Ok(()) => {
                         q.qbytes = i64::from(qbytes) as u64;
                         q.ctime = now;
+                        fx.perms.push((Class::Msg, c.oid, q.perm.shadow_perm()));
                         let copy_max = limits.msgmax as u64;
                         q.recheck(copy_max, now, &mut fx);
                         MsgCtlResult::default()
@@ -828,6 +832,7 @@ impl Objects {
             {
                 Ok(()) => {
                     sma.ctime = now;
+                    fx.perms.push((Class::Sem, c.oid, sma.perm.shadow_perm()));
                     SemCtlResult::ok(0)
                 }
                 Err(e) => SemCtlResult::err(e),

@@ -34,7 +34,7 @@
 use super::ipc::{Errno, KernIpcPerm, S_IRUGO, S_IWUGO};
 use super::sem::{Reply, Waiter};
 use super::Effects;
-use dipc_wire::{errno, Cred, MsgStat, QueuePerm, BATCH_ENTRY_HEAD, MAX_LEASE_MSGS};
+use dipc_wire::{errno, Cred, IpcPerm, MsgStat, BATCH_ENTRY_HEAD, MAX_LEASE_MSGS};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 
@@ -108,7 +108,7 @@ pub struct RecvGrant {
     /// The queue (set by the server).
     pub oid: u64,
     /// The queue's permissions (set by the server).
-    pub perm: QueuePerm,
+    pub perm: IpcPerm,
     /// The leased messages, in queue order.
     pub msgs: Vec<Msg>,
 }
@@ -901,7 +901,7 @@ impl MsgQueue {
             id,
             epoch: 0,
             oid: 0,
-            perm: QueuePerm::default(),
+            perm: IpcPerm::default(),
             msgs,
         })
     }

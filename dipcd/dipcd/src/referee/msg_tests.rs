@@ -117,7 +117,7 @@ fn msgget_semantics() {
     });
     assert_eq!(msgget(&mut o, 5, 0, ALICE).result, -errno::ENOENT);
     let a = msgget(&mut o, 5, IPC_CREAT | 0o640, ALICE);
-    assert_eq!((a.result, a.mode, a.size), (0, 0o640, 8192));
+    assert_eq!((a.result, a.perm.mode, a.size), (0, 0o640, 8192));
     assert_eq!(msgget(&mut o, 5, 0, BOB).oid, a.oid);
     assert_eq!(
         msgget(&mut o, 5, IPC_CREAT | IPC_EXCL, ALICE).result,

@@ -300,6 +300,7 @@ impl Objects {
             {
                 Ok(()) => {
                     seg.ctime = now;
+                    fx.perms.push((Class::Shm, c.oid, seg.perm.shadow_perm()));
                     ShmCtlResult::default()
                 }
                 Err(e) => ShmCtlResult::err(e),

@@ -115,7 +115,7 @@ fn shmget_checks_sizes_and_permissions() {
     );
     assert_eq!(shmget(&mut o, 1, 100, 0, ALICE).result, -errno::ENOENT);
     let a = shmget(&mut o, 1, 10_000, IPC_CREAT | 0o600, ALICE);
-    assert_eq!((a.result, a.size, a.mode), (0, 10_000, 0o600));
+    assert_eq!((a.result, a.size, a.perm.mode), (0, 10_000, 0o600));
     // Existing: a larger size is EINVAL before the permission check, a
     // smaller or zero size is fine.
     assert_eq!(shmget(&mut o, 1, 10_001, 0, BOB).result, -errno::EINVAL);

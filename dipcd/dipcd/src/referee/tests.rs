@@ -86,7 +86,7 @@ fn ipcget_semantics() {
         e(errno::EINVAL)
     );
     let a = get(&mut o, 5, 3, IPC_CREAT | 0o640, ALICE);
-    assert_eq!((a.result, a.size, a.mode), (0, 3, 0o640));
+    assert_eq!((a.result, a.size, a.perm.mode), (0, 3, 0o640));
     // Same key again: the same object; fewer sems or 0 is fine, more is not.
     assert_eq!(get(&mut o, 5, 0, 0, ALICE).oid, a.oid);
     assert_eq!(get(&mut o, 5, 2, IPC_CREAT, ALICE).oid, a.oid);
@@ -385,6 +385,33 @@ fn semctl_errors_in_linux_order() {
     };
     assert_eq!(set(&mut o, BOB, 1001), e(errno::EPERM));
     assert_eq!(set(&mut o, ALICE, 1001), 0);
+    // Every node's shadow is told the new owner and mode (S_IRWXUGO only);
+    // a refused IPC_SET tells nothing.
+    let (_, fx) = o.semctl(
+        &SemCtl {
+            set_uid: 1001,
+            set_gid: 1001,
+            set_mode: 0o7660,
+            ..req(oid, semcmd::IPC_SET, ALICE)
+        },
+        300,
+    );
+    let told = dipc_wire::IpcPerm {
+        uid: 1001,
+        gid: 1001,
+        cuid: 1000,
+        cgid: ALICE.egid,
+        mode: 0o660,
+    };
+    assert_eq!(fx.perms, vec![(Class::Sem, oid, told)]);
+    let (_, fx) = o.semctl(
+        &SemCtl {
+            set_uid: 1001,
+            ..req(oid, semcmd::IPC_SET, Cred::new(5, 5, 0))
+        },
+        300,
+    );
+    assert!(fx.perms.is_empty());
     let st = ctl(&mut o, oid, semcmd::IPC_STAT, 0, 0, BOB);
     assert_eq!(
         (st.stat.uid, st.stat.cuid, st.stat.mode, st.stat.ctime),
@@ -531,7 +558,7 @@ fn every_object_has_a_cluster_wide_id_that_lookup_finds() {
     assert_eq!(get(&mut o, 0x10, 0, 0o400, BOB).result, -errno::EACCES);
     let l = o.lookup(Class::Sem, 32767);
     assert_eq!(
-        (l.result, l.oid, l.size, l.mode, l.key),
+        (l.result, l.oid, l.size, l.perm.mode, l.key),
         (0, a.oid, 1, 0o600, 0x10)
     );
     // Another class's table, and an id with another sequence number, name

@@ -63,6 +63,30 @@ int dipc_hooks_register(void *ctx, const u64 *sem_bits, const u64 *msg_bits,
 void dipc_hooks_unregister(void);
 /* Whether hook `id` is registered. */
 bool dipc_hook_registered(unsigned int id);
+/*
+ * The ftrace site and entry of kernel function `name` (helpers/hooks.c);
+ * on a kernel with IBT, -ENOEXEC unless the entry begins with endbr64.
+ */
+int dipc_resolve_function(const char *name, unsigned long *fentry, unsigned long *entry);
+/*
+ * /proc/sysvipc (helpers/procipc.c): wraps sysvipc_proc_open() and the three
+ * sysvipc_*_proc_show() so a shadow's line shows its object as the referee
+ * has it. 0, or a negative errno (nothing registered; the files then show
+ * the shadows' local values). `ctx` is passed to the Rust side.
+ */
+int dipc_proc_register(void *ctx);
+void dipc_proc_unregister(void);
+/* What a shadow's /proc/sysvipc line shows (src/procipc.rs: ProcStat). */
+struct dipc_proc_stat {
+	u64 size;    /* nsems, cbytes or segsz */
+	u64 count;   /* qnum or nattch */
+	u32 pid[2];  /* lspid, lrpid; or cpid, lpid */
+	s64 time[3]; /* otime, ctime; stime, rtime, ctime; atime, dtime, ctime */
+};
+/* Implemented in Rust: asks the referee about the shadows of table `cls`. */
+void dipc_rust_proc_refresh(void *ctx, int cls);
+/* Implemented in Rust: what the line of shadow `id` of table `cls` shows. */
+bool dipc_rust_proc_stat(void *ctx, int cls, int id, struct dipc_proc_stat *out);
 /* Runs the original syscall function of hook `id` with the user's registers. */
 long dipc_call_original(unsigned int id, const struct pt_regs *regs);
 /* Implemented in Rust: handles a redirected syscall. */

@@ -36,6 +36,7 @@ mod msglease;
 mod node;
 mod peer;
 mod policy;
+mod procipc;
 mod sem;
 mod shadow;
 mod shim;

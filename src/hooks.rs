@@ -171,6 +171,12 @@ fn dispatch(node: &Node, id: u32, a: [usize; 5]) -> Option<c_long> {
         }
         HOOK_SEMCTL => {
             let (semid, semnum, cmd) = (a[0] as i32, a[1] as i32, a[2] as i32);
+            if sem::semctl_stat(cmd) {
+                // A slot, not an id: the shadow there shows the set as the
+                // referee has it (its otime and ctime are not the shadow's).
+                let s = node.shadows.by_index(Class::Sem, semid)?;
+                return Some(sem::semctl(node, s, semnum, cmd, a[3]));
+            }
             if !sem::semctl_uses_id(cmd) {
                 return None;
             }

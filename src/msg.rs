@@ -25,6 +25,7 @@ use crate::{
     ids,
     msglease::{self, Ends, Local},
     node::Node,
+    procipc::ProcStat,
     sem::{checked, copy_in, copy_out, get_object, neg, put_ipc64_perm, transport_err, IPC_CREAT},
     shadow::Shadow,
     shim,
@@ -348,41 +349,10 @@ fn ctl(node: &Node, s: Shadow, cmd: i32, buf: usize) -> c_long {
         }
         _ => {}
     }
-    // The leases this node holds go back first: they end at the referee.
-    let ends = if cmd == msgcmd::MSG_INFO {
-        Ends::All
-    } else {
-        Ends::Both
+    let reply = match ask(node, req) {
+        Ok(r) => r,
+        Err(e) => return e,
     };
-    let answer = loop {
-        let made = if cmd == msgcmd::IPC_INFO {
-            // Limits only: no lease is involved.
-            node.call(&Frame::MsgCtl(req), None)
-        } else {
-            msglease::call(node, s.oid, ends, |_| Frame::MsgCtl(req))
-        };
-        let answer = match made {
-            Ok(a) => a,
-            Err(e) => return transport_err(e),
-        };
-        match answer.frame() {
-            Ok(Frame::MsgCtlReply(r)) if r.result == -i64::from(errno::RETRY) => {
-                // msgctl does not sleep in Linux: only a fatal signal ends
-                // the wait for another node's lease.
-                if !msglease::wait_to_retry(true) {
-                    return neg(errno::EINTR);
-                }
-            }
-            _ => break answer,
-        }
-    };
-    let reply = match answer.frame() {
-        Ok(Frame::MsgCtlReply(r)) => r,
-        _ => return neg(errno::EIO),
-    };
-    if reply.result < 0 {
-        return checked(reply.result);
-    }
     match cmd {
         msgcmd::IPC_RMID => {
             // The referee tells every node; this one drops its shadow now,
@@ -420,6 +390,65 @@ fn ctl(node: &Node, s: Shadow, cmd: i32, buf: usize) -> c_long {
         }
         _ => checked(reply.result),
     }
+}
+
+/// Sends `msgctl` request `req` and returns the referee's answer, or the
+/// call's error.
+fn ask(node: &Node, req: MsgCtl) -> core::result::Result<MsgCtlReply, c_long> {
+    let cmd = req.cmd;
+    // The leases this node holds go back first: they end at the referee.
+    let ends = if cmd == msgcmd::MSG_INFO {
+        Ends::All
+    } else {
+        Ends::Both
+    };
+    let answer = loop {
+        let made = if cmd == msgcmd::IPC_INFO {
+            // Limits only: no lease is involved.
+            node.call(&Frame::MsgCtl(req), None)
+        } else {
+            msglease::call(node, req.oid, ends, |_| Frame::MsgCtl(req))
+        };
+        let answer = made.map_err(transport_err)?;
+        match answer.frame() {
+            Ok(Frame::MsgCtlReply(r)) if r.result == -i64::from(errno::RETRY) => {
+                // msgctl does not sleep in Linux: only a fatal signal ends
+                // the wait for another node's lease.
+                if !msglease::wait_to_retry(true) {
+                    return Err(neg(errno::EINTR));
+                }
+            }
+            _ => break answer,
+        }
+    };
+    match answer.frame() {
+        Ok(Frame::MsgCtlReply(r)) if r.result < 0 => Err(checked(r.result)),
+        Ok(Frame::MsgCtlReply(r)) => Ok(r),
+        _ => Err(neg(errno::EIO)),
+    }
+}
+
+/// What `/proc/sysvipc/msg` shows of queue shadow `s` (`MSG_STAT_ANY` at
+/// the referee, after this node's leases of it went back); `None` if it
+/// cannot be had.
+pub(crate) fn proc_stat(node: &Node, s: Shadow) -> Option<ProcStat> {
+    let req = MsgCtl {
+        oid: s.oid,
+        pid: shim::current_tgid(),
+        cred: shim::current_cred(),
+        cmd: msgcmd::MSG_STAT_ANY,
+        set_uid: 0,
+        set_gid: 0,
+        set_mode: 0,
+        set_qbytes: 0,
+    };
+    let st = ask(node, req).ok()?.stat;
+    Some(ProcStat {
+        size: st.cbytes,
+        count: st.qnum,
+        pid: [st.lspid, st.lrpid],
+        time: [st.stime, st.rtime, st.ctime],
+    })
 }
 
 /// `struct msqid64_ds` (x86-64 layout) from the referee's answer.

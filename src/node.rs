@@ -164,6 +164,9 @@ pub(crate) struct Node {
     pub(crate) calls: Mutex<KVec<Arc<Call>>>,
     #[pin]
     pub(crate) shadows: Shadows,
+    /// What `/proc/sysvipc` shows of the shadows (see [`crate::procipc`]).
+    #[pin]
+    pub(crate) proc_stats: SpinLock<crate::procipc::ProcStats>,
     #[pin]
     pub(crate) policy: SpinLock<Policy>,
     /// Whether `policy` names any key: a `get` of a local key under the
@@ -273,6 +276,7 @@ impl Node {
                 tx <- new_mutex!(Tx::new()),
                 calls <- new_mutex!(KVec::new()),
                 shadows <- Shadows::new(),
+                proc_stats <- new_spinlock!(crate::procipc::empty()),
                 policy <- new_spinlock!(Policy::NONE),
                 policy_any: Atomic::new(0),
                 quanta <- new_spinlock!(Quanta::NONE),

@@ -12,6 +12,7 @@ use crate::{
     hooks::{HOOK_SEMCTL, HOOK_SEMGET},
     ids,
     node::Node,
+    procipc::ProcStat,
     shadow::Shadow,
     shim,
     transport::{Answer, Interrupted},
@@ -33,9 +34,7 @@ pub(crate) const IPC_CREAT: i32 = 0o1000;
 const SEM_UNDO: i16 = 0x1000;
 /// `semctl` commands that name no set (or a table index): always local.
 const IPC_INFO: i32 = 3;
-const SEM_STAT: i32 = 18;
 const SEM_INFO: i32 = 19;
-const SEM_STAT_ANY: i32 = 20;
 /// `sizeof(struct semid64_ds)` on x86-64, and where its fields lie.
 const SEMID64_DS_LEN: usize = 104;
 /// `IPCMNI_SHIFT`: a local id is `seq << 15 | index`.
@@ -323,13 +322,48 @@ fn status(a: &Answer) -> c_long {
     }
 }
 
+/// What `/proc/sysvipc/sem` shows of set shadow `s` (`SEM_STAT_ANY` at
+/// the referee); `None` if it cannot be had.
+pub(crate) fn proc_stat(node: &Node, s: Shadow) -> Option<ProcStat> {
+    let ctl = SemCtl {
+        oid: s.oid,
+        pid: shim::current_tgid(),
+        cred: shim::current_cred(),
+        cmd: semcmd::SEM_STAT_ANY,
+        semnum: 0,
+        val: 0,
+        set_uid: 0,
+        set_gid: 0,
+        set_mode: 0,
+        vals: Vals::EMPTY,
+    };
+    let answer = node.call(&Frame::SemCtl(ctl), None).ok()?;
+    let st = match answer.frame() {
+        Ok(Frame::SemCtlReply(r)) if r.result == 0 => r.stat,
+        _ => return None,
+    };
+    Some(ProcStat {
+        size: u64::from(st.nsems),
+        count: 0,
+        pid: [0, 0],
+        time: [st.otime, st.ctime, 0],
+    })
+}
+
+/// Whether `semctl` command `cmd` is `SEM_STAT` or `SEM_STAT_ANY`, which
+/// name a table slot.
+pub(crate) fn semctl_stat(cmd: i32) -> bool {
+    matches!(cmd, semcmd::SEM_STAT | semcmd::SEM_STAT_ANY)
+}
+
 /// Whether `semctl` command `cmd` acts on the set named by its id (as
 /// opposed to the system, or a table index).
 pub(crate) fn semctl_uses_id(cmd: i32) -> bool {
-    !matches!(cmd, IPC_INFO | SEM_INFO | SEM_STAT | SEM_STAT_ANY)
+    !matches!(cmd, IPC_INFO | SEM_INFO) && !semctl_stat(cmd)
 }
 
-/// `semctl` on shadow `s`.
+/// `semctl` on shadow `s` (`SEM_STAT` and `SEM_STAT_ANY`: the shadow in
+/// the slot they name).
 pub(crate) fn semctl(node: &Node, s: Shadow, semnum: i32, cmd: i32, arg: usize) -> c_long {
     let nsems = s.size as usize;
     let mut ctl = SemCtl {
@@ -375,6 +409,8 @@ pub(crate) fn semctl(node: &Node, s: Shadow, semnum: i32, cmd: i32, arg: usize) 
         }
         semcmd::IPC_RMID
         | semcmd::IPC_STAT
+        | semcmd::SEM_STAT
+        | semcmd::SEM_STAT_ANY
         | semcmd::GETALL
         | semcmd::GETVAL
         | semcmd::GETPID
@@ -400,7 +436,7 @@ pub(crate) fn semctl(node: &Node, s: Shadow, semnum: i32, cmd: i32, arg: usize) 
             node.shadows.remove(Class::Sem, s.local_id);
             rmid_local(s.local_id);
         }
-        semcmd::IPC_STAT => {
+        semcmd::IPC_STAT | semcmd::SEM_STAT | semcmd::SEM_STAT_ANY => {
             let st = reply.stat;
             let mut ds = [0u8; SEMID64_DS_LEN];
             put_ipc64_perm(
@@ -412,6 +448,10 @@ pub(crate) fn semctl(node: &Node, s: Shadow, semnum: i32, cmd: i32, arg: usize) 
             put(80, &u64::from(st.nsems).to_ne_bytes());
             if let Err(e) = copy_out(arg, &ds) {
                 return e;
+            }
+            // The *_STAT commands return the id of the slot's set.
+            if cmd != semcmd::IPC_STAT {
+                return s.local_id as c_long;
             }
         }
         semcmd::GETALL => {

@@ -271,6 +271,11 @@ impl Shadows {
         self.maps.lock().len
     }
 
+    /// The position of `class`'s first slot, for [`Shadows::from`].
+    pub(crate) fn first_of(class: Class) -> u64 {
+        slot_key(class, 0)
+    }
+
     /// The first shadow at or after position `pos` in the order of class
     /// and slot, and the position after it: for listing them one at a
     /// time while shadows come and go.

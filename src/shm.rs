@@ -25,6 +25,7 @@ use crate::{
     hooks::{HOOK_SHMAT, HOOK_SHMCTL, HOOK_SHMGET},
     ids,
     node::Node,
+    procipc::ProcStat,
     sem::{checked, copy_in, copy_out, get_object, neg, put_ipc64_perm, transport_err, IPC_CREAT},
     shadow::Shadow,
     shim::{self, Socket},
@@ -455,13 +456,18 @@ pub(crate) fn shmdt(node: &Node, addr: usize) -> Option<c_long> {
 }
 
 /// `shmctl` of a shadow: `IPC_STAT`, `IPC_SET` and `IPC_RMID` go to the
-/// referee; everything else (`SHM_LOCK`, `SHM_UNLOCK`, `SHM_STAT`, the
-/// info commands) concerns the local shadow and runs locally.
+/// referee, and so do `SHM_STAT` and `SHM_STAT_ANY` of a shadow's slot (the
+/// attach count, times and pids are the segment's, not the shadow's);
+/// everything else (`SHM_LOCK`, `SHM_UNLOCK`, the info commands) concerns
+/// the local shadow and runs locally.
 pub(crate) fn shmctl(node: &Node, shmid: i32, cmd: i32, buf: usize) -> Option<c_long> {
-    if !matches!(cmd, shmcmd::IPC_STAT | shmcmd::IPC_SET | shmcmd::IPC_RMID) {
-        return None;
-    }
-    let s = node.shadows.get(Class::Shm, shmid)?;
+    let s = match cmd {
+        shmcmd::IPC_STAT | shmcmd::IPC_SET | shmcmd::IPC_RMID => {
+            node.shadows.get(Class::Shm, shmid)?
+        }
+        shmcmd::SHM_STAT | shmcmd::SHM_STAT_ANY => node.shadows.by_index(Class::Shm, shmid)?,
+        _ => return None,
+    };
     let mut req = ShmCtl {
         oid: s.oid,
         pid: shim::current_tgid(),
@@ -509,6 +515,13 @@ pub(crate) fn shmctl(node: &Node, shmid: i32, cmd: i32, buf: usize) -> Option<c_
                 return Some(e);
             }
         }
+        // They return the id of the slot's segment.
+        shmcmd::SHM_STAT | shmcmd::SHM_STAT_ANY => {
+            if let Err(e) = copy_out(buf, &shmid64_ds(&reply, s.local_id)) {
+                return Some(e);
+            }
+            return Some(s.local_id as c_long);
+        }
         // The shadow has the new owner and mode already: the referee
         // sent them to every node before this answer (`Frame::Perm`).
         shmcmd::IPC_SET => {}
@@ -520,6 +533,31 @@ pub(crate) fn shmctl(node: &Node, shmid: i32, cmd: i32, buf: usize) -> Option<c_
         }
     }
     Some(0)
+}
+
+/// What `/proc/sysvipc/shm` shows of segment shadow `s` (`SHM_STAT_ANY`
+/// at the referee); `None` if it cannot be had.
+pub(crate) fn proc_stat(node: &Node, s: Shadow) -> Option<ProcStat> {
+    let req = ShmCtl {
+        oid: s.oid,
+        pid: shim::current_tgid(),
+        cred: shim::current_cred(),
+        cmd: shmcmd::SHM_STAT_ANY,
+        set_uid: 0,
+        set_gid: 0,
+        set_mode: 0,
+    };
+    let answer = node.call(&Frame::ShmCtl(req), None).ok()?;
+    let st = match answer.frame() {
+        Ok(Frame::ShmCtlReply(r)) if r.result == 0 => r.stat,
+        _ => return None,
+    };
+    Some(ProcStat {
+        size: st.segsz,
+        count: st.nattch,
+        pid: [st.cpid, st.lpid],
+        time: [st.atime, st.dtime, st.ctime],
+    })
 }
 
 /// `struct shmid64_ds` (x86-64 layout) from the referee's answer.

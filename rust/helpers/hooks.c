@@ -429,6 +429,23 @@ static int dipc_hooks_resolve(void)
 	return err;
 }
 
+int dipc_resolve_function(const char *name, unsigned long *fentry, unsigned long *entry)
+{
+	struct kprobe kp = { .symbol_name = name, .flags = KPROBE_FLAG_DISABLED };
+	int err = register_kprobe(&kp);
+
+	if (err)
+		return err;
+	*fentry = (unsigned long)kp.addr;
+	unregister_kprobe(&kp);
+	*entry = dipc_entry_of(name, *fentry);
+	if (!*entry)
+		return -ENOENT;
+	if (!dipc_ibt_target_ok(name, *entry + ibt_check_skew))
+		return -ENOEXEC;
+	return 0;
+}
+
 static int dipc_ops_add(struct ftrace_ops *ops, unsigned long ip, const char *name)
 {
 	int err = ftrace_set_filter_ip(ops, ip, 0, 0);
@@ -495,6 +512,12 @@ int dipc_hooks_register(void *ctx, const u64 *sem_bits, const u64 *msg_bits,
 	dipc_ops_registered = true;
 	for (i = 0; i < DIPC_NR_HOOKS; i++)
 		dipc_hooks[i].registered = dipc_hooks[i].fentry != 0;
+	/* Not needed for the calls themselves: only what /proc/sysvipc shows. */
+	err = dipc_proc_register(ctx);
+	if (err == -ENOEXEC)
+		goto fail;
+	if (err)
+		pr_warn("dipc: /proc/sysvipc shows shadows as local objects: %d\n", err);
 	return 0;
 fail:
 	dipc_hooks_unregister();
@@ -517,6 +540,7 @@ void dipc_hooks_unregister(void)
 		unregister_ftrace_function(&dipc_mmap_ops);
 		dipc_mmap_registered = false;
 	}
+	dipc_proc_unregister();
 	ftrace_free_filter(&dipc_ops);
 	ftrace_free_filter(&dipc_exit_ops);
 	ftrace_free_filter(&dipc_mmap_ops);

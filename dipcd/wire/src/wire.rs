@@ -711,6 +711,11 @@ pub mod semcmd {
     pub const SETVAL: i32 = 16;
     /// Set all values.
     pub const SETALL: i32 = 17;
+    /// `SEM_STAT`: `IPC_STAT` of a table slot (the node sends the set it
+    /// found there).
+    pub const SEM_STAT: i32 = 18;
+    /// `SEM_STAT_ANY`: `SEM_STAT` without the read permission check.
+    pub const SEM_STAT_ANY: i32 = 20;
 }
 
 /// `semctl` on a distributed set.
@@ -1194,6 +1199,11 @@ pub mod shmcmd {
     pub const IPC_SET: i32 = 1;
     /// Read the segment's status.
     pub const IPC_STAT: i32 = 2;
+    /// `SHM_STAT`: `IPC_STAT` of a table slot (the node sends the segment
+    /// it found there).
+    pub const SHM_STAT: i32 = 13;
+    /// `SHM_STAT_ANY`: `SHM_STAT` without the read permission check.
+    pub const SHM_STAT_ANY: i32 = 15;
 }
 
 /// `shmat` flag: attach read-only.

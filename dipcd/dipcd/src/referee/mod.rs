@@ -837,24 +837,32 @@ impl Objects {
                 }
                 Err(e) => SemCtlResult::err(e),
             },
-            semcmd::IPC_STAT => match sma.perm.ipcperms(&c.cred, S_IRUGO) {
-                Ok(()) => SemCtlResult {
-                    result: 0,
-                    stat: IpcStat {
-                        key: sma.perm.key,
-                        uid: sma.perm.uid,
-                        gid: sma.perm.gid,
-                        cuid: sma.perm.cuid,
-                        cgid: sma.perm.cgid,
-                        mode: sma.perm.mode,
-                        otime: sma.otime,
-                        ctime: sma.ctime,
-                        nsems: nsems as u32,
+            // `semctl_stat()`: SEM_STAT_ANY makes no read check.
+            semcmd::IPC_STAT | semcmd::SEM_STAT | semcmd::SEM_STAT_ANY => {
+                let check = if c.cmd == semcmd::SEM_STAT_ANY {
+                    Ok(())
+                } else {
+                    sma.perm.ipcperms(&c.cred, S_IRUGO)
+                };
+                match check {
+                    Ok(()) => SemCtlResult {
+                        result: 0,
+                        stat: IpcStat {
+                            key: sma.perm.key,
+                            uid: sma.perm.uid,
+                            gid: sma.perm.gid,
+                            cuid: sma.perm.cuid,
+                            cgid: sma.perm.cgid,
+                            mode: sma.perm.mode,
+                            otime: sma.otime,
+                            ctime: sma.ctime,
+                            nsems: nsems as u32,
+                        },
+                        vals: Vec::new(),
                     },
-                    vals: Vec::new(),
-                },
-                Err(e) => SemCtlResult::err(e),
-            },
+                    Err(e) => SemCtlResult::err(e),
+                }
+            }
             semcmd::GETALL => match sma.perm.ipcperms(&c.cred, S_IRUGO) {
                 Ok(()) => SemCtlResult {
                     result: 0,

@@ -286,13 +286,21 @@ impl Objects {
             return (ShmCtlResult::err(errno::EIDRM), fx);
         };
         let r = match c.cmd {
-            shmcmd::IPC_STAT => match seg.perm.ipcperms(&c.cred, S_IRUGO) {
-                Ok(()) => ShmCtlResult {
-                    result: 0,
-                    stat: seg.stat(),
-                },
-                Err(e) => ShmCtlResult::err(e),
-            },
+            // `shmctl_stat()`: SHM_STAT_ANY makes no read check.
+            shmcmd::IPC_STAT | shmcmd::SHM_STAT | shmcmd::SHM_STAT_ANY => {
+                let check = if c.cmd == shmcmd::SHM_STAT_ANY {
+                    Ok(())
+                } else {
+                    seg.perm.ipcperms(&c.cred, S_IRUGO)
+                };
+                match check {
+                    Ok(()) => ShmCtlResult {
+                        result: 0,
+                        stat: seg.stat(),
+                    },
+                    Err(e) => ShmCtlResult::err(e),
+                }
+            }
             shmcmd::IPC_SET => match seg
                 .perm
                 .ctl_check(&c.cred)

@@ -296,6 +296,14 @@ fn ipc_set_and_node_gone() {
     assert_eq!(ctl(&mut o, a.oid, shmcmd::IPC_SET, ALICE).0.result, 0);
     let (r, _) = ctl(&mut o, a.oid, shmcmd::IPC_STAT, ALICE);
     assert_eq!((r.stat.mode, r.stat.ctime), (0o640, NOW + 1));
+    // SHM_STAT checks read access as IPC_STAT does; SHM_STAT_ANY does not.
+    let other = Cred::new(7, 7, 0);
+    assert_eq!(
+        ctl(&mut o, a.oid, shmcmd::SHM_STAT, other).0.result,
+        -i64::from(errno::EACCES)
+    );
+    let (any, _) = ctl(&mut o, a.oid, shmcmd::SHM_STAT_ANY, other);
+    assert_eq!((any.result, any.stat), (0, r.stat));
     assert_eq!(
         ctl(&mut o, a.oid, 77, ALICE).0.result,
         -i64::from(errno::EINVAL)

@@ -370,6 +370,13 @@ fn semctl_errors_in_linux_order() {
         (0x1234, 1000, 0o600, 2)
     );
     assert_eq!((st.stat.otime, st.stat.ctime), (0, 100));
+    // SEM_STAT checks read access as IPC_STAT does; SEM_STAT_ANY does not.
+    assert_eq!(
+        ctl(&mut o, oid, semcmd::SEM_STAT, 0, 0, BOB).result,
+        e(errno::EACCES)
+    );
+    let any = ctl(&mut o, oid, semcmd::SEM_STAT_ANY, 0, 0, BOB);
+    assert_eq!((any.result, any.stat), (0, st.stat));
     let set = |o: &mut Objects, cred: Cred, uid: u32| {
         o.semctl(
             &SemCtl {

@@ -23,6 +23,9 @@
 #include <linux/fs.h>
 #include <linux/ftrace.h>
 #include <linux/ipc.h>
+#include <linux/ipc_namespace.h>
+#include <linux/nsproxy.h>
+#include <linux/sched.h>
 #include <linux/kernel.h>
 #include <linux/module.h>
 #include <linux/seq_file.h>
@@ -188,8 +191,14 @@ static notrace __aligned(16) void dipc_proc_handler(unsigned long ip, unsigned l
 {
 	unsigned int i;
 
-	/* Switched off: the files show the local objects. */
-	if (!READ_ONCE(dipc_enabled) || within_module(parent_ip, THIS_MODULE))
+	/*
+	 * Switched off, or a reader in another IPC namespace (whose ids are
+	 * not the shadows'; the module keeps its shadows in the initial one,
+	 * where the connection thread applies what the referee says): the
+	 * files show the local objects.
+	 */
+	if (!READ_ONCE(dipc_enabled) || within_module(parent_ip, THIS_MODULE) ||
+	    current->nsproxy->ipc_ns != &init_ipc_ns)
 		return;
 	for (i = 0; i < DIPC_PROC_N; i++)
 		if (dipc_proc_fentry[i] == ip)

@@ -124,6 +124,12 @@ void dipc_current_cred(struct dipc_cred *out);
 u32 dipc_current_tgid(void);
 int dipc_ns_semopm(void);
 u32 dipc_real_seconds(void);
+/*
+ * ipc/util.h's IPCMNI_SHIFT and IPCMNI, without ipcmni_extend (the module
+ * supports the default): an id is seq << 15 | slot. src/util.rs has the same.
+ */
+#define DIPC_IPCMNI_SHIFT 15
+#define DIPC_IPCMNI (1 << DIPC_IPCMNI_SHIFT)
 /* Moves the caller's local object old_id to new_id (helpers/ipcid.c): 0,
  * -ENOSPC when that slot is taken, -EINVAL when old_id names nothing. */
 int dipc_ipc_move(int cls, int old_id, int new_id);

@@ -43,6 +43,7 @@ mod shim;
 mod shm;
 mod status;
 mod transport;
+mod util;
 
 #[path = "../dipcd/wire/src/wire.rs"]
 pub mod wire;

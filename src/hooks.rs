@@ -12,42 +12,14 @@ use crate::{
     ids, msg,
     node::Node,
     sem,
-    shim::{self, Counter},
-    shm,
+    shim::{
+        self, Counter, HOOK_MSGCTL, HOOK_MSGGET, HOOK_MSGRCV, HOOK_MSGSND, HOOK_SEMCTL,
+        HOOK_SEMGET, HOOK_SEMOP, HOOK_SEMTIMEDOP, HOOK_SHMAT, HOOK_SHMCTL, HOOK_SHMDT, HOOK_SHMGET,
+    },
+    shm, util,
     wire::{errno, Class},
 };
 use kernel::{bindings, prelude::*};
-
-/// Hook numbers (`enum dipc_hook_id` in the C header).
-pub(crate) const HOOK_SHMGET: u32 = 0;
-pub(crate) const HOOK_SHMAT: u32 = 1;
-pub(crate) const HOOK_SHMDT: u32 = 2;
-pub(crate) const HOOK_SHMCTL: u32 = 3;
-pub(crate) const HOOK_SEMGET: u32 = 4;
-pub(crate) const HOOK_SEMOP: u32 = 5;
-pub(crate) const HOOK_SEMTIMEDOP: u32 = 6;
-pub(crate) const HOOK_SEMCTL: u32 = 7;
-pub(crate) const HOOK_MSGGET: u32 = 8;
-pub(crate) const HOOK_MSGSND: u32 = 9;
-pub(crate) const HOOK_MSGRCV: u32 = 10;
-pub(crate) const HOOK_MSGCTL: u32 = 11;
-
-/// Hook names, in the order of `enum dipc_hook_id` in the C header.
-pub(crate) const HOOK_NAMES: [&str; shim::NR_HOOKS] = [
-    "shmget",
-    "shmat",
-    "shmdt",
-    "shmctl",
-    "semget",
-    "semop",
-    "semtimedop",
-    "semctl",
-    "msgget",
-    "msgsnd",
-    "msgrcv",
-    "msgctl",
-    "ipc",
-];
 
 /// Per-CPU counter index of hook `id`'s calls.
 pub(crate) const fn calls_counter(id: usize) -> usize {
@@ -154,7 +126,7 @@ fn dispatch(node: &Node, id: u32, a: [usize; 5]) -> Option<c_long> {
     match id {
         HOOK_SEMGET => {
             let (key, nsems, flg) = (a[0] as i32, a[1] as i32, a[2] as i32);
-            sem::is_distributed(node, key, flg).then(|| sem::semget(node, key, nsems, flg))
+            util::is_distributed(node, key, flg).then(|| sem::semget(node, key, nsems, flg))
         }
         HOOK_SEMOP | HOOK_SEMTIMEDOP => {
             // `get` is the lock-free bitmap test first, the map only on a hit.
@@ -185,7 +157,7 @@ fn dispatch(node: &Node, id: u32, a: [usize; 5]) -> Option<c_long> {
         }
         HOOK_MSGGET => {
             let (key, flg) = (a[0] as i32, a[1] as i32);
-            sem::is_distributed(node, key, flg).then(|| msg::msgget(node, key, flg))
+            util::is_distributed(node, key, flg).then(|| msg::msgget(node, key, flg))
         }
         HOOK_MSGSND => {
             let s = node.shadows.get(Class::Msg, a[0] as i32)?;
@@ -198,7 +170,7 @@ fn dispatch(node: &Node, id: u32, a: [usize; 5]) -> Option<c_long> {
         HOOK_MSGCTL => msg::msgctl(node, a[0] as i32, a[1] as i32, a[2]),
         HOOK_SHMGET => {
             let (key, size, flg) = (a[0] as i32, a[1], a[2] as i32);
-            sem::is_distributed(node, key, flg).then(|| shm::shmget(node, key, size, flg))
+            util::is_distributed(node, key, flg).then(|| shm::shmget(node, key, size, flg))
         }
         HOOK_SHMCTL => shm::shmctl(node, a[0] as i32, a[1] as i32, a[2]),
         _ => None,

@@ -28,16 +28,13 @@
 //! object.
 
 use crate::{
-    hooks::{HOOK_MSGCTL, HOOK_SEMCTL, HOOK_SHMCTL},
     node::Node,
-    shadow::Late,
-    shim,
+    shadow::{Late, Shadow},
+    shim::{self, HOOK_MSGCTL, HOOK_SEMCTL, HOOK_SHMCTL},
+    util::IPCMNI,
     wire::{errno, Class, Frame, GetReply, IpcPerm, Lookup, MsgCtl, SemCtl, ShmCtl, Vals},
 };
 use kernel::prelude::*;
-
-/// Slots in a node's id table (`IPCMNI`).
-const IPCMNI: i32 = 1 << 15;
 
 /// The lowest slot of the upper half, where the referee hands out ids
 /// while it has room: calls on ids from here up reach the module even when
@@ -59,7 +56,9 @@ fn table(class: Class) -> i32 {
 }
 
 /// Removes local object `id` of `class` (a shadow being dropped or one
-/// that could not be placed), with the kernel's `IPC_RMID`.
+/// that could not be placed), with the kernel's `IPC_RMID` and the
+/// module's privileges: the shadow is the module's, whoever's call finds
+/// it stale, and a caller's own `IPC_RMID` was checked at the referee.
 pub(crate) fn rmid_local(class: Class, id: i32) {
     let hook = match class {
         Class::Sem => HOOK_SEMCTL,
@@ -69,6 +68,84 @@ pub(crate) fn rmid_local(class: Class, id: i32) {
     // IPC_RMID is 0 for every class, and the zeroes after the id are what
     // each *ctl needs: semctl's semnum and cmd, msgctl's and shmctl's cmd.
     shim::call_original_args_priv(hook, [id as c_long, 0, 0, 0]);
+}
+
+/// What making a shadow needs from its class.
+pub(crate) struct Make<G, E, R> {
+    /// The original `*get` that creates the local object (`IPC_CREAT` and
+    /// the object's mode): its id or a negative errno.
+    pub(crate) get: G,
+    /// A failed `get`: `true` if it found a stale local object with the
+    /// key and removed it, so the `get` is tried again.
+    pub(crate) stale: E,
+    /// Called once the shadow is placed, before it is recorded: what else
+    /// the class keeps for the object (a segment's page states).
+    pub(crate) ready: R,
+}
+
+/// Finds or makes the local shadow of the object the referee described in
+/// `r`, at its cluster-wide id: its id, or what the `*get` returns.
+pub(crate) fn shadow<G, E, R>(
+    node: &Node,
+    class: Class,
+    r: &GetReply,
+    mut m: Make<G, E, R>,
+) -> c_long
+where
+    G: FnMut() -> c_long,
+    E: FnMut(c_long) -> bool,
+    R: FnMut() -> core::result::Result<(), c_long>,
+{
+    let mut making = node.shadows.making();
+    if let Some(s) = node.shadows.by_oid(class, r.oid) {
+        return s.local_id as c_long;
+    }
+    // Two tries: the first may find a stale shadow with this key (its
+    // object was removed while this node did not hear of it).
+    for _ in 0..2 {
+        let id = (m.get)();
+        if id < 0 {
+            if (m.stale)(id) {
+                continue;
+            }
+            return id;
+        }
+        let id = id as i32;
+        if let Some(old) = node.shadows.get(class, id) {
+            if old.oid != r.oid {
+                node.shadows.remove(class, id);
+                rmid_local(class, id);
+                continue;
+            }
+        }
+        if let Err(e) = place(node, class, r, id, &mut making) {
+            return e;
+        }
+        if let Err(e) = (m.ready)() {
+            rmid_local(class, r.id);
+            return e;
+        }
+        let s = Shadow {
+            class,
+            local_id: r.id,
+            oid: r.oid,
+            size: r.size,
+        };
+        return match node.shadows.insert(s) {
+            Ok(()) => r.id as c_long,
+            Err(e) => e.to_errno() as c_long,
+        };
+    }
+    -(errno::EEXIST as c_long)
+}
+
+/// Drops the shadow of object `oid` of `class`, if this node has one: the
+/// referee removed the object, or the caller's `IPC_RMID` did.
+pub(crate) fn drop_shadow(node: &Node, class: Class, oid: u64) {
+    if let Some(s) = node.shadows.by_oid(class, oid) {
+        node.shadows.remove(class, s.local_id);
+        rmid_local(class, s.local_id);
+    }
 }
 
 /// Moves the new local object `id`, the shadow being made for the object

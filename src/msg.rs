@@ -21,15 +21,17 @@
 //! message into its buffer before it dies.
 
 use crate::{
-    hooks::{HOOK_MSGCTL, HOOK_MSGGET},
     ids,
     msglease::{self, Ends, Local},
     node::Node,
     procipc::ProcStat,
-    sem::{checked, copy_in, copy_out, get_object, neg, put_ipc64_perm, transport_err, IPC_CREAT},
     shadow::Shadow,
-    shim,
+    shim::{self, HOOK_MSGCTL, HOOK_MSGGET},
     transport::{Answer, Interrupted},
+    util::{
+        checked, copy_in, copy_out, get_object, ipc_set_fields, neg, put_ipc64_perm, transport_err,
+        IPC_CREAT,
+    },
     wire::{errno, msgcmd, Class, Frame, GetReply, MsgCtl, MsgCtlReply, MsgRcv, MsgSnd, MAX_MTEXT},
 };
 use kernel::prelude::*;
@@ -43,6 +45,18 @@ const MSG_COPY: i32 = 0o40000;
 const ERESTARTNOHAND: c_long = -514;
 /// `sizeof(struct msqid64_ds)` on x86-64.
 const MSQID64_DS_LEN: usize = 120;
+/// Where `struct msqid64_ds`'s fields lie (the kernel's bindings lack it;
+/// `rust/helpers/layout.c` checks these against its header).
+mod ds {
+    pub(super) const STIME: usize = 48;
+    pub(super) const RTIME: usize = 56;
+    pub(super) const CTIME: usize = 64;
+    pub(super) const CBYTES: usize = 72;
+    pub(super) const QNUM: usize = 80;
+    pub(super) const QBYTES: usize = 88;
+    pub(super) const LSPID: usize = 96;
+    pub(super) const LRPID: usize = 100;
+}
 /// `sizeof(struct msginfo)` (seven ints and a short, padded).
 const MSGINFO_LEN: usize = 32;
 /// `sizeof(long)`: `struct msgbuf`'s `mtype`.
@@ -68,59 +82,19 @@ pub(crate) fn msgget(node: &Node, key: i32, flg: i32) -> c_long {
 /// Finds or creates the local shadow of the queue the referee described
 /// in `r`, at its cluster-wide id.
 pub(crate) fn shadow(node: &Node, r: &GetReply) -> c_long {
-    let (key, oid, msgmax, mode) = (r.key, r.oid, r.size, r.perm.mode);
-    let mut making = node.shadows.making();
-    if let Some(s) = node.shadows.by_oid(Class::Msg, oid) {
-        return s.local_id as c_long;
-    }
-    // Two tries: the first may find the shadow of an earlier queue with
-    // this key (removed while this node did not hear of it).
-    for _ in 0..2 {
-        let flags = IPC_CREAT | (mode & 0o777) as i32;
-        let id = shim::call_original_args(HOOK_MSGGET, [key as c_long, flags as c_long, 0, 0]);
-        if id < 0 {
-            return id;
-        }
-        let id = id as i32;
-        if let Some(old) = node.shadows.get(Class::Msg, id) {
-            if old.oid != oid {
-                node.shadows.remove(Class::Msg, id);
-                rmid_local(id);
-                continue;
-            }
-        }
-        if let Err(e) = ids::place(node, Class::Msg, r, id, &mut making) {
-            return e;
-        }
-        let id = r.id;
-        let s = Shadow {
-            class: Class::Msg,
-            local_id: id,
-            oid,
-            size: msgmax,
-        };
-        return match node.shadows.insert(s) {
-            Ok(()) => id as c_long,
-            Err(e) => transport_err(e),
-        };
-    }
-    neg(errno::EEXIST)
-}
-
-fn rmid_local(id: i32) {
-    shim::call_original_args(
-        HOOK_MSGCTL,
-        [id as c_long, msgcmd::IPC_RMID as c_long, 0, 0],
-    );
+    let flags = IPC_CREAT | (r.perm.mode & 0o777) as i32;
+    let make = ids::Make {
+        get: || shim::call_original_args(HOOK_MSGGET, [r.key as c_long, flags as c_long, 0, 0]),
+        stale: |_| false,
+        ready: || Ok(()),
+    };
+    ids::shadow(node, Class::Msg, r, make)
 }
 
 /// The referee removed queue `oid`: drop its shadow here.
 pub(crate) fn removed(node: &Node, oid: u64) {
     msglease::removed(node, oid);
-    if let Some(s) = node.shadows.by_oid(Class::Msg, oid) {
-        node.shadows.remove(Class::Msg, s.local_id);
-        rmid_local(s.local_id);
-    }
+    ids::drop_shadow(node, Class::Msg, oid);
 }
 
 /// The result of a call that may sleep: a request cancelled because of a
@@ -328,12 +302,9 @@ fn ctl(node: &Node, s: Shadow, cmd: i32, buf: usize) -> c_long {
             if let Err(e) = copy_in(buf, &mut ds) {
                 return e;
             }
-            let u32_at = |o: usize| u32::from_ne_bytes([ds[o], ds[o + 1], ds[o + 2], ds[o + 3]]);
-            req.set_uid = u32_at(4);
-            req.set_gid = u32_at(8);
-            req.set_mode = u32_at(20);
+            (req.set_uid, req.set_gid, req.set_mode) = ipc_set_fields(&ds);
             let mut q = [0u8; 8];
-            q.copy_from_slice(&ds[88..96]);
+            q.copy_from_slice(&ds[ds::QBYTES..ds::QBYTES + 8]);
             req.set_qbytes = u64::from_ne_bytes(q);
         }
         msgcmd::IPC_INFO | msgcmd::MSG_INFO => {
@@ -357,8 +328,7 @@ fn ctl(node: &Node, s: Shadow, cmd: i32, buf: usize) -> c_long {
         msgcmd::IPC_RMID => {
             // The referee tells every node; this one drops its shadow now,
             // so a following get of the key finds no stale queue.
-            node.shadows.remove(Class::Msg, s.local_id);
-            rmid_local(s.local_id);
+            ids::drop_shadow(node, Class::Msg, s.oid);
             0
         }
         msgcmd::IPC_STAT | msgcmd::MSG_STAT | msgcmd::MSG_STAT_ANY => {
@@ -459,13 +429,13 @@ fn msqid64_ds(reply: &MsgCtlReply, local_id: i32) -> [u8; MSQID64_DS_LEN] {
         &mut ds, st.key, st.uid, st.gid, st.cuid, st.cgid, st.mode, local_id,
     );
     let mut put = |o: usize, b: &[u8]| ds[o..o + b.len()].copy_from_slice(b);
-    put(48, &st.stime.to_ne_bytes());
-    put(56, &st.rtime.to_ne_bytes());
-    put(64, &st.ctime.to_ne_bytes());
-    put(72, &st.cbytes.to_ne_bytes());
-    put(80, &st.qnum.to_ne_bytes());
-    put(88, &st.qbytes.to_ne_bytes());
-    put(96, &st.lspid.to_ne_bytes());
-    put(100, &st.lrpid.to_ne_bytes());
+    put(ds::STIME, &st.stime.to_ne_bytes());
+    put(ds::RTIME, &st.rtime.to_ne_bytes());
+    put(ds::CTIME, &st.ctime.to_ne_bytes());
+    put(ds::CBYTES, &st.cbytes.to_ne_bytes());
+    put(ds::QNUM, &st.qnum.to_ne_bytes());
+    put(ds::QBYTES, &st.qbytes.to_ne_bytes());
+    put(ds::LSPID, &st.lspid.to_ne_bytes());
+    put(ds::LRPID, &st.lrpid.to_ne_bytes());
     ds
 }

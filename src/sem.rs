@@ -9,121 +9,36 @@
 //! are made here, in the same order; the rest happen at the referee.
 
 use crate::{
-    hooks::{HOOK_SEMCTL, HOOK_SEMGET},
     ids,
     node::Node,
     procipc::ProcStat,
     shadow::Shadow,
-    shim,
+    shim::{self, HOOK_SEMGET},
     transport::{Answer, Interrupted},
+    util::{
+        checked, copy_in, copy_out, get_object, ipc_set_fields, neg, put_ipc64_perm, transport_err,
+        IPC_CREAT,
+    },
     wire::{
-        errno, semcmd, Class, Frame, Get, GetReply, SemCtl, SemOp, Sembuf, Sops, Vals, MAX_SOPS,
+        errno, semcmd, Class, Frame, GetReply, SemCtl, SemOp, Sembuf, Sops, Vals, MAX_SOPS,
         SEMBUF_LEN,
     },
 };
 use kernel::{
     prelude::*,
-    sync::atomic::Relaxed,
     time::{msecs_to_jiffies, Jiffies},
-    uaccess::{UserPtr, UserSlice},
 };
 
-/// `IPC_DIPC` (`include/uapi/dipc.h`): ask for a distributed object.
-pub(crate) const IPC_DIPC: i32 = 0o10000;
-pub(crate) const IPC_CREAT: i32 = 0o1000;
 const SEM_UNDO: i16 = 0x1000;
 /// `semctl` commands that name no set (or a table index): always local.
 const IPC_INFO: i32 = 3;
 const SEM_INFO: i32 = 19;
-/// `sizeof(struct semid64_ds)` on x86-64, and where its fields lie.
-const SEMID64_DS_LEN: usize = 104;
-/// `IPCMNI_SHIFT`: a local id is `seq << 15 | index`.
-pub(crate) const IPCMNI_SHIFT: u32 = 15;
-
-pub(crate) fn neg(e: i32) -> c_long {
-    -(e as c_long)
-}
-
-/// A result from the referee, as the syscall returns it: negative errno
-/// values outside Linux's range become `-EIO`.
-pub(crate) fn checked(result: i64) -> c_long {
-    if result < -i64::from(errno::MAX) {
-        neg(errno::EIO)
-    } else {
-        result as c_long
-    }
-}
-
-/// The errno a failed transport gives the caller.
-pub(crate) fn transport_err(e: Error) -> c_long {
-    e.to_errno() as c_long
-}
-
-/// Whether a `semget` (or `msgget`) with `key` and `flg` is for a
-/// distributed object.
-pub(crate) fn is_distributed(node: &Node, key: i32, flg: i32) -> bool {
-    key != 0
-        && node.joined.load(Relaxed) != 0
-        && (flg & IPC_DIPC != 0
-            || (node.policy_any.load(Relaxed) != 0 && node.policy.lock().contains(key)))
-}
-
-/// Asks the referee for the object of class `class` with `key` (`ipcget()`
-/// there): its `GetReply`, or the value the `get` syscall returns on
-/// failure.
-pub(crate) fn get_object(
-    node: &Node,
-    class: Class,
-    key: i32,
-    flg: i32,
-    size: u64,
-) -> core::result::Result<GetReply, c_long> {
-    let get = Get {
-        class,
-        key,
-        flags: flg & !IPC_DIPC,
-        size,
-        cred: shim::current_cred(),
-        pid: shim::current_tgid(),
-    };
-    let answer = node.call(&Frame::Get(get), None).map_err(transport_err)?;
-    let reply = match answer.frame() {
-        Ok(Frame::GetReply(r)) => r,
-        _ => return Err(neg(errno::EIO)),
-    };
-    if reply.result < 0 {
-        return Err(checked(reply.result.into()));
-    }
-    Ok(reply)
-}
-
-/// Writes the `struct ipc64_perm` at the start of an x86-64 `*id64_ds`: the
-/// referee's owner and mode, and the sequence number of the local shadow's
-/// id.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn put_ipc64_perm(
-    ds: &mut [u8],
-    key: i32,
-    uid: u32,
-    gid: u32,
-    cuid: u32,
-    cgid: u32,
-    mode: u32,
-    local_id: i32,
-) {
-    let mut put = |o: usize, b: &[u8]| ds[o..o + b.len()].copy_from_slice(b);
-    put(0, &key.to_ne_bytes());
-    put(4, &uid.to_ne_bytes());
-    put(8, &gid.to_ne_bytes());
-    put(12, &cuid.to_ne_bytes());
-    put(16, &cgid.to_ne_bytes());
-    put(20, &mode.to_ne_bytes());
-    put(
-        24,
-        &((local_id as u32 >> IPCMNI_SHIFT) as u16).to_ne_bytes(),
-    );
-}
-
+/// `sizeof(struct semid64_ds)`, and where its fields lie (from the
+/// kernel's bindings).
+const SEMID64_DS_LEN: usize = core::mem::size_of::<kernel::bindings::semid64_ds>();
+const SEM_OTIME: usize = core::mem::offset_of!(kernel::bindings::semid64_ds, sem_otime);
+const SEM_CTIME: usize = core::mem::offset_of!(kernel::bindings::semid64_ds, sem_ctime);
+const SEM_NSEMS: usize = core::mem::offset_of!(kernel::bindings::semid64_ds, sem_nsems);
 /// `semget` of a distributed key: the referee decides (`ipcget()`); then the
 /// local shadow is found or created and its id returned.
 pub(crate) fn semget(node: &Node, key: i32, nsems: i32, flg: i32) -> c_long {
@@ -145,88 +60,31 @@ pub(crate) fn semget(node: &Node, key: i32, nsems: i32, flg: i32) -> c_long {
 /// Finds or creates the local shadow of the set the referee described in
 /// `r`, at its cluster-wide id.
 pub(crate) fn shadow(node: &Node, r: &GetReply) -> c_long {
-    let (key, oid, nsems, mode) = (r.key, r.oid, r.size, r.perm.mode);
-    let mut making = node.shadows.making();
-    if let Some(s) = node.shadows.by_oid(Class::Sem, oid) {
-        return s.local_id as c_long;
-    }
-    // Two tries: the first may find a stale local set with this key (its
-    // distributed object was removed while this node did not hear of it).
-    for _ in 0..2 {
-        let flags = IPC_CREAT | (mode & 0o777) as i32;
-        let id = shim::call_original_args(
-            HOOK_SEMGET,
-            [key as c_long, nsems as c_long, flags as c_long, 0],
-        );
-        if id >= 0 {
-            let id = id as i32;
-            match node.shadows.get(Class::Sem, id) {
-                Some(old) if old.oid != oid => {
-                    // A shadow of an earlier object with this key.
-                    node.shadows.remove(Class::Sem, id);
-                    rmid_local(id);
-                    continue;
-                }
-                _ => {}
+    let flags = IPC_CREAT | (r.perm.mode & 0o777) as i32;
+    let key = r.key as c_long;
+    let make = ids::Make {
+        get: || shim::call_original_args(HOOK_SEMGET, [key, r.size as c_long, flags as c_long, 0]),
+        // A local set with this key but fewer semaphores: stale.
+        stale: |id| {
+            if id != neg(errno::EINVAL) {
+                return false;
             }
-            if let Err(e) = ids::place(node, Class::Sem, r, id, &mut making) {
-                return e;
+            let old = shim::call_original_args(HOOK_SEMGET, [key, 0, 0, 0]);
+            if old < 0 {
+                return false;
             }
-            let id = r.id;
-            let s = Shadow {
-                class: Class::Sem,
-                local_id: id,
-                oid,
-                size: nsems,
-            };
-            return match node.shadows.insert(s) {
-                Ok(()) => id as c_long,
-                Err(e) => transport_err(e),
-            };
-        }
-        if id == neg(errno::EINVAL) {
-            // A local set with this key but fewer semaphores: stale.
-            let old = shim::call_original_args(HOOK_SEMGET, [key as c_long, 0, 0, 0]);
-            if old >= 0 {
-                node.shadows.remove(Class::Sem, old as i32);
-                rmid_local(old as i32);
-                continue;
-            }
-        }
-        return id;
-    }
-    neg(errno::EEXIST)
-}
-
-fn rmid_local(id: i32) {
-    shim::call_original_args(
-        HOOK_SEMCTL,
-        [id as c_long, 0, semcmd::IPC_RMID as c_long, 0],
-    );
+            node.shadows.remove(Class::Sem, old as i32);
+            ids::rmid_local(Class::Sem, old as i32);
+            true
+        },
+        ready: || Ok(()),
+    };
+    ids::shadow(node, Class::Sem, r, make)
 }
 
 /// The referee removed object `oid`: drop its shadow here.
 pub(crate) fn removed(node: &Node, oid: u64) {
-    if let Some(s) = node.shadows.by_oid(Class::Sem, oid) {
-        node.shadows.remove(Class::Sem, s.local_id);
-        rmid_local(s.local_id);
-    }
-}
-
-/// Copies `buf.len()` bytes in from user address `addr`; `-EFAULT` if that fails.
-pub(crate) fn copy_in(addr: usize, buf: &mut [u8]) -> core::result::Result<(), c_long> {
-    UserSlice::new(UserPtr::from_addr(addr), buf.len())
-        .reader()
-        .read_slice(buf)
-        .map_err(|_| neg(errno::EFAULT))
-}
-
-/// Copies `buf` out to user address `addr`; `-EFAULT` if that fails.
-pub(crate) fn copy_out(addr: usize, buf: &[u8]) -> core::result::Result<(), c_long> {
-    UserSlice::new(UserPtr::from_addr(addr), buf.len())
-        .writer()
-        .write_slice(buf)
-        .map_err(|_| neg(errno::EFAULT))
+    ids::drop_shadow(node, Class::Sem, oid);
 }
 
 /// `struct __kernel_timespec` at `ptr`, as a wait in jiffies (rounded up).
@@ -386,10 +244,7 @@ pub(crate) fn semctl(node: &Node, s: Shadow, semnum: i32, cmd: i32, arg: usize) 
             if let Err(e) = copy_in(arg, &mut ds) {
                 return e;
             }
-            let u32_at = |o: usize| u32::from_ne_bytes([ds[o], ds[o + 1], ds[o + 2], ds[o + 3]]);
-            ctl.set_uid = u32_at(4);
-            ctl.set_gid = u32_at(8);
-            ctl.set_mode = u32_at(20);
+            (ctl.set_uid, ctl.set_gid, ctl.set_mode) = ipc_set_fields(&ds);
         }
         semcmd::SETALL => {
             if setall.resize(nsems * 2, 0u8, GFP_KERNEL).is_err() {
@@ -433,8 +288,7 @@ pub(crate) fn semctl(node: &Node, s: Shadow, semnum: i32, cmd: i32, arg: usize) 
         semcmd::IPC_RMID => {
             // The referee tells every node; this one drops its shadow now,
             // so a following get of the key finds no stale set.
-            node.shadows.remove(Class::Sem, s.local_id);
-            rmid_local(s.local_id);
+            ids::drop_shadow(node, Class::Sem, s.oid);
         }
         semcmd::IPC_STAT | semcmd::SEM_STAT | semcmd::SEM_STAT_ANY => {
             let st = reply.stat;
@@ -443,9 +297,9 @@ pub(crate) fn semctl(node: &Node, s: Shadow, semnum: i32, cmd: i32, arg: usize) 
                 &mut ds, st.key, st.uid, st.gid, st.cuid, st.cgid, st.mode, s.local_id,
             );
             let mut put = |o: usize, b: &[u8]| ds[o..o + b.len()].copy_from_slice(b);
-            put(48, &st.otime.to_ne_bytes());
-            put(64, &st.ctime.to_ne_bytes());
-            put(80, &u64::from(st.nsems).to_ne_bytes());
+            put(SEM_OTIME, &st.otime.to_ne_bytes());
+            put(SEM_CTIME, &st.ctime.to_ne_bytes());
+            put(SEM_NSEMS, &u64::from(st.nsems).to_ne_bytes());
             if let Err(e) = copy_out(arg, &ds) {
                 return e;
             }

@@ -25,9 +25,8 @@ use kernel::{
     },
 };
 
-/// `IPCMNI`: slots per id table (the kernel's default, without
-/// `ipcmni_extend`).
-const IPCMNI: usize = 32768;
+/// `IPCMNI`, as an index bound.
+const IPCMNI: usize = crate::util::IPCMNI as usize;
 const WORDS: usize = IPCMNI / 64;
 
 /// One shadow.

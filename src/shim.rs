@@ -18,6 +18,37 @@ use kernel::{
 /// `DIPC_NR_HOOKS` in the header.
 pub(crate) const NR_HOOKS: usize = 13;
 
+/// Hook numbers (`enum dipc_hook_id` in the C header).
+pub(crate) const HOOK_SHMGET: u32 = 0;
+pub(crate) const HOOK_SHMAT: u32 = 1;
+pub(crate) const HOOK_SHMDT: u32 = 2;
+pub(crate) const HOOK_SHMCTL: u32 = 3;
+pub(crate) const HOOK_SEMGET: u32 = 4;
+pub(crate) const HOOK_SEMOP: u32 = 5;
+pub(crate) const HOOK_SEMTIMEDOP: u32 = 6;
+pub(crate) const HOOK_SEMCTL: u32 = 7;
+pub(crate) const HOOK_MSGGET: u32 = 8;
+pub(crate) const HOOK_MSGSND: u32 = 9;
+pub(crate) const HOOK_MSGRCV: u32 = 10;
+pub(crate) const HOOK_MSGCTL: u32 = 11;
+
+/// Hook names, in the order of `enum dipc_hook_id` in the C header.
+pub(crate) const HOOK_NAMES: [&str; NR_HOOKS] = [
+    "shmget",
+    "shmat",
+    "shmdt",
+    "shmctl",
+    "semget",
+    "semop",
+    "semtimedop",
+    "semctl",
+    "msgget",
+    "msgsnd",
+    "msgrcv",
+    "msgctl",
+    "ipc",
+];
+
 /// `struct socket`, only ever handled through pointers in Rust.
 #[repr(C)]
 pub(crate) struct RawSocket {

@@ -22,13 +22,15 @@
 //! mmap lock.
 
 use crate::{
-    hooks::{HOOK_SHMAT, HOOK_SHMCTL, HOOK_SHMGET},
     ids,
     node::Node,
     procipc::ProcStat,
-    sem::{checked, copy_in, copy_out, get_object, neg, put_ipc64_perm, transport_err, IPC_CREAT},
     shadow::Shadow,
-    shim::{self, Socket},
+    shim::{self, Socket, HOOK_SHMAT, HOOK_SHMGET},
+    util::{
+        checked, copy_in, copy_out, get_object, ipc_set_fields, neg, put_ipc64_perm, transport_err,
+        IPC_CREAT,
+    },
     wire::{
         errno, shmcmd, Class, Frame, GetReply, PageAck, PageData, PageGrant, PageInval, PageReq,
         ShmAt, ShmCtl, ShmCtlReply, ShmNattch, PAGE_LEN,
@@ -48,6 +50,17 @@ const SHM_HUGETLB: i32 = 0o4000;
 const SHM_NORESERVE: i32 = 0o10000;
 /// `sizeof(struct shmid64_ds)` on x86-64.
 const SHMID64_DS_LEN: usize = 112;
+/// Where `struct shmid64_ds`'s fields lie (the kernel's bindings lack it;
+/// `rust/helpers/layout.c` checks these against its header).
+mod ds {
+    pub(super) const SEGSZ: usize = 48;
+    pub(super) const ATIME: usize = 56;
+    pub(super) const DTIME: usize = 64;
+    pub(super) const CTIME: usize = 72;
+    pub(super) const CPID: usize = 80;
+    pub(super) const LPID: usize = 84;
+    pub(super) const NATTCH: usize = 88;
+}
 
 /// Per-CPU counters (after the hooks' `calls_*`): page requests sent,
 /// requests sent again after a second without an answer, grants and
@@ -260,71 +273,32 @@ pub(crate) fn shmget(node: &Node, key: i32, size: usize, flg: i32) -> c_long {
 /// Finds or creates the local shadow of the segment the referee described
 /// in `r`, at its cluster-wide id.
 pub(crate) fn shadow(node: &Node, r: &GetReply) -> c_long {
-    let (key, oid, size, mode) = (r.key, r.oid, r.size, r.perm.mode);
-    let mut making = node.shadows.making();
-    if let Some(s) = node.shadows.by_oid(Class::Shm, oid) {
-        return s.local_id as c_long;
-    }
-    let seg = match Seg::new(oid, key, size) {
-        Ok(s) => s,
-        Err(e) => return transport_err(e),
-    };
-    // Two tries: the first may find the shadow of an earlier segment with
-    // this key (removed while this node still had it).
-    for _ in 0..2 {
-        // The shadow is a cache filled on demand: no swap reservation
-        // (SHM_NORESERVE), so a segment larger than this node's memory can
-        // be attached and used sparsely. The referee accounts for segments
-        // (`shmall`).
-        let flags = IPC_CREAT | SHM_NORESERVE | (mode & 0o777) as i32;
-        let id = shim::call_original_args(
-            HOOK_SHMGET,
-            [key as c_long, size as c_long, flags as c_long, 0],
-        );
-        if id < 0 {
-            return id;
-        }
-        let id = id as i32;
-        if let Some(old) = node.shadows.get(Class::Shm, id) {
-            if old.oid != oid {
-                node.shadows.remove(Class::Shm, id);
-                rmid_local(id);
-                continue;
-            }
-        }
-        if let Err(e) = ids::place(node, Class::Shm, r, id, &mut making) {
-            return e;
-        }
-        let id = r.id;
-        let s = Shadow {
-            class: Class::Shm,
-            local_id: id,
-            oid,
-            size,
-        };
-        {
-            // Two shmget()s of the key at once both get here: one `Seg`.
+    // The shadow is a cache filled on demand: no swap reservation
+    // (SHM_NORESERVE), so a segment larger than this node's memory can be
+    // attached and used sparsely. The referee accounts for segments
+    // (`shmall`).
+    let flags = IPC_CREAT | SHM_NORESERVE | (r.perm.mode & 0o777) as i32;
+    let make = ids::Make {
+        get: || {
+            shim::call_original_args(
+                HOOK_SHMGET,
+                [r.key as c_long, r.size as c_long, flags as c_long, 0],
+            )
+        },
+        stale: |_| false,
+        // The segment's page states, once per segment.
+        ready: || {
             let mut segs = node.segs.lock();
-            if segs.get(&oid).is_none() {
-                if let Err(e) = segs.try_create_and_insert(oid, seg, GFP_KERNEL) {
-                    return transport_err(e);
-                }
+            if segs.get(&r.oid).is_none() {
+                let seg = Seg::new(r.oid, r.key, r.size).map_err(transport_err)?;
+                segs.try_create_and_insert(r.oid, seg, GFP_KERNEL)
+                    .map_err(transport_err)?;
                 node.nsegs.fetch_add(1, Relaxed);
             }
-        }
-        return match node.shadows.insert(s) {
-            Ok(()) => id as c_long,
-            Err(e) => transport_err(e),
-        };
-    }
-    neg(errno::EEXIST)
-}
-
-fn rmid_local(id: i32) {
-    shim::call_original_args(
-        HOOK_SHMCTL,
-        [id as c_long, shmcmd::IPC_RMID as c_long, 0, 0],
-    );
+            Ok(())
+        },
+    };
+    ids::shadow(node, Class::Shm, r, make)
 }
 
 /// Tells the referee this node's attach count of `seg` and waits for it
@@ -482,10 +456,7 @@ pub(crate) fn shmctl(node: &Node, shmid: i32, cmd: i32, buf: usize) -> Option<c_
         if let Err(e) = copy_in(buf, &mut ds) {
             return Some(e);
         }
-        let u32_at = |o: usize| u32::from_ne_bytes([ds[o], ds[o + 1], ds[o + 2], ds[o + 3]]);
-        req.set_uid = u32_at(4);
-        req.set_gid = u32_at(8);
-        req.set_mode = u32_at(20);
+        (req.set_uid, req.set_gid, req.set_mode) = ipc_set_fields(&ds);
     }
     let answer = match node.call(&Frame::ShmCtl(req), None) {
         Ok(a) => a,
@@ -503,12 +474,6 @@ pub(crate) fn shmctl(node: &Node, shmid: i32, cmd: i32, buf: usize) -> Option<c_
     if reply.result < 0 {
         return Some(checked(reply.result));
     }
-    let priv_ctl = |cmd: i32, buf: usize| {
-        shim::call_original_args_priv(
-            HOOK_SHMCTL,
-            [s.local_id as c_long, cmd as c_long, buf as c_long, 0],
-        )
-    };
     match cmd {
         shmcmd::IPC_STAT => {
             if let Err(e) = copy_out(buf, &shmid64_ds(&reply, s.local_id)) {
@@ -528,9 +493,7 @@ pub(crate) fn shmctl(node: &Node, shmid: i32, cmd: i32, buf: usize) -> Option<c_
         // 1: destroyed at once (no attach anywhere); 0: marked SHM_DEST,
         // and the shadow is marked here so its key is free locally too.
         _ if reply.result == 1 => removed(node, s.oid),
-        _ => {
-            priv_ctl(shmcmd::IPC_RMID, 0);
-        }
+        _ => ids::rmid_local(Class::Shm, s.local_id),
     }
     Some(0)
 }
@@ -568,13 +531,13 @@ fn shmid64_ds(reply: &ShmCtlReply, local_id: i32) -> [u8; SHMID64_DS_LEN] {
         &mut ds, st.key, st.uid, st.gid, st.cuid, st.cgid, st.mode, local_id,
     );
     let mut put = |o: usize, b: &[u8]| ds[o..o + b.len()].copy_from_slice(b);
-    put(48, &st.segsz.to_ne_bytes());
-    put(56, &st.atime.to_ne_bytes());
-    put(64, &st.dtime.to_ne_bytes());
-    put(72, &st.ctime.to_ne_bytes());
-    put(80, &st.cpid.to_ne_bytes());
-    put(84, &st.lpid.to_ne_bytes());
-    put(88, &st.nattch.to_ne_bytes());
+    put(ds::SEGSZ, &st.segsz.to_ne_bytes());
+    put(ds::ATIME, &st.atime.to_ne_bytes());
+    put(ds::DTIME, &st.dtime.to_ne_bytes());
+    put(ds::CTIME, &st.ctime.to_ne_bytes());
+    put(ds::CPID, &st.cpid.to_ne_bytes());
+    put(ds::LPID, &st.lpid.to_ne_bytes());
+    put(ds::NATTCH, &st.nattch.to_ne_bytes());
     ds
 }
 
@@ -598,10 +561,7 @@ pub(crate) fn removed(node: &Node, oid: u64) {
             shim::shm_mapping_put(mapping);
         }
     }
-    if let Some(s) = node.shadows.by_oid(Class::Shm, oid) {
-        node.shadows.remove(Class::Shm, s.local_id);
-        rmid_local(s.local_id);
-    }
+    ids::drop_shadow(node, Class::Shm, oid);
 }
 
 /// Sets page `idx` of `seg` to access `acc`, with the folio locked when

@@ -206,7 +206,7 @@ fn report(out: &mut impl Sink, node: &Node) {
         out.num(name, shim::Counter::sum(idx));
     }
     out.num("hooks_registered", hooks::registered_count() as u64);
-    for (id, name) in hooks::HOOK_NAMES.iter().enumerate() {
+    for (id, name) in shim::HOOK_NAMES.iter().enumerate() {
         if shim::hook_registered(id) {
             let mut buf = [0u8; 32];
             let key = prefixed(&mut buf, "calls_", name);

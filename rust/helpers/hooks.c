@@ -73,7 +73,6 @@ static void *dipc_hook_ctx;
  * like the kernel's id table. A clear bit means the id is no distributed
  * object's shadow, so the call is the local kernel's alone.
  */
-#define DIPC_IPCMNI 32768
 static const u64 *dipc_shadow_bits[3];
 
 /*

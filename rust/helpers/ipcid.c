@@ -27,9 +27,7 @@
 #include <linux/uidgid.h>
 #include "../dipc_helpers.h"
 
-/* ipc/util.h, without ipcmni_extend (the module supports the default). */
-#define DIPC_IPCMNI_SHIFT 15
-#define DIPC_IDX(id) ((id) & ((1 << DIPC_IPCMNI_SHIFT) - 1))
+#define DIPC_IDX(id) ((id) & (DIPC_IPCMNI - 1))
 
 int dipc_ipc_move(int cls, int old_id, int new_id)
 {

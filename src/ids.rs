@@ -32,7 +32,7 @@ use crate::{
     shadow::{Late, Shadow},
     shim::{self, HOOK_MSGCTL, HOOK_SEMCTL, HOOK_SHMCTL},
     util::IPCMNI,
-    wire::{errno, Class, Frame, GetReply, IpcPerm, Lookup, MsgCtl, SemCtl, ShmCtl, Vals},
+    wire::{errno, Class, Frame, GetReply, IpcPerm, Lookup, MsgCtl, SemCtl, ShmCtl},
 };
 use kernel::prelude::*;
 
@@ -251,37 +251,9 @@ pub(crate) fn undo_create(node: &Node, class: Class, r: &GetReply, err: c_long) 
     let (pid, cred, oid) = (shim::current_tgid(), shim::current_cred(), r.oid);
     // IPC_RMID is 0 for every class.
     let frame = match class {
-        Class::Sem => Frame::SemCtl(SemCtl {
-            oid,
-            pid,
-            cred,
-            cmd: 0,
-            semnum: 0,
-            val: 0,
-            set_uid: 0,
-            set_gid: 0,
-            set_mode: 0,
-            vals: Vals::EMPTY,
-        }),
-        Class::Msg => Frame::MsgCtl(MsgCtl {
-            oid,
-            pid,
-            cred,
-            cmd: 0,
-            set_uid: 0,
-            set_gid: 0,
-            set_mode: 0,
-            set_qbytes: 0,
-        }),
-        Class::Shm => Frame::ShmCtl(ShmCtl {
-            oid,
-            pid,
-            cred,
-            cmd: 0,
-            set_uid: 0,
-            set_gid: 0,
-            set_mode: 0,
-        }),
+        Class::Sem => Frame::SemCtl(SemCtl::new(oid, pid, cred, 0)),
+        Class::Msg => Frame::MsgCtl(MsgCtl::new(oid, pid, cred, 0)),
+        Class::Shm => Frame::ShmCtl(ShmCtl::new(oid, pid, cred, 0)),
     };
     // Nothing more can be done if this fails: the object stays, as one a
     // node that died right after creating it leaves.

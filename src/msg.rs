@@ -285,16 +285,7 @@ pub(crate) fn msgctl(node: &Node, msqid: i32, cmd: i32, buf: usize) -> Option<c_
 }
 
 fn ctl(node: &Node, s: Shadow, cmd: i32, buf: usize) -> c_long {
-    let mut req = MsgCtl {
-        oid: s.oid,
-        pid: shim::current_tgid(),
-        cred: shim::current_cred(),
-        cmd,
-        set_uid: 0,
-        set_gid: 0,
-        set_mode: 0,
-        set_qbytes: 0,
-    };
+    let mut req = MsgCtl::new(s.oid, shim::current_tgid(), shim::current_cred(), cmd);
     let mut local = 0;
     match cmd {
         msgcmd::IPC_SET => {
@@ -402,16 +393,12 @@ fn ask(node: &Node, req: MsgCtl) -> core::result::Result<MsgCtlReply, c_long> {
 /// the referee, after this node's leases of it went back); `None` if it
 /// cannot be had.
 pub(crate) fn proc_stat(node: &Node, s: Shadow) -> Option<ProcStat> {
-    let req = MsgCtl {
-        oid: s.oid,
-        pid: shim::current_tgid(),
-        cred: shim::current_cred(),
-        cmd: msgcmd::MSG_STAT_ANY,
-        set_uid: 0,
-        set_gid: 0,
-        set_mode: 0,
-        set_qbytes: 0,
-    };
+    let req = MsgCtl::new(
+        s.oid,
+        shim::current_tgid(),
+        shim::current_cred(),
+        msgcmd::MSG_STAT_ANY,
+    );
     let st = ask(node, req).ok()?.stat;
     Some(ProcStat {
         size: st.cbytes,

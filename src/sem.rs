@@ -183,18 +183,12 @@ fn status(a: &Answer) -> c_long {
 /// What `/proc/sysvipc/sem` shows of set shadow `s` (`SEM_STAT_ANY` at
 /// the referee); `None` if it cannot be had.
 pub(crate) fn proc_stat(node: &Node, s: Shadow) -> Option<ProcStat> {
-    let ctl = SemCtl {
-        oid: s.oid,
-        pid: shim::current_tgid(),
-        cred: shim::current_cred(),
-        cmd: semcmd::SEM_STAT_ANY,
-        semnum: 0,
-        val: 0,
-        set_uid: 0,
-        set_gid: 0,
-        set_mode: 0,
-        vals: Vals::EMPTY,
-    };
+    let ctl = SemCtl::new(
+        s.oid,
+        shim::current_tgid(),
+        shim::current_cred(),
+        semcmd::SEM_STAT_ANY,
+    );
     let answer = node.call(&Frame::SemCtl(ctl), None).ok()?;
     let st = match answer.frame() {
         Ok(Frame::SemCtlReply(r)) if r.result == 0 => r.stat,
@@ -225,16 +219,8 @@ pub(crate) fn semctl_uses_id(cmd: i32) -> bool {
 pub(crate) fn semctl(node: &Node, s: Shadow, semnum: i32, cmd: i32, arg: usize) -> c_long {
     let nsems = s.size as usize;
     let mut ctl = SemCtl {
-        oid: s.oid,
-        pid: shim::current_tgid(),
-        cred: shim::current_cred(),
-        cmd,
         semnum,
-        val: 0,
-        set_uid: 0,
-        set_gid: 0,
-        set_mode: 0,
-        vals: Vals::EMPTY,
+        ..SemCtl::new(s.oid, shim::current_tgid(), shim::current_cred(), cmd)
     };
     let mut setall = KVec::new();
     match cmd {

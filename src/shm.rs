@@ -442,15 +442,7 @@ pub(crate) fn shmctl(node: &Node, shmid: i32, cmd: i32, buf: usize) -> Option<c_
         shmcmd::SHM_STAT | shmcmd::SHM_STAT_ANY => node.shadows.by_index(Class::Shm, shmid)?,
         _ => return None,
     };
-    let mut req = ShmCtl {
-        oid: s.oid,
-        pid: shim::current_tgid(),
-        cred: shim::current_cred(),
-        cmd,
-        set_uid: 0,
-        set_gid: 0,
-        set_mode: 0,
-    };
+    let mut req = ShmCtl::new(s.oid, shim::current_tgid(), shim::current_cred(), cmd);
     if cmd == shmcmd::IPC_SET {
         let mut ds = [0u8; SHMID64_DS_LEN];
         if let Err(e) = copy_in(buf, &mut ds) {
@@ -501,15 +493,12 @@ pub(crate) fn shmctl(node: &Node, shmid: i32, cmd: i32, buf: usize) -> Option<c_
 /// What `/proc/sysvipc/shm` shows of segment shadow `s` (`SHM_STAT_ANY`
 /// at the referee); `None` if it cannot be had.
 pub(crate) fn proc_stat(node: &Node, s: Shadow) -> Option<ProcStat> {
-    let req = ShmCtl {
-        oid: s.oid,
-        pid: shim::current_tgid(),
-        cred: shim::current_cred(),
-        cmd: shmcmd::SHM_STAT_ANY,
-        set_uid: 0,
-        set_gid: 0,
-        set_mode: 0,
-    };
+    let req = ShmCtl::new(
+        s.oid,
+        shim::current_tgid(),
+        shim::current_cred(),
+        shmcmd::SHM_STAT_ANY,
+    );
     let answer = node.call(&Frame::ShmCtl(req), None).ok()?;
     let st = match answer.frame() {
         Ok(Frame::ShmCtlReply(r)) if r.result == 0 => r.stat,

@@ -743,6 +743,25 @@ pub struct SemCtl<'a> {
     pub vals: Vals<'a>,
 }
 
+impl SemCtl<'_> {
+    /// Command `cmd` on set `oid` by `pid` with `cred`; every argument of
+    /// a particular command 0 or empty.
+    pub fn new(oid: u64, pid: u32, cred: Cred, cmd: i32) -> Self {
+        SemCtl {
+            oid,
+            pid,
+            cred,
+            cmd,
+            semnum: 0,
+            val: 0,
+            set_uid: 0,
+            set_gid: 0,
+            set_mode: 0,
+            vals: Vals::EMPTY,
+        }
+    }
+}
+
 /// An object's `ipc64_perm` plus times, as `IPC_STAT` reports it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct IpcStat {
@@ -1122,6 +1141,23 @@ pub struct MsgCtl {
     pub set_qbytes: u64,
 }
 
+impl MsgCtl {
+    /// Command `cmd` on queue `oid` by `pid` with `cred`; `IPC_SET`'s
+    /// values 0.
+    pub fn new(oid: u64, pid: u32, cred: Cred, cmd: i32) -> Self {
+        MsgCtl {
+            oid,
+            pid,
+            cred,
+            cmd,
+            set_uid: 0,
+            set_gid: 0,
+            set_mode: 0,
+            set_qbytes: 0,
+        }
+    }
+}
+
 /// A queue's `struct msqid64_ds`, as `IPC_STAT` reports it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MsgStat {
@@ -1273,6 +1309,22 @@ pub struct ShmCtl {
     pub set_gid: u32,
     /// New mode for `IPC_SET` (low 9 bits are used).
     pub set_mode: u32,
+}
+
+impl ShmCtl {
+    /// Command `cmd` on segment `oid` by `pid` with `cred`; `IPC_SET`'s
+    /// values 0.
+    pub fn new(oid: u64, pid: u32, cred: Cred, cmd: i32) -> Self {
+        ShmCtl {
+            oid,
+            pid,
+            cred,
+            cmd,
+            set_uid: 0,
+            set_gid: 0,
+            set_mode: 0,
+        }
+    }
 }
 
 /// A segment's `struct shmid64_ds`, as `IPC_STAT` reports it.

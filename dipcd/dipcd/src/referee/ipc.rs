@@ -72,6 +72,17 @@ impl KernIpcPerm {
         }
     }
 
+    /// The read check of `IPC_STAT` and the `*_STAT` commands; none for
+    /// `*_STAT_ANY` (`any`), as `semctl_stat()`, `msgctl_stat()` and
+    /// `shmctl_stat()` make it.
+    pub fn stat_check(&self, cred: &Cred, any: bool) -> Result<(), Errno> {
+        if any {
+            Ok(())
+        } else {
+            self.ipcperms(cred, S_IRUGO)
+        }
+    }
+
     /// What a node's shadow is given: the owner, creator and the mode's
     /// `S_IRWXUGO` bits (`SHM_DEST` and the like are the node's own).
     pub fn shadow_perm(&self) -> IpcPerm {

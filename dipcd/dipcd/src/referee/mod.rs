@@ -690,12 +690,7 @@ impl Objects {
         };
         let r = match c.cmd {
             msgcmd::IPC_STAT | msgcmd::MSG_STAT | msgcmd::MSG_STAT_ANY => {
-                let check = if c.cmd == msgcmd::MSG_STAT_ANY {
-                    Ok(())
-                } else {
-                    q.perm.ipcperms(&c.cred, S_IRUGO)
-                };
-                match check {
+                match q.perm.stat_check(&c.cred, c.cmd == msgcmd::MSG_STAT_ANY) {
                     Ok(()) => MsgCtlResult {
                         result: 0,
                         stat: q.stat(),
@@ -839,12 +834,7 @@ impl Objects {
             },
             // `semctl_stat()`: SEM_STAT_ANY makes no read check.
             semcmd::IPC_STAT | semcmd::SEM_STAT | semcmd::SEM_STAT_ANY => {
-                let check = if c.cmd == semcmd::SEM_STAT_ANY {
-                    Ok(())
-                } else {
-                    sma.perm.ipcperms(&c.cred, S_IRUGO)
-                };
-                match check {
+                match sma.perm.stat_check(&c.cred, c.cmd == semcmd::SEM_STAT_ANY) {
                     Ok(()) => SemCtlResult {
                         result: 0,
                         stat: IpcStat {

@@ -288,12 +288,7 @@ impl Objects {
         let r = match c.cmd {
             // `shmctl_stat()`: SHM_STAT_ANY makes no read check.
             shmcmd::IPC_STAT | shmcmd::SHM_STAT | shmcmd::SHM_STAT_ANY => {
-                let check = if c.cmd == shmcmd::SHM_STAT_ANY {
-                    Ok(())
-                } else {
-                    seg.perm.ipcperms(&c.cred, S_IRUGO)
-                };
-                match check {
+                match seg.perm.stat_check(&c.cred, c.cmd == shmcmd::SHM_STAT_ANY) {
                     Ok(()) => ShmCtlResult {
                         result: 0,
                         stat: seg.stat(),

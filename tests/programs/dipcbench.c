@@ -40,9 +40,10 @@
  *   dipcbench create KEY N                creates N semaphore sets with keys
  *                                         KEY..KEY+N-1 (IPC_EXCL), then
  *                                         removes them; microseconds per
- *                                         object for each half, and the cost
- *                                         per object of the last tenth
- *                                         created ÷ the first tenth
+ *                                         object for each half, the cost
+ *                                         per object of the first and of the
+ *                                         last tenth created, and last ÷
+ *                                         first
  *
  * Arguments of the form key=value are copied onto every BENCH line.
  */
@@ -572,6 +573,8 @@ static int create_remove(const char *keyarg, long n)
 	bench_figure("create", "us", (t1 - t0) / n, "n=%ld %s", n, bench_extra_args);
 	bench_figure("remove", "us", (t2 - t1) / n, "n=%ld %s", n, bench_extra_args);
 	bench_figure("create_growth", "x", last / first, "n=%ld %s", n, bench_extra_args);
+	bench_figure("create_first", "us", first / tenth, "n=%ld %s", n, bench_extra_args);
+	bench_figure("create_last", "us", last / tenth, "n=%ld %s", n, bench_extra_args);
 	return 0;
 }
 

@@ -139,8 +139,20 @@ where
     -(errno::EEXIST as c_long)
 }
 
+/// The caller's `IPC_RMID` removed the object at the referee: its shadow
+/// `id` goes before the call returns. The connection thread, told by the
+/// referee, may be dropping it at the same moment ([`drop_shadow`]) and may
+/// have taken it out of the table already; the local object is removed
+/// here all the same, and the kernel's `IPC_RMID` waits for the other one
+/// (the table's rwsem), so the id names nothing when this returns and a
+/// call on it fails as locally (`EINVAL`, not `EIDRM`).
+pub(crate) fn drop_local(node: &Node, class: Class, id: i32) {
+    node.shadows.remove(class, id);
+    rmid_local(class, id);
+}
+
 /// Drops the shadow of object `oid` of `class`, if this node has one: the
-/// referee removed the object, or the caller's `IPC_RMID` did.
+/// referee removed the object.
 pub(crate) fn drop_shadow(node: &Node, class: Class, oid: u64) {
     if let Some(s) = node.shadows.by_oid(class, oid) {
         node.shadows.remove(class, s.local_id);

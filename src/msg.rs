@@ -319,7 +319,7 @@ fn ctl(node: &Node, s: Shadow, cmd: i32, buf: usize) -> c_long {
         msgcmd::IPC_RMID => {
             // The referee tells every node; this one drops its shadow now,
             // so a following get of the key finds no stale queue.
-            ids::drop_shadow(node, Class::Msg, s.oid);
+            ids::drop_local(node, Class::Msg, s.local_id);
             0
         }
         msgcmd::IPC_STAT | msgcmd::MSG_STAT | msgcmd::MSG_STAT_ANY => {

@@ -274,7 +274,7 @@ pub(crate) fn semctl(node: &Node, s: Shadow, semnum: i32, cmd: i32, arg: usize) 
         semcmd::IPC_RMID => {
             // The referee tells every node; this one drops its shadow now,
             // so a following get of the key finds no stale set.
-            ids::drop_shadow(node, Class::Sem, s.oid);
+            ids::drop_local(node, Class::Sem, s.local_id);
         }
         semcmd::IPC_STAT | semcmd::SEM_STAT | semcmd::SEM_STAT_ANY => {
             let st = reply.stat;

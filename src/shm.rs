@@ -484,7 +484,10 @@ pub(crate) fn shmctl(node: &Node, shmid: i32, cmd: i32, buf: usize) -> Option<c_
         shmcmd::IPC_SET => {}
         // 1: destroyed at once (no attach anywhere); 0: marked SHM_DEST,
         // and the shadow is marked here so its key is free locally too.
-        _ if reply.result == 1 => removed(node, s.oid),
+        _ if reply.result == 1 => {
+            removed(node, s.oid);
+            ids::drop_local(node, Class::Shm, s.local_id);
+        }
         _ => ids::rmid_local(Class::Shm, s.local_id),
     }
     Some(0)

@@ -45,18 +45,7 @@ fn p(node: u32, pid: u32) -> Proc {
 
 /// A `semctl` request with every optional field empty.
 fn req(oid: u64, cmd: i32, cred: Cred) -> SemCtl<'static> {
-    SemCtl {
-        oid,
-        pid: 9,
-        cred,
-        cmd,
-        semnum: 0,
-        val: 0,
-        set_uid: 0,
-        set_gid: 0,
-        set_mode: 0,
-        vals: Vals::EMPTY,
-    }
+    SemCtl::new(oid, 9, cred, cmd)
 }
 
 fn ctl(o: &mut Objects, oid: u64, cmd: i32, semnum: i32, val: i32, cred: Cred) -> SemCtlResult {

@@ -4,7 +4,8 @@
 # GCC and the kernel build dependencies, QEMU and busybox-static for the test
 # cluster, clang/lld/llvm 19 for the debug kernel, wireguard-tools and
 # iproute2 for the WireGuard test, stress-ng, redis-server and libhiredis-dev
-# for `make bench`, MPICH for its race against MPI, and
+# for `make bench`, MPICH for its race against MPI, gcc-multilib for the
+# 32-bit test programs, and
 # the pinned linux-source-7.3 package (fetched from trixie-backports through a private apt configuration, so nothing else on the
 # machine ever comes from a newer suite).
 #
@@ -48,6 +49,8 @@ plain=(
 	util-linux systemd
 	# the man pages' check (groff) and the DKMS build check
 	groff-base dkms
+	# 32-bit (-m32 -static) builds of the errno comparison programs
+	gcc-multilib
 )
 
 missing=()

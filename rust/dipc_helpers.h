@@ -39,6 +39,17 @@ enum dipc_hook_id {
 	DIPC_HOOK_MSGRCV,
 	DIPC_HOOK_MSGCTL,
 	DIPC_HOOK_IPC,
+	DIPC_HOOK_SEMGET32,
+	DIPC_HOOK_SEMTIMEDOP32,
+	DIPC_HOOK_SEMCTL32,
+	DIPC_HOOK_MSGGET32,
+	DIPC_HOOK_MSGSND32,
+	DIPC_HOOK_MSGRCV32,
+	DIPC_HOOK_MSGCTL32,
+	DIPC_HOOK_SHMGET32,
+	DIPC_HOOK_SHMAT32,
+	DIPC_HOOK_SHMDT32,
+	DIPC_HOOK_SHMCTL32,
 	DIPC_NR_HOOKS,
 };
 
@@ -46,9 +57,10 @@ enum dipc_hook_id {
  * Hooks every syscall entry point with the module's ftrace_ops (IPMODIFY,
  * arguments only) and exit_sem() with a second one; looks each up by name
  * and, on a kernel with IBT, refuses (-ENOEXEC) unless every function the
- * module calls begins with endbr64. A hook marked optional in
- * the table (the ipc(2) multiplexer, absent on x86-64 without IA32
- * emulation) is skipped when its symbol does not exist. `ctx` is passed to
+ * module calls through a pointer begins with endbr64. The twelve ia32
+ * entry points (absent without IA32 emulation) are skipped when none of
+ * them exists, refused (-ENOENT) when only some do, and called through
+ * static calls, as their endbr64 is sealed. `ctx` is passed to
  * dipc_rust_syscall(). The three bitmaps (one u64 per 64 ids, IPCMNI bits,
  * owned by the caller and alive until dipc_hooks_unregister() returns) say
  * which local ids may be shadows; calls on other ids skip the module.
@@ -153,7 +165,7 @@ long dipc_call_original_args_priv(unsigned int id, long a0, long a1, long a2, lo
 
 /* ---- per-CPU counters (helpers/percpu.c) ---- */
 
-#define DIPC_NR_COUNTERS 32
+#define DIPC_NR_COUNTERS 48
 /* Adds one to counter `idx` on this CPU (idx < DIPC_NR_COUNTERS). */
 void dipc_counter_inc(unsigned int idx);
 /* Sum of counter `idx` over all CPUs. */

@@ -27,9 +27,11 @@ use kernel::{
     sync::{atomic::Relaxed, Arc},
 };
 
+mod compat;
 mod conn;
 mod hooks;
 mod ids;
+mod layout;
 mod member;
 mod msg;
 mod msglease;

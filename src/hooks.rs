@@ -9,6 +9,7 @@
 //! ([`crate::shadow::Shadows::maybe`]) for calls that take an id.
 
 use crate::{
+    compat::{self, Call, Decoded},
     ids, msg,
     node::Node,
     sem,
@@ -51,35 +52,25 @@ unsafe extern "C" fn dipc_rust_syscall(
     let node = unsafe { shim::borrow_ctx::<Node>(ctx) };
     // SAFETY: `regs` points to the saved user registers, fixed for the call.
     let r = unsafe { &*regs };
-    // The x86-64 syscall ABI: arguments in di, si, dx, r10, r8.
-    match id {
-        // shmat runs the original call itself, with the user's registers;
-        // shmdt of a distributed segment is done by the module.
-        HOOK_SHMAT => {
-            if let Some(s) = node.shadows.get(Class::Shm, r.di as i32) {
-                // SAFETY: `regs` is the trampoline's register set.
-                return unsafe { shm::shmat(&node, s, regs, r.si, r.dx as i32) };
-            }
-        }
-        HOOK_SHMDT => {
-            if let Some(ret) = shm::shmdt(&node, r.di) {
-                return ret;
-            }
-        }
-        _ => {
-            if let Some(ret) = dispatch(&node, id, [r.di, r.si, r.dx, r.r10, r.r8]) {
-                return ret;
-            }
-        }
+    // The call in x86-64 terms (a 32-bit program's too).
+    let call = match compat::decode(id, r) {
+        Decoded::Call(c) => c,
+        // SAFETY: `regs` and `id` are what the trampoline of hook `id` received.
+        Decoded::Local => return unsafe { shim::call_original(id, regs) },
+        Decoded::Fail(e) => return e,
+    };
+    // SAFETY: `regs` is the trampoline's register set for hook `id`.
+    if let Some(ret) = unsafe { run(&node, id, regs, &call) } {
+        return ret;
     }
     // SAFETY: `regs` and `id` are what the trampoline of hook `id` received.
     let ret = unsafe { shim::call_original(id, regs) };
     // An id this node has no shadow of may be another node's: an id in
     // the upper half that the local kernel does not know is asked about.
-    let Some(class) = takes_id(id, [r.di, r.si, r.dx]) else {
+    let Some(class) = takes_id(call.hook, [call.a[0], call.a[1], call.a[2]]) else {
         return ret;
     };
-    let obj = r.di as i32;
+    let obj = call.a[0] as i32;
     if ret != -(errno::EINVAL as c_long) || !ids::in_cluster_range(obj) {
         return ret;
     }
@@ -94,13 +85,29 @@ unsafe extern "C" fn dipc_rust_syscall(
     if made != obj as c_long {
         return ret;
     }
-    match id {
-        HOOK_SHMAT => match node.shadows.get(Class::Shm, obj) {
-            // SAFETY: `regs` is the trampoline's register set.
-            Some(s) => unsafe { shm::shmat(&node, s, regs, r.si, r.dx as i32) },
-            None => ret,
-        },
-        _ => dispatch(&node, id, [r.di, r.si, r.dx, r.r10, r.r8]).unwrap_or(ret),
+    // SAFETY: as above.
+    unsafe { run(&node, id, regs, &call) }.unwrap_or(ret)
+}
+
+/// Runs `call` (of hook `id`, with the user's registers `regs`) if it is
+/// on a distributed object; `None` for every other call.
+///
+/// # Safety
+///
+/// `regs` must be the register set the trampoline of hook `id` received.
+unsafe fn run(node: &Node, id: u32, regs: *const bindings::pt_regs, call: &Call) -> Option<c_long> {
+    let a = call.a;
+    match call.hook {
+        // shmat runs the original call itself, with the user's registers
+        // (for `ipc(SHMAT)` that original also stores the address);
+        // shmdt of a distributed segment is done by the module.
+        HOOK_SHMAT => {
+            let s = node.shadows.get(Class::Shm, a[0] as i32)?;
+            // SAFETY: per the function's contract.
+            Some(unsafe { shm::shmat(node, s, id, regs, a[1], a[2] as i32) })
+        }
+        HOOK_SHMDT => shm::shmdt(node, a[0]),
+        _ => dispatch(node, call),
     }
 }
 
@@ -122,7 +129,8 @@ fn takes_id(id: u32, a: [usize; 3]) -> Option<Class> {
 }
 
 /// Runs a call on a distributed object; `None` for every other call.
-fn dispatch(node: &Node, id: u32, a: [usize; 5]) -> Option<c_long> {
+fn dispatch(node: &Node, call: &Call) -> Option<c_long> {
+    let (id, a, abi) = (call.hook, call.a, call.abi);
     match id {
         HOOK_SEMGET => {
             let (key, nsems, flg) = (a[0] as i32, a[1] as i32, a[2] as i32);
@@ -139,6 +147,7 @@ fn dispatch(node: &Node, id: u32, a: [usize; 5]) -> Option<c_long> {
                 a[1],
                 a[2] as u32 as usize,
                 timeout,
+                call.time,
             ))
         }
         HOOK_SEMCTL => {
@@ -147,13 +156,13 @@ fn dispatch(node: &Node, id: u32, a: [usize; 5]) -> Option<c_long> {
                 // A slot, not an id: the shadow there shows the set as the
                 // referee has it (its otime and ctime are not the shadow's).
                 let s = node.shadows.by_index(Class::Sem, semid)?;
-                return Some(sem::semctl(node, s, semnum, cmd, a[3]));
+                return Some(sem::semctl(node, s, semnum, cmd, a[3], abi));
             }
             if !sem::semctl_uses_id(cmd) {
                 return None;
             }
             let s = node.shadows.get(Class::Sem, semid)?;
-            Some(sem::semctl(node, s, semnum, cmd, a[3]))
+            Some(sem::semctl(node, s, semnum, cmd, a[3], abi))
         }
         HOOK_MSGGET => {
             let (key, flg) = (a[0] as i32, a[1] as i32);
@@ -161,18 +170,26 @@ fn dispatch(node: &Node, id: u32, a: [usize; 5]) -> Option<c_long> {
         }
         HOOK_MSGSND => {
             let s = node.shadows.get(Class::Msg, a[0] as i32)?;
-            Some(msg::msgsnd(node, s, a[1], a[2], a[3] as i32))
+            Some(msg::msgsnd(node, s, a[1], a[2], a[3] as i32, abi))
         }
         HOOK_MSGRCV => {
             let s = node.shadows.get(Class::Msg, a[0] as i32)?;
-            Some(msg::msgrcv(node, s, a[1], a[2], a[3] as i64, a[4] as i32))
+            Some(msg::msgrcv(
+                node,
+                s,
+                a[1],
+                a[2],
+                a[3] as i64,
+                a[4] as i32,
+                abi,
+            ))
         }
-        HOOK_MSGCTL => msg::msgctl(node, a[0] as i32, a[1] as i32, a[2]),
+        HOOK_MSGCTL => msg::msgctl(node, a[0] as i32, a[1] as i32, a[2], abi),
         HOOK_SHMGET => {
             let (key, size, flg) = (a[0] as i32, a[1], a[2] as i32);
             util::is_distributed(node, key, flg).then(|| shm::shmget(node, key, size, flg))
         }
-        HOOK_SHMCTL => shm::shmctl(node, a[0] as i32, a[1] as i32, a[2]),
+        HOOK_SHMCTL => shm::shmctl(node, a[0] as i32, a[1] as i32, a[2], abi),
         _ => None,
     }
 }

@@ -22,16 +22,14 @@
 
 use crate::{
     ids,
+    layout::{self, Abi, SetOf},
     msglease::{self, Ends, Local},
     node::Node,
     procipc::ProcStat,
     shadow::Shadow,
     shim::{self, HOOK_MSGCTL, HOOK_MSGGET},
     transport::{Answer, Interrupted},
-    util::{
-        checked, copy_in, copy_out, get_object, ipc_set_fields, neg, put_ipc64_perm, transport_err,
-        IPC_CREAT,
-    },
+    util::{checked, copy_in, copy_out, get_object, neg, transport_err, IPC_CREAT},
     wire::{errno, msgcmd, Class, Frame, GetReply, MsgCtl, MsgCtlReply, MsgRcv, MsgSnd, MAX_MTEXT},
 };
 use kernel::prelude::*;
@@ -43,24 +41,8 @@ const MSG_COPY: i32 = 0o40000;
 /// wait; the kernel turns it into `EINTR`, or restarts the call if the
 /// signal has no handler.
 const ERESTARTNOHAND: c_long = -514;
-/// `sizeof(struct msqid64_ds)` on x86-64.
-const MSQID64_DS_LEN: usize = 120;
-/// Where `struct msqid64_ds`'s fields lie (the kernel's bindings lack it;
-/// `rust/helpers/layout.c` checks these against its header).
-mod ds {
-    pub(super) const STIME: usize = 48;
-    pub(super) const RTIME: usize = 56;
-    pub(super) const CTIME: usize = 64;
-    pub(super) const CBYTES: usize = 72;
-    pub(super) const QNUM: usize = 80;
-    pub(super) const QBYTES: usize = 88;
-    pub(super) const LSPID: usize = 96;
-    pub(super) const LRPID: usize = 100;
-}
 /// `sizeof(struct msginfo)` (seven ints and a short, padded).
 const MSGINFO_LEN: usize = 32;
-/// `sizeof(long)`: `struct msgbuf`'s `mtype`.
-const MTYPE_LEN: usize = 8;
 
 /// `msgget` of a distributed key: the referee decides (`ipcget()`); then
 /// the local shadow is found or created and its id returned.
@@ -107,14 +89,34 @@ fn interrupted(a: &Answer, result: i64) -> c_long {
     }
 }
 
-/// `msgsnd` on shadow `s` (`ksys_msgsnd()`): `mtype` is read first, then
-/// the sizes and the type are checked, then the body is copied.
-pub(crate) fn msgsnd(node: &Node, s: Shadow, msgp: usize, msgsz: usize, msgflg: i32) -> c_long {
-    let mut mtype = [0u8; MTYPE_LEN];
-    if let Err(e) = copy_in(msgp, &mut mtype) {
-        return e;
+/// The `mtype` at the start of the `struct msgbuf` at `msgp`.
+fn read_mtype(msgp: usize, abi: Abi) -> core::result::Result<i64, c_long> {
+    if abi == Abi::Native {
+        let mut t = [0u8; 8];
+        copy_in(msgp, &mut t)?;
+        Ok(i64::from_ne_bytes(t))
+    } else {
+        let mut t = [0u8; 4];
+        copy_in(msgp, &mut t)?;
+        Ok(i32::from_ne_bytes(t).into())
     }
-    let mtype = i64::from_ne_bytes(mtype);
+}
+
+/// `msgsnd` on shadow `s` (`ksys_msgsnd()`): `mtype` is read first, then
+/// the sizes and the type are checked, then the body is copied. `mtype` is
+/// a `long` of the caller's `abi`.
+pub(crate) fn msgsnd(
+    node: &Node,
+    s: Shadow,
+    msgp: usize,
+    msgsz: usize,
+    msgflg: i32,
+    abi: Abi,
+) -> c_long {
+    let mtype = match read_mtype(msgp, abi) {
+        Ok(t) => t,
+        Err(e) => return e,
+    };
     // `s.size` is the referee's msgmax (at most MAX_MTEXT).
     if msgsz as u64 > s.size || (msgsz as isize) < 0 {
         return neg(errno::EINVAL);
@@ -126,7 +128,7 @@ pub(crate) fn msgsnd(node: &Node, s: Shadow, msgp: usize, msgsz: usize, msgflg: 
         Ok(v) => v,
         Err(_) => return neg(errno::ENOMEM),
     };
-    if let Err(e) = copy_in(msgp.wrapping_add(MTYPE_LEN), &mut text) {
+    if let Err(e) = copy_in(msgp.wrapping_add(abi.long_len()), &mut text) {
         return e;
     }
     let snd = MsgSnd {
@@ -183,6 +185,7 @@ pub(crate) fn msgrcv(
     msgsz: usize,
     msgtyp: i64,
     msgflg: i32,
+    abi: Abi,
 ) -> c_long {
     if (msgsz as isize) < 0 {
         return neg(errno::EINVAL);
@@ -208,9 +211,9 @@ pub(crate) fn msgrcv(
     }
     // A bad buffer is not an error yet (Linux finds that out only when it
     // copies a message); the copy below reports it.
-    shim::fault_in_writeable(msgp, MTYPE_LEN + fill);
+    shim::fault_in_writeable(msgp, abi.long_len() + fill);
     match msglease::try_receive(node, s.oid, msgtyp, msgflg, msgsz) {
-        Some(Local::Taken(mtype, text)) => return fill_user(msgp, mtype, &text),
+        Some(Local::Taken(mtype, text)) => return fill_user(msgp, mtype, &text, abi),
         Some(Local::Failed(e)) => return e,
         None => {}
     }
@@ -249,16 +252,21 @@ pub(crate) fn msgrcv(
     if reply.result as usize != reply.text.len() || reply.text.len() > msgsz {
         return neg(errno::EIO);
     }
-    fill_user(msgp, reply.mtype, reply.text)
+    fill_user(msgp, reply.mtype, reply.text, abi)
 }
 
 /// `do_msg_fill()`: the type, then the body. The message is consumed
-/// whether or not the copies succeed, as in Linux.
-fn fill_user(msgp: usize, mtype: i64, text: &[u8]) -> c_long {
-    if let Err(e) = copy_out(msgp, &mtype.to_ne_bytes()) {
+/// whether or not the copies succeed, as in Linux. A 32-bit caller's
+/// `mtype` is 4 bytes (`compat_do_msg_fill()`).
+fn fill_user(msgp: usize, mtype: i64, text: &[u8], abi: Abi) -> c_long {
+    let put = match abi {
+        Abi::Native => copy_out(msgp, &mtype.to_ne_bytes()),
+        Abi::Compat | Abi::CompatOld => copy_out(msgp, &(mtype as i32).to_ne_bytes()),
+    };
+    if let Err(e) = put {
         return e;
     }
-    if let Err(e) = copy_out(msgp.wrapping_add(MTYPE_LEN), text) {
+    if let Err(e) = copy_out(msgp.wrapping_add(abi.long_len()), text) {
         return e;
     }
     text.len() as c_long
@@ -268,7 +276,7 @@ fn fill_user(msgp: usize, mtype: i64, text: &[u8]) -> c_long {
 /// and `IPC_RMID` on a shadow's id, `MSG_STAT`/`MSG_STAT_ANY` on a shadow's
 /// slot, and `IPC_INFO`/`MSG_INFO` called with a shadow's id (they then
 /// report the referee's limits and usage). `None`: not ours, run locally.
-pub(crate) fn msgctl(node: &Node, msqid: i32, cmd: i32, buf: usize) -> Option<c_long> {
+pub(crate) fn msgctl(node: &Node, msqid: i32, cmd: i32, buf: usize, abi: Abi) -> Option<c_long> {
     if msqid < 0 || cmd < 0 {
         return None;
     }
@@ -281,22 +289,20 @@ pub(crate) fn msgctl(node: &Node, msqid: i32, cmd: i32, buf: usize) -> Option<c_
         | msgcmd::MSG_INFO => node.shadows.get(Class::Msg, msqid)?,
         _ => return None,
     };
-    Some(ctl(node, s, cmd, buf))
+    Some(ctl(node, s, cmd, buf, abi))
 }
 
-fn ctl(node: &Node, s: Shadow, cmd: i32, buf: usize) -> c_long {
+fn ctl(node: &Node, s: Shadow, cmd: i32, buf: usize, abi: Abi) -> c_long {
     let mut req = MsgCtl::new(s.oid, shim::current_tgid(), shim::current_cred(), cmd);
     let mut local = 0;
     match cmd {
         msgcmd::IPC_SET => {
-            let mut ds = [0u8; MSQID64_DS_LEN];
-            if let Err(e) = copy_in(buf, &mut ds) {
-                return e;
-            }
-            (req.set_uid, req.set_gid, req.set_mode) = ipc_set_fields(&ds);
-            let mut q = [0u8; 8];
-            q.copy_from_slice(&ds[ds::QBYTES..ds::QBYTES + 8]);
-            req.set_qbytes = u64::from_ne_bytes(q);
+            let set = match layout::read_set(abi, SetOf::Msg, buf) {
+                Ok(set) => set,
+                Err(e) => return e,
+            };
+            (req.set_uid, req.set_gid, req.set_mode) = (set.uid, set.gid, set.mode);
+            req.set_qbytes = set.qbytes;
         }
         msgcmd::IPC_INFO | msgcmd::MSG_INFO => {
             // The return value (the highest slot in use) and the check of
@@ -323,7 +329,7 @@ fn ctl(node: &Node, s: Shadow, cmd: i32, buf: usize) -> c_long {
             0
         }
         msgcmd::IPC_STAT | msgcmd::MSG_STAT | msgcmd::MSG_STAT_ANY => {
-            if let Err(e) = copy_out(buf, &msqid64_ds(&reply, s.local_id)) {
+            if let Err(e) = copy_out(buf, layout::msqid_ds(abi, &reply.stat, s.local_id).bytes()) {
                 return e;
             }
             if cmd == msgcmd::IPC_STAT {
@@ -406,23 +412,4 @@ pub(crate) fn proc_stat(node: &Node, s: Shadow) -> Option<ProcStat> {
         pid: [st.lspid, st.lrpid],
         time: [st.stime, st.rtime, st.ctime],
     })
-}
-
-/// `struct msqid64_ds` (x86-64 layout) from the referee's answer.
-fn msqid64_ds(reply: &MsgCtlReply, local_id: i32) -> [u8; MSQID64_DS_LEN] {
-    let st = reply.stat;
-    let mut ds = [0u8; MSQID64_DS_LEN];
-    put_ipc64_perm(
-        &mut ds, st.key, st.uid, st.gid, st.cuid, st.cgid, st.mode, local_id,
-    );
-    let mut put = |o: usize, b: &[u8]| ds[o..o + b.len()].copy_from_slice(b);
-    put(ds::STIME, &st.stime.to_ne_bytes());
-    put(ds::RTIME, &st.rtime.to_ne_bytes());
-    put(ds::CTIME, &st.ctime.to_ne_bytes());
-    put(ds::CBYTES, &st.cbytes.to_ne_bytes());
-    put(ds::QNUM, &st.qnum.to_ne_bytes());
-    put(ds::QBYTES, &st.qbytes.to_ne_bytes());
-    put(ds::LSPID, &st.lspid.to_ne_bytes());
-    put(ds::LRPID, &st.lrpid.to_ne_bytes());
-    ds
 }

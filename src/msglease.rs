@@ -38,10 +38,10 @@ use kernel::{
 };
 
 /// Counters in `/proc/dipc/status`.
-pub(crate) const COUNT_TAKEN: usize = 25;
-pub(crate) const COUNT_SENT: usize = 26;
-pub(crate) const COUNT_RECALLED: usize = 27;
-pub(crate) const COUNT_RETRIES: usize = 28;
+pub(crate) const COUNT_TAKEN: usize = 33;
+pub(crate) const COUNT_SENT: usize = 34;
+pub(crate) const COUNT_RECALLED: usize = 35;
+pub(crate) const COUNT_RETRIES: usize = 36;
 
 /// `S_IRUGO` and `S_IWUGO`, as `ipcperms()` takes them.
 const S_IRUGO: u32 = 0o444;

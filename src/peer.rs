@@ -58,10 +58,10 @@ const CONNECT_POLL_MS: u32 = 10;
 /// Per-CPU counters: pages sent to and received from other nodes, pages
 /// received that were already applied (granted again from home first),
 /// connections and frames refused.
-pub(crate) const COUNT_SENT: usize = 21;
-pub(crate) const COUNT_RECEIVED: usize = 22;
-pub(crate) const COUNT_STALE: usize = 23;
-pub(crate) const COUNT_REFUSED: usize = 24;
+pub(crate) const COUNT_SENT: usize = 29;
+pub(crate) const COUNT_RECEIVED: usize = 30;
+pub(crate) const COUNT_STALE: usize = 31;
+pub(crate) const COUNT_REFUSED: usize = 32;
 
 /// A connection this node opens to another, to send it pages.
 struct OutPeer {

@@ -9,16 +9,15 @@
 //! are made here, in the same order; the rest happen at the referee.
 
 use crate::{
+    compat::Time,
     ids,
+    layout::{self, Abi, SetOf},
     node::Node,
     procipc::ProcStat,
     shadow::Shadow,
     shim::{self, HOOK_SEMGET},
     transport::{Answer, Interrupted},
-    util::{
-        checked, copy_in, copy_out, get_object, ipc_set_fields, neg, put_ipc64_perm, transport_err,
-        IPC_CREAT,
-    },
+    util::{checked, copy_in, copy_out, get_object, neg, transport_err, IPC_CREAT},
     wire::{
         errno, semcmd, Class, Frame, GetReply, SemCtl, SemOp, Sembuf, Sops, Vals, MAX_SOPS,
         SEMBUF_LEN,
@@ -33,12 +32,6 @@ const SEM_UNDO: i16 = 0x1000;
 /// `semctl` commands that name no set (or a table index): always local.
 const IPC_INFO: i32 = 3;
 const SEM_INFO: i32 = 19;
-/// `sizeof(struct semid64_ds)`, and where its fields lie (from the
-/// kernel's bindings).
-const SEMID64_DS_LEN: usize = core::mem::size_of::<kernel::bindings::semid64_ds>();
-const SEM_OTIME: usize = core::mem::offset_of!(kernel::bindings::semid64_ds, sem_otime);
-const SEM_CTIME: usize = core::mem::offset_of!(kernel::bindings::semid64_ds, sem_ctime);
-const SEM_NSEMS: usize = core::mem::offset_of!(kernel::bindings::semid64_ds, sem_nsems);
 /// `semget` of a distributed key: the referee decides (`ipcget()`); then the
 /// local shadow is found or created and its id returned.
 pub(crate) fn semget(node: &Node, key: i32, nsems: i32, flg: i32) -> c_long {
@@ -87,12 +80,33 @@ pub(crate) fn removed(node: &Node, oid: u64) {
     ids::drop_shadow(node, Class::Sem, oid);
 }
 
-/// `struct __kernel_timespec` at `ptr`, as a wait in jiffies (rounded up).
-fn read_timeout(ptr: usize) -> core::result::Result<Jiffies, c_long> {
+/// A timeout as the caller gave it: seconds and nanoseconds.
+type Timespec = (i64, i64);
+
+/// Copies the timeout at `ptr` in, in the form `time` (`get_timespec64()`,
+/// `get_old_timespec32()`); `-EFAULT` if it cannot be read.
+fn copy_timeout(ptr: usize, time: Time) -> core::result::Result<Timespec, c_long> {
+    if time == Time::Old32 {
+        let mut ts = [0u8; 8];
+        copy_in(ptr, &mut ts)?;
+        let sec = i32::from_ne_bytes([ts[0], ts[1], ts[2], ts[3]]);
+        let nsec = i32::from_ne_bytes([ts[4], ts[5], ts[6], ts[7]]);
+        return Ok((sec.into(), nsec.into()));
+    }
     let mut ts = [0u8; 16];
     copy_in(ptr, &mut ts)?;
     let sec = i64::from_ne_bytes(ts[..8].try_into().unwrap_or([0; 8]));
-    let nsec = i64::from_ne_bytes(ts[8..].try_into().unwrap_or([0; 8]));
+    let mut nsec = i64::from_ne_bytes(ts[8..].try_into().unwrap_or([0; 8]));
+    if time == Time::Compat64 {
+        // A 32-bit program's tv_nsec is 32 bits and padding.
+        nsec &= 0xffff_ffff;
+    }
+    Ok((sec, nsec))
+}
+
+/// A timeout as a wait in jiffies (rounded up); `-EINVAL` unless
+/// `timespec64_valid()`.
+fn timeout_wait((sec, nsec): Timespec) -> core::result::Result<Jiffies, c_long> {
     if sec < 0 || !(0..1_000_000_000).contains(&nsec) {
         return Err(neg(errno::EINVAL));
     }
@@ -102,18 +116,29 @@ fn read_timeout(ptr: usize) -> core::result::Result<Jiffies, c_long> {
     Ok(msecs_to_jiffies(ms.min(u64::from(u32::MAX)) as u32))
 }
 
-/// `semop`/`semtimedop` on shadow `s`.
+/// `semop`/`semtimedop` on shadow `s`; `time` is the form of the timeout
+/// at `timeout` (0: none).
 pub(crate) fn semtimedop(
     node: &Node,
     s: Shadow,
     sops: usize,
     nsops: usize,
     timeout: usize,
+    time: Time,
 ) -> c_long {
-    // do_semtimedop(): EINVAL, then E2BIG against this namespace's
-    // SEMOPM, then the copies (EFAULT), then the timeout's validity. The
-    // referee applies its own SEMOPM too, and no request carries more than
-    // the wire's MAX_SOPS.
+    // ksys_semtimedop() copies the timeout first (EFAULT); do_semtimedop()
+    // then checks EINVAL, then E2BIG against this namespace's SEMOPM, then
+    // copies the operations (EFAULT), then checks the timeout's validity.
+    // The referee applies its own SEMOPM too, and no request carries more
+    // than the wire's MAX_SOPS.
+    let ts = if timeout != 0 {
+        match copy_timeout(timeout, time) {
+            Ok(ts) => Some(ts),
+            Err(e) => return e,
+        }
+    } else {
+        None
+    };
     if nsops < 1 {
         return neg(errno::EINVAL);
     }
@@ -127,13 +152,10 @@ pub(crate) fn semtimedop(
     if let Err(e) = copy_in(sops, &mut raw) {
         return e;
     }
-    let wait = if timeout != 0 {
-        match read_timeout(timeout) {
-            Ok(j) => Some(j),
-            Err(e) => return e,
-        }
-    } else {
-        None
+    let wait = match ts.map(timeout_wait) {
+        Some(Ok(j)) => Some(j),
+        Some(Err(e)) => return e,
+        None => None,
     };
     // `struct sembuf` in this host's byte order to the wire's.
     let mut undo = false;
@@ -215,8 +237,15 @@ pub(crate) fn semctl_uses_id(cmd: i32) -> bool {
 }
 
 /// `semctl` on shadow `s` (`SEM_STAT` and `SEM_STAT_ANY`: the shadow in
-/// the slot they name).
-pub(crate) fn semctl(node: &Node, s: Shadow, semnum: i32, cmd: i32, arg: usize) -> c_long {
+/// the slot they name), with structures in the caller's `abi`.
+pub(crate) fn semctl(
+    node: &Node,
+    s: Shadow,
+    semnum: i32,
+    cmd: i32,
+    arg: usize,
+    abi: Abi,
+) -> c_long {
     let nsems = s.size as usize;
     let mut ctl = SemCtl {
         semnum,
@@ -226,11 +255,11 @@ pub(crate) fn semctl(node: &Node, s: Shadow, semnum: i32, cmd: i32, arg: usize) 
     match cmd {
         semcmd::SETVAL => ctl.val = arg as i32,
         semcmd::IPC_SET => {
-            let mut ds = [0u8; SEMID64_DS_LEN];
-            if let Err(e) = copy_in(arg, &mut ds) {
-                return e;
-            }
-            (ctl.set_uid, ctl.set_gid, ctl.set_mode) = ipc_set_fields(&ds);
+            let set = match layout::read_set(abi, SetOf::Sem, arg) {
+                Ok(set) => set,
+                Err(e) => return e,
+            };
+            (ctl.set_uid, ctl.set_gid, ctl.set_mode) = (set.uid, set.gid, set.mode);
         }
         semcmd::SETALL => {
             if setall.resize(nsems * 2, 0u8, GFP_KERNEL).is_err() {
@@ -277,16 +306,8 @@ pub(crate) fn semctl(node: &Node, s: Shadow, semnum: i32, cmd: i32, arg: usize) 
             ids::drop_local(node, Class::Sem, s.local_id);
         }
         semcmd::IPC_STAT | semcmd::SEM_STAT | semcmd::SEM_STAT_ANY => {
-            let st = reply.stat;
-            let mut ds = [0u8; SEMID64_DS_LEN];
-            put_ipc64_perm(
-                &mut ds, st.key, st.uid, st.gid, st.cuid, st.cgid, st.mode, s.local_id,
-            );
-            let mut put = |o: usize, b: &[u8]| ds[o..o + b.len()].copy_from_slice(b);
-            put(SEM_OTIME, &st.otime.to_ne_bytes());
-            put(SEM_CTIME, &st.ctime.to_ne_bytes());
-            put(SEM_NSEMS, &u64::from(st.nsems).to_ne_bytes());
-            if let Err(e) = copy_out(arg, &ds) {
+            let ds = layout::semid_ds(abi, &reply.stat, s.local_id);
+            if let Err(e) = copy_out(arg, ds.bytes()) {
                 return e;
             }
             // The *_STAT commands return the id of the slot's set.

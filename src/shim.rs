@@ -16,7 +16,7 @@ use kernel::{
 };
 
 /// `DIPC_NR_HOOKS` in the header.
-pub(crate) const NR_HOOKS: usize = 13;
+pub(crate) const NR_HOOKS: usize = 24;
 
 /// Hook numbers (`enum dipc_hook_id` in the C header).
 pub(crate) const HOOK_SHMGET: u32 = 0;
@@ -31,6 +31,19 @@ pub(crate) const HOOK_MSGGET: u32 = 8;
 pub(crate) const HOOK_MSGSND: u32 = 9;
 pub(crate) const HOOK_MSGRCV: u32 = 10;
 pub(crate) const HOOK_MSGCTL: u32 = 11;
+/// The ia32 entry points (IA32 emulation only; see [`crate::compat`]).
+pub(crate) const HOOK_IPC: u32 = 12;
+pub(crate) const HOOK_SEMGET32: u32 = 13;
+pub(crate) const HOOK_SEMTIMEDOP32: u32 = 14;
+pub(crate) const HOOK_SEMCTL32: u32 = 15;
+pub(crate) const HOOK_MSGGET32: u32 = 16;
+pub(crate) const HOOK_MSGSND32: u32 = 17;
+pub(crate) const HOOK_MSGRCV32: u32 = 18;
+pub(crate) const HOOK_MSGCTL32: u32 = 19;
+pub(crate) const HOOK_SHMGET32: u32 = 20;
+pub(crate) const HOOK_SHMAT32: u32 = 21;
+pub(crate) const HOOK_SHMDT32: u32 = 22;
+pub(crate) const HOOK_SHMCTL32: u32 = 23;
 
 /// Hook names, in the order of `enum dipc_hook_id` in the C header.
 pub(crate) const HOOK_NAMES: [&str; NR_HOOKS] = [
@@ -47,6 +60,17 @@ pub(crate) const HOOK_NAMES: [&str; NR_HOOKS] = [
     "msgrcv",
     "msgctl",
     "ipc",
+    "ia32_semget",
+    "ia32_semtimedop",
+    "ia32_semctl",
+    "ia32_msgget",
+    "ia32_msgsnd",
+    "ia32_msgrcv",
+    "ia32_msgctl",
+    "ia32_shmget",
+    "ia32_shmat",
+    "ia32_shmdt",
+    "ia32_shmctl",
 ];
 
 /// `struct socket`, only ever handled through pointers in Rust.

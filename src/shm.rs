@@ -23,17 +23,15 @@
 
 use crate::{
     ids,
+    layout::{self, Abi, SetOf},
     node::Node,
     procipc::ProcStat,
     shadow::Shadow,
-    shim::{self, Socket, HOOK_SHMAT, HOOK_SHMGET},
-    util::{
-        checked, copy_in, copy_out, get_object, ipc_set_fields, neg, put_ipc64_perm, transport_err,
-        IPC_CREAT,
-    },
+    shim::{self, Socket, HOOK_SHMGET},
+    util::{checked, copy_out, get_object, neg, transport_err, IPC_CREAT},
     wire::{
         errno, shmcmd, Class, Frame, GetReply, PageAck, PageData, PageGrant, PageInval, PageReq,
-        ShmAt, ShmCtl, ShmCtlReply, ShmNattch, PAGE_LEN,
+        ShmAt, ShmCtl, ShmNattch, PAGE_LEN,
     },
 };
 use kernel::{
@@ -48,29 +46,15 @@ const SHM_RND: i32 = 0o20000;
 const SHM_REMAP: i32 = 0o40000;
 const SHM_HUGETLB: i32 = 0o4000;
 const SHM_NORESERVE: i32 = 0o10000;
-/// `sizeof(struct shmid64_ds)` on x86-64.
-const SHMID64_DS_LEN: usize = 112;
-/// Where `struct shmid64_ds`'s fields lie (the kernel's bindings lack it;
-/// `rust/helpers/layout.c` checks these against its header).
-mod ds {
-    pub(super) const SEGSZ: usize = 48;
-    pub(super) const ATIME: usize = 56;
-    pub(super) const DTIME: usize = 64;
-    pub(super) const CTIME: usize = 72;
-    pub(super) const CPID: usize = 80;
-    pub(super) const LPID: usize = 84;
-    pub(super) const NATTCH: usize = 88;
-}
-
 /// Per-CPU counters (after the hooks' `calls_*`): page requests sent,
 /// requests sent again after a second without an answer, grants and
 /// invalidations applied.
-pub(crate) const COUNT_REQUESTS: usize = 16;
-pub(crate) const COUNT_RESENDS: usize = 17;
-pub(crate) const COUNT_GRANTS: usize = 18;
-pub(crate) const COUNT_INVALS: usize = 19;
+pub(crate) const COUNT_REQUESTS: usize = 24;
+pub(crate) const COUNT_RESENDS: usize = 25;
+pub(crate) const COUNT_GRANTS: usize = 26;
+pub(crate) const COUNT_INVALS: usize = 27;
 /// Invalidations held back for a page's time quantum.
-pub(crate) const COUNT_HELD: usize = 20;
+pub(crate) const COUNT_HELD: usize = 28;
 
 /// A page's access, in the low bits of its word.
 const ACC_MASK: u32 = 3;
@@ -333,10 +317,13 @@ fn sync_nattch(node: &Node, seg: &Seg, pid: u32, detach: bool) {
 ///
 /// # Safety
 ///
-/// `regs` is the syscall's user register set, as the trampoline got it.
+/// `regs` is the user register set the trampoline of hook `hook` (the
+/// x86-64 `shmat`, or a 32-bit program's `shmat` or `ipc(SHMAT)`) got: the
+/// local attach is that hook's original, with those registers.
 pub(crate) unsafe fn shmat(
     node: &Node,
     s: Shadow,
+    hook: u32,
     regs: *const bindings::pt_regs,
     addr: usize,
     flg: i32,
@@ -383,7 +370,7 @@ pub(crate) unsafe fn shmat(
                     // The referee checked the permissions; the shadow's
                     // own may be stale.
                     // SAFETY: per the function's contract.
-                    unsafe { shim::call_original_priv(HOOK_SHMAT, regs) }
+                    unsafe { shim::call_original_priv(hook, regs) }
                 }
                 Ok(Frame::Status { result }) => checked(result),
                 _ => neg(errno::EIO),
@@ -434,7 +421,7 @@ pub(crate) fn shmdt(node: &Node, addr: usize) -> Option<c_long> {
 /// attach count, times and pids are the segment's, not the shadow's);
 /// everything else (`SHM_LOCK`, `SHM_UNLOCK`, the info commands) concerns
 /// the local shadow and runs locally.
-pub(crate) fn shmctl(node: &Node, shmid: i32, cmd: i32, buf: usize) -> Option<c_long> {
+pub(crate) fn shmctl(node: &Node, shmid: i32, cmd: i32, buf: usize, abi: Abi) -> Option<c_long> {
     let s = match cmd {
         shmcmd::IPC_STAT | shmcmd::IPC_SET | shmcmd::IPC_RMID => {
             node.shadows.get(Class::Shm, shmid)?
@@ -444,11 +431,11 @@ pub(crate) fn shmctl(node: &Node, shmid: i32, cmd: i32, buf: usize) -> Option<c_
     };
     let mut req = ShmCtl::new(s.oid, shim::current_tgid(), shim::current_cred(), cmd);
     if cmd == shmcmd::IPC_SET {
-        let mut ds = [0u8; SHMID64_DS_LEN];
-        if let Err(e) = copy_in(buf, &mut ds) {
-            return Some(e);
-        }
-        (req.set_uid, req.set_gid, req.set_mode) = ipc_set_fields(&ds);
+        let set = match layout::read_set(abi, SetOf::Shm, buf) {
+            Ok(set) => set,
+            Err(e) => return Some(e),
+        };
+        (req.set_uid, req.set_gid, req.set_mode) = (set.uid, set.gid, set.mode);
     }
     let answer = match node.call(&Frame::ShmCtl(req), None) {
         Ok(a) => a,
@@ -468,13 +455,13 @@ pub(crate) fn shmctl(node: &Node, shmid: i32, cmd: i32, buf: usize) -> Option<c_
     }
     match cmd {
         shmcmd::IPC_STAT => {
-            if let Err(e) = copy_out(buf, &shmid64_ds(&reply, s.local_id)) {
+            if let Err(e) = copy_out(buf, layout::shmid_ds(abi, &reply.stat, s.local_id).bytes()) {
                 return Some(e);
             }
         }
         // They return the id of the slot's segment.
         shmcmd::SHM_STAT | shmcmd::SHM_STAT_ANY => {
-            if let Err(e) = copy_out(buf, &shmid64_ds(&reply, s.local_id)) {
+            if let Err(e) = copy_out(buf, layout::shmid_ds(abi, &reply.stat, s.local_id).bytes()) {
                 return Some(e);
             }
             return Some(s.local_id as c_long);
@@ -513,24 +500,6 @@ pub(crate) fn proc_stat(node: &Node, s: Shadow) -> Option<ProcStat> {
         pid: [st.cpid, st.lpid],
         time: [st.atime, st.dtime, st.ctime],
     })
-}
-
-/// `struct shmid64_ds` (x86-64 layout) from the referee's answer.
-fn shmid64_ds(reply: &ShmCtlReply, local_id: i32) -> [u8; SHMID64_DS_LEN] {
-    let st = reply.stat;
-    let mut ds = [0u8; SHMID64_DS_LEN];
-    put_ipc64_perm(
-        &mut ds, st.key, st.uid, st.gid, st.cuid, st.cgid, st.mode, local_id,
-    );
-    let mut put = |o: usize, b: &[u8]| ds[o..o + b.len()].copy_from_slice(b);
-    put(ds::SEGSZ, &st.segsz.to_ne_bytes());
-    put(ds::ATIME, &st.atime.to_ne_bytes());
-    put(ds::DTIME, &st.dtime.to_ne_bytes());
-    put(ds::CTIME, &st.ctime.to_ne_bytes());
-    put(ds::CPID, &st.cpid.to_ne_bytes());
-    put(ds::LPID, &st.lpid.to_ne_bytes());
-    put(ds::NATTCH, &st.nattch.to_ne_bytes());
-    ds
 }
 
 /// The referee destroyed segment `oid`: forget it here, drop the shadow.

@@ -1,10 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! What every IPC class's node side uses, as `ipc/util.c` is to
-//! `ipc/sem.c`: the key lookup at the referee, errno mapping, user copies,
-//! and the layout of `struct ipc64_perm` at the start of every
-//! `*id64_ds` (x86-64; `rust/helpers/layout.c` checks the offsets against
-//! the kernel's headers at build time).
+//! `ipc/sem.c`: the key lookup at the referee, errno mapping and user
+//! copies. The structures the calls copy are in [`crate::layout`].
 
 use crate::{
     node::Node,
@@ -26,34 +24,9 @@ pub(crate) const IPCMNI: i32 = 1 << IPCMNI_SHIFT;
 /// `IPCMNI_SHIFT`: an id is `seq << 15 | index`.
 pub(crate) const IPCMNI_SHIFT: u32 = 15;
 
-/// Offsets in `struct ipc64_perm`, which begins every `*id64_ds` (from
-/// the kernel's bindings).
-pub(crate) mod perm {
-    use core::mem::offset_of;
-    use kernel::bindings::ipc64_perm;
-
-    pub(crate) const KEY: usize = offset_of!(ipc64_perm, key);
-    pub(crate) const UID: usize = offset_of!(ipc64_perm, uid);
-    pub(crate) const GID: usize = offset_of!(ipc64_perm, gid);
-    pub(crate) const CUID: usize = offset_of!(ipc64_perm, cuid);
-    pub(crate) const CGID: usize = offset_of!(ipc64_perm, cgid);
-    pub(crate) const MODE: usize = offset_of!(ipc64_perm, mode);
-    pub(crate) const SEQ: usize = offset_of!(ipc64_perm, seq);
-}
-
 /// A native-endian `u32` at offset `o` of `b` (a structure copied in).
 pub(crate) fn u32_at(b: &[u8], o: usize) -> u32 {
     u32::from_ne_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]])
-}
-
-/// What `IPC_SET` takes from the `struct ipc64_perm` of a `*id64_ds`: the
-/// new owner, group and mode.
-pub(crate) fn ipc_set_fields(ds: &[u8]) -> (u32, u32, u32) {
-    (
-        u32_at(ds, perm::UID),
-        u32_at(ds, perm::GID),
-        u32_at(ds, perm::MODE),
-    )
 }
 
 pub(crate) fn neg(e: i32) -> c_long {
@@ -111,33 +84,6 @@ pub(crate) fn get_object(
         return Err(checked(reply.result.into()));
     }
     Ok(reply)
-}
-
-/// Writes the `struct ipc64_perm` at the start of an x86-64 `*id64_ds`: the
-/// referee's owner and mode, and the sequence number of the local shadow's
-/// id.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn put_ipc64_perm(
-    ds: &mut [u8],
-    key: i32,
-    uid: u32,
-    gid: u32,
-    cuid: u32,
-    cgid: u32,
-    mode: u32,
-    local_id: i32,
-) {
-    let mut put = |o: usize, b: &[u8]| ds[o..o + b.len()].copy_from_slice(b);
-    put(perm::KEY, &key.to_ne_bytes());
-    put(perm::UID, &uid.to_ne_bytes());
-    put(perm::GID, &gid.to_ne_bytes());
-    put(perm::CUID, &cuid.to_ne_bytes());
-    put(perm::CGID, &cgid.to_ne_bytes());
-    put(perm::MODE, &mode.to_ne_bytes());
-    put(
-        perm::SEQ,
-        &((local_id as u32 >> IPCMNI_SHIFT) as u16).to_ne_bytes(),
-    );
 }
 
 /// Copies `buf.len()` bytes in from user address `addr`; `-EFAULT` if that fails.

@@ -21,7 +21,10 @@
  * registered disabled, so never armed, resolves the name to its ftrace site;
  * kallsyms' offset of that site gives the function's entry). The module
  * calls only entries, and with CONFIG_X86_KERNEL_IBT it refuses to load
- * unless every entry begins with endbr64.
+ * unless every entry it calls through a pointer begins with endbr64. The
+ * ia32 entries are called through static calls instead (direct calls,
+ * patched at load): nothing in the kernel calls them indirectly, so
+ * objtool seals their endbr64.
  *
  * Both ops are FTRACE_OPS_FL_PERMANENT, as livepatch's are: where
  * `sysctl kernel.ftrace_enabled=0` still switches ftrace off, it then fails
@@ -41,6 +44,7 @@
 #include <linux/rcupdate.h>
 #include <linux/sched.h>
 #include <linux/sched/signal.h>
+#include <linux/static_call.h>
 #include <linux/string.h>
 #include <linux/uaccess.h>
 #include "../dipc_helpers.h"
@@ -63,6 +67,13 @@ struct dipc_hook {
 	/* Its ftrace site: the ip the callback is given. */
 	unsigned long fentry;
 	bool optional;
+	/*
+	 * Called through a static call (a patched direct jmp), not through
+	 * a function pointer: for entries no kernel code calls indirectly,
+	 * whose endbr64 objtool seals on IBT kernels (the ia32 ones: 7.x
+	 * dispatches 32-bit syscalls with a switch of direct calls).
+	 */
+	bool direct;
 	bool registered;
 };
 
@@ -110,28 +121,85 @@ static notrace bool dipc_maybe_shadow(const u64 *bits, int id)
 static notrace bool dipc_needs_module(unsigned int id, const struct pt_regs *user)
 {
 	const u64 *bits;
+	int obj;
 
 	switch (id) {
 	case DIPC_HOOK_SEMOP:
 	case DIPC_HOOK_SEMTIMEDOP:
 	case DIPC_HOOK_SEMCTL:
 		bits = dipc_shadow_bits[0];
+		obj = (int)user->di;
 		break;
 	case DIPC_HOOK_MSGSND:
 	case DIPC_HOOK_MSGRCV:
 	case DIPC_HOOK_MSGCTL:
 		bits = dipc_shadow_bits[1];
+		obj = (int)user->di;
 		break;
 	case DIPC_HOOK_SHMAT:
 	case DIPC_HOOK_SHMCTL:
 		bits = dipc_shadow_bits[2];
+		obj = (int)user->di;
 		break;
 	case DIPC_HOOK_SHMDT:
+	case DIPC_HOOK_SHMDT32:
 		return dipc_shm_wrapped();
+	/* The ia32 entries: arguments in bx, cx, dx, si, di, bp. */
+	case DIPC_HOOK_SEMTIMEDOP32:
+	case DIPC_HOOK_SEMCTL32:
+		bits = dipc_shadow_bits[0];
+		obj = (int)user->bx;
+		break;
+	case DIPC_HOOK_MSGSND32:
+	case DIPC_HOOK_MSGRCV32:
+	case DIPC_HOOK_MSGCTL32:
+		bits = dipc_shadow_bits[1];
+		obj = (int)user->bx;
+		break;
+	case DIPC_HOOK_SHMAT32:
+	case DIPC_HOOK_SHMCTL32:
+		bits = dipc_shadow_bits[2];
+		obj = (int)user->bx;
+		break;
+	case DIPC_HOOK_IPC:
+		/* ipc(call, first, ...): the id, where there is one, is first. */
+		obj = (int)user->cx;
+		switch ((u32)user->bx & 0xffff) {
+		case 1: /* SEMOP */
+		case 3: /* SEMCTL */
+		case 4: /* SEMTIMEDOP */
+			bits = dipc_shadow_bits[0];
+			break;
+		case 11: /* MSGSND */
+		case 12: /* MSGRCV */
+		case 14: /* MSGCTL */
+			bits = dipc_shadow_bits[1];
+			break;
+		case 21: /* SHMAT */
+		case 24: /* SHMCTL */
+			bits = dipc_shadow_bits[2];
+			break;
+		case 22: /* SHMDT */
+			return dipc_shm_wrapped();
+		case 2: /* SEMGET */
+		case 13: /* MSGGET */
+		case 23: /* SHMGET */
+			return true;
+		default: /* no SysV IPC call: the kernel's -ENOSYS */
+			return false;
+		}
+		break;
 	default:
 		return true;
 	}
-	return !bits || dipc_maybe_shadow(bits, (int)user->di);
+	return !bits || dipc_maybe_shadow(bits, obj);
+}
+
+/* Whether hook `id` with the user's registers `user` is a shmdt(). */
+static notrace bool dipc_is_shmdt(unsigned int id, const struct pt_regs *user)
+{
+	return id == DIPC_HOOK_SHMDT || id == DIPC_HOOK_SHMDT32 ||
+	       (id == DIPC_HOOK_IPC && ((u32)user->bx & 0xffff) == 22 /* SHMDT */);
 }
 
 #define DIPC_TRAMPOLINE(id)                                                   \
@@ -155,10 +223,80 @@ DIPC_TRAMPOLINE(DIPC_HOOK_MSGSND)
 DIPC_TRAMPOLINE(DIPC_HOOK_MSGRCV)
 DIPC_TRAMPOLINE(DIPC_HOOK_MSGCTL)
 DIPC_TRAMPOLINE(DIPC_HOOK_IPC)
+DIPC_TRAMPOLINE(DIPC_HOOK_SEMGET32)
+DIPC_TRAMPOLINE(DIPC_HOOK_SEMTIMEDOP32)
+DIPC_TRAMPOLINE(DIPC_HOOK_SEMCTL32)
+DIPC_TRAMPOLINE(DIPC_HOOK_MSGGET32)
+DIPC_TRAMPOLINE(DIPC_HOOK_MSGSND32)
+DIPC_TRAMPOLINE(DIPC_HOOK_MSGRCV32)
+DIPC_TRAMPOLINE(DIPC_HOOK_MSGCTL32)
+DIPC_TRAMPOLINE(DIPC_HOOK_SHMGET32)
+DIPC_TRAMPOLINE(DIPC_HOOK_SHMAT32)
+DIPC_TRAMPOLINE(DIPC_HOOK_SHMDT32)
+DIPC_TRAMPOLINE(DIPC_HOOK_SHMCTL32)
 
 #define DIPC_HOOK(id, sym, opt)                                               \
 	[id] = { .name = sym, .trampoline = dipc_trampoline_##id,             \
 		 .optional = opt }
+#define DIPC_HOOK_DIRECT(id, sym)                                             \
+	[id] = { .name = sym, .trampoline = dipc_trampoline_##id,             \
+		 .optional = true, .direct = true }
+
+/*
+ * The static calls of the direct hooks' originals. Until dipc_hooks_register()
+ * points one at its entry it returns -ENOSYS (never called then: the hook
+ * is not registered).
+ */
+static long dipc_no_original(const struct pt_regs *regs)
+{
+	return -ENOSYS;
+}
+
+DEFINE_STATIC_CALL(dipc_orig_ipc, dipc_no_original);
+DEFINE_STATIC_CALL(dipc_orig_semget32, dipc_no_original);
+DEFINE_STATIC_CALL(dipc_orig_semtimedop32, dipc_no_original);
+DEFINE_STATIC_CALL(dipc_orig_semctl32, dipc_no_original);
+DEFINE_STATIC_CALL(dipc_orig_msgget32, dipc_no_original);
+DEFINE_STATIC_CALL(dipc_orig_msgsnd32, dipc_no_original);
+DEFINE_STATIC_CALL(dipc_orig_msgrcv32, dipc_no_original);
+DEFINE_STATIC_CALL(dipc_orig_msgctl32, dipc_no_original);
+DEFINE_STATIC_CALL(dipc_orig_shmget32, dipc_no_original);
+DEFINE_STATIC_CALL(dipc_orig_shmat32, dipc_no_original);
+DEFINE_STATIC_CALL(dipc_orig_shmdt32, dipc_no_original);
+DEFINE_STATIC_CALL(dipc_orig_shmctl32, dipc_no_original);
+
+/* Points (update) or calls (!update) the static call of direct hook `id`. */
+#define DIPC_DIRECT_CASES(update, regs, target)                               \
+	DIPC_DIRECT_CASE(update, DIPC_HOOK_IPC, dipc_orig_ipc, regs, target)  \
+	DIPC_DIRECT_CASE(update, DIPC_HOOK_SEMGET32, dipc_orig_semget32, regs, target) \
+	DIPC_DIRECT_CASE(update, DIPC_HOOK_SEMTIMEDOP32, dipc_orig_semtimedop32, regs, target) \
+	DIPC_DIRECT_CASE(update, DIPC_HOOK_SEMCTL32, dipc_orig_semctl32, regs, target) \
+	DIPC_DIRECT_CASE(update, DIPC_HOOK_MSGGET32, dipc_orig_msgget32, regs, target) \
+	DIPC_DIRECT_CASE(update, DIPC_HOOK_MSGSND32, dipc_orig_msgsnd32, regs, target) \
+	DIPC_DIRECT_CASE(update, DIPC_HOOK_MSGRCV32, dipc_orig_msgrcv32, regs, target) \
+	DIPC_DIRECT_CASE(update, DIPC_HOOK_MSGCTL32, dipc_orig_msgctl32, regs, target) \
+	DIPC_DIRECT_CASE(update, DIPC_HOOK_SHMGET32, dipc_orig_shmget32, regs, target) \
+	DIPC_DIRECT_CASE(update, DIPC_HOOK_SHMAT32, dipc_orig_shmat32, regs, target) \
+	DIPC_DIRECT_CASE(update, DIPC_HOOK_SHMDT32, dipc_orig_shmdt32, regs, target) \
+	DIPC_DIRECT_CASE(update, DIPC_HOOK_SHMCTL32, dipc_orig_shmctl32, regs, target)
+
+#define DIPC_DIRECT_CASE(update, id, sc, regs, target)                        \
+	case id:                                                              \
+		if (update) {                                                 \
+			static_call_update(sc, (long (*)(const struct pt_regs *))(target)); \
+			return 0;                                             \
+		}                                                             \
+		return static_call(sc)(regs);
+
+/* Calls (or, with `update`, points at `target`) direct hook `id`'s original. */
+static long dipc_direct(unsigned int id, bool update, const struct pt_regs *regs,
+			unsigned long target)
+{
+	switch (id) {
+	DIPC_DIRECT_CASES(update, regs, target)
+	}
+	return -ENOSYS;
+}
 
 static struct dipc_hook dipc_hooks[DIPC_NR_HOOKS] = {
 	DIPC_HOOK(DIPC_HOOK_SHMGET, "__x64_sys_shmget", false),
@@ -173,8 +311,25 @@ static struct dipc_hook dipc_hooks[DIPC_NR_HOOKS] = {
 	DIPC_HOOK(DIPC_HOOK_MSGSND, "__x64_sys_msgsnd", false),
 	DIPC_HOOK(DIPC_HOOK_MSGRCV, "__x64_sys_msgrcv", false),
 	DIPC_HOOK(DIPC_HOOK_MSGCTL, "__x64_sys_msgctl", false),
-	/* 32-bit programs' ipc(2) multiplexer; only with IA32 emulation. */
-	DIPC_HOOK(DIPC_HOOK_IPC, "__ia32_compat_sys_ipc", true),
+	/*
+	 * 32-bit programs (only with IA32 emulation, so optional; but all of
+	 * them or none, see dipc_hooks_resolve()): glibc for i386 makes every
+	 * call through the ipc(2) multiplexer, other libcs use the direct
+	 * entries (i386 has no semop of its own, and its semtimedop is the
+	 * 64-bit-time one).
+	 */
+	DIPC_HOOK_DIRECT(DIPC_HOOK_IPC, "__ia32_compat_sys_ipc"),
+	DIPC_HOOK_DIRECT(DIPC_HOOK_SEMGET32, "__ia32_sys_semget"),
+	DIPC_HOOK_DIRECT(DIPC_HOOK_SEMTIMEDOP32, "__ia32_sys_semtimedop"),
+	DIPC_HOOK_DIRECT(DIPC_HOOK_SEMCTL32, "__ia32_compat_sys_semctl"),
+	DIPC_HOOK_DIRECT(DIPC_HOOK_MSGGET32, "__ia32_sys_msgget"),
+	DIPC_HOOK_DIRECT(DIPC_HOOK_MSGSND32, "__ia32_compat_sys_msgsnd"),
+	DIPC_HOOK_DIRECT(DIPC_HOOK_MSGRCV32, "__ia32_compat_sys_msgrcv"),
+	DIPC_HOOK_DIRECT(DIPC_HOOK_MSGCTL32, "__ia32_compat_sys_msgctl"),
+	DIPC_HOOK_DIRECT(DIPC_HOOK_SHMGET32, "__ia32_sys_shmget"),
+	DIPC_HOOK_DIRECT(DIPC_HOOK_SHMAT32, "__ia32_compat_sys_shmat"),
+	DIPC_HOOK_DIRECT(DIPC_HOOK_SHMDT32, "__ia32_sys_shmdt"),
+	DIPC_HOOK_DIRECT(DIPC_HOOK_SHMCTL32, "__ia32_compat_sys_shmctl"),
 };
 
 /* exit_sem()'s ftrace site. */
@@ -199,14 +354,14 @@ static notrace __aligned(16) void dipc_ftrace_handler(unsigned long ip, unsigned
 			break;
 	if (id == DIPC_NR_HOOKS)
 		return;
+	/* The wrapper's argument: the user's registers. */
+	user = (const struct pt_regs *)ftrace_regs_get_argument(fregs, 0);
 	/*
 	 * Switched off: pass through, except shmdt() while distributed
 	 * segments are mapped, whose VMAs only the module can detach.
 	 */
-	if (!READ_ONCE(dipc_enabled) && !(id == DIPC_HOOK_SHMDT && dipc_shm_wrapped()))
+	if (!READ_ONCE(dipc_enabled) && !(dipc_is_shmdt(id, user) && dipc_shm_wrapped()))
 		return;
-	/* The wrapper's argument: the user's registers. */
-	user = (const struct pt_regs *)ftrace_regs_get_argument(fregs, 0);
 	/*
 	 * Certainly local: count it and let the original run (first, as the
 	 * cheapest test and the common case; the module never needs to call
@@ -304,6 +459,8 @@ long dipc_call_original(unsigned int id, const struct pt_regs *regs)
 	/* The function's entry, checked for endbr64 at load. */
 	long (*orig)(const struct pt_regs *) = (void *)dipc_hooks[id].entry;
 
+	if (dipc_hooks[id].direct)
+		return dipc_direct(id, false, regs, 0);
 	return orig(regs);
 }
 
@@ -403,7 +560,8 @@ static int dipc_hooks_resolve(void)
 				err = -ENOENT;
 				break;
 			}
-			if (!dipc_ibt_target_ok(name, hook->entry + ibt_check_skew)) {
+			if (!hook->direct &&
+			    !dipc_ibt_target_ok(name, hook->entry + ibt_check_skew)) {
 				err = -ENOEXEC;
 				break;
 			}
@@ -425,6 +583,19 @@ static int dipc_hooks_resolve(void)
 	}
 	if (n)
 		unregister_kprobes(regd, n);
+	if (!err) {
+		/* The ia32 entries come together: a 32-bit program must never
+		 * reach a distributed object through one left unhooked. */
+		unsigned int found = 0;
+
+		for (i = DIPC_HOOK_IPC; i < DIPC_NR_HOOKS; i++)
+			found += dipc_hooks[i].fentry != 0;
+		if (found && found != DIPC_NR_HOOKS - DIPC_HOOK_IPC) {
+			pr_err("dipc: only %u of the %u ia32 SysV IPC entry points found; not loading\n",
+			       found, DIPC_NR_HOOKS - DIPC_HOOK_IPC);
+			err = -ENOENT;
+		}
+	}
 	return err;
 }
 
@@ -473,6 +644,8 @@ int dipc_hooks_register(void *ctx, const u64 *sem_bits, const u64 *msg_bits,
 
 		if (!hook->fentry)
 			continue;
+		if (hook->direct)
+			dipc_direct(i, true, NULL, hook->entry);
 		err = dipc_ops_add(&dipc_ops, hook->fentry, hook->name);
 		if (err)
 			goto fail;

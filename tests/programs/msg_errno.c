@@ -26,6 +26,8 @@
 #include <time.h>
 #include <unistd.h>
 #include "../../include/uapi/dipc.h"
+/* -m32 builds: calls straight to the i386 entry points. */
+#include "ipc32.h"
 
 #ifndef MSG_COPY
 #define MSG_COPY 040000

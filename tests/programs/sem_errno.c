@@ -29,6 +29,9 @@ union semun {
 	unsigned short *array;
 };
 
+/* -m32 builds: calls straight to the i386 entry points. */
+#include "ipc32.h"
+
 static int xflg;
 
 static void show(const char *what, long r)
@@ -168,6 +171,10 @@ int main(int argc, char **argv)
 		b.sem_num = 1;
 		show("timedop timeout", semtimedop(id, &b, 1, &ts));
 		show("timedop bad pointer", semtimedop(id, &b, 1, (struct timespec *)8));
+		/* The timeout is copied before nsops is looked at. */
+		show("timedop nsops 0 bad pointer", semtimedop(id, &b, 0, (struct timespec *)8));
+		show("timedop 501 bad pointer", semtimedop(id, &b, 501, (struct timespec *)8));
+		show("timedop bad sops and nsec", semtimedop(id, (struct sembuf *)8, 1, &(struct timespec){ 0, 2000000000L }));
 		b.sem_op = 1;
 		show("timedop no wait needed", semtimedop(id, &b, 1, &ts));
 	}

@@ -25,6 +25,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include "../../include/uapi/dipc.h"
+/* -m32 builds: calls straight to the i386 entry points. */
+#include "ipc32.h"
 
 static int xflg;
 static key_t key;

@@ -29,7 +29,7 @@ GUEST_TARGET := x86_64-unknown-linux-gnu
 DIPCD_BIN := dipcd/target/$(GUEST_TARGET)/release/dipcd
 
 .PHONY: all module kernel setup clippy fmt fmt-check dipcd dipcd-test programs \
-	initramfs check check-host check-packaging check-dkms check-cluster check-debug fuzz soak bench \
+	initramfs check check-host check-imports check-packaging check-dkms check-cluster check-debug fuzz soak bench \
 	demo man clean
 
 all: module
@@ -88,7 +88,11 @@ fuzz:
 
 # Host-side tests: the wire format and the referee (with a test peer on
 # loopback), a short fuzz run, lints and formatting, the packaging files.
-check-host: dipcd-test fmt-check fuzz check-packaging
+check-host: dipcd-test fmt-check fuzz check-packaging check-imports
+
+# The module's files import each other in no cycle (scripts/check-imports.pl).
+check-imports:
+	scripts/check-imports.pl src
 
 check-packaging:
 	scripts/check-packaging.sh

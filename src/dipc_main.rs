@@ -35,10 +35,13 @@ mod layout;
 mod member;
 mod msg;
 mod msglease;
+mod msgq;
 mod node;
 mod peer;
 mod policy;
 mod procipc;
+mod rpc;
+mod seg;
 mod sem;
 mod shadow;
 mod shim;
@@ -110,7 +113,7 @@ impl kernel::Module for Dipc {
         if node.joined.load(Relaxed) != 0 {
             member::start_thread(&node)?;
         }
-        let peers = peer::PeerGuard::start(&node)?;
+        let peers = peer::PeerGuard::start(&node, shm::grant_direct)?;
         let control = shim::Control::register(node.clone())?;
         let hooks = shim::Hooks::register(node.clone(), node.shadows.bitmaps())?;
         pr_info!(

@@ -17,7 +17,7 @@ use crate::{
         self, Counter, HOOK_MSGCTL, HOOK_MSGGET, HOOK_MSGRCV, HOOK_MSGSND, HOOK_SEMCTL,
         HOOK_SEMGET, HOOK_SEMOP, HOOK_SEMTIMEDOP, HOOK_SHMAT, HOOK_SHMCTL, HOOK_SHMDT, HOOK_SHMGET,
     },
-    shm, util,
+    shm,
     wire::{errno, Class},
 };
 use kernel::{bindings, prelude::*};
@@ -134,7 +134,7 @@ fn dispatch(node: &Node, call: &Call) -> Option<c_long> {
     match id {
         HOOK_SEMGET => {
             let (key, nsems, flg) = (a[0] as i32, a[1] as i32, a[2] as i32);
-            util::is_distributed(node, key, flg).then(|| sem::semget(node, key, nsems, flg))
+            ids::is_distributed(node, key, flg).then(|| sem::semget(node, key, nsems, flg))
         }
         HOOK_SEMOP | HOOK_SEMTIMEDOP => {
             // `get` is the lock-free bitmap test first, the map only on a hit.
@@ -166,7 +166,7 @@ fn dispatch(node: &Node, call: &Call) -> Option<c_long> {
         }
         HOOK_MSGGET => {
             let (key, flg) = (a[0] as i32, a[1] as i32);
-            util::is_distributed(node, key, flg).then(|| msg::msgget(node, key, flg))
+            ids::is_distributed(node, key, flg).then(|| msg::msgget(node, key, flg))
         }
         HOOK_MSGSND => {
             let s = node.shadows.get(Class::Msg, a[0] as i32)?;
@@ -187,7 +187,7 @@ fn dispatch(node: &Node, call: &Call) -> Option<c_long> {
         HOOK_MSGCTL => msg::msgctl(node, a[0] as i32, a[1] as i32, a[2], abi),
         HOOK_SHMGET => {
             let (key, size, flg) = (a[0] as i32, a[1], a[2] as i32);
-            util::is_distributed(node, key, flg).then(|| shm::shmget(node, key, size, flg))
+            ids::is_distributed(node, key, flg).then(|| shm::shmget(node, key, size, flg))
         }
         HOOK_SHMCTL => shm::shmctl(node, a[0] as i32, a[1] as i32, a[2], abi),
         _ => None,

@@ -31,10 +31,10 @@ use crate::{
     node::Node,
     shadow::{Late, Shadow},
     shim::{self, HOOK_MSGCTL, HOOK_SEMCTL, HOOK_SHMCTL},
-    util::IPCMNI,
-    wire::{errno, Class, Frame, GetReply, IpcPerm, Lookup, MsgCtl, SemCtl, ShmCtl},
+    util::{checked, neg, transport_err, IPCMNI, IPC_DIPC},
+    wire::{errno, Class, Frame, Get, GetReply, IpcPerm, Lookup, MsgCtl, SemCtl, ShmCtl},
 };
-use kernel::prelude::*;
+use kernel::{prelude::*, sync::atomic::Relaxed};
 
 /// The lowest slot of the upper half, where the referee hands out ids
 /// while it has room: calls on ids from here up reach the module even when
@@ -48,11 +48,7 @@ pub(crate) fn in_cluster_range(id: i32) -> bool {
 
 /// The kernel's index of `class`'s id table (`IPC_SEM_IDS` & co.).
 fn table(class: Class) -> i32 {
-    match class {
-        Class::Sem => 0,
-        Class::Msg => 1,
-        Class::Shm => 2,
-    }
+    class.ids_index() as i32
 }
 
 /// Removes local object `id` of `class` (a shadow being dropped or one
@@ -271,4 +267,42 @@ pub(crate) fn undo_create(node: &Node, class: Class, r: &GetReply, err: c_long) 
     // node that died right after creating it leaves.
     let _ = node.call(&frame, None);
     err
+}
+
+/// Whether a `semget` (or `msgget`) with `key` and `flg` is for a
+/// distributed object.
+pub(crate) fn is_distributed(node: &Node, key: i32, flg: i32) -> bool {
+    key != 0
+        && node.joined.load(Relaxed) != 0
+        && (flg & IPC_DIPC != 0
+            || (node.policy_any.load(Relaxed) != 0 && node.policy.lock().contains(key)))
+}
+
+/// Asks the referee for the object of class `class` with `key` (`ipcget()`
+/// there): its `GetReply`, or the value the `get` syscall returns on
+/// failure.
+pub(crate) fn get_object(
+    node: &Node,
+    class: Class,
+    key: i32,
+    flg: i32,
+    size: u64,
+) -> core::result::Result<GetReply, c_long> {
+    let get = Get {
+        class,
+        key,
+        flags: flg & !IPC_DIPC,
+        size,
+        cred: shim::current_cred(),
+        pid: shim::current_tgid(),
+    };
+    let answer = node.call(&Frame::Get(get), None).map_err(transport_err)?;
+    let reply = match answer.frame() {
+        Ok(Frame::GetReply(r)) => r,
+        _ => return Err(neg(errno::EIO)),
+    };
+    if reply.result < 0 {
+        return Err(checked(reply.result.into()));
+    }
+    Ok(reply)
 }

@@ -21,15 +21,14 @@
 //! message into its buffer before it dies.
 
 use crate::{
-    ids,
+    ids::{self, get_object},
     layout::{self, Abi, SetOf},
     msglease::{self, Ends, Local},
     node::Node,
-    procipc::ProcStat,
-    shadow::Shadow,
+    shadow::{ProcStat, Shadow},
     shim::{self, HOOK_MSGCTL, HOOK_MSGGET},
     transport::{Answer, Interrupted},
-    util::{checked, copy_in, copy_out, get_object, neg, transport_err, IPC_CREAT},
+    util::{checked, copy_in, copy_out, neg, transport_err, IPC_CREAT},
     wire::{errno, msgcmd, Class, Frame, GetReply, MsgCtl, MsgCtlReply, MsgRcv, MsgSnd, MAX_MTEXT},
 };
 use kernel::prelude::*;

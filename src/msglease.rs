@@ -26,16 +26,13 @@
 //! frames go out in that order on the node's one connection.
 
 use crate::{
+    msgq::{Leased, Queue, RecvLease, SendLease, State},
     node::Node,
     shim,
     transport::Answer,
-    wire::{self, Frame, IpcPerm, MsgReturn, MsgTaken, Seqs, MAX_LEASE_MSGS},
+    wire::{self, Frame, MsgReturn, MsgTaken, Seqs, MAX_LEASE_MSGS},
 };
-use kernel::{
-    new_mutex,
-    prelude::*,
-    sync::{Arc, Mutex},
-};
+use kernel::{prelude::*, sync::Arc};
 
 /// Counters in `/proc/dipc/status`.
 pub(crate) const COUNT_TAKEN: usize = 33;
@@ -56,60 +53,6 @@ const REPORT_EVERY: usize = 16;
 /// A lease holding fewer messages than this counts as running low.
 const LOW: usize = 64;
 
-/// One leased message.
-struct Leased {
-    seq: u64,
-    mtype: i64,
-    text: KVVec<u8>,
-    /// Taken (its body moved out).
-    gone: bool,
-}
-
-struct RecvLease {
-    id: u64,
-    perm: IpcPerm,
-    /// In queue order; those before `head` are all taken.
-    msgs: KVec<Leased>,
-    head: usize,
-    /// Messages not taken.
-    live: usize,
-    /// Taken, for the `MsgReturn`.
-    taken: KVec<u64>,
-    /// Taken and not reported yet.
-    unreported: KVec<u64>,
-    /// The last receiver.
-    pid: u32,
-    /// Messages the referee added could not be kept (no memory): later
-    /// ones are not added either, so what is held stays the head of the
-    /// queue.
-    short: bool,
-}
-
-struct SendLease {
-    id: u64,
-    perm: IpcPerm,
-    bytes: u64,
-    msgs: u32,
-}
-
-struct State {
-    repoch: u64,
-    sepoch: u64,
-    /// Leases up to this id were recalled before they arrived: one that
-    /// arrives now is given back unused.
-    floor: u64,
-    recv: Option<RecvLease>,
-    send: Option<SendLease>,
-}
-
-/// One queue's leases on this node.
-#[pin_data]
-pub(crate) struct Queue {
-    oid: u64,
-    #[pin]
-    st: Mutex<State>,
-}
-
 /// The queue `oid`'s entry, made on first use (`None` without memory, or
 /// when `create` is false and there is none).
 fn queue(node: &Node, oid: u64, create: bool) -> Option<Arc<Queue>> {
@@ -120,20 +63,7 @@ fn queue(node: &Node, oid: u64, create: bool) -> Option<Arc<Queue>> {
     if !create {
         return None;
     }
-    let q = Arc::pin_init(
-        pin_init!(Queue {
-            oid,
-            st <- new_mutex!(State {
-                repoch: 0,
-                sepoch: 0,
-                floor: 0,
-                recv: None,
-                send: None,
-            }),
-        }),
-        GFP_KERNEL,
-    )
-    .ok()?;
+    let q = Queue::new(oid).ok()?;
     t.try_create_and_insert(oid, q.clone(), GFP_KERNEL).ok()?;
     Some(q)
 }

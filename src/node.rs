@@ -18,7 +18,33 @@ use kernel::{
         atomic::{Atomic, Relaxed},
         Arc, Mutex, SpinLock,
     },
+    time::{Instant, Monotonic},
 };
+
+/// A connection this node opens to another, to send it pages
+/// ([`crate::peer`]).
+pub(crate) struct OutPeer {
+    pub(crate) node: u32,
+    pub(crate) ip: u32,
+    pub(crate) port: u16,
+    /// The token the other node's session has, as the referee said.
+    pub(crate) token: [u8; wire::TOKEN_LEN],
+    /// Up and authenticated.
+    pub(crate) sock: Option<Arc<shim::Socket>>,
+    /// The last failed attempt.
+    pub(crate) failed: Option<Instant<Monotonic>>,
+}
+
+/// The connections this node opened to others, guarded by [`Node::peers`].
+pub(crate) struct Peers {
+    pub(crate) out: KVec<OutPeer>,
+}
+
+impl Peers {
+    pub(crate) const fn new() -> Self {
+        Peers { out: KVec::new() }
+    }
+}
 
 /// An IPv4 address and port, host byte order.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -166,7 +192,7 @@ pub(crate) struct Node {
     pub(crate) shadows: Shadows,
     /// What `/proc/sysvipc` shows of the shadows (see [`crate::procipc`]).
     #[pin]
-    pub(crate) proc_stats: SpinLock<crate::procipc::ProcStats>,
+    pub(crate) proc_stats: SpinLock<crate::shadow::ProcStats>,
     #[pin]
     pub(crate) policy: SpinLock<Policy>,
     /// Whether `policy` names any key: a `get` of a local key under the
@@ -182,7 +208,7 @@ pub(crate) struct Node {
     pub(crate) exits: SpinLock<Exits>,
     /// Distributed segments used on this node, by object id.
     #[pin]
-    pub(crate) segs: Mutex<RBTree<u64, Arc<crate::shm::Seg>>>,
+    pub(crate) segs: Mutex<RBTree<u64, Arc<crate::seg::Seg>>>,
     /// `segs.len()`, read without the lock by `shmdt`.
     pub(crate) nsegs: Atomic<u32>,
     /// Tasks in a distributed `shmat`, and the segment each attaches: how
@@ -205,10 +231,10 @@ pub(crate) struct Node {
     pub(crate) token: Mutex<[u8; wire::TOKEN_LEN]>,
     /// Connections to and from other nodes (`peer.rs`).
     #[pin]
-    pub(crate) peers: Mutex<crate::peer::Peers>,
+    pub(crate) peers: Mutex<Peers>,
     /// Message leases, per queue by object id (see [`crate::msglease`]).
     #[pin]
-    pub(crate) msgq: Mutex<RBTree<u64, Arc<crate::msglease::Queue>>>,
+    pub(crate) msgq: Mutex<RBTree<u64, Arc<crate::msgq::Queue>>>,
 }
 
 /// A fresh incarnation, never 0 (a referee's state cannot hold a node
@@ -276,7 +302,7 @@ impl Node {
                 tx <- new_mutex!(Tx::new()),
                 calls <- new_mutex!(KVec::new()),
                 shadows <- Shadows::new(),
-                proc_stats <- new_spinlock!(crate::procipc::empty()),
+                proc_stats <- new_spinlock!(crate::shadow::proc_stats_empty()),
                 policy <- new_spinlock!(Policy::NONE),
                 policy_any: Atomic::new(0),
                 quanta <- new_spinlock!(Quanta::NONE),
@@ -290,7 +316,7 @@ impl Node {
                 shm_suspended: Atomic::new(0),
                 incarnation: Atomic::new(new_incarnation()),
                 token <- new_mutex!([0; wire::TOKEN_LEN]),
-                peers <- new_mutex!(crate::peer::Peers::new()),
+                peers <- new_mutex!(Peers::new()),
                 msgq <- new_mutex!(RBTree::new()),
             }),
             GFP_KERNEL,

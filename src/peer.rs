@@ -21,21 +21,25 @@
 //! meant for an earlier session of a node is never applied. A grant that
 //! is lost on the way (a connection that fails) is granted again from home
 //! when the requester asks again ([`crate::shm`]).
+//!
+//! The receivers apply what they get with the function
+//! [`PeerGuard::start`] is given ([`crate::shm::grant_direct`]), so the page
+//! protocol uses this file and not the other way round.
 
 use crate::{
-    node::{copy_secret, Node},
+    node::{copy_secret, Node, OutPeer},
     shim::{self, Socket, Thread},
-    shm,
     wire::{
         self, auth_input, Auth, AuthRole, DecodeError, Frame, PageData, PageGrant, PageInval,
         PeerHello, AUTH_LEN, HEADER_LEN, MAX_PAYLOAD, TOKEN_LEN,
     },
 };
 use kernel::{
+    new_mutex,
     prelude::*,
     sync::{
         atomic::{Atomic, Relaxed},
-        Arc,
+        Arc, Mutex,
     },
     time::{Instant, Monotonic},
 };
@@ -63,22 +67,15 @@ pub(crate) const COUNT_RECEIVED: usize = 30;
 pub(crate) const COUNT_STALE: usize = 31;
 pub(crate) const COUNT_REFUSED: usize = 32;
 
-/// A connection this node opens to another, to send it pages.
-struct OutPeer {
-    node: u32,
-    ip: u32,
-    port: u16,
-    /// The token the other node's session has, as the referee said.
-    token: [u8; TOKEN_LEN],
-    /// Up and authenticated.
-    sock: Option<Arc<Socket>>,
-    /// The last failed attempt.
-    failed: Option<Instant<Monotonic>>,
-}
+/// What applies a page grant another node sent: [`crate::shm::grant_direct`]
+/// (given at [`PeerGuard::start`], so this file does not depend on the
+/// page protocol that depends on it). Whether the grant was applied.
+pub(crate) type GrantFn = fn(&Node, &PageGrant<'_>, u64) -> bool;
 
 /// A connection from another node, served by its own thread.
 pub(crate) struct Rx {
     node: Arc<Node>,
+    grant: GrantFn,
     sock: Socket,
     /// The other end's address (for messages).
     ip: u32,
@@ -86,19 +83,13 @@ pub(crate) struct Rx {
     done: Atomic<u32>,
 }
 
-/// The peer connections, guarded by [`Node::peers`].
-pub(crate) struct Peers {
-    out: KVec<OutPeer>,
-    rx: KVec<(Arc<Rx>, Thread<Rx>)>,
-}
-
-impl Peers {
-    pub(crate) const fn new() -> Self {
-        Peers {
-            out: KVec::new(),
-            rx: KVec::new(),
-        }
-    }
+/// The accepting thread's context: the node, and the receivers it started.
+#[pin_data]
+pub(crate) struct Acceptor {
+    node: Arc<Node>,
+    grant: GrantFn,
+    #[pin]
+    rx: Mutex<KVec<(Arc<Rx>, Thread<Rx>)>>,
 }
 
 /// The peer threads, kept in a [`PeerGuard`]: one accepts connections
@@ -107,15 +98,26 @@ impl Peers {
 /// its own handshake for the other to accept.)
 pub(crate) struct PeerGuard {
     node: Arc<Node>,
-    accept: Option<Thread<Node>>,
+    acceptor: Arc<Acceptor>,
+    accept: Option<Thread<Acceptor>>,
     connect: Option<Thread<Node>>,
 }
 
 impl PeerGuard {
-    /// Starts the peer threads if `peer_port` is set.
-    pub(crate) fn start(node: &Arc<Node>) -> Result<Self> {
+    /// Starts the peer threads if `peer_port` is set; grants that arrive
+    /// are applied with `grant`.
+    pub(crate) fn start(node: &Arc<Node>, grant: GrantFn) -> Result<Self> {
+        let acceptor = Arc::pin_init(
+            pin_init!(Acceptor {
+                node: node.clone(),
+                grant,
+                rx <- new_mutex!(KVec::new()),
+            }),
+            GFP_KERNEL,
+        )?;
         let mut g = PeerGuard {
             node: node.clone(),
+            acceptor,
             accept: None,
             connect: None,
         };
@@ -126,7 +128,7 @@ impl PeerGuard {
                 dipc_rust_peer_connect,
             )?);
             g.accept = Some(Thread::start_fn(
-                node.clone(),
+                g.acceptor.clone(),
                 c"dipc-peer",
                 dipc_rust_peer_thread,
             )?);
@@ -141,10 +143,8 @@ impl Drop for PeerGuard {
         // then the receivers and the connections.
         drop(self.accept.take());
         drop(self.connect.take());
-        let (rx, out) = {
-            let mut p = self.node.peers.lock();
-            (core::mem::take(&mut p.rx), core::mem::take(&mut p.out))
-        };
+        let rx = core::mem::take(&mut *self.acceptor.rx.lock());
+        let out = core::mem::take(&mut self.node.peers.lock().out);
         for (r, _) in rx.iter() {
             r.sock.shutdown();
         }
@@ -253,11 +253,11 @@ unsafe extern "C" fn dipc_rust_peer_connect(ctx: *mut c_void) -> c_int {
 ///
 /// # Safety
 ///
-/// Called only by the C thread function with the context given to
+/// Called only by the C thread function with the context (an [`Acceptor`]) given to
 /// [`Thread::start_fn`], which stays alive until the thread has returned.
 unsafe extern "C" fn dipc_rust_peer_thread(ctx: *mut c_void) -> c_int {
     // SAFETY: per the function's contract.
-    let node = unsafe { shim::borrow_ctx::<Node>(ctx) };
+    let acc = unsafe { shim::borrow_ctx::<Acceptor>(ctx) };
     let port = shim::peer_port();
     let listener = loop {
         match Socket::listen(port, ACCEPT_TIMEOUT_MS) {
@@ -272,11 +272,10 @@ unsafe extern "C" fn dipc_rust_peer_thread(ctx: *mut c_void) -> c_int {
         }
     };
     pr_info!("taking pages from other nodes on port {}\n", port);
-    let node: Arc<Node> = node.into();
     while !shim::kthread_should_stop() {
-        reap(&node);
+        reap(&acc);
         match listener.accept(CONNECT_TIMEOUT_MS, RECV_TIMEOUT_MS) {
-            Ok((sock, ip)) => start_rx(&node, sock, ip),
+            Ok((sock, ip)) => start_rx(&acc, sock, ip),
             Err(e) if e == EAGAIN || e == EINTR => {}
             Err(e) => {
                 pr_warn!("peer port {}: accept error {}\n", port, e.to_errno());
@@ -332,14 +331,14 @@ fn connect_wanted(node: &Node) {
 }
 
 /// Drops the receivers whose thread has returned.
-fn reap(node: &Node) {
+fn reap(acc: &Acceptor) {
     let done = {
-        let mut p = node.peers.lock();
+        let mut rx = acc.rx.lock();
         let mut done = KVec::new();
         let mut k = 0;
-        while k < p.rx.len() {
-            if p.rx[k].0.done.load(Relaxed) != 0 {
-                if let Ok(r) = p.rx.remove(k) {
+        while k < rx.len() {
+            if rx[k].0.done.load(Relaxed) != 0 {
+                if let Ok(r) = rx.remove(k) {
                     let _ = done.push(r, GFP_KERNEL);
                 }
             } else {
@@ -352,14 +351,15 @@ fn reap(node: &Node) {
     drop(done);
 }
 
-fn start_rx(node: &Arc<Node>, sock: Socket, ip: u32) {
-    if node.peers.lock().rx.len() >= MAX_IN {
+fn start_rx(acc: &Acceptor, sock: Socket, ip: u32) {
+    if acc.rx.lock().len() >= MAX_IN {
         shim::Counter::inc(COUNT_REFUSED);
         return;
     }
     let Ok(rx) = Arc::new(
         Rx {
-            node: node.clone(),
+            node: acc.node.clone(),
+            grant: acc.grant,
             sock,
             ip,
             done: Atomic::new(0),
@@ -372,7 +372,7 @@ fn start_rx(node: &Arc<Node>, sock: Socket, ip: u32) {
         Ok(t) => {
             // Without memory for the entry, the thread is stopped as the
             // entry is dropped.
-            let _ = node.peers.lock().rx.push((rx, t), GFP_KERNEL);
+            let _ = acc.rx.lock().push((rx, t), GFP_KERNEL);
         }
         Err(_) => shim::Counter::inc(COUNT_REFUSED),
     }
@@ -556,7 +556,7 @@ fn serve(rx: &Rx) -> Result {
                 if *current != token {
                     return Err(ECONNRESET);
                 }
-                if shm::grant_direct(node, &g, msg.req_id) {
+                if (rx.grant)(node, &g, msg.req_id) {
                     shim::Counter::inc(COUNT_RECEIVED);
                 } else {
                     shim::Counter::inc(COUNT_STALE);

@@ -12,7 +12,7 @@
 //! makes no permission check: the files list every object, as locally)
 //! and keeps the answers here; the wrapped `sysvipc_*_proc_show()` prints
 //! a shadow's line from them ([`dipc_rust_proc_stat`]) and any other line
-//! as the kernel does. The owner, creator and mode come from the shadow
+//! as the kernel does ([`ProcStat`] is kept in [`crate::shadow`]). The owner, creator and mode come from the shadow
 //! itself, which has the object's (see [`crate::ids::perm_changed`]).
 //!
 //! The answers are as fresh as the open: a line read later in the same
@@ -25,51 +25,16 @@ use crate::{
     msg,
     node::{ConnState, Node},
     sem,
-    shadow::Shadows,
+    shadow::{ProcStat, Shadows},
     shim, shm,
     wire::Class,
 };
 use kernel::{prelude::*, rbtree::RBTree};
 
-/// What a shadow's line shows of its object, by class (C:
-/// `struct dipc_proc_stat` in `rust/dipc_helpers.h`).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct ProcStat {
-    /// `nsems`, `cbytes` or `segsz`.
-    pub(crate) size: u64,
-    /// `qnum` or `nattch` (0 for a set).
-    pub(crate) count: u64,
-    /// `lspid` and `lrpid`, or `cpid` and `lpid` (pids on their nodes).
-    pub(crate) pid: [u32; 2],
-    /// `otime` and `ctime`; `stime`, `rtime` and `ctime`; or `atime`,
-    /// `dtime` and `ctime`.
-    pub(crate) time: [i64; 3],
-}
-
-// The C side's `struct dipc_proc_stat` has this size (a static_assert
-// there checks it too).
-const _: () = assert!(core::mem::size_of::<ProcStat>() == 48);
-
-/// The answers of the last open of each class's file, by SysV id (which
-/// carries the slot's sequence number, so a reused slot matches no stale
-/// answer).
-pub(crate) type ProcStats = [RBTree<i32, ProcStat>; 3];
-
-/// An empty [`ProcStats`].
-pub(crate) fn empty() -> ProcStats {
-    [RBTree::new(), RBTree::new(), RBTree::new()]
-}
-
 /// The class of id table `cls` (`IPC_SEM_IDS` 0, `IPC_MSG_IDS` 1,
 /// `IPC_SHM_IDS` 2).
 fn class_of(cls: c_int) -> Option<Class> {
-    match cls {
-        0 => Some(Class::Sem),
-        1 => Some(Class::Msg),
-        2 => Some(Class::Shm),
-        _ => None,
-    }
+    Class::from_ids_index(usize::try_from(cls).ok()?)
 }
 
 /// Asks the referee about every shadow of table `cls` and keeps the

@@ -10,14 +10,13 @@
 
 use crate::{
     compat::Time,
-    ids,
+    ids::{self, get_object},
     layout::{self, Abi, SetOf},
     node::Node,
-    procipc::ProcStat,
-    shadow::Shadow,
+    shadow::{ProcStat, Shadow},
     shim::{self, HOOK_SEMGET},
     transport::{Answer, Interrupted},
-    util::{checked, copy_in, copy_out, get_object, neg, transport_err, IPC_CREAT},
+    util::{checked, copy_in, copy_out, neg, transport_err, IPC_CREAT},
     wire::{
         errno, semcmd, Class, Frame, GetReply, SemCtl, SemOp, Sembuf, Sops, Vals, MAX_SOPS,
         SEMBUF_LEN,

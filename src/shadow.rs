@@ -285,3 +285,33 @@ impl Shadows {
         Some((s, key + 1))
     }
 }
+
+/// What a shadow's line shows of its object, by class (C:
+/// `struct dipc_proc_stat` in `rust/dipc_helpers.h`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct ProcStat {
+    /// `nsems`, `cbytes` or `segsz`.
+    pub(crate) size: u64,
+    /// `qnum` or `nattch` (0 for a set).
+    pub(crate) count: u64,
+    /// `lspid` and `lrpid`, or `cpid` and `lpid` (pids on their nodes).
+    pub(crate) pid: [u32; 2],
+    /// `otime` and `ctime`; `stime`, `rtime` and `ctime`; or `atime`,
+    /// `dtime` and `ctime`.
+    pub(crate) time: [i64; 3],
+}
+
+// The C side's `struct dipc_proc_stat` has this size (a static_assert
+// there checks it too).
+const _: () = assert!(core::mem::size_of::<ProcStat>() == 48);
+
+/// The answers of the last open of each class's file, by SysV id (which
+/// carries the slot's sequence number, so a reused slot matches no stale
+/// answer).
+pub(crate) type ProcStats = [RBTree<i32, ProcStat>; 3];
+
+/// An empty [`ProcStats`].
+pub(crate) fn proc_stats_empty() -> ProcStats {
+    [RBTree::new(), RBTree::new(), RBTree::new()]
+}

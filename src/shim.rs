@@ -899,20 +899,29 @@ pub(crate) fn shm_unmap(mapping: usize, idx: u64) {
     unsafe { ffi::dipc_shm_unmap(mapping as *mut c_void, idx as c_ulong) }
 }
 
+/// What [`shm_wait`] waits on: the object `dipc_rust_shm_changed()` reads
+/// the page word from, passed through the C side as a pointer.
+///
+/// # Safety
+///
+/// Only the type `dipc_rust_shm_changed()` casts the pointer back to
+/// (`crate::shm::Seg`) may implement it.
+pub(crate) unsafe trait ShmWaitKey {}
+
 /// Sleeps (killable) until page `idx` of `seg` no longer has `word`, at
 /// most `ms`: `Ok(true)` changed, `Ok(false)` timed out, `Err` for a fatal
 /// signal.
-pub(crate) fn shm_wait(seg: &crate::shm::Seg, idx: u64, word: u32, ms: u32) -> Result<bool> {
+pub(crate) fn shm_wait<S: ShmWaitKey>(seg: &S, idx: u64, word: u32, ms: u32) -> Result<bool> {
     let p = core::ptr::from_ref(seg).cast_mut().cast();
     // SAFETY: `seg` outlives the call; the condition callback only reads it
-    // through a shared reference.
+    // through a shared reference, as the type `ShmWaitKey` promises it is.
     let r = unsafe { ffi::dipc_shm_wait(p, idx as c_ulong, word, ms) };
     to_result(r)?;
     Ok(r > 0)
 }
 
 /// Wakes the tasks in [`shm_wait`] for page `idx` of `seg`.
-pub(crate) fn shm_wake_page(seg: &crate::shm::Seg, idx: u64) {
+pub(crate) fn shm_wake_page<S: ShmWaitKey>(seg: &S, idx: u64) {
     let p = core::ptr::from_ref(seg).cast_mut().cast();
     // SAFETY: the pointer is only hashed, never dereferenced.
     unsafe { ffi::dipc_shm_wake_page(p, idx as c_ulong) }

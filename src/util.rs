@@ -1,17 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! What every IPC class's node side uses, as `ipc/util.c` is to
-//! `ipc/sem.c`: the key lookup at the referee, errno mapping and user
-//! copies. The structures the calls copy are in [`crate::layout`].
+//! `ipc/sem.c`: errno mapping and user copies. The structures the calls
+//! copy are in [`crate::layout`]; the key lookup at the referee is
+//! [`crate::ids::get_object`].
 
-use crate::{
-    node::Node,
-    shim,
-    wire::{errno, Class, Frame, Get, GetReply},
-};
+use crate::wire::errno;
 use kernel::{
     prelude::*,
-    sync::atomic::Relaxed,
     uaccess::{UserPtr, UserSlice},
 };
 
@@ -46,44 +42,6 @@ pub(crate) fn checked(result: i64) -> c_long {
 /// The errno a failed transport gives the caller.
 pub(crate) fn transport_err(e: Error) -> c_long {
     e.to_errno() as c_long
-}
-
-/// Whether a `semget` (or `msgget`) with `key` and `flg` is for a
-/// distributed object.
-pub(crate) fn is_distributed(node: &Node, key: i32, flg: i32) -> bool {
-    key != 0
-        && node.joined.load(Relaxed) != 0
-        && (flg & IPC_DIPC != 0
-            || (node.policy_any.load(Relaxed) != 0 && node.policy.lock().contains(key)))
-}
-
-/// Asks the referee for the object of class `class` with `key` (`ipcget()`
-/// there): its `GetReply`, or the value the `get` syscall returns on
-/// failure.
-pub(crate) fn get_object(
-    node: &Node,
-    class: Class,
-    key: i32,
-    flg: i32,
-    size: u64,
-) -> core::result::Result<GetReply, c_long> {
-    let get = Get {
-        class,
-        key,
-        flags: flg & !IPC_DIPC,
-        size,
-        cred: shim::current_cred(),
-        pid: shim::current_tgid(),
-    };
-    let answer = node.call(&Frame::Get(get), None).map_err(transport_err)?;
-    let reply = match answer.frame() {
-        Ok(Frame::GetReply(r)) => r,
-        _ => return Err(neg(errno::EIO)),
-    };
-    if reply.result < 0 {
-        return Err(checked(reply.result.into()));
-    }
-    Ok(reply)
 }
 
 /// Copies `buf.len()` bytes in from user address `addr`; `-EFAULT` if that fails.

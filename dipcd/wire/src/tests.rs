@@ -855,3 +855,15 @@ fn badreferee_speaks_this_version() {
         "tests/programs/badreferee.c lacks `{want}`"
     );
 }
+
+#[test]
+fn class_ids_index_is_the_kernels_table_order() {
+    // IPC_SEM_IDS, IPC_MSG_IDS, IPC_SHM_IDS in include/linux/ipc_namespace.h.
+    assert_eq!(Class::Sem.ids_index(), 0);
+    assert_eq!(Class::Msg.ids_index(), 1);
+    assert_eq!(Class::Shm.ids_index(), 2);
+    for c in [Class::Sem, Class::Msg, Class::Shm] {
+        assert_eq!(Class::from_ids_index(c.ids_index()), Some(c));
+    }
+    assert_eq!(Class::from_ids_index(3), None);
+}

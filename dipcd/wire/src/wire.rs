@@ -447,6 +447,25 @@ pub enum Class {
     Shm = 3,
 }
 
+impl Class {
+    /// The kernel's index of the class's id table (`IPC_SEM_IDS` 0,
+    /// `IPC_MSG_IDS` 1, `IPC_SHM_IDS` 2), by which the module and the
+    /// referee index their per-class tables.
+    pub const fn ids_index(self) -> usize {
+        self as usize - 1
+    }
+
+    /// The class of id table `i` ([`Class::ids_index`]).
+    pub const fn from_ids_index(i: usize) -> Option<Class> {
+        match i {
+            0 => Some(Class::Sem),
+            1 => Some(Class::Msg),
+            2 => Some(Class::Shm),
+            _ => None,
+        }
+    }
+}
+
 impl TryFrom<u8> for Class {
     type Error = ();
 

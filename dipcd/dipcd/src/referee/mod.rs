@@ -244,11 +244,7 @@ pub struct Objects {
 /// The position of `class`'s id table in [`Objects::ids`] (the kernel's
 /// `IPC_SEM_IDS`, `IPC_MSG_IDS`, `IPC_SHM_IDS`).
 fn class_index(class: Class) -> usize {
-    match class {
-        Class::Sem => 0,
-        Class::Msg => 1,
-        Class::Shm => 2,
-    }
+    class.ids_index()
 }
 
 fn get_failed(e: Errno) -> GetReply {

@@ -60,25 +60,9 @@ pub(crate) enum Decoded {
     Fail(c_long),
 }
 
-/// `IPC_64`: the flag 32-bit programs add to a `*ctl` command for the
-/// `compat_*id64_ds` layouts.
-const IPC_64: i32 = 0x100;
-
-/// `ipc(2)` call numbers (`include/uapi/linux/ipc.h`).
-mod ipccall {
-    pub(super) const SEMOP: u32 = 1;
-    pub(super) const SEMGET: u32 = 2;
-    pub(super) const SEMCTL: u32 = 3;
-    pub(super) const SEMTIMEDOP: u32 = 4;
-    pub(super) const MSGSND: u32 = 11;
-    pub(super) const MSGRCV: u32 = 12;
-    pub(super) const MSGGET: u32 = 13;
-    pub(super) const MSGCTL: u32 = 14;
-    pub(super) const SHMAT: u32 = 21;
-    pub(super) const SHMDT: u32 = 22;
-    pub(super) const SHMGET: u32 = 23;
-    pub(super) const SHMCTL: u32 = 24;
-}
+/// `IPC_64` (`include/uapi/linux/ipc.h`): the flag 32-bit programs add
+/// to a `*ctl` command for the `compat_*id64_ds` layouts.
+const IPC_64: i32 = bindings::IPC_64 as i32;
 
 /// A 32-bit register as an unsigned argument (a pointer, a size, an
 /// `unsigned int`): zero-extended, as `compat_ptr()` does.
@@ -150,24 +134,30 @@ fn ipc(
     ptr: usize,
     fifth: usize,
 ) -> Decoded {
+    // The call numbers (`include/uapi/linux/ipc.h`).
+    use bindings::{
+        MSGCTL, MSGGET, MSGRCV, MSGSND, SEMCTL, SEMGET, SEMOP, SEMTIMEDOP, SHMAT, SHMCTL, SHMDT,
+        SHMGET,
+    };
     let version = (call as u32) >> 16;
     let (first, second, third, ptr, fifth) = (u(first), u(second), u(third), u(ptr), fifth);
-    let old = |hook, a| {
+    let with = |hook, a, abi| {
         Decoded::Call(Call {
             hook,
             a,
-            abi: Abi::Compat,
+            abi,
             time: Time::Old32,
         })
     };
+    let old = |hook, a| with(hook, a, Abi::Compat);
     match (call as u32) & 0xffff {
         // struct sembuf is the same on 32 and 64 bits.
-        ipccall::SEMOP => old(HOOK_SEMTIMEDOP, [first, ptr, second, 0, 0]),
+        SEMOP => old(HOOK_SEMTIMEDOP, [first, ptr, second, 0, 0]),
         // Only with 32-bit time_t calls in the kernel.
-        ipccall::SEMTIMEDOP if !cfg!(CONFIG_COMPAT_32BIT_TIME) => Decoded::Fail(neg(errno::ENOSYS)),
-        ipccall::SEMTIMEDOP => old(HOOK_SEMTIMEDOP, [first, ptr, second, u(fifth), 0]),
-        ipccall::SEMGET => old(HOOK_SEMGET, [first, second, third, 0, 0]),
-        ipccall::SEMCTL => {
+        SEMTIMEDOP if !cfg!(CONFIG_COMPAT_32BIT_TIME) => Decoded::Fail(neg(errno::ENOSYS)),
+        SEMTIMEDOP => old(HOOK_SEMTIMEDOP, [first, ptr, second, u(fifth), 0]),
+        SEMGET => old(HOOK_SEMGET, [first, second, third, 0, 0]),
+        SEMCTL => {
             if ptr == 0 {
                 return Decoded::Fail(neg(errno::EINVAL));
             }
@@ -176,15 +166,11 @@ fn ipc(
                 return Decoded::Fail(e);
             }
             let (cmd, abi) = parse_version(third);
-            Decoded::Call(Call {
-                hook: HOOK_SEMCTL,
-                a: [first, second, cmd, u32::from_ne_bytes(pad) as usize, 0],
-                abi,
-                time: Time::Old32,
-            })
+            let arg = u32::from_ne_bytes(pad) as usize;
+            with(HOOK_SEMCTL, [first, second, cmd, arg, 0], abi)
         }
-        ipccall::MSGSND => old(HOOK_MSGSND, [first, ptr, s(second), third, 0]),
-        ipccall::MSGRCV => {
+        MSGSND => old(HOOK_MSGSND, [first, ptr, s(second), third, 0]),
+        MSGRCV => {
             if (first as i32) < 0 || (second as i32) < 0 {
                 return Decoded::Fail(neg(errno::EINVAL));
             }
@@ -203,33 +189,24 @@ fn ipc(
             let msgtyp = i32::from_ne_bytes([k[4], k[5], k[6], k[7]]) as isize as usize;
             old(HOOK_MSGRCV, [first, msgp, second, msgtyp, third])
         }
-        ipccall::MSGGET => old(HOOK_MSGGET, [first, second, 0, 0, 0]),
-        ipccall::MSGCTL => {
-            let (cmd, abi) = parse_version(second);
-            Decoded::Call(Call {
-                hook: HOOK_MSGCTL,
-                a: [first, cmd, ptr, 0, 0],
-                abi,
-                time: Time::Old32,
-            })
-        }
-        ipccall::SHMAT => {
+        MSGGET => old(HOOK_MSGGET, [first, second, 0, 0, 0]),
+        SHMAT => {
             if version == 1 {
                 return Decoded::Fail(neg(errno::EINVAL));
             }
             // The address goes to *third; the call's original writes it.
             old(HOOK_SHMAT, [first, ptr, second, third, 0])
         }
-        ipccall::SHMDT => old(HOOK_SHMDT, [ptr, 0, 0, 0, 0]),
-        ipccall::SHMGET => old(HOOK_SHMGET, [first, second, third, 0, 0]),
-        ipccall::SHMCTL => {
+        SHMDT => old(HOOK_SHMDT, [ptr, 0, 0, 0, 0]),
+        SHMGET => old(HOOK_SHMGET, [first, second, third, 0, 0]),
+        ctl @ (MSGCTL | SHMCTL) => {
+            let hook = if ctl == MSGCTL {
+                HOOK_MSGCTL
+            } else {
+                HOOK_SHMCTL
+            };
             let (cmd, abi) = parse_version(second);
-            Decoded::Call(Call {
-                hook: HOOK_SHMCTL,
-                a: [first, cmd, ptr, 0, 0],
-                abi,
-                time: Time::Old32,
-            })
+            with(hook, [first, cmd, ptr, 0, 0], abi)
         }
         _ => Decoded::Local,
     }

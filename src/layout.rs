@@ -13,7 +13,7 @@
 
 use crate::{
     util::{copy_in, u32_at, IPCMNI_SHIFT},
-    wire::{IpcStat, MsgStat, ShmStat},
+    wire::{Class, IpcStat, MsgStat, ShmStat},
 };
 use core::mem::{offset_of, size_of};
 use kernel::{bindings, prelude::*};
@@ -140,14 +140,30 @@ struct OldShmid {
 
 /// The owner and mode an object shows, with the sequence number of the
 /// local shadow's id.
-pub(crate) struct Perm {
-    pub(crate) key: i32,
-    pub(crate) uid: u32,
-    pub(crate) gid: u32,
-    pub(crate) cuid: u32,
-    pub(crate) cgid: u32,
-    pub(crate) mode: u32,
-    pub(crate) local_id: i32,
+struct Perm {
+    key: i32,
+    uid: u32,
+    gid: u32,
+    cuid: u32,
+    cgid: u32,
+    mode: u32,
+    local_id: i32,
+}
+
+/// The [`Perm`] of a referee's `IpcStat`, `MsgStat` or `ShmStat` (each
+/// has the same owner fields) for the shadow with id `local_id`.
+macro_rules! perm_of {
+    ($st:expr, $local_id:expr) => {
+        Perm {
+            key: $st.key,
+            uid: $st.uid,
+            gid: $st.gid,
+            cuid: $st.cuid,
+            cgid: $st.cgid,
+            mode: $st.mode,
+            local_id: $local_id,
+        }
+    };
 }
 
 /// `high2lowuid()`/`high2lowgid()`: an id that does not fit 16 bits shows
@@ -217,15 +233,7 @@ fn put_perm(ds: &mut Ds, abi: Abi, p: &Perm) {
 
 /// `struct semid64_ds` (or its 32-bit forms) for `semctl(IPC_STAT)`.
 pub(crate) fn semid_ds(abi: Abi, st: &IpcStat, local_id: i32) -> Ds {
-    let perm = Perm {
-        key: st.key,
-        uid: st.uid,
-        gid: st.gid,
-        cuid: st.cuid,
-        cgid: st.cgid,
-        mode: st.mode,
-        local_id,
-    };
+    let perm = perm_of!(st, local_id);
     match abi {
         Abi::Native => {
             use bindings::semid64_ds as S;
@@ -289,15 +297,7 @@ mod msqid64 {
 
 /// `struct msqid64_ds` (or its 32-bit forms) for `msgctl(IPC_STAT)`.
 pub(crate) fn msqid_ds(abi: Abi, st: &MsgStat, local_id: i32) -> Ds {
-    let perm = Perm {
-        key: st.key,
-        uid: st.uid,
-        gid: st.gid,
-        cuid: st.cuid,
-        cgid: st.cgid,
-        mode: st.mode,
-        local_id,
-    };
+    let perm = perm_of!(st, local_id);
     match abi {
         Abi::Native => {
             use msqid64 as M;
@@ -371,15 +371,7 @@ mod shmid64 {
 
 /// `struct shmid64_ds` (or its 32-bit forms) for `shmctl(IPC_STAT)`.
 pub(crate) fn shmid_ds(abi: Abi, st: &ShmStat, local_id: i32) -> Ds {
-    let perm = Perm {
-        key: st.key,
-        uid: st.uid,
-        gid: st.gid,
-        cuid: st.cuid,
-        cgid: st.cgid,
-        mode: st.mode,
-        local_id,
-    };
+    let perm = perm_of!(st, local_id);
     match abi {
         Abi::Native => {
             use shmid64 as S;
@@ -444,43 +436,36 @@ pub(crate) struct SetFields {
     pub(crate) qbytes: u64,
 }
 
-/// Which structure an `IPC_SET` reads.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum SetOf {
-    Sem,
-    Msg,
-    Shm,
-}
-
 /// Reads what `IPC_SET` takes from the structure at `addr`, as the kernel
 /// copies it: x86-64 callers' whole `*id64_ds`; 32-bit callers' permission
 /// block, then a queue's `msg_qbytes`. `-EFAULT` if a copy fails.
 pub(crate) fn read_set(
     abi: Abi,
-    of: SetOf,
+    of: Class,
     addr: usize,
 ) -> core::result::Result<SetFields, c_long> {
     match abi {
         Abi::Native => {
             use bindings::ipc64_perm as P;
             let len = match of {
-                SetOf::Sem => size_of::<bindings::semid64_ds>(),
-                SetOf::Msg => msqid64::LEN,
-                SetOf::Shm => shmid64::LEN,
+                Class::Sem => size_of::<bindings::semid64_ds>(),
+                Class::Msg => msqid64::LEN,
+                Class::Shm => shmid64::LEN,
             };
             let mut b = [0u8; DS_MAX];
             copy_in(addr, &mut b[..len])?;
-            let mut q = [0u8; 8];
-            q.copy_from_slice(&b[msqid64::QBYTES..msqid64::QBYTES + 8]);
+            let qbytes = if of == Class::Msg {
+                let mut q = [0u8; 8];
+                q.copy_from_slice(&b[msqid64::QBYTES..msqid64::QBYTES + 8]);
+                u64::from_ne_bytes(q)
+            } else {
+                0
+            };
             Ok(SetFields {
                 uid: u32_at(&b, offset_of!(P, uid)),
                 gid: u32_at(&b, offset_of!(P, gid)),
                 mode: u32_at(&b, offset_of!(P, mode)),
-                qbytes: if of == SetOf::Msg {
-                    u64::from_ne_bytes(q)
-                } else {
-                    0
-                },
+                qbytes,
             })
         }
         Abi::Compat => {
@@ -494,7 +479,7 @@ pub(crate) fn read_set(
                 mode: u32::from(u16::from_ne_bytes([b[mode], b[mode + 1]])),
                 qbytes: 0,
             };
-            if of == SetOf::Msg {
+            if of == Class::Msg {
                 let mut q = [0u8; 4];
                 let o = offset_of!(bindings::compat_msqid64_ds, msg_qbytes);
                 copy_in(addr.wrapping_add(o), &mut q)?;
@@ -512,7 +497,7 @@ pub(crate) fn read_set(
                 mode: u16_at(offset_of!(OldPerm, mode)),
                 qbytes: 0,
             };
-            if of == SetOf::Msg {
+            if of == Class::Msg {
                 let mut q = [0u8; 2];
                 copy_in(addr.wrapping_add(offset_of!(OldMsqid, qbytes)), &mut q)?;
                 fields.qbytes = u16::from_ne_bytes(q).into();

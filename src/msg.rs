@@ -22,7 +22,7 @@
 
 use crate::{
     ids::{self, get_object},
-    layout::{self, Abi, SetOf},
+    layout::{self, Abi},
     msglease::{self, Ends, Local},
     node::Node,
     shadow::{ProcStat, Shadow},
@@ -296,7 +296,7 @@ fn ctl(node: &Node, s: Shadow, cmd: i32, buf: usize, abi: Abi) -> c_long {
     let mut local = 0;
     match cmd {
         msgcmd::IPC_SET => {
-            let set = match layout::read_set(abi, SetOf::Msg, buf) {
+            let set = match layout::read_set(abi, Class::Msg, buf) {
                 Ok(set) => set,
                 Err(e) => return e,
             };

@@ -11,7 +11,7 @@
 use crate::{
     compat::Time,
     ids::{self, get_object},
-    layout::{self, Abi, SetOf},
+    layout::{self, Abi},
     node::Node,
     shadow::{ProcStat, Shadow},
     shim::{self, HOOK_SEMGET},
@@ -254,7 +254,7 @@ pub(crate) fn semctl(
     match cmd {
         semcmd::SETVAL => ctl.val = arg as i32,
         semcmd::IPC_SET => {
-            let set = match layout::read_set(abi, SetOf::Sem, arg) {
+            let set = match layout::read_set(abi, Class::Sem, arg) {
                 Ok(set) => set,
                 Err(e) => return e,
             };

@@ -23,7 +23,7 @@
 
 use crate::{
     ids::{self, get_object},
-    layout::{self, Abi, SetOf},
+    layout::{self, Abi},
     node::Node,
     seg::{next_word, sufficient, Seg, ACC_MASK, ACC_NONE, ACC_READ, ACC_WRITE},
     shadow::{ProcStat, Shadow},
@@ -265,7 +265,7 @@ pub(crate) fn shmctl(node: &Node, shmid: i32, cmd: i32, buf: usize, abi: Abi) ->
     };
     let mut req = ShmCtl::new(s.oid, shim::current_tgid(), shim::current_cred(), cmd);
     if cmd == shmcmd::IPC_SET {
-        let set = match layout::read_set(abi, SetOf::Shm, buf) {
+        let set = match layout::read_set(abi, Class::Shm, buf) {
             Ok(set) => set,
             Err(e) => return Some(e),
         };

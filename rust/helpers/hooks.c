@@ -37,6 +37,7 @@
  * flight rather than freeing code they will return into.
  */
 #include <linux/ftrace.h>
+#include <linux/ipc.h>
 #include <linux/kallsyms.h>
 #include <linux/kprobes.h>
 #include <linux/module.h>
@@ -165,25 +166,25 @@ static notrace bool dipc_needs_module(unsigned int id, const struct pt_regs *use
 		/* ipc(call, first, ...): the id, where there is one, is first. */
 		obj = (int)user->cx;
 		switch ((u32)user->bx & 0xffff) {
-		case 1: /* SEMOP */
-		case 3: /* SEMCTL */
-		case 4: /* SEMTIMEDOP */
+		case SEMOP:
+		case SEMCTL:
+		case SEMTIMEDOP:
 			bits = dipc_shadow_bits[0];
 			break;
-		case 11: /* MSGSND */
-		case 12: /* MSGRCV */
-		case 14: /* MSGCTL */
+		case MSGSND:
+		case MSGRCV:
+		case MSGCTL:
 			bits = dipc_shadow_bits[1];
 			break;
-		case 21: /* SHMAT */
-		case 24: /* SHMCTL */
+		case SHMAT:
+		case SHMCTL:
 			bits = dipc_shadow_bits[2];
 			break;
-		case 22: /* SHMDT */
+		case SHMDT:
 			return dipc_shm_wrapped();
-		case 2: /* SEMGET */
-		case 13: /* MSGGET */
-		case 23: /* SHMGET */
+		case SEMGET:
+		case MSGGET:
+		case SHMGET:
 			return true;
 		default: /* no SysV IPC call: the kernel's -ENOSYS */
 			return false;
@@ -199,7 +200,7 @@ static notrace bool dipc_needs_module(unsigned int id, const struct pt_regs *use
 static notrace bool dipc_is_shmdt(unsigned int id, const struct pt_regs *user)
 {
 	return id == DIPC_HOOK_SHMDT || id == DIPC_HOOK_SHMDT32 ||
-	       (id == DIPC_HOOK_IPC && ((u32)user->bx & 0xffff) == 22 /* SHMDT */);
+	       (id == DIPC_HOOK_IPC && ((u32)user->bx & 0xffff) == SHMDT);
 }
 
 #define DIPC_TRAMPOLINE(id)                                                   \
@@ -222,18 +223,26 @@ DIPC_TRAMPOLINE(DIPC_HOOK_MSGGET)
 DIPC_TRAMPOLINE(DIPC_HOOK_MSGSND)
 DIPC_TRAMPOLINE(DIPC_HOOK_MSGRCV)
 DIPC_TRAMPOLINE(DIPC_HOOK_MSGCTL)
-DIPC_TRAMPOLINE(DIPC_HOOK_IPC)
-DIPC_TRAMPOLINE(DIPC_HOOK_SEMGET32)
-DIPC_TRAMPOLINE(DIPC_HOOK_SEMTIMEDOP32)
-DIPC_TRAMPOLINE(DIPC_HOOK_SEMCTL32)
-DIPC_TRAMPOLINE(DIPC_HOOK_MSGGET32)
-DIPC_TRAMPOLINE(DIPC_HOOK_MSGSND32)
-DIPC_TRAMPOLINE(DIPC_HOOK_MSGRCV32)
-DIPC_TRAMPOLINE(DIPC_HOOK_MSGCTL32)
-DIPC_TRAMPOLINE(DIPC_HOOK_SHMGET32)
-DIPC_TRAMPOLINE(DIPC_HOOK_SHMAT32)
-DIPC_TRAMPOLINE(DIPC_HOOK_SHMDT32)
-DIPC_TRAMPOLINE(DIPC_HOOK_SHMCTL32)
+
+/*
+ * The hooks whose originals are called through static calls (see `direct`
+ * in struct dipc_hook): the ia32 entries.
+ */
+#define DIPC_DIRECT_HOOKS(X)                                                  \
+	X(DIPC_HOOK_IPC)                                                      \
+	X(DIPC_HOOK_SEMGET32)                                                 \
+	X(DIPC_HOOK_SEMTIMEDOP32)                                             \
+	X(DIPC_HOOK_SEMCTL32)                                                 \
+	X(DIPC_HOOK_MSGGET32)                                                 \
+	X(DIPC_HOOK_MSGSND32)                                                 \
+	X(DIPC_HOOK_MSGRCV32)                                                 \
+	X(DIPC_HOOK_MSGCTL32)                                                 \
+	X(DIPC_HOOK_SHMGET32)                                                 \
+	X(DIPC_HOOK_SHMAT32)                                                  \
+	X(DIPC_HOOK_SHMDT32)                                                  \
+	X(DIPC_HOOK_SHMCTL32)
+
+DIPC_DIRECT_HOOKS(DIPC_TRAMPOLINE)
 
 #define DIPC_HOOK(id, sym, opt)                                               \
 	[id] = { .name = sym, .trampoline = dipc_trampoline_##id,             \
@@ -252,50 +261,35 @@ static long dipc_no_original(const struct pt_regs *regs)
 	return -ENOSYS;
 }
 
-DEFINE_STATIC_CALL(dipc_orig_ipc, dipc_no_original);
-DEFINE_STATIC_CALL(dipc_orig_semget32, dipc_no_original);
-DEFINE_STATIC_CALL(dipc_orig_semtimedop32, dipc_no_original);
-DEFINE_STATIC_CALL(dipc_orig_semctl32, dipc_no_original);
-DEFINE_STATIC_CALL(dipc_orig_msgget32, dipc_no_original);
-DEFINE_STATIC_CALL(dipc_orig_msgsnd32, dipc_no_original);
-DEFINE_STATIC_CALL(dipc_orig_msgrcv32, dipc_no_original);
-DEFINE_STATIC_CALL(dipc_orig_msgctl32, dipc_no_original);
-DEFINE_STATIC_CALL(dipc_orig_shmget32, dipc_no_original);
-DEFINE_STATIC_CALL(dipc_orig_shmat32, dipc_no_original);
-DEFINE_STATIC_CALL(dipc_orig_shmdt32, dipc_no_original);
-DEFINE_STATIC_CALL(dipc_orig_shmctl32, dipc_no_original);
+#define DIPC_ORIGINAL(id) DEFINE_STATIC_CALL(dipc_orig_##id, dipc_no_original);
+DIPC_DIRECT_HOOKS(DIPC_ORIGINAL)
 
-/* Points (update) or calls (!update) the static call of direct hook `id`. */
-#define DIPC_DIRECT_CASES(update, regs, target)                               \
-	DIPC_DIRECT_CASE(update, DIPC_HOOK_IPC, dipc_orig_ipc, regs, target)  \
-	DIPC_DIRECT_CASE(update, DIPC_HOOK_SEMGET32, dipc_orig_semget32, regs, target) \
-	DIPC_DIRECT_CASE(update, DIPC_HOOK_SEMTIMEDOP32, dipc_orig_semtimedop32, regs, target) \
-	DIPC_DIRECT_CASE(update, DIPC_HOOK_SEMCTL32, dipc_orig_semctl32, regs, target) \
-	DIPC_DIRECT_CASE(update, DIPC_HOOK_MSGGET32, dipc_orig_msgget32, regs, target) \
-	DIPC_DIRECT_CASE(update, DIPC_HOOK_MSGSND32, dipc_orig_msgsnd32, regs, target) \
-	DIPC_DIRECT_CASE(update, DIPC_HOOK_MSGRCV32, dipc_orig_msgrcv32, regs, target) \
-	DIPC_DIRECT_CASE(update, DIPC_HOOK_MSGCTL32, dipc_orig_msgctl32, regs, target) \
-	DIPC_DIRECT_CASE(update, DIPC_HOOK_SHMGET32, dipc_orig_shmget32, regs, target) \
-	DIPC_DIRECT_CASE(update, DIPC_HOOK_SHMAT32, dipc_orig_shmat32, regs, target) \
-	DIPC_DIRECT_CASE(update, DIPC_HOOK_SHMDT32, dipc_orig_shmdt32, regs, target) \
-	DIPC_DIRECT_CASE(update, DIPC_HOOK_SHMCTL32, dipc_orig_shmctl32, regs, target)
-
-#define DIPC_DIRECT_CASE(update, id, sc, regs, target)                        \
-	case id:                                                              \
-		if (update) {                                                 \
-			static_call_update(sc, (long (*)(const struct pt_regs *))(target)); \
-			return 0;                                             \
-		}                                                             \
-		return static_call(sc)(regs);
-
-/* Calls (or, with `update`, points at `target`) direct hook `id`'s original. */
-static long dipc_direct(unsigned int id, bool update, const struct pt_regs *regs,
-			unsigned long target)
+/* Calls direct hook `id`'s original. */
+static long dipc_direct_call(unsigned int id, const struct pt_regs *regs)
 {
 	switch (id) {
-	DIPC_DIRECT_CASES(update, regs, target)
+#define DIPC_CALL_CASE(id)                                                    \
+	case id:                                                              \
+		return static_call(dipc_orig_##id)(regs);
+	DIPC_DIRECT_HOOKS(DIPC_CALL_CASE)
+#undef DIPC_CALL_CASE
 	}
 	return -ENOSYS;
+}
+
+/* Points direct hook `id`'s static call at the original's entry. */
+static void dipc_direct_point(unsigned int id, unsigned long entry)
+{
+	long (*fn)(const struct pt_regs *) = (void *)entry;
+
+	switch (id) {
+#define DIPC_POINT_CASE(id)                                                   \
+	case id:                                                              \
+		static_call_update(dipc_orig_##id, fn);                      \
+		break;
+	DIPC_DIRECT_HOOKS(DIPC_POINT_CASE)
+#undef DIPC_POINT_CASE
+	}
 }
 
 static struct dipc_hook dipc_hooks[DIPC_NR_HOOKS] = {
@@ -460,7 +454,7 @@ long dipc_call_original(unsigned int id, const struct pt_regs *regs)
 	long (*orig)(const struct pt_regs *) = (void *)dipc_hooks[id].entry;
 
 	if (dipc_hooks[id].direct)
-		return dipc_direct(id, false, regs, 0);
+		return dipc_direct_call(id, regs);
 	return orig(regs);
 }
 
@@ -645,7 +639,7 @@ int dipc_hooks_register(void *ctx, const u64 *sem_bits, const u64 *msg_bits,
 		if (!hook->fentry)
 			continue;
 		if (hook->direct)
-			dipc_direct(i, true, NULL, hook->entry);
+			dipc_direct_point(i, hook->entry);
 		err = dipc_ops_add(&dipc_ops, hook->fentry, hook->name);
 		if (err)
 			goto fail;

@@ -23,7 +23,7 @@ cargo_version="$(sed -n 's/^version = "\(.*\)"$/\1/p' dipcd/Cargo.toml | head -n
 # Copies the sources into $1.
 copy_sources() {
 	mkdir -p "$1"
-	git ls-files -co --exclude-standard dkms.conf Kbuild src rust include dipcd/wire/src |
+	git ls-files -co --exclude-standard dkms.conf Kbuild src rust include dipcd/wire/src scripts/dkms-make.sh scripts/stock-kbuild.sh |
 		grep -v '\.o$' | tar -cf - -T - | tar -xf - -C "$1"
 }
 
@@ -31,6 +31,10 @@ case "${1:-}" in
 install)
 	[ "$(id -u)" = 0 ] || fail "run as root"
 	dest="/usr/src/dipc-$version"
+	# Installed before: DKMS forgets that copy (and its builds) first.
+	if [ -n "$(dkms status -m dipc -v "$version" 2>/dev/null)" ]; then
+		dkms remove -m dipc -v "$version" --all >/dev/null
+	fi
 	rm -rf "$dest"
 	copy_sources "$dest"
 	dkms add -m dipc -v "$version"

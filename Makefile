@@ -29,7 +29,7 @@ GUEST_TARGET := x86_64-unknown-linux-gnu
 DIPCD_BIN := dipcd/target/$(GUEST_TARGET)/release/dipcd
 
 .PHONY: all module kernel setup clippy fmt fmt-check dipcd dipcd-test programs \
-	initramfs check check-host check-imports check-packaging check-dkms check-cluster check-debug fuzz soak bench \
+	initramfs check check-host check-imports check-packaging check-dkms check-cluster check-stock check-debug fuzz soak bench \
 	demo man clean
 
 all: module
@@ -101,6 +101,12 @@ check-packaging:
 check-dkms: $(if $(KDIR_IS_TEST_KERNEL),kernel)
 	scripts/dkms.sh check
 
+# dipc on Debian's own kernel (scripts/stock-kernel.sh): the README's
+# "Install on Debian" in a Debian 13 root, then foundation, sem, msg,
+# compat32 and a short shm on 3 guests booting Debian's vmlinuz.
+check-stock: dipcd programs
+	scripts/stock-kernel.sh
+
 # Regenerates the man pages of dipcd and dipcctl (Documentation/man/) from
 # their command-line definitions; `make dipcd-test` fails while they differ.
 man:
@@ -110,12 +116,14 @@ man:
 check-cluster: initramfs
 	tests/cluster/run-all.sh
 
-# Everything: set-up (idempotent), host tests, module build + clippy, cluster.
+# Everything: set-up (idempotent), host tests, module build + clippy, cluster,
+# and the cluster on Debian's stock kernel.
 check: setup
 	$(MAKE) check-host
 	$(MAKE) clippy
 	$(MAKE) check-dkms
 	$(MAKE) check-cluster
+	$(MAKE) check-stock
 
 # The whole cluster suite on the debug kernel (KASAN, lockdep, kmemleak,
 # DEBUG_OBJECTS): any report in any guest's kernel log fails the scenario

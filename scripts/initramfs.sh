@@ -6,26 +6,35 @@
 # has neither). With --bench, also the peers `make bench` compares
 # dipc with: Debian's stress-ng and redis-server, and MPICH's mpiexec.hydra
 # and hydra_pmi_proxy with race_mpi (build/mpi, linked against MPICH). Each
-# dynamic program comes with the shared libraries it loads.
-#   scripts/initramfs.sh [--bench] [--module DIPC.KO] OUT.cpio.gz
+# dynamic program comes with the shared libraries it loads. Each --kmod
+# module is loaded by /init, in the order given, before the network comes up
+# (Debian's kernel has virtio-net as a module).
+#   scripts/initramfs.sh [--bench] [--module DIPC.KO] [--kmod MOD.KO]... OUT.cpio.gz
 set -euo pipefail
 top="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bench=0
 module="$top/dipc.ko"
+kmods=()
 while [ $# -gt 1 ]; do
 	case "$1" in
 	--bench) bench=1; shift ;;
 	--module) module="$2"; shift 2 ;;
+	--kmod) kmods+=("$2"); shift 2 ;;
 	*) echo "initramfs: unknown option $1" >&2; exit 1 ;;
 	esac
 done
-out="$(realpath -m "${1:?usage: initramfs.sh [--bench] [--module DIPC.KO] OUT.cpio.gz}")"
+out="$(realpath -m "${1:?usage: initramfs.sh [--bench] [--module DIPC.KO] [--kmod MOD.KO]... OUT.cpio.gz}")"
 root="$top/build/rootfs"
 rm -rf "$root"
 mkdir -p "$root"/{bin,sbin,etc,proc,sys,dev,tmp,run,root,tests}
 cp /bin/busybox "$root/bin/busybox"
 install -m 0755 "$top/tests/guest/init" "$root/init"
 install -m 0644 "$module" "$root/dipc.ko"
+i=0
+for m in "${kmods[@]}"; do
+	i=$((i + 1))
+	install -D -m 0644 "$m" "$root/lib/modules/boot/$(printf %02d "$i")-$(basename "$m")"
+done
 for b in dipcd dipcctl; do
 	install -m 0755 "$top/dipcd/target/x86_64-unknown-linux-gnu/release/$b" "$root/bin/$b"
 done

@@ -5,8 +5,8 @@
 # cluster, clang/lld/llvm 19 for the debug kernel, wireguard-tools and
 # iproute2 for the WireGuard test, stress-ng, redis-server and libhiredis-dev
 # for `make bench`, MPICH for its race against MPI, gcc-multilib for the
-# 32-bit test programs, and
-# the pinned linux-source-7.3 package (fetched from trixie-backports through a private apt configuration, so nothing else on the
+# 32-bit test programs, debootstrap for the stock-kernel test's Debian 13
+# root, and the pinned linux-source-7.3 package (fetched from trixie-backports through a private apt configuration, so nothing else on the
 # machine ever comes from a newer suite).
 #
 # Idempotent: when everything is already in place it only checks and exits.
@@ -51,6 +51,8 @@ plain=(
 	groff-base dkms
 	# 32-bit (-m32 -static) builds of the errno comparison programs
 	gcc-multilib
+	# the Debian 13 root of the stock-kernel test (scripts/stock-kernel.sh)
+	debootstrap
 )
 
 missing=()
@@ -128,6 +130,9 @@ if [ ! -f "$src/.dipc-complete" ]; then
 	trap 'rm -rf "$deb_dir"' EXIT
 	(cd "$deb_dir" && apt-get "${apt_opts[@]}" download -qq "${KERNEL_SOURCE_PKG}=${KERNEL_SOURCE_VERSION}")
 	dpkg -x "$deb_dir"/*.deb "$deb_dir/x"
+	# Kept: the stock-kernel test installs it in its Debian 13 root.
+	mkdir -p "$DIPC_CACHE/debs"
+	cp "$deb_dir"/*.deb "$DIPC_CACHE/debs/"
 	rm -rf "$src" && mkdir -p "$src"
 	log "unpacking the kernel source into $src"
 	tar -xJf "$deb_dir/x/usr/src/${KERNEL_SOURCE_PKG}.tar.xz" -C "$src" --strip-components=1

@@ -3,15 +3,16 @@
 # cluster each (or the size its "# nodes: N" line asks for; 2 vCPUs per
 # guest, or what its "# cpus: N" line asks for). Needs `make initramfs` first (make check-cluster does it).
 #   tests/cluster/run-all.sh [SCENARIO...]
-# Environment: DIPC_KERNEL_FLAVOUR (test or debug), DIPC_INITRD (default
+# Environment: DIPC_KERNEL_FLAVOUR (test or debug), DIPC_BZIMAGE (another
+# kernel image: scripts/stock-kernel.sh boots Debian's), DIPC_INITRD (default
 # build/initramfs.cpio.gz), DIPC_OUT (logs, default build/cluster),
 # DIPC_NODES (3), DIPC_CPUS (vCPUs per guest, 2), DIPC_MEM (guest MiB, 256), DIPC_TIMEOUT_SCALE (1),
 # DIPC_APPEND (extra guest kernel command line, e.g. dipc.scale=8, which
-# divides the long test loops).
+# divides the long test loops), DIPC_CPU_MODEL (QEMU's -cpu; its default).
 set -euo pipefail
 top="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$top"
-kdir="$(scripts/kernel.sh --dir)"
+kernel="${DIPC_BZIMAGE:-$(scripts/kernel.sh --dir)/arch/x86/boot/bzImage}"
 (cd dipcd && cargo build --quiet --release --locked -p dipc-cluster)
 runner=dipcd/target/release/dipc-cluster
 scenarios=("$@")
@@ -25,10 +26,10 @@ for s in "${scenarios[@]}"; do
 	nodes="$(sed -n 's/^# nodes: \([0-9][0-9]*\)$/\1/p' "$s" | head -n 1)"
 	# ... and its own CPU count per guest with "# cpus: N" (default 2).
 	cpus="$(sed -n 's/^# cpus: \([0-9][0-9]*\)$/\1/p' "$s" | head -n 1)"
-	if "$runner" --nodes "${nodes:-${DIPC_NODES:-3}}" --cpus "${cpus:-${DIPC_CPUS:-2}}" --kernel "$kdir/arch/x86/boot/bzImage" \
+	if "$runner" --nodes "${nodes:-${DIPC_NODES:-3}}" --cpus "${cpus:-${DIPC_CPUS:-2}}" --kernel "$kernel" \
 		--initrd "${DIPC_INITRD:-build/initramfs.cpio.gz}" --out "$out" \
 		--mem "${DIPC_MEM:-256}" --timeout-scale "${DIPC_TIMEOUT_SCALE:-1}" \
-		--append "${DIPC_APPEND:-}" "$s"; then
+		--append "${DIPC_APPEND:-}" --cpu-model "${DIPC_CPU_MODEL:-}" "$s"; then
 		passed=$((passed + 1))
 	else
 		failed=$((failed + 1))

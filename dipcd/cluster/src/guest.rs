@@ -30,6 +30,8 @@ pub struct GuestConfig<'a> {
     pub dir: &'a Path,
     /// Extra kernel command line.
     pub append: &'a str,
+    /// QEMU's `-cpu` model, or empty for its default.
+    pub cpu_model: &'a str,
 }
 
 /// What a guest's agent reported.
@@ -86,6 +88,11 @@ impl Guest {
             "-smp",
             &cfg.cpus.to_string(),
         ])
+        .args(if cfg.cpu_model.is_empty() {
+            vec![]
+        } else {
+            vec!["-cpu", cfg.cpu_model]
+        })
         .arg("-kernel")
         .arg(cfg.kernel)
         .arg("-initrd")

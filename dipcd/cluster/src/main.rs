@@ -59,6 +59,11 @@ struct Cli {
     /// Extra kernel command line for every guest.
     #[arg(long, default_value = "")]
     append: String,
+    /// QEMU's CPU model (-cpu) for every guest; QEMU's default when empty.
+    /// (scripts/stock-kernel.sh uses Skylake-Client, a CPU the kernel
+    /// offers call depth tracking on.)
+    #[arg(long, default_value = "")]
+    cpu_model: String,
     /// QEMU binary.
     #[arg(long, default_value = "qemu-system-x86_64")]
     qemu: String,
@@ -119,6 +124,7 @@ fn run(cli: &Cli) -> Result<(), String> {
         mcast_port,
         dir: &out,
         append: &append,
+        cpu_model: &cli.cpu_model,
     };
     let (tx, rx) = mpsc::channel();
     let start = Instant::now();

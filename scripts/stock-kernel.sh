@@ -107,12 +107,16 @@ grep -q "rustc: the kernel was built with 'rustc 1.85.1 " "$root/tmp/other.log" 
 [ ! -e "$root/tmp/kbuild-other" ] || die "stock-kbuild.sh began a tree with another rustc"
 ko="$(find "$root/lib/modules/$STOCK_KREL/updates" -name 'dipc.ko*' | head -n 1)"
 [ -n "$ko" ] || die "DKMS installed no dipc.ko under /lib/modules/$STOCK_KREL/updates"
+# A module file uncompressed (the guests' busybox insmod reads plain ELF).
+uncompress() { # MODULE.ko[.xz|.zst] OUT.ko
+	case "$1" in
+	*.xz) xz -dc "$1" >"$2" ;;
+	*.zst) zstd -qdc "$1" >"$2" ;;
+	*) cp "$1" "$2" ;;
+	esac
+}
 mkdir -p build/stock
-case "$ko" in
-*.xz) xz -dc "$ko" >build/stock/dipc.ko ;;
-*.zst) zstd -qdc "$ko" >build/stock/dipc.ko ;;
-*) cp "$ko" build/stock/dipc.ko ;;
-esac
+uncompress "$ko" build/stock/dipc.ko
 
 # Debian's kernel image and modules.
 img="$DIPC_CACHE/stock/image-${STOCK_KREL}_$STOCK_VERSION"
@@ -137,8 +141,7 @@ have="$(modinfo -F vermagic build/stock/dipc.ko)"
 [ "$want" = "$have" ] || die "dipc.ko's vermagic is '$have', Debian's modules' '$want'"
 log "dipc.ko: vermagic $have"
 
-# virtio_net and what it depends on, dependencies first, uncompressed (the
-# guests' busybox insmod reads plain ELF).
+# virtio_net and what it depends on, dependencies first, uncompressed.
 kmods=()
 add_kmod() {
 	local f dep
@@ -147,11 +150,7 @@ add_kmod() {
 	for dep in $(modinfo -F depends "$f" | tr , ' '); do add_kmod "$dep"; done
 	local out="build/stock/kmod/$1.ko"
 	case " ${kmods[*]:-} " in *" $out "*) return ;; esac
-	case "$f" in
-	*.xz) xz -dc "$f" >"$out" ;;
-	*.zst) zstd -qdc "$f" >"$out" ;;
-	*) cp "$f" "$out" ;;
-	esac
+	uncompress "$f" "$out"
 	kmods+=("$out")
 }
 rm -rf build/stock/kmod && mkdir -p build/stock/kmod

@@ -56,8 +56,9 @@ enum dipc_hook_id {
 /*
  * Hooks every syscall entry point with the module's ftrace_ops (IPMODIFY,
  * arguments only) and exit_sem() with a second one; looks each up by name
- * and, on a kernel with IBT, refuses (-ENOEXEC) unless every function the
- * module calls through a pointer begins with endbr64. The twelve ia32
+ * and, on a kernel that enforces branch targets (x86 IBT, arm64 BTI),
+ * refuses (-ENOEXEC) unless every function the module calls through a
+ * pointer begins with the landing instruction (helpers/arch.h). The twelve ia32
  * entry points (absent without IA32 emulation) are skipped when none of
  * them exists, refused (-ENOENT) when only some do, and called through
  * static calls, as their endbr64 is sealed. `ctx` is passed to
@@ -77,7 +78,8 @@ void dipc_hooks_unregister(void);
 bool dipc_hook_registered(unsigned int id);
 /*
  * The ftrace site and entry of kernel function `name` (helpers/hooks.c);
- * on a kernel with IBT, -ENOEXEC unless the entry begins with endbr64.
+ * on a kernel that enforces branch targets, -ENOEXEC unless the entry
+ * begins with the landing instruction (endbr64, bti c).
  */
 int dipc_resolve_function(const char *name, unsigned long *fentry, unsigned long *entry);
 /*
@@ -99,6 +101,14 @@ struct dipc_proc_stat {
 void dipc_rust_proc_refresh(void *ctx, int cls);
 /* Implemented in Rust: what the line of shadow `id` of table `cls` shows. */
 bool dipc_rust_proc_stat(void *ctx, int cls, int id, struct dipc_proc_stat *out);
+/* How many arguments dipc_syscall_args() gives. */
+#define DIPC_NR_ARGS 6
+/*
+ * The arguments of hook `id`'s call, read from the user's registers `regs`
+ * as the architecture passes them (helpers/arch.h; the i386 ABI's for the
+ * ia32 hooks), into out[0..DIPC_NR_ARGS).
+ */
+void dipc_syscall_args(unsigned int id, const struct pt_regs *regs, unsigned long *out);
 /* Runs the original syscall function of hook `id` with the user's registers. */
 long dipc_call_original(unsigned int id, const struct pt_regs *regs);
 /* Implemented in Rust: handles a redirected syscall. */

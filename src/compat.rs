@@ -16,7 +16,7 @@ use crate::{
         HOOK_IPC, HOOK_MSGCTL, HOOK_MSGCTL32, HOOK_MSGGET, HOOK_MSGGET32, HOOK_MSGRCV,
         HOOK_MSGRCV32, HOOK_MSGSND, HOOK_MSGSND32, HOOK_SEMCTL, HOOK_SEMCTL32, HOOK_SEMGET,
         HOOK_SEMGET32, HOOK_SEMTIMEDOP, HOOK_SEMTIMEDOP32, HOOK_SHMAT, HOOK_SHMAT32, HOOK_SHMCTL,
-        HOOK_SHMCTL32, HOOK_SHMDT, HOOK_SHMDT32, HOOK_SHMGET, HOOK_SHMGET32,
+        HOOK_SHMCTL32, HOOK_SHMDT, HOOK_SHMDT32, HOOK_SHMGET, HOOK_SHMGET32, NR_ARGS,
     },
     util::{copy_in, neg},
     wire::errno,
@@ -88,16 +88,17 @@ fn parse_version(cmd: usize) -> (usize, Abi) {
     ((cmd & !IPC_64) as u32 as usize, abi)
 }
 
-/// Hook `id`'s call with the user's registers `r`.
-pub(crate) fn decode(id: u32, r: &bindings::pt_regs) -> Decoded {
+/// Hook `id`'s call with the arguments `r` (in the order of the entry's
+/// ABI: [`crate::shim::syscall_args`]).
+pub(crate) fn decode(id: u32, r: &[usize; NR_ARGS]) -> Decoded {
     let native = |hook| Call {
         hook,
-        a: [r.di, r.si, r.dx, r.r10, r.r8],
+        a: [r[0], r[1], r[2], r[3], r[4]],
         abi: Abi::Native,
         time: Time::Native,
     };
-    // The i386 argument registers, in order.
-    let (b, c, d, si, di, bp) = (r.bx, r.cx, r.dx, r.si, r.di, r.bp);
+    // A 32-bit call's arguments (i386: bx, cx, dx, si, di, bp), in order.
+    let [b, c, d, si, di, bp] = *r;
     let compat = |hook, a| Call {
         hook,
         a,

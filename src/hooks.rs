@@ -50,10 +50,10 @@ unsafe extern "C" fn dipc_rust_syscall(
     Counter::inc(calls_counter(id as usize));
     // SAFETY: per the function's contract `ctx` is the registered `Node`.
     let node = unsafe { shim::borrow_ctx::<Node>(ctx) };
-    // SAFETY: `regs` points to the saved user registers, fixed for the call.
-    let r = unsafe { &*regs };
-    // The call in x86-64 terms (a 32-bit program's too).
-    let call = match compat::decode(id, r) {
+    // SAFETY: `regs` is what the trampoline of hook `id` received.
+    let r = unsafe { shim::syscall_args(id, regs) };
+    // The call in the 64-bit entry's terms (a 32-bit program's too).
+    let call = match compat::decode(id, &r) {
         Decoded::Call(c) => c,
         // SAFETY: `regs` and `id` are what the trampoline of hook `id` received.
         Decoded::Local => return unsafe { shim::call_original(id, regs) },

@@ -99,6 +99,11 @@ mod ffi {
         pub(super) fn dipc_hooks_unregister();
         pub(super) fn dipc_hook_registered(id: c_uint) -> bool;
         pub(super) fn dipc_call_original(id: c_uint, regs: *const bindings::pt_regs) -> c_long;
+        pub(super) fn dipc_syscall_args(
+            id: c_uint,
+            regs: *const bindings::pt_regs,
+            out: *mut c_ulong,
+        );
         pub(super) fn dipc_call_original_args(
             id: c_uint,
             a0: c_long,
@@ -403,6 +408,26 @@ impl<T: Send + Sync + 'static> Drop for Hooks<T> {
 pub(crate) fn hook_registered(id: usize) -> bool {
     // SAFETY: a pure query; the C side checks the bound.
     unsafe { ffi::dipc_hook_registered(id as c_uint) }
+}
+
+/// How many arguments [`syscall_args`] gives.
+pub(crate) const NR_ARGS: usize = 6; // DIPC_NR_ARGS in the C header
+
+/// The arguments of hook `id`'s call, in order, as the architecture
+/// passes them in the user's registers `regs` (`rust/helpers/arch.h`; the
+/// i386 ABI's for the ia32 hooks).
+///
+/// # Safety
+///
+/// `regs` must be the user register set the syscall entry passed to the
+/// trampoline of hook `id`.
+pub(crate) unsafe fn syscall_args(id: u32, regs: *const bindings::pt_regs) -> [usize; NR_ARGS] {
+    // The kernel's `c_ulong` is `usize`.
+    let mut out: [c_ulong; NR_ARGS] = [0; NR_ARGS];
+    // SAFETY: `regs` is valid per the function's contract; `out` has room
+    // for the `DIPC_NR_ARGS` values the C side writes.
+    unsafe { ffi::dipc_syscall_args(id, regs, out.as_mut_ptr()) };
+    out
 }
 
 /// Runs the original syscall of hook `id`.

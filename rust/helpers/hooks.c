@@ -18,13 +18,14 @@
  * (Documentation/architecture.md, "Interception").
  *
  * Addresses: each entry point is looked up by name once at load (a kprobe
- * registered disabled, so never armed, resolves the name to its ftrace site;
- * kallsyms' offset of that site gives the function's entry). The module
- * calls only entries, and with CONFIG_X86_KERNEL_IBT it refuses to load
- * unless every entry it calls through a pointer begins with endbr64. The
- * ia32 entries are called through static calls instead (direct calls,
- * patched at load): nothing in the kernel calls them indirectly, so
- * objtool seals their endbr64.
+ * registered disabled, so never armed, resolves the name; arch.h turns that
+ * into the function's entry and its ftrace site). The module calls only
+ * entries, and on a kernel that enforces branch targets (x86 IBT, arm64
+ * BTI) it refuses to load unless every entry it calls through a pointer
+ * begins with the landing instruction (endbr64, bti c). The ia32 entries
+ * are called through static calls instead (direct calls, patched at load):
+ * nothing in the kernel calls them indirectly, so objtool seals their
+ * endbr64. Registers and entry names differ by architecture: arch.h.
  *
  * Both ops are FTRACE_OPS_FL_PERMANENT, as livepatch's are: where
  * `sysctl kernel.ftrace_enabled=0` still switches ftrace off, it then fails
@@ -49,6 +50,7 @@
 #include <linux/string.h>
 #include <linux/uaccess.h>
 #include "../dipc_helpers.h"
+#include "arch.h"
 
 /*
  * For the test that shows the IBT check refuses what it should: added to
@@ -129,43 +131,43 @@ static notrace bool dipc_needs_module(unsigned int id, const struct pt_regs *use
 	case DIPC_HOOK_SEMTIMEDOP:
 	case DIPC_HOOK_SEMCTL:
 		bits = dipc_shadow_bits[0];
-		obj = (int)user->di;
+		obj = (int)dipc_sys_arg(user, 0);
 		break;
 	case DIPC_HOOK_MSGSND:
 	case DIPC_HOOK_MSGRCV:
 	case DIPC_HOOK_MSGCTL:
 		bits = dipc_shadow_bits[1];
-		obj = (int)user->di;
+		obj = (int)dipc_sys_arg(user, 0);
 		break;
 	case DIPC_HOOK_SHMAT:
 	case DIPC_HOOK_SHMCTL:
 		bits = dipc_shadow_bits[2];
-		obj = (int)user->di;
+		obj = (int)dipc_sys_arg(user, 0);
 		break;
 	case DIPC_HOOK_SHMDT:
 	case DIPC_HOOK_SHMDT32:
 		return dipc_shm_wrapped();
-	/* The ia32 entries: arguments in bx, cx, dx, si, di, bp. */
+	/* The ia32 entries: arguments in bx, cx, dx, si, di, bp (arch.h). */
 	case DIPC_HOOK_SEMTIMEDOP32:
 	case DIPC_HOOK_SEMCTL32:
 		bits = dipc_shadow_bits[0];
-		obj = (int)user->bx;
+		obj = (int)dipc_compat_arg(user, 0);
 		break;
 	case DIPC_HOOK_MSGSND32:
 	case DIPC_HOOK_MSGRCV32:
 	case DIPC_HOOK_MSGCTL32:
 		bits = dipc_shadow_bits[1];
-		obj = (int)user->bx;
+		obj = (int)dipc_compat_arg(user, 0);
 		break;
 	case DIPC_HOOK_SHMAT32:
 	case DIPC_HOOK_SHMCTL32:
 		bits = dipc_shadow_bits[2];
-		obj = (int)user->bx;
+		obj = (int)dipc_compat_arg(user, 0);
 		break;
 	case DIPC_HOOK_IPC:
 		/* ipc(call, first, ...): the id, where there is one, is first. */
-		obj = (int)user->cx;
-		switch ((u32)user->bx & 0xffff) {
+		obj = (int)dipc_compat_arg(user, 1);
+		switch ((u32)dipc_compat_arg(user, 0) & 0xffff) {
 		case SEMOP:
 		case SEMCTL:
 		case SEMTIMEDOP:
@@ -200,7 +202,7 @@ static notrace bool dipc_needs_module(unsigned int id, const struct pt_regs *use
 static notrace bool dipc_is_shmdt(unsigned int id, const struct pt_regs *user)
 {
 	return id == DIPC_HOOK_SHMDT || id == DIPC_HOOK_SHMDT32 ||
-	       (id == DIPC_HOOK_IPC && ((u32)user->bx & 0xffff) == SHMDT);
+	       (id == DIPC_HOOK_IPC && ((u32)dipc_compat_arg(user, 0) & 0xffff) == SHMDT);
 }
 
 #define DIPC_TRAMPOLINE(id)                                                   \
@@ -226,8 +228,9 @@ DIPC_TRAMPOLINE(DIPC_HOOK_MSGCTL)
 
 /*
  * The hooks whose originals are called through static calls (see `direct`
- * in struct dipc_hook): the ia32 entries.
+ * in struct dipc_hook): the ia32 entries (x86-64 only; arm64 has none).
  */
+#ifdef CONFIG_X86_64
 #define DIPC_DIRECT_HOOKS(X)                                                  \
 	X(DIPC_HOOK_IPC)                                                      \
 	X(DIPC_HOOK_SEMGET32)                                                 \
@@ -241,6 +244,9 @@ DIPC_TRAMPOLINE(DIPC_HOOK_MSGCTL)
 	X(DIPC_HOOK_SHMAT32)                                                  \
 	X(DIPC_HOOK_SHMDT32)                                                  \
 	X(DIPC_HOOK_SHMCTL32)
+#else
+#define DIPC_DIRECT_HOOKS(X)
+#endif
 
 DIPC_DIRECT_HOOKS(DIPC_TRAMPOLINE)
 
@@ -251,6 +257,7 @@ DIPC_DIRECT_HOOKS(DIPC_TRAMPOLINE)
 	[id] = { .name = sym, .trampoline = dipc_trampoline_##id,             \
 		 .optional = true, .direct = true }
 
+#ifdef CONFIG_X86_64
 /*
  * The static calls of the direct hooks' originals. Until dipc_hooks_register()
  * points one at its entry it returns -ENOSYS (never called then: the hook
@@ -291,20 +298,22 @@ static void dipc_direct_point(unsigned int id, unsigned long entry)
 #undef DIPC_POINT_CASE
 	}
 }
+#endif /* CONFIG_X86_64 */
 
 static struct dipc_hook dipc_hooks[DIPC_NR_HOOKS] = {
-	DIPC_HOOK(DIPC_HOOK_SHMGET, "__x64_sys_shmget", false),
-	DIPC_HOOK(DIPC_HOOK_SHMAT, "__x64_sys_shmat", false),
-	DIPC_HOOK(DIPC_HOOK_SHMDT, "__x64_sys_shmdt", false),
-	DIPC_HOOK(DIPC_HOOK_SHMCTL, "__x64_sys_shmctl", false),
-	DIPC_HOOK(DIPC_HOOK_SEMGET, "__x64_sys_semget", false),
-	DIPC_HOOK(DIPC_HOOK_SEMOP, "__x64_sys_semop", false),
-	DIPC_HOOK(DIPC_HOOK_SEMTIMEDOP, "__x64_sys_semtimedop", false),
-	DIPC_HOOK(DIPC_HOOK_SEMCTL, "__x64_sys_semctl", false),
-	DIPC_HOOK(DIPC_HOOK_MSGGET, "__x64_sys_msgget", false),
-	DIPC_HOOK(DIPC_HOOK_MSGSND, "__x64_sys_msgsnd", false),
-	DIPC_HOOK(DIPC_HOOK_MSGRCV, "__x64_sys_msgrcv", false),
-	DIPC_HOOK(DIPC_HOOK_MSGCTL, "__x64_sys_msgctl", false),
+	DIPC_HOOK(DIPC_HOOK_SHMGET, DIPC_SYS("shmget"), false),
+	DIPC_HOOK(DIPC_HOOK_SHMAT, DIPC_SYS("shmat"), false),
+	DIPC_HOOK(DIPC_HOOK_SHMDT, DIPC_SYS("shmdt"), false),
+	DIPC_HOOK(DIPC_HOOK_SHMCTL, DIPC_SYS("shmctl"), false),
+	DIPC_HOOK(DIPC_HOOK_SEMGET, DIPC_SYS("semget"), false),
+	DIPC_HOOK(DIPC_HOOK_SEMOP, DIPC_SYS("semop"), false),
+	DIPC_HOOK(DIPC_HOOK_SEMTIMEDOP, DIPC_SYS("semtimedop"), false),
+	DIPC_HOOK(DIPC_HOOK_SEMCTL, DIPC_SYS("semctl"), false),
+	DIPC_HOOK(DIPC_HOOK_MSGGET, DIPC_SYS("msgget"), false),
+	DIPC_HOOK(DIPC_HOOK_MSGSND, DIPC_SYS("msgsnd"), false),
+	DIPC_HOOK(DIPC_HOOK_MSGRCV, DIPC_SYS("msgrcv"), false),
+	DIPC_HOOK(DIPC_HOOK_MSGCTL, DIPC_SYS("msgctl"), false),
+#ifdef CONFIG_X86_64
 	/*
 	 * 32-bit programs (only with IA32 emulation, so optional; but all of
 	 * them or none, see dipc_hooks_resolve()): glibc for i386 makes every
@@ -324,6 +333,7 @@ static struct dipc_hook dipc_hooks[DIPC_NR_HOOKS] = {
 	DIPC_HOOK_DIRECT(DIPC_HOOK_SHMAT32, "__ia32_compat_sys_shmat"),
 	DIPC_HOOK_DIRECT(DIPC_HOOK_SHMDT32, "__ia32_sys_shmdt"),
 	DIPC_HOOK_DIRECT(DIPC_HOOK_SHMCTL32, "__ia32_compat_sys_shmctl"),
+#endif
 };
 
 /* exit_sem()'s ftrace site. */
@@ -443,9 +453,21 @@ static bool dipc_mmap_registered;
 
 long dipc_call_original_args(unsigned int id, long a0, long a1, long a2, long a3)
 {
-	struct pt_regs regs = { .di = a0, .si = a1, .dx = a2, .r10 = a3 };
+	struct pt_regs regs = {};
 
+	dipc_set_sys_args(&regs, a0, a1, a2, a3);
 	return dipc_call_original(id, &regs);
+}
+
+/* src/shim.rs: NR_ARGS. */
+static_assert(DIPC_NR_ARGS == 6);
+
+void dipc_syscall_args(unsigned int id, const struct pt_regs *regs, unsigned long *out)
+{
+	unsigned int n;
+
+	for (n = 0; n < DIPC_NR_ARGS; n++)
+		out[n] = id >= DIPC_HOOK_IPC ? dipc_compat_arg(regs, n) : dipc_sys_arg(regs, n);
 }
 
 long dipc_call_original(unsigned int id, const struct pt_regs *regs)
@@ -453,8 +475,10 @@ long dipc_call_original(unsigned int id, const struct pt_regs *regs)
 	/* The function's entry, checked for endbr64 at load. */
 	long (*orig)(const struct pt_regs *) = (void *)dipc_hooks[id].entry;
 
+#ifdef CONFIG_X86_64
 	if (dipc_hooks[id].direct)
 		return dipc_direct_call(id, regs);
+#endif
 	return orig(regs);
 }
 
@@ -463,54 +487,31 @@ bool dipc_hook_registered(unsigned int id)
 	return id < DIPC_NR_HOOKS && dipc_hooks[id].registered;
 }
 
-/* endbr64: f3 0f 1e fa. */
-#define DIPC_ENDBR64 0xfa1e0ff3U
-
 /*
- * Whether an indirect call to `addr` is allowed on a CPU that enforces
- * kernel IBT: it must begin with endbr64. Always true without IBT.
+ * The ftrace site and entry of function `name`, from the address `kp` a
+ * kprobe on its name resolved to: kallsyms' "name+0xOFF/0xSIZE" for `kp`
+ * gives its offset in the function, and arch.h the rest. False unless the
+ * symbol found is `name` and the layout is what arch.h expects.
  */
-static bool dipc_ibt_target_ok(const char *name, unsigned long addr)
-{
-	u32 insn;
-
-	if (!IS_ENABLED(CONFIG_X86_KERNEL_IBT))
-		return true;
-	if (copy_from_kernel_nofault(&insn, (void *)addr, sizeof(insn))) {
-		pr_err("dipc: cannot read %s at %px\n", name, (void *)addr);
-		return false;
-	}
-	if (insn != DIPC_ENDBR64) {
-		pr_err("dipc: %s at %px does not begin with endbr64 (%08x): an indirect call to it would fault on a CPU enforcing IBT; not loading\n",
-		       name, (void *)addr, insn);
-		return false;
-	}
-	return true;
-}
-
-/*
- * The entry of the function whose ftrace site is `fentry`, from kallsyms:
- * "name+0xOFF/0xSIZE" for the site gives entry = site - OFF. 0 unless the
- * symbol found is `name`.
- */
-static unsigned long dipc_entry_of(const char *name, unsigned long fentry)
+static bool dipc_sites_of(const char *name, unsigned long kp, unsigned long *fentry,
+			  unsigned long *entry)
 {
 	char buf[KSYM_SYMBOL_LEN];
 	size_t len = strlen(name);
 	unsigned long off;
 	char *plus, *slash;
 
-	sprint_symbol(buf, fentry);
+	sprint_symbol(buf, kp);
 	if (strncmp(buf, name, len) || buf[len] != '+')
-		return 0;
+		return false;
 	plus = buf + len + 1;
 	slash = strchr(plus, '/');
 	if (!slash)
-		return 0;
+		return false;
 	*slash = '\0';
-	if (kstrtoul(plus, 0, &off) || off > fentry)
-		return 0;
-	return fentry - off;
+	if (kstrtoul(plus, 0, &off))
+		return false;
+	return dipc_arch_sites(kp, off, fentry, entry);
 }
 
 /*
@@ -523,6 +524,7 @@ static int dipc_hooks_resolve(void)
 {
 	static struct kprobe kps[DIPC_NR_HOOKS + 2];
 	struct kprobe *regd[DIPC_NR_HOOKS + 2];
+	unsigned long fentry, entry;
 	unsigned int i, n = 0;
 	int err = 0;
 
@@ -531,6 +533,9 @@ static int dipc_hooks_resolve(void)
 		const char *name = i < DIPC_NR_HOOKS ? dipc_hooks[i].name :
 				   i == DIPC_NR_HOOKS ? "exit_sem" : "shm_mmap";
 
+		/* No such entry on this architecture (the ia32 ones on arm64). */
+		if (!name)
+			continue;
 		memset(kp, 0, sizeof(*kp));
 		kp->symbol_name = name;
 		kp->flags = KPROBE_FLAG_DISABLED;
@@ -544,32 +549,28 @@ static int dipc_hooks_resolve(void)
 			break;
 		}
 		regd[n++] = kp;
+		if (!dipc_sites_of(name, (unsigned long)kp->addr, &fentry, &entry)) {
+			pr_err("dipc: cannot find the entry and ftrace site of %s at %pS\n", name,
+			       kp->addr);
+			err = -ENOENT;
+			break;
+		}
 		if (i < DIPC_NR_HOOKS) {
 			struct dipc_hook *hook = &dipc_hooks[i];
 
-			hook->fentry = (unsigned long)kp->addr;
-			hook->entry = dipc_entry_of(name, hook->fentry);
-			if (!hook->entry) {
-				pr_err("dipc: cannot find the entry of %s\n", name);
-				err = -ENOENT;
-				break;
-			}
+			hook->fentry = fentry;
+			hook->entry = entry;
 			if (!hook->direct &&
-			    !dipc_ibt_target_ok(name, hook->entry + ibt_check_skew)) {
+			    !dipc_arch_call_target_ok(name, hook->entry + ibt_check_skew)) {
 				err = -ENOEXEC;
 				break;
 			}
 		} else if (i == DIPC_NR_HOOKS) {
-			dipc_exit_fentry = (unsigned long)kp->addr;
+			dipc_exit_fentry = fentry;
 		} else {
-			dipc_shm_mmap_fentry = (unsigned long)kp->addr;
-			dipc_shm_mmap_entry = dipc_entry_of(name, dipc_shm_mmap_fentry);
-			if (!dipc_shm_mmap_entry) {
-				pr_err("dipc: cannot find the entry of %s\n", name);
-				err = -ENOENT;
-				break;
-			}
-			if (!dipc_ibt_target_ok(name, dipc_shm_mmap_entry + ibt_check_skew)) {
+			dipc_shm_mmap_fentry = fentry;
+			dipc_shm_mmap_entry = entry;
+			if (!dipc_arch_call_target_ok(name, dipc_shm_mmap_entry + ibt_check_skew)) {
 				err = -ENOEXEC;
 				break;
 			}
@@ -598,14 +599,15 @@ int dipc_resolve_function(const char *name, unsigned long *fentry, unsigned long
 	struct kprobe kp = { .symbol_name = name, .flags = KPROBE_FLAG_DISABLED };
 	int err = register_kprobe(&kp);
 
+	bool found;
+
 	if (err)
 		return err;
-	*fentry = (unsigned long)kp.addr;
+	found = dipc_sites_of(name, (unsigned long)kp.addr, fentry, entry);
 	unregister_kprobe(&kp);
-	*entry = dipc_entry_of(name, *fentry);
-	if (!*entry)
+	if (!found)
 		return -ENOENT;
-	if (!dipc_ibt_target_ok(name, *entry + ibt_check_skew))
+	if (!dipc_arch_call_target_ok(name, *entry + ibt_check_skew))
 		return -ENOEXEC;
 	return 0;
 }
@@ -633,13 +635,18 @@ int dipc_hooks_register(void *ctx, const u64 *sem_bits, const u64 *msg_bits,
 	err = dipc_hooks_resolve();
 	if (err)
 		goto fail;
+#if defined(CONFIG_ARM64) && defined(CONFIG_COMPAT)
+	pr_warn("dipc: AArch32 programs' calls through the compat-only entry points (msgsnd, msgrcv, shmat, the old *ctl calls, semtimedop_time32) are not hooked: they act on local shadows, not on distributed objects\n");
+#endif
 	for (i = 0; i < DIPC_NR_HOOKS; i++) {
 		struct dipc_hook *hook = &dipc_hooks[i];
 
 		if (!hook->fentry)
 			continue;
+#ifdef CONFIG_X86_64
 		if (hook->direct)
 			dipc_direct_point(i, hook->entry);
+#endif
 		err = dipc_ops_add(&dipc_ops, hook->fentry, hook->name);
 		if (err)
 			goto fail;

@@ -11,6 +11,7 @@
 #include <linux/timekeeping.h>
 #include <linux/uidgid.h>
 #include "../dipc_helpers.h"
+#include "arch.h"
 
 void dipc_current_cred(struct dipc_cred *out)
 {
@@ -72,8 +73,9 @@ long dipc_call_original_priv(unsigned int id, const struct pt_regs *regs)
 
 long dipc_call_original_args_priv(unsigned int id, long a0, long a1, long a2, long a3)
 {
-	struct pt_regs regs = { .di = a0, .si = a1, .dx = a2, .r10 = a3 };
+	struct pt_regs regs = {};
 
+	dipc_set_sys_args(&regs, a0, a1, a2, a3);
 	return dipc_call_privileged(id, &regs);
 }
 

@@ -5,11 +5,11 @@
 SHELL := /bin/bash
 include scripts/versions.mk
 
-# Which cached kernel to build against: `test` (the default) or `debug`
-# (KASAN, lockdep, kmemleak, DEBUG_OBJECTS; built with LLVM). The debug
-# flavour's module is built from a copy of the sources in
-# build/module-debug/ (kbuild's MO= needs a source tree without build
-# outputs), so both modules can coexist.
+# Which cached kernel to build against: `test` (the default), `debug`
+# (KASAN, lockdep, kmemleak, DEBUG_OBJECTS; built with LLVM) or `arm64`
+# (cross-built; scripts/kernel.sh). The debug and arm64 flavours' modules
+# are built from a copy of the sources in build/module-FLAVOUR/ (kbuild's
+# MO= needs a source tree without build outputs), so the modules coexist.
 KFLAVOUR ?= test
 # The kernel build tree to build the module against. Unset: the cached test
 # (or debug) kernel, built on first use by scripts/kernel.sh.
@@ -19,8 +19,8 @@ KDIR = $(shell scripts/kernel.sh --flavour $(KFLAVOUR) --dir)
 KARGS = $(shell scripts/kernel.sh --flavour $(KFLAVOUR) --make-args)
 endif
 KMOD_DIR = $(CURDIR)
-ifeq ($(KFLAVOUR),debug)
-KMOD_DIR = $(CURDIR)/build/module-debug
+ifneq ($(KFLAVOUR),test)
+KMOD_DIR = $(CURDIR)/build/module-$(KFLAVOUR)
 endif
 
 KMAKE = $(MAKE) -C $(KDIR) M=$(KMOD_DIR) $(KARGS) RUSTC=$(KRUSTC) HOSTRUSTC=$(KRUSTC) BINDGEN=$(KBINDGEN)
@@ -29,7 +29,7 @@ GUEST_TARGET := x86_64-unknown-linux-gnu
 DIPCD_BIN := dipcd/target/$(GUEST_TARGET)/release/dipcd
 
 .PHONY: all module kernel setup clippy fmt fmt-check dipcd dipcd-test programs \
-	initramfs check check-host check-imports check-packaging check-dkms check-cluster check-stock check-debug fuzz soak bench \
+	initramfs initramfs-arm64 check check-host check-imports check-packaging check-dkms check-cluster check-stock check-debug fuzz soak bench \
 	demo man clean
 
 all: module
@@ -42,7 +42,7 @@ kernel:
 
 # The module, warning-free (Kbuild makes warnings errors).
 module: $(if $(KDIR_IS_TEST_KERNEL),kernel)
-ifeq ($(KFLAVOUR),debug)
+ifneq ($(KFLAVOUR),test)
 	mkdir -p $(KMOD_DIR)
 	git ls-files -co --exclude-standard Kbuild src rust include dipcd/wire/src \
 		| tar -cf - -T - | tar -xf - -C $(KMOD_DIR)
@@ -81,6 +81,13 @@ programs:
 initramfs: module dipcd programs
 	scripts/initramfs.sh build/initramfs.cpio.gz
 
+# The arm64 node's image: the module cross-built against the arm64 test
+# kernel, the C test programs cross-built, arm64 busybox.
+initramfs-arm64:
+	$(MAKE) KFLAVOUR=arm64 module
+	$(MAKE) -C tests/programs arm64
+	scripts/initramfs.sh --arch arm64 --module build/module-arm64/dipc.ko build/initramfs-arm64.cpio.gz
+
 # The wire decoder under libFuzzer (scripts/fuzz.sh): FUZZ_SECONDS each run.
 FUZZ_SECONDS ?= 30
 fuzz:
@@ -97,9 +104,11 @@ check-imports:
 check-packaging:
 	scripts/check-packaging.sh
 
-# The module built by DKMS (dkms.conf) against the test kernel.
+# The module built by DKMS (dkms.conf) against the test kernels, x86-64 and arm64.
 check-dkms: $(if $(KDIR_IS_TEST_KERNEL),kernel)
 	scripts/dkms.sh check
+	scripts/kernel.sh --flavour arm64 >/dev/null
+	scripts/dkms.sh check arm64
 
 # dipc on Debian's own kernel (scripts/stock-kernel.sh): the README's
 # "Install on Debian" in a Debian 13 root, then foundation, sem, msg,
@@ -112,8 +121,8 @@ check-stock: dipcd programs
 man:
 	cd dipcd && DIPC_UPDATE_MAN=1 $(CARGO) test --locked -p dipcd -p dipcctl man_pages
 
-# The 3-node cluster scenario.
-check-cluster: initramfs
+# Every cluster scenario (mixed.scenario boots an arm64 node beside x86-64 ones).
+check-cluster: initramfs initramfs-arm64
 	tests/cluster/run-all.sh
 
 # Everything: set-up (idempotent), host tests, module build + clippy, cluster,

@@ -3,9 +3,13 @@
 #   scripts/dkms.sh install   copy the module's sources to
 #                             /usr/src/dipc-VERSION and `dkms add` them
 #                             (then: dkms install dipc/VERSION)
-#   scripts/dkms.sh check     add and build them with DKMS in a scratch tree
-#                             against the test kernel (make check-dkms): the
-#                             module must come out built for that kernel
+#   scripts/dkms.sh check [FLAVOUR]
+#                             add and build them with DKMS in a scratch tree
+#                             against the test kernel (make check-dkms; the
+#                             `arm64` flavour: cross-built against the arm64
+#                             test kernel, DKMS's make given its ARCH,
+#                             CROSS_COMPILE and CC): the module must come out
+#                             built for that kernel and architecture
 # The sources are what kbuild reads: Kbuild, src/, rust/, include/ and the
 # wire format shared with dipcd (dipcd/wire/src/).
 set -euo pipefail
@@ -41,7 +45,8 @@ install)
 	echo "dkms: dipc/$version added; build and install it with: dkms install dipc/$version"
 	;;
 check)
-	kdir="$(scripts/kernel.sh --dir)"
+	flavour="${2:-test}"
+	kdir="$(scripts/kernel.sh --flavour "$flavour" --dir)"
 	krel="$(cat "$kdir/include/config/kernel.release")"
 	tmp="$(mktemp -d)"
 	trap 'rm -rf "$tmp"' EXIT
@@ -50,7 +55,7 @@ check)
 	opts=(--dkmstree "$tmp/tree" --sourcetree "$tmp/src" --installtree "$tmp/install")
 	dkms add -m dipc -v "$version" "${opts[@]}" >"$tmp/add.log" 2>&1 || { cat "$tmp/add.log"; fail "dkms add"; }
 	# The test kernel's toolchain, as make module uses it.
-	if ! DIPC_RUSTC="$KRUSTC" DIPC_BINDGEN="$KBINDGEN" DIPC_KMAKE_ARGS="$(scripts/kernel.sh --make-args)" \
+	if ! DIPC_RUSTC="$KRUSTC" DIPC_BINDGEN="$KBINDGEN" DIPC_KMAKE_ARGS="$(scripts/kernel.sh --flavour "$flavour" --make-args)" \
 		dkms build -m dipc -v "$version" -k "$krel" --kernelsourcedir "$kdir" "${opts[@]}" \
 		>"$tmp/build.log" 2>&1; then
 		cat "$tmp/build.log"
@@ -62,7 +67,12 @@ check)
 	magic="$(modinfo -F vermagic "$ko")"
 	case "$magic" in "$krel "*) ;; *) fail "dipc.ko is for '$magic', not $krel" ;; esac
 	modinfo -F parm "$ko" | grep -q '^referee:' || fail "dipc.ko has no referee parameter"
-	echo "dkms: dipc/$version builds with DKMS for $krel ($(du -k "$ko" | cut -f1) KiB, vermagic $magic)"
+	# ELF e_machine (offset 18): 62 is EM_X86_64, 183 EM_AARCH64.
+	machine="$(od -An -tu2 -j18 -N2 "$ko" | tr -d ' ')"
+	want=62
+	[ "$flavour" != arm64 ] || want=183
+	[ "$machine" = "$want" ] || fail "dipc.ko is built for ELF machine $machine, not $want"
+	echo "dkms: dipc/$version builds with DKMS for $krel, $flavour ($(du -k "$ko" | cut -f1) KiB, vermagic $magic)"
 	;;
 *)
 	echo "usage: scripts/dkms.sh install|check" >&2

@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
-# Builds the dipc test kernel (tinyconfig + scripts/kernel.config) once and
-# caches it outside the repository, keyed by everything that produced it: the
-# kernel source version, the config fragment, this script and the versions of
-# rustc, bindgen, libclang and gcc. A change to any of them builds anew.
+# Builds the dipc test kernel (tinyconfig + scripts/kernel.config + the
+# architecture's fragment) once and caches it outside the repository, keyed by
+# everything that produced it: the kernel source version, the config
+# fragments, this script and the versions of rustc, bindgen, libclang and gcc.
+# A change to any of them builds anew.
 #
 #   scripts/kernel.sh [--flavour F]             build if needed; print the build directory
 #   scripts/kernel.sh [--flavour F] --dir       print the build directory only (no build)
 #   scripts/kernel.sh [--flavour F] --key       print the cache key
 #   scripts/kernel.sh [--flavour F] --make-args print the extra make arguments
 #                                               the module must be built with
-# Flavours: `test` (default; gcc) and `debug` (scripts/kernel-debug.config on
-# top: KASAN, lockdep, kmemleak, DEBUG_OBJECTS; built with LLVM, which KASAN
-# with Rust requires). DIPC_KERNEL_FLAVOUR sets the default.
+#   scripts/kernel.sh [--flavour F] --image     print the boot image's path (no build)
+# Flavours: `test` (default; x86-64, gcc), `debug` (scripts/kernel-debug.config
+# on top: KASAN, lockdep, kmemleak, DEBUG_OBJECTS; built with LLVM, which
+# KASAN with Rust requires) and `arm64` (cross-built with Debian's
+# gcc-12-aarch64-linux-gnu and the same rustc, whose aarch64-unknown-none-softfloat
+# target the kernel uses). DIPC_KERNEL_FLAVOUR sets the default.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=scripts/versions.sh
@@ -21,10 +25,15 @@ if [ "${1:-}" = --flavour ]; then
 	flavour="${2:?--flavour needs a value}"
 	shift 2
 fi
+x86=("$here/kernel.config" "$here/kernel-x86.config")
 case "$flavour" in
-test) fragments=("$here/kernel.config"); margs=(); name=kernel ;;
-debug) fragments=("$here/kernel.config" "$here/kernel-debug.config"); margs=("LLVM=-${LLVM_MAJOR}"); name=debug ;;
-*) printf 'kernel: error: unknown flavour %s (test or debug)\n' "$flavour" >&2; exit 1 ;;
+test) fragments=("${x86[@]}"); margs=(); name=kernel; image=arch/x86/boot/bzImage; cc=gcc ;;
+debug) fragments=("${x86[@]}" "$here/kernel-debug.config"); margs=("LLVM=-${LLVM_MAJOR}"); name=debug
+	image=arch/x86/boot/bzImage; cc=gcc ;;
+arm64) fragments=("$here/kernel.config" "$here/kernel-arm64.config")
+	cc=aarch64-linux-gnu-gcc-12
+	margs=("ARCH=arm64" "CROSS_COMPILE=aarch64-linux-gnu-" "CC=$cc"); name=arm64; image=arch/arm64/boot/Image ;;
+*) printf 'kernel: error: unknown flavour %s (test, debug or arm64)\n' "$flavour" >&2; exit 1 ;;
 esac
 src="$DIPC_CACHE/src/${KERNEL_SOURCE_PKG}_${KERNEL_SOURCE_VERSION}"
 
@@ -38,7 +47,7 @@ key() {
 		echo "${margs[@]}"
 		"$KRUSTC" -vV
 		"$KBINDGEN" --version
-		gcc --version | head -n1
+		"$cc" --version | head -n1
 		[ "${#margs[@]}" = 0 ] || "clang-${LLVM_MAJOR}" --version | head -n1
 		dpkg-query -W -f='${Version}\n' "libclang1-${LLVM_MAJOR}"
 	} | sha256sum | cut -c1-16
@@ -46,12 +55,14 @@ key() {
 
 [ -f "$src/.dipc-complete" ] || die "no kernel source in $src: run scripts/setup.sh first"
 [ -x "$KRUSTC" ] && [ -x "$KBINDGEN" ] || die "kernel toolchain missing: run scripts/setup.sh first"
+command -v "$cc" >/dev/null || die "$cc missing: run scripts/setup.sh first"
 out="$DIPC_CACHE/kernel/${KERNEL_SERIES}-${name}-$(key)"
 
 case "${1:-}" in
 --dir) echo "$out"; exit 0 ;;
 --key) key; exit 0 ;;
 --make-args) echo "${margs[@]}"; exit 0 ;;
+--image) echo "$out/$image"; exit 0 ;;
 "") ;;
 *) die "unknown argument $1" ;;
 esac

@@ -6,7 +6,8 @@
 # iproute2 for the WireGuard test, stress-ng, redis-server and libhiredis-dev
 # for `make bench`, MPICH for its race against MPI, gcc-multilib for the
 # 32-bit test programs, debootstrap for the stock-kernel test's Debian 13
-# root, and the pinned linux-source-7.3 package (fetched from trixie-backports through a private apt configuration, so nothing else on the
+# root, gcc-12-aarch64-linux-gnu, qemu-system-arm and bookworm's arm64
+# busybox-static (downloaded only) for the arm64 node, and the pinned linux-source-7.3 package (fetched from trixie-backports through a private apt configuration, so nothing else on the
 # machine ever comes from a newer suite).
 #
 # Idempotent: when everything is already in place it only checks and exits.
@@ -50,9 +51,16 @@ plain=(
 	# the man pages' check (groff) and the DKMS build check
 	groff-base dkms
 	# 32-bit (-m32 -static) builds of the errno comparison programs
-	gcc-multilib
+	# (gcc-12-multilib, not the gcc-multilib package: that one conflicts
+	# with every cross compiler)
+	gcc-12-multilib
 	# the Debian 13 root of the stock-kernel test (scripts/stock-kernel.sh)
 	debootstrap
+	# the arm64 node: its kernel, module and programs (cross-built), and
+	# qemu-system-aarch64 to run it
+	# (aarch64-linux-gnu-gcc-12: the unversioned gcc-aarch64-linux-gnu
+	# conflicts with gcc-multilib's users)
+	gcc-12-aarch64-linux-gnu qemu-system-arm
 )
 
 missing=()
@@ -139,6 +147,37 @@ if [ ! -f "$src/.dipc-complete" ]; then
 	touch "$src/.dipc-complete"
 else
 	log "kernel source: present in $src"
+fi
+
+# busybox for the arm64 node's initramfs: bookworm's busybox-static for
+# arm64, downloaded through a private apt (its own lists, arm64 only) and
+# unpacked into the cache; nothing is installed.
+bb_arm64="$DIPC_CACHE/arm64/busybox"
+if [ ! -x "$bb_arm64" ]; then
+	apt_dir="$DIPC_CACHE/apt-arm64"
+	mkdir -p "$apt_dir/lists/partial" "$apt_dir/archives/partial" "$apt_dir/cache" "$apt_dir/parts"
+	echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian bookworm main" \
+		>"$apt_dir/sources.list"
+	apt_opts=(
+		-o "Dir::Etc::SourceList=$apt_dir/sources.list"
+		-o "Dir::Etc::SourceParts=$apt_dir/parts"
+		-o "Dir::State::Lists=$apt_dir/lists"
+		-o "Dir::Cache=$apt_dir/cache"
+		-o "Dir::Cache::Archives=$apt_dir/archives"
+		-o "Dir::Cache::pkgcache=" -o "Dir::Cache::srcpkgcache="
+		-o "APT::Architecture=arm64" -o "APT::Architectures::=arm64"
+	)
+	log "fetching busybox-static for arm64"
+	apt-get "${apt_opts[@]}" update -qq
+	bb_dir="$(mktemp -d)"
+	chmod 755 "$bb_dir"
+	(cd "$bb_dir" && apt-get "${apt_opts[@]}" download -qq busybox-static)
+	dpkg -x "$bb_dir"/busybox-static_*_arm64.deb "$bb_dir/x"
+	mkdir -p "$(dirname "$bb_arm64")"
+	install -m 0755 "$bb_dir/x/bin/busybox" "$bb_arm64"
+	rm -rf "$bb_dir"
+else
+	log "arm64 busybox: present"
 fi
 
 # A last check that the kernel's Rust support will be found.

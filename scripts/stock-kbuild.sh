@@ -77,7 +77,7 @@ same rustc "$(cfg CONFIG_RUSTC_VERSION_TEXT)" "$("$rustc" --version 2>/dev/null 
 same bindgen "$(cfg CONFIG_BINDGEN_VERSION_TEXT)" "$("$bindgen" --version 2>/dev/null || true)" \
 	"(Debian: apt install bindgen libclang-dev; set DIPC_BINDGEN to use another path.)"
 same gcc "$cc_text" "$("$cc" --version 2>/dev/null | head -n 1 || true)" \
-	"(Debian: apt install ${cc#x86_64-linux-gnu-}.)"
+	"(Debian: apt install ${cc#*-linux-gnu-}.)"
 sysroot="$("$rustc" --print sysroot)"
 [ -d "$sysroot/lib/rustlib/src/rust/library/core" ] ||
 	die "no Rust standard library source under $sysroot/lib/rustlib/src (Debian: apt install rust-src)"

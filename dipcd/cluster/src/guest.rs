@@ -32,6 +32,24 @@ pub struct GuestConfig<'a> {
     pub append: &'a str,
     /// QEMU's `-cpu` model, or empty for its default.
     pub cpu_model: &'a str,
+    /// The arm64 nodes and how they boot.
+    pub arm64: Arm64<'a>,
+}
+
+/// The nodes that run as arm64 guests (QEMU's `virt` machine under TCG)
+/// beside the x86-64 ones, on the same virtual network.
+pub struct Arm64<'a> {
+    /// Their node numbers (1-based); empty for none.
+    pub nodes: &'a [usize],
+    /// `qemu-system-aarch64`.
+    pub qemu: &'a str,
+    /// The arm64 kernel image (`arch/arm64/boot/Image`).
+    pub kernel: &'a Path,
+    /// Their initramfs.
+    pub initrd: &'a Path,
+    /// Extra kernel command line for them (the x86-64 guests' clock
+    /// options left out).
+    pub append: &'a str,
 }
 
 /// What a guest's agent reported.
@@ -73,10 +91,31 @@ impl Guest {
         let console = cfg.dir.join(format!("node{node}.console"));
         let agent = cfg.dir.join(format!("node{node}.agent"));
         let _ = std::fs::remove_file(&agent);
-        let mut cmd = Command::new(cfg.qemu);
+        let arm64 = cfg.arm64.nodes.contains(&node);
+        // An arm64 guest: QEMU's virt machine (GIC, PL011 console, PCIe),
+        // always under TCG, on the `max` CPU (pointer authentication with
+        // QEMU's own fast algorithm, and BTI, both emulated).
+        let (qemu, accel, kernel, initrd, console_dev, append) = if arm64 {
+            (
+                cfg.arm64.qemu,
+                "tcg",
+                cfg.arm64.kernel,
+                cfg.arm64.initrd,
+                "ttyAMA0",
+                cfg.arm64.append,
+            )
+        } else {
+            (
+                cfg.qemu, cfg.accel, cfg.kernel, cfg.initrd, "ttyS0", cfg.append,
+            )
+        };
+        let mut cmd = Command::new(qemu);
+        if arm64 {
+            cmd.args(["-M", "virt", "-cpu", "max,pauth-impdef=on"]);
+        }
         cmd.args([
             "-accel",
-            cfg.accel,
+            accel,
             "-nodefaults",
             "-no-reboot",
             "-display",
@@ -88,19 +127,19 @@ impl Guest {
             "-smp",
             &cfg.cpus.to_string(),
         ])
-        .args(if cfg.cpu_model.is_empty() {
+        .args(if cfg.cpu_model.is_empty() || arm64 {
             vec![]
         } else {
             vec!["-cpu", cfg.cpu_model]
         })
         .arg("-kernel")
-        .arg(cfg.kernel)
+        .arg(kernel)
         .arg("-initrd")
-        .arg(cfg.initrd)
+        .arg(initrd)
         .arg("-append")
         .arg(format!(
-            "console=ttyS0 panic=-1 oops=panic dipc.node={node} dipc.nodes={} {}",
-            cfg.nodes, cfg.append
+            "console={console_dev} panic=-1 oops=panic dipc.node={node} dipc.nodes={} {append}",
+            cfg.nodes
         ))
         .arg("-chardev")
         .arg(format!("file,id=con,path={}", console.display()))

@@ -67,6 +67,20 @@ struct Cli {
     /// QEMU binary.
     #[arg(long, default_value = "qemu-system-x86_64")]
     qemu: String,
+    /// Nodes that run as arm64 guests (comma-separated node numbers),
+    /// beside x86-64 ones on the same network; needs --arm64-kernel and
+    /// --arm64-initrd.
+    #[arg(long, value_delimiter = ',')]
+    arm64_nodes: Vec<usize>,
+    /// The arm64 nodes' kernel image.
+    #[arg(long)]
+    arm64_kernel: Option<PathBuf>,
+    /// The arm64 nodes' initramfs.
+    #[arg(long)]
+    arm64_initrd: Option<PathBuf>,
+    /// QEMU binary for the arm64 nodes.
+    #[arg(long, default_value = "qemu-system-aarch64")]
+    qemu_arm64: String,
 }
 
 fn main() -> ExitCode {
@@ -111,6 +125,18 @@ fn run(cli: &Cli) -> Result<(), String> {
     println!("dipc-cluster: accelerator {accel}");
 
     let append = format!("{} {}", clock::guest_tsc_args(), cli.append);
+    if let Some(&n) = cli.arm64_nodes.iter().find(|&&n| n == 0 || n > cli.nodes) {
+        return Err(format!(
+            "--arm64-nodes: no node {n} in a cluster of {}",
+            cli.nodes
+        ));
+    }
+    let none = PathBuf::new();
+    let (arm64_kernel, arm64_initrd) = match (&cli.arm64_kernel, &cli.arm64_initrd) {
+        (Some(k), Some(i)) => (k, i),
+        _ if cli.arm64_nodes.is_empty() => (&none, &none),
+        _ => return Err("--arm64-nodes needs --arm64-kernel and --arm64-initrd".into()),
+    };
     // A multicast port of our own, so concurrent runs do not share a network.
     let mcast_port = 20000 + (std::process::id() % 20000) as u16;
     let cfg = GuestConfig {
@@ -125,6 +151,13 @@ fn run(cli: &Cli) -> Result<(), String> {
         dir: &out,
         append: &append,
         cpu_model: &cli.cpu_model,
+        arm64: guest::Arm64 {
+            nodes: &cli.arm64_nodes,
+            qemu: &cli.qemu_arm64,
+            kernel: arm64_kernel,
+            initrd: arm64_initrd,
+            append: &cli.append,
+        },
     };
     let (tx, rx) = mpsc::channel();
     let start = Instant::now();
@@ -286,7 +319,8 @@ impl Cluster {
             );
             let timeout =
                 Duration::from_secs_f64(step.timeout_s.unwrap_or(default_timeout) as f64 * scale);
-            let deadline = Instant::now() + timeout;
+            let began = Instant::now();
+            let deadline = began + timeout;
             let mut failure = None;
             while !waiting.is_empty() {
                 let left = deadline.saturating_duration_since(Instant::now());
@@ -342,6 +376,11 @@ impl Cluster {
             }
             if let Some(f) = failure {
                 return Err(f);
+            }
+            // Where a scenario's time goes: the steps that took long.
+            let took = began.elapsed().as_secs_f64();
+            if took >= 5.0 {
+                println!("  ({took:.1} s)");
             }
         }
         Ok(())

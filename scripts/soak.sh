@@ -10,6 +10,8 @@
 # at the referee or in flight on a node; every kernel log is clean (on the
 # debug kernel: no KASAN, lockdep, DEBUG_OBJECTS report and nothing
 # kmemleak finds unreferenced); and each node's slab growth is printed.
+# SOAK_WAN=PROFILE runs the loop over wide-area links: tests/guest/wan.sh's
+# profile (rtt50, rtt150, loss, reorder) on every node.
 set -euo pipefail
 top="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$top"
@@ -31,6 +33,7 @@ cat >"$scenario" <<SCEN
 @all insmod /dipc.ko node_id=\$NODE referee=\$REFEREE_IP:7420
 @all /tests/wait-connected.sh 60
 @all echo all > /proc/sys/dipc/keys
+@all /tests/wan.sh ${SOAK_WAN:-lan} all
 @1 shmtool create 0x5e00 4096; shmtool create 0x5e01 53248; semtool create 0x5e02 2 1 0
 @all shmtool create 0x5e1\$NODE 1048576
 @all grep -E '^(Slab|SUnreclaim):' /proc/meminfo >/tmp/mem.before

@@ -531,6 +531,8 @@ pub fn build(recs: &[Record], load: Option<&LoadResult>) -> Report {
         }
     }
 
+    wan(&mut f, &mut b, &mut checks);
+
     b.group = "Referee (dipcd on one host core, load from the other)";
     match load {
         Some(l) => {
@@ -567,6 +569,75 @@ pub fn build(recs: &[Record], load: Option<&LoadResult>) -> Report {
         rows: b.rows,
         checks,
         missing: f.missing,
+    }
+}
+
+/// bench/wan.scenario: the main latencies with a 50 ms round trip between
+/// every two nodes (netem), against that profile's own TCP figures, and the
+/// time quantum's effect there (its records are named `wan50_*`).
+fn wan(f: &mut Find<'_>, b: &mut Builder, checks: &mut Vec<(String, bool)>) {
+    b.group = "Wide-area link (netem: 50 ms round trip between every two nodes)";
+    let rtt = f.one("wan50_tcp_rtt_64", &[("pair", "2-1")]);
+    let rtt1k = f.one("wan50_tcp_rtt_1024", &[("pair", "2-1")]);
+    let fetch = f.one("wan50_tcp_fetch_4096", &[("pair", "2-3")]);
+    b.row(
+        "remote semop, one op (median)",
+        "µs",
+        val(f.one("wan50_sem_op", &[])),
+        "TCP 64 B round trip under the profile, node 2 ↔ referee",
+        val(rtt),
+        None,
+    );
+    b.row(
+        "remote msgsnd + msgrcv, 1 KiB (median)",
+        "µs",
+        val(f.one("wan50_msg_rt_1024", &[])),
+        "2 × TCP 1 KiB round trip under the profile",
+        times(2.0, val(rtt1k)),
+        None,
+    );
+    b.row(
+        "DSM read-miss fault, page owned by node 3 (median)",
+        "µs",
+        val(f.one("wan50_dsm_read_miss", &[])),
+        "TCP round trip + 4 KiB under the profile, node 2 ↔ 3",
+        val(fetch),
+        None,
+    );
+    let plain = per_node_sum(f, "wan50_scale_shm", 2, None);
+    b.row(
+        "atomic add on one page, 2 nodes, time quantum 50 ms",
+        "ops/s",
+        per_node_sum(f, "wan50_scale_shm", 2, Some("50")),
+        "2 nodes, no quantum",
+        plain,
+        None,
+    );
+    for q in [None, Some("50")] {
+        let adds: f64 = f
+            .all("wan50_scale_shm", &[("nodes", "2")])
+            .iter()
+            .filter(|r| r.field("quantum") == q)
+            .filter_map(|r| r.num("ops"))
+            .sum();
+        match f
+            .all("wan50_scale_shm_total", &[("nodes", "2")])
+            .into_iter()
+            .rfind(|r| r.field("quantum") == q)
+        {
+            Some(word) => checks.push((
+                format!(
+                    "50 ms link, 2 nodes{}: the shared word ({}) equals the increments made ({adds})",
+                    q.map_or(String::new(), |q| format!(", quantum {q} ms")),
+                    word.value
+                ),
+                word.value == adds,
+            )),
+            None => f.missing.push(format!(
+                "wan50_scale_shm_total nodes=2{}",
+                q.map_or(String::new(), |q| format!(" quantum={q}"))
+            )),
+        }
     }
 }
 

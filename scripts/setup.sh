@@ -114,29 +114,38 @@ else
 	log "cargo-fuzz $CARGO_FUZZ_VERSION: present"
 fi
 
+# Downloads PACKAGE (an apt spec) into the directory DEST through a private
+# apt in $DIPC_CACHE/NAME: its own sources (SUITE main of Debian's archive),
+# lists and caches. It only downloads; it never installs, so the machine's
+# packages cannot change. Further arguments are apt options (an
+# architecture).
+private_download() { # NAME SUITE DEST PACKAGE [APT-OPTION...]
+	local dir="$DIPC_CACHE/$1" suite="$2" dest="$3" pkg="$4"
+	shift 4
+	mkdir -p "$dir/lists/partial" "$dir/archives/partial" "$dir/cache" "$dir/parts"
+	echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian $suite main" \
+		>"$dir/sources.list"
+	local opts=(
+		-o "Dir::Etc::SourceList=$dir/sources.list"
+		-o "Dir::Etc::SourceParts=$dir/parts"
+		-o "Dir::State::Lists=$dir/lists"
+		-o "Dir::Cache=$dir/cache"
+		-o "Dir::Cache::Archives=$dir/archives"
+		-o "Dir::Cache::pkgcache=" -o "Dir::Cache::srcpkgcache="
+		"$@"
+	)
+	apt-get "${opts[@]}" update -qq
+	chmod 755 "$dest" # apt drops to the _apt user to download into it
+	(cd "$dest" && apt-get "${opts[@]}" download -qq "$pkg")
+}
+
 # Kernel source. The extracted tree is read-only input; builds go to O= dirs.
 src="$DIPC_CACHE/src/${KERNEL_SOURCE_PKG}_${KERNEL_SOURCE_VERSION}"
 if [ ! -f "$src/.dipc-complete" ]; then
-	apt_dir="$DIPC_CACHE/apt"
-	mkdir -p "$apt_dir/lists/partial" "$apt_dir/archives/partial" "$apt_dir/cache" "$apt_dir/parts"
-	echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian ${KERNEL_SOURCE_SUITE} main" \
-		>"$apt_dir/sources.list"
-	# A private apt: its own sources, lists and caches. It only downloads;
-	# it never installs, so the machine's packages cannot change.
-	apt_opts=(
-		-o "Dir::Etc::SourceList=$apt_dir/sources.list"
-		-o "Dir::Etc::SourceParts=$apt_dir/parts"
-		-o "Dir::State::Lists=$apt_dir/lists"
-		-o "Dir::Cache=$apt_dir/cache"
-		-o "Dir::Cache::Archives=$apt_dir/archives"
-		-o "Dir::Cache::pkgcache=" -o "Dir::Cache::srcpkgcache="
-	)
 	log "fetching ${KERNEL_SOURCE_PKG}=${KERNEL_SOURCE_VERSION} from ${KERNEL_SOURCE_SUITE}"
-	apt-get "${apt_opts[@]}" update -qq
 	deb_dir="$(mktemp -d)"
-	chmod 755 "$deb_dir" # apt drops to the _apt user to download into it
 	trap 'rm -rf "$deb_dir"' EXIT
-	(cd "$deb_dir" && apt-get "${apt_opts[@]}" download -qq "${KERNEL_SOURCE_PKG}=${KERNEL_SOURCE_VERSION}")
+	private_download apt "${KERNEL_SOURCE_SUITE}" "$deb_dir" "${KERNEL_SOURCE_PKG}=${KERNEL_SOURCE_VERSION}"
 	dpkg -x "$deb_dir"/*.deb "$deb_dir/x"
 	# Kept: the stock-kernel test installs it in its Debian 13 root.
 	mkdir -p "$DIPC_CACHE/debs"
@@ -154,24 +163,10 @@ fi
 # unpacked into the cache; nothing is installed.
 bb_arm64="$DIPC_CACHE/arm64/busybox"
 if [ ! -x "$bb_arm64" ]; then
-	apt_dir="$DIPC_CACHE/apt-arm64"
-	mkdir -p "$apt_dir/lists/partial" "$apt_dir/archives/partial" "$apt_dir/cache" "$apt_dir/parts"
-	echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian bookworm main" \
-		>"$apt_dir/sources.list"
-	apt_opts=(
-		-o "Dir::Etc::SourceList=$apt_dir/sources.list"
-		-o "Dir::Etc::SourceParts=$apt_dir/parts"
-		-o "Dir::State::Lists=$apt_dir/lists"
-		-o "Dir::Cache=$apt_dir/cache"
-		-o "Dir::Cache::Archives=$apt_dir/archives"
-		-o "Dir::Cache::pkgcache=" -o "Dir::Cache::srcpkgcache="
-		-o "APT::Architecture=arm64" -o "APT::Architectures::=arm64"
-	)
 	log "fetching busybox-static for arm64"
-	apt-get "${apt_opts[@]}" update -qq
 	bb_dir="$(mktemp -d)"
-	chmod 755 "$bb_dir"
-	(cd "$bb_dir" && apt-get "${apt_opts[@]}" download -qq busybox-static)
+	private_download apt-arm64 bookworm "$bb_dir" busybox-static \
+		-o "APT::Architecture=arm64" -o "APT::Architectures::=arm64"
 	dpkg -x "$bb_dir"/busybox-static_*_arm64.deb "$bb_dir/x"
 	mkdir -p "$(dirname "$bb_arm64")"
 	install -m 0755 "$bb_dir/x/bin/busybox" "$bb_arm64"

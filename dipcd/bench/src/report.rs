@@ -507,28 +507,14 @@ pub fn build(recs: &[Record], load: Option<&LoadResult>) -> Report {
         None,
     );
     for (k, q) in [(1, None), (2, None), (3, None), (4, None), (2, Some("2"))] {
-        let ks = k.to_string();
-        let adds: f64 = f
-            .all("scale_shm", &[("nodes", &ks)])
-            .iter()
-            .filter(|r| r.field("quantum") == q)
-            .filter_map(|r| r.num("ops"))
-            .sum();
-        let word = f
-            .all("scale_shm_total", &[("nodes", &ks)])
-            .into_iter()
-            .rfind(|r| r.field("quantum") == q);
-        match word {
-            Some(word) => checks.push((
-                format!(
-                    "contention on {k} node(s){}: the shared word ({}) equals the increments made ({adds})",
-                    q.map_or(String::new(), |q| format!(", quantum {q} ms")),
-                    word.value
-                ),
-                word.value == adds,
-            )),
-            None => f.missing.push(format!("scale_shm_total nodes={k}")),
-        }
+        word_check(
+            &mut f,
+            &mut checks,
+            "scale_shm",
+            k,
+            q,
+            &format!("contention on {k} node(s)"),
+        );
     }
 
     wan(&mut f, &mut b, &mut checks);
@@ -614,30 +600,47 @@ fn wan(f: &mut Find<'_>, b: &mut Builder, checks: &mut Vec<(String, bool)>) {
         None,
     );
     for q in [None, Some("50")] {
-        let adds: f64 = f
-            .all("wan50_scale_shm", &[("nodes", "2")])
-            .iter()
-            .filter(|r| r.field("quantum") == q)
-            .filter_map(|r| r.num("ops"))
-            .sum();
-        match f
-            .all("wan50_scale_shm_total", &[("nodes", "2")])
-            .into_iter()
-            .rfind(|r| r.field("quantum") == q)
-        {
-            Some(word) => checks.push((
-                format!(
-                    "50 ms link, 2 nodes{}: the shared word ({}) equals the increments made ({adds})",
-                    q.map_or(String::new(), |q| format!(", quantum {q} ms")),
-                    word.value
-                ),
-                word.value == adds,
-            )),
-            None => f.missing.push(format!(
-                "wan50_scale_shm_total nodes=2{}",
-                q.map_or(String::new(), |q| format!(" quantum={q}"))
-            )),
-        }
+        word_check(f, checks, "wan50_scale_shm", 2, q, "50 ms link, 2 nodes");
+    }
+}
+
+/// The check that every atomic add of the `name` records of `k` nodes
+/// (with time quantum tag `quantum`; `None`: untagged) is in the shared
+/// word, which `dipcbench shm-word` printed as `name_total`; `what` names
+/// the run. A missing word is noted as missing.
+fn word_check(
+    f: &mut Find<'_>,
+    checks: &mut Vec<(String, bool)>,
+    name: &str,
+    k: usize,
+    quantum: Option<&str>,
+    what: &str,
+) {
+    let ks = k.to_string();
+    let adds: f64 = f
+        .all(name, &[("nodes", &ks)])
+        .iter()
+        .filter(|r| r.field("quantum") == quantum)
+        .filter_map(|r| r.num("ops"))
+        .sum();
+    let total = format!("{name}_total");
+    match f
+        .all(&total, &[("nodes", &ks)])
+        .into_iter()
+        .rfind(|r| r.field("quantum") == quantum)
+    {
+        Some(word) => checks.push((
+            format!(
+                "{what}{}: the shared word ({}) equals the increments made ({adds})",
+                quantum.map_or(String::new(), |q| format!(", quantum {q} ms")),
+                word.value
+            ),
+            word.value == adds,
+        )),
+        None => f.missing.push(format!(
+            "{total} nodes={k}{}",
+            quantum.map_or(String::new(), |q| format!(" quantum={q}"))
+        )),
     }
 }
 

@@ -34,8 +34,6 @@ out="$(realpath -m "${1:?usage: initramfs.sh [--bench] [--arch x86_64|arm64] [--
 root="$top/build/rootfs-$arch"
 rm -rf "$root"
 mkdir -p "$root"/{bin,sbin,etc,proc,sys,dev,tmp,run,root,tests}
-install -m 0755 "$top/tests/guest/init" "$root/init"
-install -m 0644 "$module" "$root/dipc.ko"
 # Writes the image from the root.
 pack() {
 	echo "root:x:0:0:root:/root:/bin/sh" >"$root/etc/passwd"
@@ -44,38 +42,37 @@ pack() {
 	echo "initramfs: $out ($(du -k "$out" | cut -f1) KiB)"
 }
 case "$arch" in
-x86_64) cp /bin/busybox "$root/bin/busybox" ;;
+x86_64) busybox=/bin/busybox programs="$top/build/programs" ;;
 arm64)
 	. "$top/scripts/versions.sh"
-	bb="$DIPC_CACHE/arm64/busybox"
-	[ -x "$bb" ] || { echo "initramfs: $bb missing (run scripts/setup.sh)" >&2; exit 1; }
+	busybox="$DIPC_CACHE/arm64/busybox" programs="$top/build/programs-arm64"
+	[ -x "$busybox" ] || { echo "initramfs: $busybox missing (run scripts/setup.sh)" >&2; exit 1; }
 	# ELF e_machine (offset 18): 183 is EM_AARCH64.
 	[ "$(od -An -tu2 -j18 -N2 "$module" | tr -d ' ')" = 183 ] ||
-		{ echo "initramfs: $module is no arm64 module" >&2; exit 1; }
-	install -m 0755 "$bb" "$root/bin/busybox"
-	for p in "$top"/build/programs-arm64/*; do
-		install -m 0755 "$p" "$root/bin/"
-	done
-	for t in "$top"/tests/guest/*.sh; do
-		install -m 0755 "$t" "$root/tests/"
-	done
-	pack
-	exit 0 ;;
+		{ echo "initramfs: $module is no arm64 module" >&2; exit 1; } ;;
 *) echo "initramfs: unknown architecture $arch (x86_64 or arm64)" >&2; exit 1 ;;
 esac
+install -m 0755 "$busybox" "$root/bin/busybox"
+install -m 0755 "$top/tests/guest/init" "$root/init"
+install -m 0644 "$module" "$root/dipc.ko"
 i=0
 for m in "${kmods[@]}"; do
 	i=$((i + 1))
 	install -D -m 0644 "$m" "$root/lib/modules/boot/$(printf %02d "$i")-$(basename "$m")"
 done
-for b in dipcd dipcctl; do
-	install -m 0755 "$top/dipcd/target/x86_64-unknown-linux-gnu/release/$b" "$root/bin/$b"
-done
-for p in "$top"/build/programs/*; do
+for p in "$programs"/*; do
 	install -m 0755 "$p" "$root/bin/"
 done
 for t in "$top"/tests/guest/*.sh; do
 	[ -e "$t" ] && install -m 0755 "$t" "$root/tests/"
+done
+# The arm64 image ends here: the Rust programs and Debian's tools are x86-64's.
+if [ "$arch" = arm64 ]; then
+	pack
+	exit 0
+fi
+for b in dipcd dipcctl; do
+	install -m 0755 "$top/dipcd/target/x86_64-unknown-linux-gnu/release/$b" "$root/bin/$b"
 done
 # Installs a dynamic program at DEST in the image, with every library it
 # loads at the same path, and the dynamic loader.

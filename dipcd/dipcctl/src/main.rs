@@ -90,6 +90,38 @@ enum Command {
     /// frames by kind, and latency histograms (request handling by kind,
     /// page request to grant, log syncs) with their percentiles.
     Metrics,
+    /// The referees of a replicated referee (on a machine that runs one
+    /// of them): the leader, term, log indexes and members; or a change,
+    /// made by the leader.
+    Referees {
+        #[command(subcommand)]
+        command: Option<RefereesCommand>,
+    },
+}
+
+#[derive(Subcommand)]
+enum RefereesCommand {
+    /// Show them (the default).
+    List,
+    /// Add referee ID, which the others reach at HOST:PORT (start its
+    /// dipcd first, with `--replica-id ID` and the same `--replicas`; it
+    /// starts empty and catches up).
+    Add {
+        /// Its id.
+        id: u64,
+        /// Where the referees reach it.
+        addr: String,
+    },
+    /// Remove referee ID (not the leader: transfer first).
+    Remove {
+        /// Its id.
+        id: u64,
+    },
+    /// Hand leadership to referee ID.
+    Transfer {
+        /// Its id.
+        id: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -135,6 +167,7 @@ fn main() -> ExitCode {
         Command::Keys { command } => keys(&cli, command),
         Command::Referee => referee(&cli),
         Command::Metrics => metrics(&cli),
+        Command::Referees { command } => referees(&cli, command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -620,6 +653,46 @@ fn ask_local_referee(cli: &Cli, request: &str) -> io::Result<Value> {
             ),
         )
     })
+}
+
+fn referees(cli: &Cli, command: &Option<RefereesCommand>) -> io::Result<()> {
+    let request = match command {
+        None | Some(RefereesCommand::List) => "referees".to_string(),
+        Some(RefereesCommand::Add { id, addr }) => format!("referees add {id} {addr}"),
+        Some(RefereesCommand::Remove { id }) => format!("referees remove {id}"),
+        Some(RefereesCommand::Transfer { id }) => format!("referees transfer {id}"),
+    };
+    let v = ask_local_referee(cli, &request)?;
+    if let Some(e) = v.get("error") {
+        return Err(io::Error::other(cell(e)));
+    }
+    if cli.json {
+        println!("{v}");
+        return Ok(());
+    }
+    let info = v.get("referees").unwrap_or(&v);
+    if info.get("id").is_none() {
+        println!("ok");
+        return Ok(());
+    }
+    println!(
+        "referee {}: leader {}, term {}, commit {}, applied {}, {}",
+        cell(&info["id"]),
+        cell(&info["leader"]),
+        cell(&info["term"]),
+        cell(&info["commit"]),
+        cell(&info["applied"]),
+        if info["serving"].as_bool() == Some(true) {
+            "serving nodes"
+        } else {
+            "not serving"
+        }
+    );
+    println!("ID     ADDRESS");
+    for (id, addr) in info["members"].as_object().into_iter().flatten() {
+        println!("{id:<6} {}", cell(addr));
+    }
+    Ok(())
 }
 
 fn metrics(cli: &Cli) -> io::Result<()> {

@@ -10,6 +10,7 @@ mod control;
 mod metrics;
 mod referee;
 mod registry;
+mod replicated;
 mod server;
 mod session;
 mod state;
@@ -134,6 +135,18 @@ struct Cli {
     /// without a round trip each (`false`: every call comes here).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     msg_leases: bool,
+    /// This referee's id among several (`--replicas`): the referees keep
+    /// one replicated log of every change (Raft), and only their leader
+    /// serves nodes. Needs `--state-dir`, where the raft log is kept
+    /// (`DIR/raft`); `--fsync always` syncs it before acknowledging,
+    /// anything else leaves it to the kernel.
+    #[arg(long, requires = "replicas", requires = "state_dir", value_parser = clap::value_parser!(u64).range(1..=u64::from(u32::MAX)))]
+    replica_id: Option<u64>,
+    /// The first referees, `ID=HOST:PORT` each (comma-separated or
+    /// repeated), the same list on every one: where the referees reach one
+    /// another (not the nodes' port). Three or five.
+    #[arg(long, value_delimiter = ',', value_parser = replicated::parse_replica)]
+    replicas: Vec<(u64, String)>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -411,13 +424,27 @@ fn run(cli: &Cli) -> ExitCode {
     let listen = listener.local_addr().unwrap_or(cli.listen);
     let keepalive = std::time::Duration::from_secs_f64(cli.keepalive);
     let authenticated = secret.is_some();
+    let secret_for_replicas = secret.clone();
     let allow: Vec<String> = cli.allow.iter().map(ToString::to_string).collect();
     let mut referee = server::Referee::new(listen, limits)
         .with_keepalive(keepalive)
         .with_readahead(cli.readahead)
         .with_msg_leases(cli.msg_leases)
         .with_access(secret, cli.allow.clone());
-    if let Some(dir) = &cli.state_dir {
+    let replication = match cli.replica_id {
+        Some(id) => {
+            let replicas: dipc_replica::Members = cli.replicas.iter().cloned().collect();
+            if !replicas.contains_key(&id) {
+                tracing::error!(id, "--replicas does not name this referee's --replica-id");
+                return ExitCode::FAILURE;
+            }
+            let (rep, rx) = replicated::handle(id);
+            referee = referee.with_replication(rep.clone());
+            Some((rep, rx, replicas))
+        }
+        None => None,
+    };
+    if let (Some(dir), None) = (&cli.state_dir, &replication) {
         let t = std::time::Instant::now();
         referee = match referee.with_store(dir, cli.fsync, cli.snapshot_every) {
             Ok((r, rec)) => {
@@ -439,6 +466,20 @@ fn run(cli: &Cli) -> ExitCode {
         };
     }
     let referee = Arc::new(referee);
+    if let Some((rep, rx, replicas)) = replication {
+        let opts = replicated::Options {
+            id: cli.replica_id.unwrap_or(0),
+            replicas,
+            dir: cli.state_dir.clone().unwrap_or_default(),
+            sync: cli.fsync == store::Fsync::Always,
+            snapshot_every: cli.snapshot_every,
+            secret: secret_for_replicas.clone(),
+        };
+        if let Err(e) = replicated::start(referee.clone(), rep, rx, opts) {
+            tracing::error!(error = %e, "cannot start the replica");
+            return ExitCode::FAILURE;
+        }
+    }
     tracing::info!(
         %listen,
         control = %cli.control.display(),
@@ -474,7 +515,7 @@ fn run(cli: &Cli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    if let store::Fsync::Every(every) = cli.fsync {
+    if let (store::Fsync::Every(every), None) = (cli.fsync, cli.replica_id) {
         let r = referee.clone();
         if let Err(e) = std::thread::Builder::new()
             .name("dipcd-sync".into())

@@ -5,6 +5,7 @@ use crate::auth::{self, Net, Secret};
 use crate::metrics::Metrics;
 use crate::referee::{Limits, ObjectStatus};
 use crate::registry::{Closer, NodeStatus, Registry};
+use crate::replicated::{HelloCtx, Replication};
 use crate::session::{Action, FrameBuf, OwnedReply, Session, State};
 use crate::state::{self, LimitsRecord, Outgoing, Peer, Record};
 use crate::store::{Fsync, Recovered, Store};
@@ -18,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// A connection's write half, shared by every thread that answers its node.
-type Writer = Arc<Mutex<TcpStream>>;
+pub type Writer = Arc<Mutex<TcpStream>>;
 
 /// State shared by every connection thread and the control socket.
 pub struct Referee {
@@ -62,6 +63,15 @@ pub struct Referee {
     dir: Option<std::path::PathBuf>,
     /// Counters and latency histograms (`dipcctl metrics`).
     pub metrics: Metrics,
+    /// One of several referees: the log is replicated, and only the leader
+    /// serves nodes (`crate::replicated`).
+    replication: Option<Arc<Replication>>,
+    /// This referee's own limits and tuning, which it records when it
+    /// starts to lead (the replicated state carries the leader's).
+    settings: Vec<Record>,
+    /// Since when this referee serves nodes (a node that has not come back
+    /// a keepalive after it has its session ended).
+    serving_since: Mutex<Instant>,
 }
 
 /// Set in the nonce of a ping that asks which cached answers the node has
@@ -173,7 +183,57 @@ impl Referee {
             allow: Vec::new(),
             dir: None,
             metrics: Metrics::default(),
+            replication: None,
+            settings: Vec::new(),
+            serving_since: Mutex::new(Instant::now()),
         }
+    }
+
+    /// Makes this referee one of several ([`crate::replicated`]): its state
+    /// comes from the replicated log, and it serves nodes only while it
+    /// leads. After the limits and tuning are set; instead of
+    /// [`Referee::with_store`].
+    pub fn with_replication(mut self, rep: Arc<Replication>) -> Self {
+        self.settings = self.settings_now();
+        self.replication = Some(rep);
+        self
+    }
+
+    /// The records that set this referee's limits and tuning.
+    fn settings_now(&self) -> Vec<Record> {
+        let st = lock(&self.state);
+        vec![
+            Record::Limits(LimitsRecord::from(st.objects.limits())),
+            Record::Tuning {
+                readahead: st.objects.readahead(),
+                msg_leases: st.objects.msg_leases(),
+            },
+        ]
+    }
+
+    /// The replication, if this referee is one of several.
+    pub fn replication(&self) -> Option<&Arc<Replication>> {
+        self.replication.as_ref()
+    }
+
+    /// What a replicated referee records when it starts to lead.
+    pub fn settings_records(&self) -> Vec<Record> {
+        self.settings.clone()
+    }
+
+    /// A replicated referee starts to serve nodes: the keepalive of the
+    /// nodes it knows from the log counts from now.
+    pub fn start_serving(&self) {
+        *lock(&self.serving_since) = Instant::now();
+    }
+
+    /// Registers `writer`, connection `conn_id`, as node `node`'s: frames
+    /// queued for an earlier connection are dropped. Call with `state`
+    /// held.
+    pub fn register_writer(&self, node: u32, conn_id: u64, writer: Writer) {
+        let mut writers = lock(&self.writers);
+        lock(&self.pending).remove(&node);
+        writers.insert(node, (conn_id, writer));
     }
 
     /// Requires nodes to prove they hold `secret` (if given), and to
@@ -242,7 +302,7 @@ impl Referee {
         lock(&self.registry)
     }
 
-    fn state(&self) -> std::sync::MutexGuard<'_, state::State> {
+    pub(crate) fn state(&self) -> std::sync::MutexGuard<'_, state::State> {
         lock(&self.state)
     }
 
@@ -250,6 +310,11 @@ impl Referee {
     /// A referee that cannot log must not answer: it stops, and recovers
     /// from what reached the log when it is started again.
     fn record(&self, st: &mut state::State, rec: &Record) -> state::Applied {
+        if let Some(rep) = &self.replication {
+            // Applied, on every referee, once committed.
+            rep.propose(rec);
+            return state::Applied::default();
+        }
         if let Some(store) = &self.store {
             let mut store = lock(store);
             if let Err(e) = store.append(st.seq + 1, rec) {
@@ -307,6 +372,12 @@ impl Referee {
     /// Ends the sessions of nodes that have been away (or, after a
     /// restart, not back) for a whole keepalive.
     fn reap(&self, now: Instant) {
+        let since = match &self.replication {
+            // Only the leader ends sessions, counting from when it began.
+            Some(rep) if !rep.serving() => return,
+            Some(_) => *lock(&self.serving_since),
+            None => self.started,
+        };
         let nodes = {
             let mut st = self.state();
             let expired: Vec<u32> = {
@@ -316,7 +387,7 @@ impl Referee {
                     .copied()
                     .filter(|&n| {
                         !reg.connected(n)
-                            && now.duration_since(reg.away_since(n).unwrap_or(self.started))
+                            && now.duration_since(reg.away_since(n).unwrap_or(since).max(since))
                                 >= self.keepalive
                     })
                     .collect()
@@ -365,6 +436,12 @@ impl Referee {
         raw: &[u8],
     ) -> BTreeSet<u32> {
         let now = st.stamp(node, msg.clock, now_s());
+        if let Some(rep) = &self.replication {
+            // Repeats are found when applying (see `State::apply`).
+            let frame = raw.to_vec();
+            rep.propose(&Record::Request { node, now, frame });
+            return BTreeSet::new();
+        }
         if let Some(out) = st.duplicate(node, &msg) {
             tracing::debug!(
                 node,
@@ -420,7 +497,7 @@ impl Referee {
 
     /// Queues each frame for its node(s), in order; returns the nodes that
     /// have frames queued. Called with `objects` held.
-    fn enqueue(&self, out: Vec<Outgoing>) -> BTreeSet<u32> {
+    pub(crate) fn enqueue(&self, out: Vec<Outgoing>) -> BTreeSet<u32> {
         let mut nodes = BTreeSet::new();
         if out.is_empty() {
             return nodes;
@@ -448,7 +525,7 @@ impl Referee {
     /// node's writer held, so frames leave in the order they were queued
     /// whichever thread writes them. A node whose connection fails is
     /// closed by its own thread; the others still get theirs.
-    fn flush(&self, nodes: &BTreeSet<u32>) {
+    pub(crate) fn flush(&self, nodes: &BTreeSet<u32>) {
         if nodes.is_empty() {
             return;
         }
@@ -800,6 +877,9 @@ fn act(
     action: Action,
 ) -> io::Result<()> {
     match action {
+        Action::Register(hello, replies) if referee.replication.is_some() => {
+            register_replicated(referee, stream, peer, conn_id, writer, hello, replies)
+        }
         Action::Register(hello, mut replies) => {
             let closer = Box::new(SocketCloser(stream.try_clone()?));
             let writer_new = Arc::new(Mutex::new(stream.try_clone()?));
@@ -884,6 +964,84 @@ fn act(
             Err(io::Error::new(io::ErrorKind::InvalidData, why))
         }
     }
+}
+
+/// [`act`]'s registration of a node on a replicated referee: refused
+/// unless this referee leads; the hello is applied through the log, and
+/// the connection registered when it is.
+fn register_replicated(
+    referee: &Referee,
+    stream: &mut TcpStream,
+    peer: SocketAddr,
+    conn_id: u64,
+    writer: &mut Option<Writer>,
+    hello: crate::session::NodeHello,
+    mut replies: Vec<OwnedReply>,
+) -> io::Result<()> {
+    let Some(rep) = &referee.replication else {
+        return Err(io::Error::other("not replicated"));
+    };
+    if !rep.serving() {
+        let leader = rep.info().leader;
+        tracing::info!(node_id = hello.node_id, %peer, leader, "not leading; sending the node on");
+        send_error(stream, ErrorCode::NotLeader, &referee.metrics);
+        return Err(io::Error::other("not the leader"));
+    }
+    let closer = Box::new(SocketCloser(stream.try_clone()?));
+    let writer_new = Arc::new(Mutex::new(stream.try_clone()?));
+    let node_id = hello.node_id;
+    referee.registry().register(
+        node_id,
+        hello.name.clone(),
+        peer,
+        conn_id,
+        closer,
+        Instant::now(),
+    );
+    let token = replies.iter().find_map(|r| match r.frame {
+        Frame::HelloAck(a) => Some(a.token),
+        _ => None,
+    });
+    let peer_at = match (peer_ipv4(peer), hello.peer_port, token) {
+        (Some(ip), port, Some(token)) if port != 0 => Some(Peer { ip, port, token }),
+        _ => None,
+    };
+    // The ack goes out before any other frame on this connection: the
+    // thread that writes what applying queued waits for this lock.
+    let mut w = lock(&writer_new);
+    let ctx = HelloCtx {
+        conn_id,
+        writer: writer_new.clone(),
+        peer: peer_at,
+    };
+    let rec = Record::Hello {
+        node: node_id,
+        incarnation: hello.incarnation,
+        now: now_s(),
+    };
+    let resumed = rep.hello(node_id, ctx, &rec, referee.keepalive)?;
+    referee.metrics.joined(resumed);
+    tracing::info!(
+        node_id,
+        name = %hello.name,
+        %peer,
+        incarnation = format_args!("{:#x}", hello.incarnation),
+        resumed,
+        "node joined"
+    );
+    if resumed {
+        for r in &mut replies {
+            if let Frame::HelloAck(a) = &mut r.frame {
+                a.features |= ACK_RESUMED;
+            }
+        }
+    }
+    let r = replies
+        .iter()
+        .try_for_each(|reply| send(&mut w, reply, &referee.metrics));
+    drop(w);
+    *writer = Some(writer_new);
+    r
 }
 
 /// `peer`'s IPv4 address (host order), also when it came as an

@@ -766,3 +766,164 @@ fn a_leaving_node_hands_its_pages_back() {
     assert_eq!(q.recv(), Got::Frame(Kind::Status, 5, 0));
     assert_eq!(referee.metrics.snapshot().frames_in["leave"], 3);
 }
+
+/// Three referees in one process, each with its own directory and ports,
+/// serving the nodes' protocol on `addrs[i]`.
+fn start_replicated(dirs: &[tempfile::TempDir]) -> (Vec<Arc<Referee>>, Vec<SocketAddr>) {
+    let raft_ports: Vec<u16> = (0..dirs.len())
+        .map(|_| {
+            TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        })
+        .collect();
+    let members: dipc_replica::Members = raft_ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (i as u64 + 1, format!("127.0.0.1:{p}")))
+        .collect();
+    let mut referees = Vec::new();
+    let mut addrs = Vec::new();
+    for (i, dir) in dirs.iter().enumerate() {
+        let id = i as u64 + 1;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (rep, rx) = crate::replicated::handle(id);
+        let referee = Arc::new(
+            Referee::new(addr, Limits::default())
+                .with_keepalive(Duration::from_secs(30))
+                .with_replication(rep.clone()),
+        );
+        let opts = crate::replicated::Options {
+            id,
+            replicas: members.clone(),
+            dir: dir.path().to_path_buf(),
+            sync: false,
+            snapshot_every: 1000,
+            secret: None,
+        };
+        crate::replicated::start(referee.clone(), rep, rx, opts).unwrap();
+        let r = referee.clone();
+        std::thread::spawn(move || serve(r, listener));
+        referees.push(referee);
+        addrs.push(addr);
+    }
+    (referees, addrs)
+}
+
+/// The index of the referee that serves nodes, once one does.
+fn serving(referees: &[Arc<Referee>], not: Option<usize>) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = referees
+            .iter()
+            .enumerate()
+            .find(|(i, r)| Some(*i) != not && r.replication().unwrap().serving());
+        if let Some((i, _)) = s {
+            return i;
+        }
+        assert!(Instant::now() < deadline, "no referee serves");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+impl Peer {
+    /// A hello with `incarnation`; the ack's feature bits.
+    fn hello_as(&mut self, node_id: u32, incarnation: u64) -> Option<u64> {
+        self.send(
+            1,
+            Frame::Hello(Hello {
+                node_id,
+                features: 0,
+                incarnation,
+                peer_port: 0,
+                name: b"test-peer",
+            }),
+        );
+        self.next(|m| match m.frame {
+            Frame::HelloAck(a) => Some(a.features),
+            Frame::Error { code } => {
+                assert_eq!(code, ErrorCode::NotLeader);
+                None
+            }
+            f => panic!("unexpected {:?}", f.kind()),
+        })
+        .flatten()
+    }
+
+    /// `semctl(oid, 0, GETVAL)`: the value.
+    fn getval(&mut self, req: u64, oid: u64) -> i64 {
+        self.send(
+            req,
+            Frame::SemCtl(dipc_wire::SemCtl {
+                oid,
+                pid: 100,
+                cred: Cred::new(0, 0, 0),
+                cmd: dipc_wire::semcmd::GETVAL,
+                semnum: 0,
+                val: 0,
+                set_uid: 0,
+                set_gid: 0,
+                set_mode: 0,
+                vals: dipc_wire::Vals::EMPTY,
+            }),
+        );
+        self.next(|m| match m.frame {
+            Frame::SemCtlReply(r) if m.req_id == req => r.result,
+            f => panic!("unexpected {:?}", f.kind()),
+        })
+        .expect("the referee closed")
+    }
+}
+
+/// Three referees: followers send nodes on, the leader serves; the
+/// leader dies, another takes over with every acknowledged change, the
+/// node resumes its session there, and a call sent again is carried out
+/// once.
+#[test]
+fn replicated_referees_fail_over() {
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let (referees, addrs) = start_replicated(&dirs);
+    let l = serving(&referees, None);
+    let f = (l + 1) % 3;
+    let mut p = Peer::connect(addrs[f]);
+    assert_eq!(p.hello_as(5, 77), None, "a follower served a node");
+    let mut p = Peer::connect(addrs[l]);
+    assert_eq!(p.hello_as(5, 77).map(|f| f & ACK_RESUMED), Some(0));
+    let Got::Frame(Kind::GetReply, 2, _) = p.semget(2, 0x42) else {
+        panic!("semget failed");
+    };
+    let oid = referees[l].status().objects[0].oid;
+    p.semop(3, oid, 100, 1, 0);
+    assert_eq!(p.recv(), Got::Frame(Kind::Status, 3, 0));
+    // The leader dies; its node connection goes with it.
+    referees[l].replication().unwrap().stop();
+    assert_eq!(p.until_closed(), Vec::<Kind>::new());
+    let l2 = serving(&referees, Some(l));
+    let mut p = Peer::connect(addrs[l2]);
+    assert_eq!(
+        p.hello_as(5, 77).map(|f| f & ACK_RESUMED),
+        Some(ACK_RESUMED),
+        "the session did not survive the leader"
+    );
+    // The semop's answer may have been lost with the old leader: the node
+    // sends it again, and it is answered without being done twice.
+    p.semop(3, oid, 100, 1, 0);
+    assert_eq!(p.recv(), Got::Frame(Kind::Status, 3, 0));
+    assert_eq!(p.getval(4, oid), 1);
+    p.semop(5, oid, 100, 1, 0);
+    assert_eq!(p.recv(), Got::Frame(Kind::Status, 5, 0));
+    assert_eq!(p.getval(6, oid), 2);
+    // The remaining follower holds the same state.
+    let other = (0..3).find(|&i| i != l && i != l2).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while referees[other].status().objects.first().map(|o| o.oid) != Some(oid) {
+        assert!(
+            Instant::now() < deadline,
+            "the follower never applied the log"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -301,8 +301,16 @@ impl State {
                 now,
             } => self.hello(*node, *incarnation, *now),
             Record::Request { node, now, frame } => match decode(frame) {
+                // A call seen before: a replicated log may hold two copies
+                // of one call (the second sent again to a new leader before
+                // the first was known to be committed), and only the first
+                // is carried out. A single referee never logs a repeat, so
+                // this finds none when its log is replayed.
                 Ok((msg, _)) => Applied {
-                    out: self.request(*node, msg, *now),
+                    out: match self.duplicate(*node, &msg) {
+                        Some(out) => out,
+                        None => self.request(*node, msg, *now),
+                    },
                     resumed: false,
                 },
                 Err(e) => {

@@ -67,6 +67,22 @@ impl std::fmt::Display for Fsync {
     }
 }
 
+/// `state` in the snapshot format (also a replicated referee's raft
+/// snapshot).
+pub fn encode_state(state: &State) -> io::Result<Vec<u8>> {
+    let mut b = SNAPSHOT_MAGIC.to_vec();
+    bincode::serialize_into(&mut b, state).map_err(io::Error::other)?;
+    Ok(b)
+}
+
+/// What [`encode_state`] wrote.
+pub fn decode_state(bytes: &[u8]) -> io::Result<State> {
+    let body = bytes
+        .strip_prefix(SNAPSHOT_MAGIC.as_slice())
+        .ok_or_else(|| corrupt("not a dipcd snapshot".into()))?;
+    bincode::deserialize(body).map_err(|e| corrupt(e.to_string()))
+}
+
 /// What recovery found.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Recovered {

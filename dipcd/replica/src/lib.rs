@@ -26,8 +26,8 @@ pub mod disk;
 use disk::{decode_members, encode_members, Disk};
 pub use disk::{Members, Opened};
 use protobuf::Message as _;
-pub use raft::eraftpb::Message;
 use raft::eraftpb::{ConfChange, ConfChangeType, ConfChangeV2, EntryType, Snapshot};
+pub use raft::eraftpb::{Message, MessageType};
 use raft::{RawNode, StateRole};
 use raft_proto::ConfChangeI;
 use std::collections::BTreeMap;
@@ -260,6 +260,11 @@ impl<M: Machine> Replica<M> {
     /// The commit index.
     pub fn commit(&self) -> u64 {
         self.raw.raft.raft_log.committed
+    }
+
+    /// The index of the last entry in the log.
+    pub fn last_index(&self) -> u64 {
+        self.raw.raft.raft_log.last_index()
     }
 
     /// The last index applied to the machine.

@@ -55,6 +55,7 @@ fn arb_frame(name: &[u8]) -> impl Strategy<Value = Frame<'_>> {
             Just(ErrorCode::Protocol),
             Just(ErrorCode::Refused),
             Just(ErrorCode::DuplicateNode),
+            Just(ErrorCode::NotLeader),
         ]
         .prop_map(|code| Frame::Error { code }),
     ]

@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Frames exchanged between `dipc.ko` on a node and the `dipcd` referee.
 //!
 //! This file is the one definition of the format. It uses `core` only, does no
@@ -237,6 +237,9 @@ pub enum ErrorCode {
     Refused = 3,
     /// A node with the same node id is already connected.
     DuplicateNode = 4,
+    /// This referee is one of several and does not lead them now: try
+    /// another.
+    NotLeader = 5,
 }
 
 impl TryFrom<u32> for ErrorCode {
@@ -248,6 +251,7 @@ impl TryFrom<u32> for ErrorCode {
             2 => ErrorCode::Protocol,
             3 => ErrorCode::Refused,
             4 => ErrorCode::DuplicateNode,
+            5 => ErrorCode::NotLeader,
             _ => return Err(()),
         })
     }
@@ -341,6 +345,9 @@ pub enum AuthRole {
     PeerAcceptor,
     /// The node that opened a page-transfer connection proves itself.
     PeerConnector,
+    /// A referee that opened a connection to another referee (for the
+    /// replicated log) proves itself.
+    Replica,
 }
 
 /// Shortest cluster secret, in bytes (the module and `dipcd` both enforce it).
@@ -381,6 +388,7 @@ pub fn auth_input(
         AuthRole::Referee => b"dipc-v1-referee\0",
         AuthRole::PeerAcceptor => b"dipc-v1-peer-acc",
         AuthRole::PeerConnector => b"dipc-v1-peer-con",
+        AuthRole::Replica => b"dipc-v1-replica\0",
     };
     out[..16].copy_from_slice(label);
     out[16..20].copy_from_slice(&node_id.to_le_bytes());

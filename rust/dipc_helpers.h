@@ -258,7 +258,7 @@ int dipc_rust_leave(void *ctx, bool force);
 /* Implemented in Rust: the first shadow at or after position pos, and the
  * position after it in *next (false past the last one). */
 bool dipc_rust_object_at(void *ctx, long pos, long *next, struct dipc_genl_object *out);
-/* The `referee` module parameter ("a.b.c.d:port" or empty), NUL-terminated. */
+/* The `referee` module parameter ("a.b.c.d:port[,...]" or empty), NUL-terminated. */
 const char *dipc_referee_param(void);
 /* The node name (utsname nodename) copied into buf, NUL-terminated. */
 void dipc_nodename(char *buf, size_t len);

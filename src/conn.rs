@@ -13,13 +13,13 @@
 
 use crate::{
     ids, msg, msglease,
-    node::{copy_secret, ConnState, Node, SockAddr},
+    node::{copy_secret, ConnState, Node, Referees, SockAddr},
     sem,
     shim::{self, Socket},
     shm,
     wire::{
-        self, auth_input, Auth, AuthRole, Class, DecodeError, Frame, Hello, Message, ACK_RESUMED,
-        AUTH_LEN, HEADER_LEN, MAX_PAYLOAD,
+        self, auth_input, Auth, AuthRole, Class, DecodeError, ErrorCode, Frame, Hello, Message,
+        ACK_RESUMED, AUTH_LEN, HEADER_LEN, MAX_PAYLOAD,
     },
 };
 use kernel::{
@@ -63,7 +63,10 @@ unsafe extern "C" fn dipc_rust_thread(ctx: *mut c_void) -> c_int {
 /// What the thread connects with, read once when it starts (a join starts
 /// a new thread).
 struct Conf {
-    addr: SockAddr,
+    /// The referees, tried in turn: one leads, the others refuse nodes.
+    referees: Referees,
+    /// The one tried now (an index into `referees`, counting round).
+    at: core::cell::Cell<usize>,
     node_id: u32,
     secret: Option<KVec<u8>>,
 }
@@ -73,15 +76,20 @@ impl Conf {
         let m = node.member.lock();
         let secret = copy_secret(&m.secret).ok()?;
         Some(Conf {
-            addr: m.referee?,
+            referees: m.referee?,
+            at: core::cell::Cell::new(0),
             node_id: node.id(),
             secret,
         })
     }
+
+    /// The referee tried now.
+    fn addr(&self) -> SockAddr {
+        self.referees.get(self.at.get())
+    }
 }
 
 fn run(node: &Node, conf: &Conf) {
-    let addr = conf.addr;
     let mut buf = KVec::new();
     let mut backoff = BACKOFF_MIN_MS;
     // Log the first failure of an outage, not every retry.
@@ -99,6 +107,7 @@ fn run(node: &Node, conf: &Conf) {
             continue;
         }
         node.conn.lock().state = ConnState::Connecting;
+        let addr = conf.addr();
         let result = buf
             .resize(HEADER_LEN + MAX_PAYLOAD, 0, GFP_KERNEL)
             .map_err(Error::from)
@@ -122,6 +131,14 @@ fn run(node: &Node, conf: &Conf) {
             Ok(()) => break,
             // Interrupted by `rmmod`: not a failure worth a log line.
             Err(_) if shim::kthread_should_stop() => break,
+            // Replicated referees: this one does not lead; the next at
+            // once, backing off only after a whole round.
+            Err(e) if conf.referees.len() > 1 && (conf.at.get() + 1) % conf.referees.len() != 0 => {
+                conf.at.set(conf.at.get() + 1);
+                node.conn.lock().state = ConnState::Backoff(e);
+                shim::kthread_sleep_ms(BACKOFF_MIN_MS);
+                continue;
+            }
             Err(e) => {
                 if !failing {
                     pr_warn!("referee {}: error {}; retrying\n", addr, e.to_errno());
@@ -132,6 +149,7 @@ fn run(node: &Node, conf: &Conf) {
         }
         shim::kthread_sleep_ms(backoff);
         backoff = (backoff * 2).min(BACKOFF_MAX_MS);
+        conf.at.set(conf.at.get() + 1);
     }
 }
 
@@ -374,13 +392,14 @@ fn handle(
                 conn.state = ConnState::Connected;
                 conn.session = ack.session;
                 conn.handshakes += 1;
+                conn.referee_now = Some(conf.addr());
                 if resumed {
                     conn.resumes += 1;
                 }
             }
             pr_info!(
                 "connected to referee {} as node {} (session {:#x}, {})\n",
-                conf.addr,
+                conf.addr(),
                 conf.node_id,
                 ack.session,
                 if resumed { "resumed" } else { "new" }
@@ -457,6 +476,13 @@ fn handle(
         }
         Frame::Ping { nonce } => send(node, sock, Frame::Pong { nonce }, msg.req_id),
         Frame::Pong { .. } => Ok(()),
+        Frame::Error {
+            code: ErrorCode::NotLeader,
+        } => {
+            // One of several referees, not leading now: the next one.
+            pr_info!("referee {} does not lead; trying the next\n", conf.addr());
+            Err(ECONNREFUSED)
+        }
         Frame::Error { code } => {
             pr_warn!("referee refused us: {:?}\n", code);
             Err(ECONNREFUSED)

@@ -17,7 +17,7 @@
 
 use crate::{
     msg,
-    node::{load_secret, new_incarnation, Node, SockAddr},
+    node::{load_secret, new_incarnation, Node, Referees},
     sem, shim, shm,
     wire::{Class, Frame},
 };
@@ -26,7 +26,8 @@ use kernel::{
     sync::{atomic::Relaxed, Arc},
 };
 
-/// Joins the cluster of the referee at `referee` (`a.b.c.d:port`) as node
+/// Joins the cluster of the referee at `referee` (`a.b.c.d:port`, or up to
+/// five replicated referees comma-separated) as node
 /// `node_id` (0: the id given at load), proving the secret in
 /// `secret_file` (empty: the `secret_file=` given at load, if any).
 ///
@@ -38,7 +39,7 @@ pub(crate) fn join(node: &Arc<Node>, referee: &[u8], node_id: u32, secret_file: 
     if node.joined.load(Relaxed) != 0 {
         return Err(EISCONN);
     }
-    let Some(addr) = SockAddr::parse(referee) else {
+    let Some(addr) = Referees::parse(referee) else {
         return Err(EINVAL);
     };
     let id = if node_id != 0 { node_id } else { node.id() };

@@ -75,6 +75,59 @@ impl SockAddr {
     }
 }
 
+/// Most referees a node knows: three or five replicated referees, one
+/// leading (`referee=a:p,b:p,c:p`).
+pub(crate) const MAX_REFEREES: usize = 5;
+
+/// The referees a node may connect to, in the order given: one, or the
+/// replicated referees, of which only the leader serves nodes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Referees {
+    addrs: [SockAddr; MAX_REFEREES],
+    len: usize,
+}
+
+impl Referees {
+    /// Parses `a.b.c.d:port[,a.b.c.d:port...]` (1 to [`MAX_REFEREES`]).
+    pub(crate) fn parse(s: &[u8]) -> Option<Self> {
+        let mut r = Referees {
+            addrs: [SockAddr { ip: 0, port: 0 }; MAX_REFEREES],
+            len: 0,
+        };
+        for part in s.split(|&b| b == b',') {
+            if r.len == MAX_REFEREES {
+                return None;
+            }
+            r.addrs[r.len] = SockAddr::parse(part)?;
+            r.len += 1;
+        }
+        Some(r)
+    }
+
+    /// How many.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The `i`th, counting round (never empty: [`Referees::parse`] takes
+    /// at least one).
+    pub(crate) fn get(&self, i: usize) -> SockAddr {
+        self.addrs[i % self.len.max(1)]
+    }
+}
+
+impl fmt::Display for Referees {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, a) in self.addrs[..self.len].iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            fmt::Display::fmt(a, f)?;
+        }
+        Ok(())
+    }
+}
+
 /// A decimal number of 1 to 5 digits, at most `max`.
 fn parse_decimal(s: &[u8], max: u32) -> Option<u32> {
     if s.is_empty() || s.len() > 5 {
@@ -127,8 +180,9 @@ impl fmt::Display for ConnState {
 /// Whom this node connects to, guarded by [`Node::member`]. Set at load
 /// (`referee=`) or by `dipcctl join`, cleared by `dipcctl leave`.
 pub(crate) struct Member {
-    /// The referee; `None` while the node is not in a cluster.
-    pub(crate) referee: Option<SockAddr>,
+    /// The referee (or the replicated referees); `None` while the node is
+    /// not in a cluster.
+    pub(crate) referee: Option<Referees>,
     /// The cluster secret (see `conn.rs`), read from the secret file when
     /// the node joined.
     pub(crate) secret: Option<KVec<u8>>,
@@ -146,6 +200,9 @@ pub(crate) struct ConnInfo {
     pub(crate) handshakes: u64,
     /// Handshakes that resumed the session (the referee still held it).
     pub(crate) resumes: u64,
+    /// The referee of the last handshake (with replicated referees, the
+    /// one that led then).
+    pub(crate) referee_now: Option<SockAddr>,
     pub(crate) frames_in: u64,
     pub(crate) frames_out: u64,
 }
@@ -255,10 +312,14 @@ impl Node {
     ) -> Result<Arc<Self>> {
         let referee = match referee.to_bytes() {
             [] => None,
-            s => match SockAddr::parse(s) {
+            s => match Referees::parse(s) {
                 Some(a) => Some(a),
                 None => {
-                    pr_err!("referee={:?}: expected a.b.c.d:port\n", referee);
+                    pr_err!(
+                        "referee={:?}: expected a.b.c.d:port (or up to {} of them, comma-separated)\n",
+                        referee,
+                        MAX_REFEREES
+                    );
                     return Err(EINVAL);
                 }
             },
@@ -296,6 +357,7 @@ impl Node {
                     session: 0,
                     handshakes: 0,
                     resumes: 0,
+                    referee_now: None,
                     frames_in: 0,
                     frames_out: 0,
                 }),
@@ -328,14 +390,14 @@ impl Node {
         self.node_id.load(Relaxed)
     }
 
-    /// The referee, while joined.
-    pub(crate) fn referee(&self) -> Option<SockAddr> {
+    /// The referee(s), while joined.
+    pub(crate) fn referee(&self) -> Option<Referees> {
         self.member.lock().referee
     }
 
     /// The referee address for messages, or `none`.
     pub(crate) fn referee_display(&self) -> impl fmt::Display {
-        struct D(Option<SockAddr>);
+        struct D(Option<Referees>);
         impl fmt::Display for D {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 match &self.0 {

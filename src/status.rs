@@ -165,6 +165,10 @@ fn report(out: &mut impl Sink, node: &Node) {
         let conn = node.conn.lock();
         out.text("connection", &conn.state);
         out.hex("session", conn.session);
+        match &conn.referee_now {
+            Some(a) => out.text("referee_now", a),
+            None => out.text("referee_now", &"none"),
+        }
         out.num("handshakes", conn.handshakes);
         out.num("resumes", conn.resumes);
         out.num("frames_in", conn.frames_in);

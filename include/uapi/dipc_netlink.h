@@ -14,7 +14,8 @@
  *   DIPC_A_KEYS (the syntax of /proc/sys/dipc/keys); -EINVAL leaves the
  *   old one.
  * DIPC_CMD_JOIN (do, CAP_NET_ADMIN): joins the cluster of the referee at
- *   DIPC_A_REFEREE ("a.b.c.d:port") as node DIPC_A_NODE_ID (absent: the
+ *   DIPC_A_REFEREE ("a.b.c.d:port", or up to 5 replicated referees
+ *   comma-separated) as node DIPC_A_NODE_ID (absent: the
  *   node_id given at load), with the secret in DIPC_A_SECRET_FILE (absent:
  *   the secret_file given at load, if any). Returns once the connection
  *   thread runs; the connection itself shows in DIPC_CMD_STATUS. Errors:
@@ -57,7 +58,7 @@ enum dipc_genl_attr {
 	DIPC_A_OBJ_PAGES_WRITE,	/* u64: pages owned (writable) here */
 	DIPC_A_OBJ_NATTCH,	/* u64: attaches on this node */
 	DIPC_A_PAD,
-	DIPC_A_REFEREE,		/* string: "a.b.c.d:port" */
+	DIPC_A_REFEREE,		/* string: "a.b.c.d:port[,a.b.c.d:port...]" (at most 5, 127 bytes) */
 	DIPC_A_NODE_ID,		/* u32 */
 	DIPC_A_SECRET_FILE,	/* string: a path */
 	DIPC_A_FORCE,		/* flag */

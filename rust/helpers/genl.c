@@ -131,7 +131,7 @@ static int dipc_genl_leave(struct sk_buff *skb, struct genl_info *info)
 
 static const struct nla_policy dipc_genl_policy[DIPC_A_MAX + 1] = {
 	[DIPC_A_KEYS] = { .type = NLA_NUL_STRING, .len = DIPC_KEYS_LEN - 1 },
-	[DIPC_A_REFEREE] = { .type = NLA_NUL_STRING, .len = 63 },
+	[DIPC_A_REFEREE] = { .type = NLA_NUL_STRING, .len = 127 },
 	[DIPC_A_NODE_ID] = { .type = NLA_U32 },
 	[DIPC_A_SECRET_FILE] = { .type = NLA_NUL_STRING, .len = 255 },
 	[DIPC_A_FORCE] = { .type = NLA_FLAG },

@@ -13,7 +13,7 @@ int dipc_enabled = 1;
 
 static char dipc_referee[64];
 module_param_string(referee, dipc_referee, sizeof(dipc_referee), 0444);
-MODULE_PARM_DESC(referee, "Referee address, a.b.c.d:port (empty: do not connect)");
+MODULE_PARM_DESC(referee, "Referee address, a.b.c.d:port, or up to 5 replicated referees comma-separated (empty: do not connect)");
 
 static void *dipc_ctl_ctx;
 static char dipc_keys[DIPC_KEYS_LEN];

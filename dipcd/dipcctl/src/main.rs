@@ -42,9 +42,11 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Join a cluster: connect this node to the referee at REFEREE and wait
-    /// for the connection. Needs CAP_NET_ADMIN.
+    /// for the connection; with several (replicated referees), to the one
+    /// that leads. Needs CAP_NET_ADMIN.
     Join {
-        /// The referee, `a.b.c.d:port`.
+        /// The referee, `a.b.c.d:port`, or the replicated referees,
+        /// comma-separated (at most 5).
         referee: String,
         /// The cluster secret (root's, mode 0600 or 0400); default: the
         /// module's `secret_file=` option, if any.
@@ -247,9 +249,15 @@ fn join(
     node_id: Option<u32>,
     wait: u64,
 ) -> io::Result<()> {
-    if referee.parse::<std::net::SocketAddrV4>().is_err() {
+    let parts: Vec<&str> = referee.split(',').collect();
+    if parts.len() > 5
+        || parts
+            .iter()
+            .any(|p| p.parse::<std::net::SocketAddrV4>().is_err())
+    {
         return Err(io::Error::other(format!(
-            "bad referee address {referee:?}: expected a.b.c.d:port"
+            "bad referee address {referee:?}: expected a.b.c.d:port, or up to 5 of them \
+             comma-separated (replicated referees)"
         )));
     }
     let secret = secret_file.map(check_secret_file).transpose()?;

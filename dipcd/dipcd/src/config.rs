@@ -40,6 +40,10 @@ pub struct FileConfig {
     pub readahead: Option<u64>,
     /// `msg_leases = true`.
     pub msg_leases: Option<bool>,
+    /// `replica_id = 1`: this referee's id among several.
+    pub replica_id: Option<u64>,
+    /// `replicas = ["1=10.0.0.1:7421", ...]`: the first referees.
+    pub replicas: Option<Vec<(u64, String)>>,
     /// The `[limits]` table.
     pub limits: FileLimits,
 }
@@ -85,6 +89,8 @@ struct Raw {
     snapshot_every: Option<u64>,
     readahead: Option<u64>,
     msg_leases: Option<bool>,
+    replica_id: Option<u64>,
+    replicas: Option<Vec<String>>,
     #[serde(default)]
     limits: FileLimits,
 }
@@ -122,6 +128,20 @@ pub fn parse(text: &str) -> Result<FileConfig, String> {
         .fsync
         .map(|s| s.parse::<Fsync>().map_err(|e| format!("fsync: {e}")))
         .transpose()?;
+    let replicas = raw
+        .replicas
+        .map(|v| {
+            v.iter()
+                .map(|s| crate::replicated::parse_replica(s).map_err(|e| format!("replicas: {e}")))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .transpose()?;
+    if let Some(id) = raw
+        .replica_id
+        .filter(|&i| !(1..=u64::from(u32::MAX)).contains(&i))
+    {
+        return Err(format!("replica_id = {id}: 1 to {}", u32::MAX));
+    }
     let keepalive = raw
         .keepalive
         .map(|v| check_keepalive(v).map_err(|e| format!("keepalive = {v}: {e}")))
@@ -147,6 +167,8 @@ pub fn parse(text: &str) -> Result<FileConfig, String> {
         snapshot_every: raw.snapshot_every,
         readahead: raw.readahead,
         msg_leases: raw.msg_leases,
+        replica_id: raw.replica_id,
+        replicas,
         limits: raw.limits,
     })
 }
@@ -192,6 +214,22 @@ mod tests {
         assert_eq!(c.limits.msgmni, Some(32000));
         assert_eq!(c.limits.shmmni, Some(4096));
         assert!(c.limits.shmmax.is_some() && c.limits.shmall.is_some());
+    }
+
+    #[test]
+    fn the_replica_keys_of_the_example_parse_uncommented() {
+        let text = include_str!("../../../packaging/dipcd.toml")
+            .replace("#replica_id", "replica_id")
+            .replace("#replicas", "replicas");
+        let c = parse(&text).expect("the replica keys parse");
+        assert_eq!(c.replica_id, Some(1));
+        assert_eq!(
+            c.replicas.as_deref().map(|r| r[2].clone()),
+            Some((3, "10.0.0.3:7421".to_string()))
+        );
+        assert!(parse("replicas = [\"0=a:1\"]").is_err());
+        assert!(parse("replicas = [\"1=nowhere\"]").is_err());
+        assert!(parse("replica_id = 0").is_err());
     }
 
     #[test]

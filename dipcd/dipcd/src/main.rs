@@ -140,7 +140,7 @@ struct Cli {
     /// serves nodes. Needs `--state-dir`, where the raft log is kept
     /// (`DIR/raft`); `--fsync always` syncs it before acknowledging,
     /// anything else leaves it to the kernel.
-    #[arg(long, requires = "replicas", requires = "state_dir", value_parser = clap::value_parser!(u64).range(1..=u64::from(u32::MAX)))]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=u64::from(u32::MAX)))]
     replica_id: Option<u64>,
     /// The first referees, `ID=HOST:PORT` each (comma-separated or
     /// repeated), the same list on every one: where the referees reach one
@@ -218,6 +218,10 @@ fn configure(matches: &ArgMatches) -> Result<(Cli, Option<PathBuf>), String> {
     take!(snapshot_every);
     take!(readahead);
     take!(msg_leases);
+    take!(replica_id, option);
+    if let (false, Some(v)) = (given("replicas"), file.replicas) {
+        cli.replicas = v;
+    }
     take!(semmsl, limit);
     take!(semmns, limit);
     take!(semopm, limit);
@@ -436,6 +440,13 @@ fn run(cli: &Cli) -> ExitCode {
             let replicas: dipc_replica::Members = cli.replicas.iter().cloned().collect();
             if !replicas.contains_key(&id) {
                 tracing::error!(id, "--replicas does not name this referee's --replica-id");
+                return ExitCode::FAILURE;
+            }
+            if cli.state_dir.is_none() {
+                tracing::error!(
+                    id,
+                    "a replicated referee needs --state-dir for its raft log"
+                );
                 return ExitCode::FAILURE;
             }
             let (rep, rx) = replicated::handle(id);

@@ -479,6 +479,14 @@ impl Referee {
     /// The node answered ping `nonce`: a sync ping's mark says which
     /// cached answers it has received.
     fn pong(&self, node: u32, nonce: u64) {
+        if let (Some(rep), true) = (&self.replication, nonce & SYNC_PING != 0) {
+            // Every referee's copy of the cache is pruned alike.
+            rep.propose(&Record::Pruned {
+                node,
+                mark: nonce & !SYNC_PING,
+            });
+            return;
+        }
         if nonce & SYNC_PING != 0 {
             if let Some(c) = self.state().replies.get_mut(&node) {
                 c.prune(nonce & !SYNC_PING);

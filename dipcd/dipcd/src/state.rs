@@ -159,6 +159,15 @@ pub enum Record {
         /// Wall-clock seconds.
         now: i64,
     },
+    /// Node `node` has received the cached answers up to `mark` (a
+    /// replicated referee's followers drop them too; a single referee
+    /// drops them without a record).
+    Pruned {
+        /// The node.
+        node: u32,
+        /// The cache's serial.
+        mark: u64,
+    },
 }
 
 /// [`Limits`] as logged.
@@ -322,6 +331,12 @@ impl State {
                 out: self.gone(*node, *now),
                 resumed: false,
             },
+            Record::Pruned { node, mark } => {
+                if let Some(c) = self.replies.get_mut(node) {
+                    c.prune(*mark);
+                }
+                Applied::default()
+            }
         }
     }
 

@@ -485,6 +485,7 @@ fn run(cli: &Cli) -> ExitCode {
             sync: cli.fsync == store::Fsync::Always,
             snapshot_every: cli.snapshot_every,
             secret: secret_for_replicas.clone(),
+            allow: cli.allow.clone(),
         };
         if let Err(e) = replicated::start(referee.clone(), rep, rx, opts) {
             tracing::error!(error = %e, "cannot start the replica");

@@ -9,7 +9,7 @@
 //! must not hold up raft); one per referee sends raft messages to it; one
 //! accepts the other referees' connections, and one reads each.
 
-use crate::auth::Secret;
+use crate::auth::{Net, Secret};
 use crate::server::{Referee, Writer};
 use crate::state::{Peer, Record};
 use crate::store;
@@ -49,6 +49,9 @@ pub struct Options {
     pub snapshot_every: u64,
     /// The cluster secret, which referees prove to each other too.
     pub secret: Option<Secret>,
+    /// Networks the other referees may connect from (empty: any), as for
+    /// nodes.
+    pub allow: Vec<Net>,
 }
 
 /// What a node's new connection registers, once its hello is applied.
@@ -276,9 +279,10 @@ pub fn start(
     {
         let events = events.clone();
         let secret = opts.secret.clone();
+        let allow = opts.allow.clone();
         std::thread::Builder::new()
             .name("dipcd-raft-accept".into())
-            .spawn(move || accept(listener, events, secret))?;
+            .spawn(move || accept(listener, events, secret, allow))?;
     }
     let (flush_tx, flush_rx) = mpsc::channel::<BTreeSet<u32>>();
     {
@@ -603,9 +607,19 @@ fn send_loop(
     }
 }
 
-fn accept(listener: TcpListener, events: mpsc::Sender<Event>, secret: Option<Secret>) {
+fn accept(
+    listener: TcpListener,
+    events: mpsc::Sender<Event>,
+    secret: Option<Secret>,
+    allow: Vec<Net>,
+) {
     for s in listener.incoming() {
         let Ok(s) = s else { continue };
+        let peer = s.peer_addr().ok();
+        if let Some(p) = peer.filter(|p| !crate::auth::allowed(&allow, p.ip())) {
+            tracing::warn!(peer = %p, "refusing a referee connection from outside the allow list");
+            continue;
+        }
         let (events, secret) = (events.clone(), secret.clone());
         let _ = std::thread::Builder::new()
             .name("dipcd-raft-from".into())

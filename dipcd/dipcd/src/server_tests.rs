@@ -769,7 +769,10 @@ fn a_leaving_node_hands_its_pages_back() {
 
 /// Three referees in one process, each with its own directory and ports,
 /// serving the nodes' protocol on `addrs[i]`.
-fn start_replicated(dirs: &[tempfile::TempDir]) -> (Vec<Arc<Referee>>, Vec<SocketAddr>) {
+fn start_replicated(
+    dirs: &[tempfile::TempDir],
+    secret: Option<&[u8]>,
+) -> (Vec<Arc<Referee>>, Vec<SocketAddr>, Vec<u16>) {
     let raft_ports: Vec<u16> = (0..dirs.len())
         .map(|_| {
             TcpListener::bind("127.0.0.1:0")
@@ -802,7 +805,8 @@ fn start_replicated(dirs: &[tempfile::TempDir]) -> (Vec<Arc<Referee>>, Vec<Socke
             dir: dir.path().to_path_buf(),
             sync: false,
             snapshot_every: 1000,
-            secret: None,
+            secret: secret.map(|s| Secret::new(s).unwrap()),
+            allow: Vec::new(),
         };
         crate::replicated::start(referee.clone(), rep, rx, opts).unwrap();
         let r = referee.clone();
@@ -810,7 +814,7 @@ fn start_replicated(dirs: &[tempfile::TempDir]) -> (Vec<Arc<Referee>>, Vec<Socke
         referees.push(referee);
         addrs.push(addr);
     }
-    (referees, addrs)
+    (referees, addrs, raft_ports)
 }
 
 /// The index of the referee that serves nodes, once one does.
@@ -885,7 +889,7 @@ impl Peer {
 #[test]
 fn replicated_referees_fail_over() {
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let (referees, addrs) = start_replicated(&dirs);
+    let (referees, addrs, _) = start_replicated(&dirs, None);
     let l = serving(&referees, None);
     let f = (l + 1) % 3;
     let mut p = Peer::connect(addrs[f]);
@@ -926,4 +930,50 @@ fn replicated_referees_fail_over() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// With a secret, referees that hold it elect a leader among themselves,
+/// and a connection to a referee's raft port that cannot prove it is
+/// closed before any message is taken.
+#[test]
+fn replicated_referees_prove_the_secret() {
+    let key = b"0123456789abcdef0123";
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let (referees, _, raft_ports) = start_replicated(&dirs, Some(key));
+    let l = serving(&referees, None);
+    let term = referees[l].replication().unwrap().info().term;
+    for (i, port) in raft_ports.iter().enumerate() {
+        let mut s = TcpStream::connect(("127.0.0.1", *port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut challenge = [0u8; dipc_wire::AUTH_LEN];
+        s.read_exact(&mut challenge).unwrap();
+        let from = if i == 1 { 3u64 } else { 2 };
+        let mut hello = b"DIPCRAF1".to_vec();
+        hello.extend_from_slice(&from.to_le_bytes());
+        hello.extend_from_slice(&[0u8; 2 * dipc_wire::AUTH_LEN]);
+        // A heartbeat of a far term: a referee that took it would move to
+        // that term, following the forger.
+        let mut m = dipc_replica::Message::default();
+        m.set_msg_type(dipc_replica::MessageType::MsgHeartbeat);
+        m.to = i as u64 + 1;
+        m.from = from;
+        m.term = 1000;
+        let bytes = dipc_replica::encode_message(&m);
+        hello.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+        hello.extend_from_slice(&bytes);
+        let _ = s.write_all(&hello);
+        let mut b = [0u8; 1];
+        let closed = match s.read(&mut b) {
+            Ok(0) => true,
+            Err(e) => e.kind() == io::ErrorKind::ConnectionReset,
+            Ok(_) => false,
+        };
+        assert!(closed, "the referee kept an unproven peer");
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    for r in &referees {
+        assert!(r.replication().unwrap().info().term < 1000, "a forged heartbeat was taken");
+    }
+    assert_eq!(referees[l].replication().unwrap().info().term, term);
+    assert!(referees[l].replication().unwrap().serving());
 }

@@ -367,6 +367,24 @@ fn status(control: &std::path::Path, json: bool) -> ExitCode {
         v["uptime_s"].as_u64().unwrap_or(0),
         nodes.len()
     );
+    if let Some(r) = v["replication"].as_object() {
+        let n = |k: &str| r.get(k).and_then(|x| x.as_u64()).unwrap_or(0);
+        println!(
+            "replica {} of {}: leader {}, term {}, commit {}, {}",
+            n("id"),
+            r.get("members")
+                .and_then(|m| m.as_object())
+                .map_or(0, |m| m.len()),
+            n("leader"),
+            n("term"),
+            n("commit"),
+            if r.get("serving").and_then(|x| x.as_bool()) == Some(true) {
+                "serving nodes"
+            } else {
+                "following"
+            }
+        );
+    }
     println!(
         "{:>6}  {:<16} {:<22} {:>8}",
         "NODE", "NAME", "ADDRESS", "UP(s)"

@@ -125,6 +125,8 @@ pub struct Status {
     pub objects: Vec<ObjectStatus>,
     /// Requests sleeping at the referee (all objects).
     pub waiters: usize,
+    /// Where this referee stands among several, if replicated.
+    pub replication: Option<crate::replicated::Info>,
 }
 
 fn now_s() -> i64 {
@@ -609,6 +611,7 @@ impl Referee {
             nodes,
             objects,
             waiters,
+            replication: self.replication.as_ref().map(|r| r.info()),
         }
     }
 

@@ -496,15 +496,6 @@ impl Referee {
         }
     }
 
-    /// Cached answers for `node` and the mark a sync ping would carry.
-    fn cached(&self, node: u32) -> (usize, u64) {
-        self.state()
-            .replies
-            .get(&node)
-            .map(|c| (c.count(), c.mark()))
-            .unwrap_or((0, 0))
-    }
-
     /// Queues each frame for its node(s), in order; returns the nodes that
     /// have frames queued. Called with `objects` held.
     pub(crate) fn enqueue(&self, out: Vec<Outgoing>) -> BTreeSet<u32> {
@@ -740,15 +731,7 @@ fn handle(referee: &Referee, mut stream: TcpStream, peer: SocketAddr) -> io::Res
     let mut synced_mark = 0u64;
     let result = loop {
         // After each batch of requests, and on each idle tick.
-        if let Err(e) = sync_ping(
-            referee,
-            &session,
-            &mut stream,
-            peer,
-            conn_id,
-            &mut writer,
-            &mut synced_mark,
-        ) {
+        if let Err(e) = sync_ping(referee, &session, &writer, &mut synced_mark) {
             break Err(e);
         }
         let n = match stream.read(&mut buf) {
@@ -1065,29 +1048,44 @@ fn peer_ipv4(peer: SocketAddr) -> Option<u32> {
 }
 
 /// Asks the node which cached answers it has received, when enough are
-/// cached (see [`SYNC_PING`]).
+/// cached (see [`SYNC_PING`]). The ping is queued behind every frame
+/// already queued for the node, under the state lock, so every answer its
+/// mark covers leaves before it: a node that answers it has them all (a
+/// ping written at once could overtake an answer still queued, and the
+/// answer be dropped from the cache before the node had it; sent again
+/// after a reconnection, its call would then be carried out twice).
 fn sync_ping(
     referee: &Referee,
     session: &Session,
-    stream: &mut TcpStream,
-    peer: SocketAddr,
-    conn_id: u64,
-    writer: &mut Option<Writer>,
+    writer: &Option<Writer>,
     synced_mark: &mut u64,
 ) -> io::Result<()> {
     let State::Ready { node_id } = session.state() else {
         return Ok(());
     };
-    let (n, mark) = referee.cached(node_id);
-    if n <= SYNC_AFTER || writer.is_none() || mark < *synced_mark + SYNC_AFTER as u64 {
+    if writer.is_none() {
         return Ok(());
     }
-    *synced_mark = mark;
-    let ping = Action::Reply(OwnedReply {
-        req_id: 0,
-        frame: Frame::Ping {
-            nonce: SYNC_PING | mark,
-        },
-    });
-    act(referee, stream, peer, conn_id, writer, ping)
+    let nodes = {
+        let st = referee.state();
+        let (n, mark) = st
+            .replies
+            .get(&node_id)
+            .map(|c| (c.count(), c.mark()))
+            .unwrap_or((0, 0));
+        if n <= SYNC_AFTER || mark < *synced_mark + SYNC_AFTER as u64 {
+            return Ok(());
+        }
+        *synced_mark = mark;
+        let ping = state::encode(
+            Some(node_id),
+            0,
+            Frame::Ping {
+                nonce: SYNC_PING | mark,
+            },
+        );
+        referee.enqueue(vec![ping])
+    };
+    referee.flush(&nodes);
+    Ok(())
 }

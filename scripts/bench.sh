@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make bench: runs bench/cluster.scenario on a 3-node test cluster,
-# bench/scale.scenario on 4 nodes and bench/wan.scenario (50 ms round trips
-# under netem) on 3, loads a host dipcd on one core with
+# bench/scale.scenario on 4 nodes, bench/wan.scenario (50 ms round trips
+# under netem) and bench/replicated.scenario (three replicated referees
+# against one) on 3, loads a host dipcd on one core with
 # dipc-bench's simulated nodes, then sets every figure beside its baseline:
 # the table is printed and put into README.md, the record goes to
 # bench/results/DATE.json and the plots to bench/plots/.
@@ -33,6 +34,7 @@ cluster() { # NAME NODES MEM
 cluster cluster 3 512
 cluster scale 4 384
 cluster wan 3 384
+cluster replicated 3 512
 
 # The referee on one core, the load generator on another (where there is one).
 echo "bench: referee load (dipcd on the host)"
@@ -60,7 +62,7 @@ accel="$(sed -n 's/^dipc-cluster: accelerator \([a-z]*\).*/\1/p' "$out/cluster.l
 vcpus="$(sed -n 's/^dipc-cluster: node [0-9]* booted in .* with \([0-9]*\) CPU(s).*/\1/p' "$out/cluster.log" | head -1)"
 cpu="$(sed -n 's/^model name[^:]*: *//p' /proc/cpuinfo | head -1)"
 echo "bench: report (the clusters took $((SECONDS - started)) s)"
-"$tool" report --log "$out/cluster.log" --log "$out/scale.log" --log "$out/wan.log" --load "$best" --date "$date" \
+"$tool" report --log "$out/cluster.log" --log "$out/scale.log" --log "$out/wan.log" --log "$out/replicated.log" --load "$best" --date "$date" \
 	--meta "commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
 	--meta "guests=QEMU $accel, ${vcpus:-?} vCPUs each" --meta "host=$cpu × $(nproc)" \
 	"${readme[@]}"

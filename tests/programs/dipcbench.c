@@ -9,6 +9,10 @@
  *   dipcbench tcp-fetch IP PORT N         N fetches of 4 KiB (1 byte asks)
  *   dipcbench tcp-stream IP PORT SIZE MIB a stream of SIZE-byte writes
  *   dipcbench sem-op KEY N                N semops, +1 then -1, IPC_NOWAIT
+ *   dipcbench failover KEY SECONDS        semops as sem-op for SECONDS: the
+ *                                         longest one (replicated referees:
+ *                                         the leader killed meanwhile, it is
+ *                                         the failover time), and how many
  *   dipcbench sem-pingpong KEY N a|b      hand-off through sems 0 and 1
  *   dipcbench msg-rt KEY SIZE N           msgsnd then msgrcv of it, N times
  *   dipcbench msg-pingpong KEY SIZE N a|b a sends type 1, b echoes type 2
@@ -225,6 +229,37 @@ static int sem_op(const char *key, long n)
 	}
 	bench_latency("sem_pv", pair, n / 2, "%s", bench_extra_args);
 	bench_latency("sem_op", one, n, "%s", bench_extra_args);
+	return 0;
+}
+
+/*
+ * Semops as sem_op for `secs` seconds; the longest single call is the time
+ * from the leader's loss to the first call its successor answered (plus one
+ * call). The value must end where it began: every +1 was undone once.
+ */
+static int failover(const char *key, double secs)
+{
+	int id = semset(key, 1);
+	double end = bench_now_us() + secs * 1e6, longest = 0;
+	long n = 0;
+
+	while (bench_now_us() < end) {
+		double t0 = bench_now_us();
+
+		sop(id, 0, (n & 1) ? -1 : 1, IPC_NOWAIT);
+		t0 = bench_now_us() - t0;
+		if (t0 > longest)
+			longest = t0;
+		n++;
+	}
+	if (n & 1)
+		sop(id, 0, -1, IPC_NOWAIT);
+	if (semctl(id, 0, GETVAL) != 0) {
+		fprintf(stderr, "failover: the semaphore is %d after %ld ops, not 0\n",
+			semctl(id, 0, GETVAL), n);
+		return 1;
+	}
+	bench_figure("failover", "ms", longest / 1e3, "ops=%ld %s", n, bench_extra_args);
 	return 0;
 }
 
@@ -594,6 +629,8 @@ int main(int argc, char **argv)
 		return tcp(cmd, pos[2], atoi(pos[3]), PAGE, atol(pos[4]));
 	if (!strcmp(cmd, "sem-op") && n == 4)
 		return sem_op(pos[2], atol(pos[3]));
+	if (!strcmp(cmd, "failover") && n == 4)
+		return failover(pos[2], atof(pos[3]));
 	if (!strcmp(cmd, "sem-pingpong") && n == 5)
 		return sem_pingpong(pos[2], atol(pos[3]), pos[4][0] == 'a');
 	if (!strcmp(cmd, "msg-rt") && n == 5)

@@ -518,6 +518,7 @@ pub fn build(recs: &[Record], load: Option<&LoadResult>) -> Report {
     }
 
     wan(&mut f, &mut b, &mut checks);
+    replicated(&mut f, &mut b);
 
     b.group = "Referee (dipcd on one host core, load from the other)";
     match load {
@@ -602,6 +603,38 @@ fn wan(f: &mut Find<'_>, b: &mut Builder, checks: &mut Vec<(String, bool)>) {
     for q in [None, Some("50")] {
         word_check(f, checks, "wan50_scale_shm", 2, q, "50 ms link, 2 nodes");
     }
+}
+
+/// Three replicated referees against one (bench/replicated.scenario: the
+/// same cluster, the same calls, `rep1_*` and `rep3_*`), and the failover.
+fn replicated(f: &mut Find<'_>, b: &mut Builder) {
+    b.group = "Replicated referees (3, Raft) against one referee, both syncing before answering";
+    for (figure, name) in [
+        ("remote semop, one op (median)", "sem_op"),
+        ("remote msgsnd + msgrcv, 1 KiB (median)", "msg_rt_1024"),
+        (
+            "DSM read-miss fault, page owned by node 3 (median)",
+            "dsm_read_miss",
+        ),
+    ] {
+        let one = val(f.one(&format!("rep1_{name}"), &[]));
+        b.row(
+            &format!("{figure}, 3 replicas"),
+            "µs",
+            val(f.one(&format!("rep3_{name}"), &[])),
+            "one referee, the same cluster",
+            one,
+            None,
+        );
+    }
+    b.row(
+        "failover: leader killed → first call answered by the next",
+        "ms",
+        val(f.one("rep3_failover", &[])),
+        "TCP 64 B round trip, node 2 ↔ 1",
+        val(f.one("rep_tcp_rtt_64", &[("pair", "2-1")])).map(|us| us / 1e3),
+        None,
+    );
 }
 
 /// The check that every atomic add of the `name` records of `k` nodes
@@ -766,10 +799,37 @@ mod tests {
         assert!(!r.checks[0].1, "121 != 50 + 70");
         assert!(r.missing.iter().any(|m| m == "dsm_read_miss"));
         assert!(r.missing.iter().any(|m| m == "referee load"));
+        assert!(r.missing.iter().any(|m| m == "rep3_failover"));
         let md = markdown(&r);
         assert!(md.contains("| remote semop, one op (median) | 550 µs | 500 µs"));
         assert!(md.contains("**missed**"));
         assert!(md.contains("Missing from this run:"));
+    }
+
+    #[test]
+    fn replicated_against_one_referee() {
+        let log = format!(
+            "  node2| BENCH rep_tcp_rtt_64 unit=us value=500 p99=900 q={q} pair=2-1\n\
+             \x20 node2| BENCH rep1_sem_op unit=us value=1000 p99=2000 q={q}\n\
+             \x20 node2| BENCH rep3_sem_op unit=us value=1500 p99=2000 q={q}\n\
+             \x20 node2| BENCH rep3_failover unit=ms value=2500 ops=100\n",
+            q = q()
+        );
+        let r = build(&parse(&log), None);
+        let row = |name: &str| {
+            r.rows
+                .iter()
+                .find(|x| x.figure == name)
+                .expect(name)
+                .clone()
+        };
+        assert_eq!(
+            row("remote semop, one op (median), 3 replicas").ratio,
+            Some(1.5)
+        );
+        let fo = row("failover: leader killed → first call answered by the next");
+        assert_eq!((fo.value, fo.baseline), (Some(2500.0), Some(0.5)));
+        assert!(r.missing.iter().any(|m| m == "rep1_msg_rt_1024"));
     }
 
     #[test]

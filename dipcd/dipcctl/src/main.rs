@@ -106,8 +106,9 @@ enum RefereesCommand {
     /// Show them (the default).
     List,
     /// Add referee ID, which the others reach at HOST:PORT (start its
-    /// dipcd first, with `--replica-id ID` and the same `--replicas`; it
-    /// starts empty and catches up).
+    /// dipcd first, with `--replica-id ID --replica-join` and `--replicas`
+    /// naming the current referees and itself; it starts empty and catches
+    /// up).
     Add {
         /// Its id.
         id: u64,

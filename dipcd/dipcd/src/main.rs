@@ -147,6 +147,12 @@ struct Cli {
     /// another (not the nodes' port). Three or five.
     #[arg(long, value_delimiter = ',', value_parser = replicated::parse_replica)]
     replicas: Vec<(u64, String)>,
+    /// This referee joins running referees (`dipcctl referees add` on
+    /// their leader): it starts with no configuration and learns it, and
+    /// the log, from the leader. `--replicas` still gives its own address
+    /// (and may name the others). Only for a new, empty `--state-dir`.
+    #[arg(long)]
+    replica_join: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -502,6 +508,7 @@ fn run(cli: &Cli) -> ExitCode {
             dir: cli.state_dir.clone().unwrap_or_default(),
             sync: cli.fsync == store::Fsync::Always,
             snapshot_every: cli.snapshot_every,
+            join: cli.replica_join,
             secret: secret_for_replicas.clone(),
             allow: cli.allow.clone(),
         };

@@ -47,6 +47,9 @@ pub struct Options {
     pub sync: bool,
     /// Applied entries between snapshots.
     pub snapshot_every: u64,
+    /// Joining running referees: no configuration of its own (a new
+    /// directory starts with no voters instead of `replicas`).
+    pub join: bool,
     /// The cluster secret, which referees prove to each other too.
     pub secret: Option<Secret>,
     /// Networks the other referees may connect from (empty: any), as for
@@ -237,7 +240,11 @@ pub fn start(
     let mut cfg = Config::new(opts.id);
     cfg.sync = opts.sync;
     cfg.snapshot_every = opts.snapshot_every;
-    let voters: Vec<u64> = opts.replicas.keys().copied().collect();
+    let voters: Vec<u64> = if opts.join {
+        Vec::new()
+    } else {
+        opts.replicas.keys().copied().collect()
+    };
     let machine = Referees {
         referee: referee.clone(),
         rep: rep.clone(),
@@ -303,6 +310,8 @@ pub fn start(
         secret: opts.secret,
         events,
         senders: BTreeMap::new(),
+        given: opts.replicas,
+        exit_when_removed: !cfg!(test),
     };
     std::thread::Builder::new()
         .name("dipcd-raft".into())
@@ -493,8 +502,15 @@ fn run(
             i.serving = serving;
         }
         if replica.removed() {
+            // Its log ends here: it serves nothing, and the process (whose
+            // state would only age) stops.
             tracing::warn!(id = replica.id(), "removed from the referees; stopping");
-            std::process::exit(0);
+            rep.serving.store(false, Ordering::Release);
+            referee.close_all();
+            if transport.exit_when_removed {
+                std::process::exit(0);
+            }
+            return;
         }
     }
 }
@@ -505,6 +521,12 @@ struct Transport {
     secret: Option<Secret>,
     events: mpsc::Sender<Event>,
     senders: BTreeMap<u64, mpsc::Sender<Message>>,
+    /// Ends the process once this referee is removed (not in tests).
+    exit_when_removed: bool,
+    /// The addresses given at start (`--replicas`): a joining referee
+    /// answers the leader before it has applied the membership that names
+    /// it.
+    given: Members,
 }
 
 impl Transport {
@@ -512,7 +534,7 @@ impl Transport {
         for m in msgs {
             let to = m.to;
             if !self.senders.contains_key(&to) {
-                let Some(addr) = members.get(&to).cloned() else {
+                let Some(addr) = members.get(&to).or_else(|| self.given.get(&to)).cloned() else {
                     continue;
                 };
                 let (tx, rx) = mpsc::channel();

@@ -805,6 +805,7 @@ fn start_replicated(
             dir: dir.path().to_path_buf(),
             sync: false,
             snapshot_every: 1000,
+            join: false,
             secret: secret.map(|s| Secret::new(s).unwrap()),
             allow: Vec::new(),
         };
@@ -972,8 +973,107 @@ fn replicated_referees_prove_the_secret() {
     }
     std::thread::sleep(Duration::from_millis(500));
     for r in &referees {
-        assert!(r.replication().unwrap().info().term < 1000, "a forged heartbeat was taken");
+        assert!(
+            r.replication().unwrap().info().term < 1000,
+            "a forged heartbeat was taken"
+        );
     }
     assert_eq!(referees[l].replication().unwrap().info().term, term);
     assert!(referees[l].replication().unwrap().serving());
+}
+
+/// A fourth referee joins (started with `join`, empty) through the
+/// leader's membership change, catches up with the log, and serves once it
+/// leads; then it is removed again, and the three go on.
+#[test]
+fn a_referee_joins_and_leaves() {
+    let dirs: Vec<tempfile::TempDir> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+    let (referees, addrs, _) = start_replicated(&dirs[..3], None);
+    let l = serving(&referees, None);
+    let mut p = Peer::connect(addrs[l]);
+    assert_eq!(p.hello_as(5, 77).map(|f| f & ACK_RESUMED), Some(0));
+    let Got::Frame(Kind::GetReply, 2, _) = p.semget(2, 0x42) else {
+        panic!("semget failed");
+    };
+    let oid = referees[l].status().objects[0].oid;
+    p.semop(3, oid, 100, 1, 0);
+    assert_eq!(p.recv(), Got::Frame(Kind::Status, 3, 0));
+    // Referee 4, empty, given the referees' addresses and its own.
+    let port4 = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr4 = format!("127.0.0.1:{port4}");
+    let mut given = referees[l].replication().unwrap().info().members;
+    given.insert(4, addr4.clone());
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let (rep4, rx4) = crate::replicated::handle(4);
+    let r4 = Arc::new(
+        Referee::new(listener.local_addr().unwrap(), Limits::default())
+            .with_keepalive(Duration::from_secs(30))
+            .with_replication(rep4.clone()),
+    );
+    let opts = crate::replicated::Options {
+        id: 4,
+        replicas: given,
+        dir: dirs[3].path().to_path_buf(),
+        sync: false,
+        snapshot_every: 1000,
+        join: true,
+        secret: None,
+        allow: Vec::new(),
+    };
+    crate::replicated::start(r4.clone(), rep4.clone(), rx4, opts).unwrap();
+    // A follower cannot change the membership; the leader can.
+    let f = (l + 1) % 3;
+    let refused = referees[f].replication().unwrap().change(
+        dipc_replica::Change::Add {
+            id: 4,
+            addr: addr4.clone(),
+        },
+        Duration::from_secs(5),
+    );
+    assert!(refused.unwrap_err().contains("does not lead"));
+    referees[l]
+        .replication()
+        .unwrap()
+        .change(
+            dipc_replica::Change::Add {
+                id: 4,
+                addr: addr4.clone(),
+            },
+            Duration::from_secs(10),
+        )
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (i4, il) = (rep4.info(), referees[l].replication().unwrap().info());
+        if i4.members.len() == 4 && i4.applied >= il.commit && r4.status().objects.len() == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "referee 4 never caught up: {i4:?} vs {il:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(r4.status().objects[0].oid, oid);
+    // Referee 4 leaves; the others keep serving.
+    referees[l]
+        .replication()
+        .unwrap()
+        .change(
+            dipc_replica::Change::Remove { id: 4 },
+            Duration::from_secs(10),
+        )
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while referees[l].replication().unwrap().info().members.len() != 3 {
+        assert!(Instant::now() < deadline, "referee 4 is still a member");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    p.semop(4, oid, 100, 1, 0);
+    assert_eq!(p.recv(), Got::Frame(Kind::Status, 4, 0));
+    assert_eq!(p.getval(5, oid), 2);
 }

@@ -32,8 +32,8 @@ cluster() { # NAME NODES MEM
 	return "${PIPESTATUS[0]}"
 }
 cluster cluster 3 512
-cluster scale 4 384
-cluster wan 3 384
+cluster scale 4 512
+cluster wan 3 512
 cluster replicated 3 512
 
 # The referee on one core, the load generator on another (where there is one).

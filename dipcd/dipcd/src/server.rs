@@ -874,18 +874,9 @@ fn act(
         Action::Register(hello, replies) if referee.replication.is_some() => {
             register_replicated(referee, stream, peer, conn_id, writer, hello, replies)
         }
-        Action::Register(hello, mut replies) => {
-            let closer = Box::new(SocketCloser(stream.try_clone()?));
-            let writer_new = Arc::new(Mutex::new(stream.try_clone()?));
+        Action::Register(hello, replies) => {
+            let writer_new = register(referee, stream, peer, conn_id, &hello)?;
             let node_id = hello.node_id;
-            referee.registry().register(
-                hello.node_id,
-                hello.name.clone(),
-                peer,
-                conn_id,
-                closer,
-                Instant::now(),
-            );
             // The ack goes out before any other frame on this connection:
             // nobody else can write to it before it is in `writers`, and
             // whoever flushes after that waits for this lock.
@@ -899,47 +890,17 @@ fn act(
                 };
                 let applied = referee.record(&mut st, &rec);
                 // Where other nodes send it pages: known from now on.
-                let token = replies.iter().find_map(|r| match r.frame {
-                    Frame::HelloAck(a) => Some(a.token),
-                    _ => None,
-                });
-                match (peer_ipv4(peer), hello.peer_port, token) {
-                    (Some(ip), port, Some(token)) if port != 0 => {
-                        st.peers.insert(node_id, Peer { ip, port, token });
-                    }
-                    _ => {
-                        st.peers.remove(&node_id);
-                    }
-                }
+                match hello_peer(peer, &hello, &replies) {
+                    Some(p) => st.peers.insert(node_id, p),
+                    None => st.peers.remove(&node_id),
+                };
                 // Frames queued for the node's earlier connection are not
                 // this one's; what the hello produced (wake-ups elsewhere,
                 // or this node's unanswered invalidations) is.
-                {
-                    let mut writers = lock(&referee.writers);
-                    lock(&referee.pending).remove(&node_id);
-                    writers.insert(node_id, (conn_id, writer_new.clone()));
-                }
+                referee.register_writer(node_id, conn_id, writer_new.clone());
                 (applied.resumed, referee.enqueue(applied.out))
             };
-            referee.metrics.joined(resumed);
-            tracing::info!(
-                node_id,
-                name = %hello.name,
-                %peer,
-                incarnation = format_args!("{:#x}", hello.incarnation),
-                resumed,
-                "node joined"
-            );
-            if resumed {
-                for r in &mut replies {
-                    if let Frame::HelloAck(a) = &mut r.frame {
-                        a.features |= ACK_RESUMED;
-                    }
-                }
-            }
-            let r = replies
-                .iter()
-                .try_for_each(|reply| send(&mut w, reply, &referee.metrics));
+            let r = ack_joined(referee, &hello, peer, resumed, replies, &mut w);
             drop(w);
             *writer = Some(writer_new);
             referee.flush(&nodes);
@@ -970,7 +931,7 @@ fn register_replicated(
     conn_id: u64,
     writer: &mut Option<Writer>,
     hello: crate::session::NodeHello,
-    mut replies: Vec<OwnedReply>,
+    replies: Vec<OwnedReply>,
 ) -> io::Result<()> {
     let Some(rep) = &referee.replication else {
         return Err(io::Error::other("not replicated"));
@@ -981,32 +942,15 @@ fn register_replicated(
         send_error(stream, ErrorCode::NotLeader, &referee.metrics);
         return Err(io::Error::other("not the leader"));
     }
-    let closer = Box::new(SocketCloser(stream.try_clone()?));
-    let writer_new = Arc::new(Mutex::new(stream.try_clone()?));
+    let writer_new = register(referee, stream, peer, conn_id, &hello)?;
     let node_id = hello.node_id;
-    referee.registry().register(
-        node_id,
-        hello.name.clone(),
-        peer,
-        conn_id,
-        closer,
-        Instant::now(),
-    );
-    let token = replies.iter().find_map(|r| match r.frame {
-        Frame::HelloAck(a) => Some(a.token),
-        _ => None,
-    });
-    let peer_at = match (peer_ipv4(peer), hello.peer_port, token) {
-        (Some(ip), port, Some(token)) if port != 0 => Some(Peer { ip, port, token }),
-        _ => None,
-    };
     // The ack goes out before any other frame on this connection: the
     // thread that writes what applying queued waits for this lock.
     let mut w = lock(&writer_new);
     let ctx = HelloCtx {
         conn_id,
         writer: writer_new.clone(),
-        peer: peer_at,
+        peer: hello_peer(peer, &hello, &replies),
     };
     let rec = Record::Hello {
         node: node_id,
@@ -1014,9 +958,63 @@ fn register_replicated(
         now: now_s(),
     };
     let resumed = rep.hello(node_id, ctx, &rec, referee.keepalive)?;
+    let r = ack_joined(referee, &hello, peer, resumed, replies, &mut w);
+    drop(w);
+    *writer = Some(writer_new);
+    r
+}
+
+/// Registers a node's new connection (replacing any older one with its
+/// id) and returns its shared write half, not yet in `writers`.
+fn register(
+    referee: &Referee,
+    stream: &TcpStream,
+    peer: SocketAddr,
+    conn_id: u64,
+    hello: &crate::session::NodeHello,
+) -> io::Result<Writer> {
+    let closer = Box::new(SocketCloser(stream.try_clone()?));
+    referee.registry().register(
+        hello.node_id,
+        hello.name.clone(),
+        peer,
+        conn_id,
+        closer,
+        Instant::now(),
+    );
+    Ok(Arc::new(Mutex::new(stream.try_clone()?)))
+}
+
+/// Where other nodes send `hello`'s node pages: its address and
+/// `peer_port`, with the token of its hello ack (none: no port).
+fn hello_peer(
+    peer: SocketAddr,
+    hello: &crate::session::NodeHello,
+    replies: &[OwnedReply],
+) -> Option<Peer> {
+    let token = replies.iter().find_map(|r| match r.frame {
+        Frame::HelloAck(a) => Some(a.token),
+        _ => None,
+    });
+    match (peer_ipv4(peer), hello.peer_port, token) {
+        (Some(ip), port, Some(token)) if port != 0 => Some(Peer { ip, port, token }),
+        _ => None,
+    }
+}
+
+/// Logs a node's join and sends its hello's replies on `w` (the hello
+/// ack says whether its session resumed).
+fn ack_joined(
+    referee: &Referee,
+    hello: &crate::session::NodeHello,
+    peer: SocketAddr,
+    resumed: bool,
+    mut replies: Vec<OwnedReply>,
+    w: &mut TcpStream,
+) -> io::Result<()> {
     referee.metrics.joined(resumed);
     tracing::info!(
-        node_id,
+        node_id = hello.node_id,
         name = %hello.name,
         %peer,
         incarnation = format_args!("{:#x}", hello.incarnation),
@@ -1030,12 +1028,9 @@ fn register_replicated(
             }
         }
     }
-    let r = replies
+    replies
         .iter()
-        .try_for_each(|reply| send(&mut w, reply, &referee.metrics));
-    drop(w);
-    *writer = Some(writer_new);
-    r
+        .try_for_each(|reply| send(w, reply, &referee.metrics))
 }
 
 /// `peer`'s IPv4 address (host order), also when it came as an

@@ -883,6 +883,20 @@ impl Peer {
     }
 }
 
+/// Node 5 (incarnation 77) joins `referee`, a leader at `addr`, makes a
+/// semaphore set (key 0x42) and adds 1 to it (request 3); the set's id.
+fn node_with_a_semaphore(referee: &Referee, addr: SocketAddr) -> (Peer, u64) {
+    let mut p = Peer::connect(addr);
+    assert_eq!(p.hello_as(5, 77).map(|f| f & ACK_RESUMED), Some(0));
+    let Got::Frame(Kind::GetReply, 2, _) = p.semget(2, 0x42) else {
+        panic!("semget failed");
+    };
+    let oid = referee.status().objects[0].oid;
+    p.semop(3, oid, 100, 1, 0);
+    assert_eq!(p.recv(), Got::Frame(Kind::Status, 3, 0));
+    (p, oid)
+}
+
 /// Three referees: followers send nodes on, the leader serves; the
 /// leader dies, another takes over with every acknowledged change, the
 /// node resumes its session there, and a call sent again is carried out
@@ -895,14 +909,7 @@ fn replicated_referees_fail_over() {
     let f = (l + 1) % 3;
     let mut p = Peer::connect(addrs[f]);
     assert_eq!(p.hello_as(5, 77), None, "a follower served a node");
-    let mut p = Peer::connect(addrs[l]);
-    assert_eq!(p.hello_as(5, 77).map(|f| f & ACK_RESUMED), Some(0));
-    let Got::Frame(Kind::GetReply, 2, _) = p.semget(2, 0x42) else {
-        panic!("semget failed");
-    };
-    let oid = referees[l].status().objects[0].oid;
-    p.semop(3, oid, 100, 1, 0);
-    assert_eq!(p.recv(), Got::Frame(Kind::Status, 3, 0));
+    let (mut p, oid) = node_with_a_semaphore(&referees[l], addrs[l]);
     // The leader dies; its node connection goes with it.
     referees[l].replication().unwrap().stop();
     assert_eq!(p.until_closed(), Vec::<Kind>::new());
@@ -990,14 +997,7 @@ fn a_referee_joins_and_leaves() {
     let dirs: Vec<tempfile::TempDir> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
     let (referees, addrs, _) = start_replicated(&dirs[..3], None);
     let l = serving(&referees, None);
-    let mut p = Peer::connect(addrs[l]);
-    assert_eq!(p.hello_as(5, 77).map(|f| f & ACK_RESUMED), Some(0));
-    let Got::Frame(Kind::GetReply, 2, _) = p.semget(2, 0x42) else {
-        panic!("semget failed");
-    };
-    let oid = referees[l].status().objects[0].oid;
-    p.semop(3, oid, 100, 1, 0);
-    assert_eq!(p.recv(), Got::Frame(Kind::Status, 3, 0));
+    let (mut p, oid) = node_with_a_semaphore(&referees[l], addrs[l]);
     // Referee 4, empty, given the referees' addresses and its own.
     let port4 = TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -67,6 +67,9 @@ struct Conf {
     referees: Referees,
     /// The one tried now (an index into `referees`, counting round).
     at: core::cell::Cell<usize>,
+    /// A referee answered `NotLeader` this round: they are up and
+    /// electing, so the next round comes after the shortest backoff.
+    electing: core::cell::Cell<bool>,
     node_id: u32,
     secret: Option<KVec<u8>>,
 }
@@ -78,6 +81,7 @@ impl Conf {
         Some(Conf {
             referees: m.referee?,
             at: core::cell::Cell::new(0),
+            electing: core::cell::Cell::new(false),
             node_id: node.id(),
             secret,
         })
@@ -147,8 +151,13 @@ fn run(node: &Node, conf: &Conf) {
                 node.conn.lock().state = ConnState::Backoff(e);
             }
         }
-        shim::kthread_sleep_ms(backoff);
-        backoff = (backoff * 2).min(BACKOFF_MAX_MS);
+        if conf.electing.replace(false) {
+            // Replicated referees without a leader yet: soon there is one.
+            shim::kthread_sleep_ms(BACKOFF_MIN_MS);
+        } else {
+            shim::kthread_sleep_ms(backoff);
+            backoff = (backoff * 2).min(BACKOFF_MAX_MS);
+        }
         conf.at.set(conf.at.get() + 1);
     }
 }
@@ -481,6 +490,7 @@ fn handle(
         } => {
             // One of several referees, not leading now: the next one.
             pr_info!("referee {} does not lead; trying the next\n", conf.addr());
+            conf.electing.set(true);
             Err(ECONNREFUSED)
         }
         Frame::Error { code } => {

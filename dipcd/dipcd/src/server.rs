@@ -402,7 +402,8 @@ impl Referee {
                 );
                 self.registry().forget(node);
                 self.metrics.node_gone(node);
-                let applied = self.record(&mut st, &Record::Gone { node, now: now_s() });
+                let rec = self.gone_record(&st, node);
+                let applied = self.record(&mut st, &rec);
                 nodes.extend(self.enqueue(applied.out));
             }
             nodes
@@ -472,10 +473,24 @@ impl Referee {
             let mut st = self.state();
             self.registry().forget(node);
             self.metrics.node_gone(node);
-            let applied = self.record(&mut st, &Record::Gone { node, now: now_s() });
+            let rec = self.gone_record(&st, node);
+            let applied = self.record(&mut st, &rec);
             self.enqueue(applied.out)
         };
         self.flush(&nodes);
+    }
+
+    /// The record that ends `node`'s session now: on a replicated referee,
+    /// of the session it has in `st` only (see [`Record::SessionGone`]).
+    fn gone_record(&self, st: &state::State, node: u32) -> Record {
+        match (&self.replication, st.nodes.get(&node)) {
+            (Some(_), Some(&incarnation)) => Record::SessionGone {
+                node,
+                incarnation,
+                now: now_s(),
+            },
+            _ => Record::Gone { node, now: now_s() },
+        }
     }
 
     /// The node answered ping `nonce`: a sync ping's mark says which

@@ -159,6 +159,19 @@ pub enum Record {
         /// Wall-clock seconds.
         now: i64,
     },
+    /// Node `node`'s session of `incarnation` is over (declared dead at
+    /// `now`); nothing if the node has another session by the time it is
+    /// applied. A replicated referee logs this instead of `Gone`: between
+    /// the decision and its commit the node may have come back as a new
+    /// incarnation, whose session must not end.
+    SessionGone {
+        /// The node.
+        node: u32,
+        /// The session's incarnation.
+        incarnation: u64,
+        /// Wall-clock seconds.
+        now: i64,
+    },
     /// Node `node` has received the cached answers up to `mark` (a
     /// replicated referee's followers drop them too; a single referee
     /// drops them without a record).
@@ -329,6 +342,18 @@ impl State {
             },
             Record::Gone { node, now } => Applied {
                 out: self.gone(*node, *now),
+                resumed: false,
+            },
+            Record::SessionGone {
+                node,
+                incarnation,
+                now,
+            } => Applied {
+                out: if self.nodes.get(node) == Some(incarnation) {
+                    self.gone(*node, *now)
+                } else {
+                    Vec::new()
+                },
                 resumed: false,
             },
             Record::Pruned { node, mark } => {
@@ -784,5 +809,37 @@ mod stamp_tests {
         assert_eq!(st.stamp(2, 1_001, 4_601), 1_001);
         // A frame without a clock: the referee's.
         assert_eq!(st.stamp(2, 0, 4_602), 4_602);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::referee::Limits;
+
+    /// A session ends only if it is still the one the record names.
+    #[test]
+    fn session_gone_ends_only_its_own_session() {
+        let mut st = State::new(Limits::default());
+        let hello = |incarnation| Record::Hello {
+            node: 3,
+            incarnation,
+            now: 1,
+        };
+        st.apply(&hello(7));
+        // The node came back as incarnation 9 before the end of 7 applied.
+        st.apply(&hello(9));
+        st.apply(&Record::SessionGone {
+            node: 3,
+            incarnation: 7,
+            now: 2,
+        });
+        assert_eq!(st.nodes.get(&3), Some(&9));
+        st.apply(&Record::SessionGone {
+            node: 3,
+            incarnation: 9,
+            now: 3,
+        });
+        assert!(!st.nodes.contains_key(&3));
     }
 }

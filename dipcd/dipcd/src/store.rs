@@ -3,7 +3,7 @@
 //!
 //! - `snapshot`: `SNAPSHOT_MAGIC`, then bincode of the state. Written to
 //!   `snapshot.new`, synced, renamed over `snapshot`, directory synced.
-//! - `log`: records, each `[len: u32 LE][crc32 of payload: u32 LE]
+//! - `log`: records in `dipc_replica::frames`, each `[len: u32 LE][crc32 of payload: u32 LE]
 //!   [payload]`, payload = bincode of `(seq, record)`. Emptied after a
 //!   snapshot; records the snapshot already holds (a crash between the
 //!   rename and the truncation) are skipped by their sequence number.
@@ -15,6 +15,7 @@
 //! damage is anywhere else.
 
 use crate::state::{Record, State};
+use dipc_replica::frames::{self, FrameError, Frames};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -156,43 +157,36 @@ impl Store {
             .open(&path)?;
         let mut bytes = Vec::new();
         log.read_to_end(&mut bytes)?;
-        let mut at = 0usize;
         let mut records = 0;
-        while at < bytes.len() {
-            let rest = &bytes[at..];
-            if rest.len() < 8 {
-                // A header cut short by a crash.
-                break;
-            }
-            let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-            let crc = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
-            if len > MAX_RECORD {
-                return Err(corrupt(format!(
+        let mut frames = Frames::new(&bytes, MAX_RECORD);
+        let mut at = 0;
+        loop {
+            let next = frames.next().map_err(|e| match e {
+                FrameError::TooLong { at, len } => corrupt(format!(
                     "{}: record at byte {at} claims {len} bytes",
                     path.display()
-                )));
-            }
-            if rest.len() < 8 + len {
-                // The last record was cut short by a crash.
+                )),
+                FrameError::Damaged { at } => corrupt(format!(
+                    "{}: damaged record at byte {at} (of {}); refusing to recover past it",
+                    path.display(),
+                    bytes.len()
+                )),
+            })?;
+            let Some((start, payload, last)) = next else {
                 break;
-            }
-            let payload = &rest[8..8 + len];
-            let last = rest.len() == 8 + len;
-            let parsed = (crc32fast::hash(payload) == crc)
-                .then(|| bincode::deserialize::<(u64, Record)>(payload).ok())
-                .flatten();
-            let Some((seq, r)) = parsed else {
+            };
+            let Ok((seq, r)) = bincode::deserialize::<(u64, Record)>(payload) else {
                 if last {
                     // A torn write may leave a whole-looking last record.
                     break;
                 }
                 return Err(corrupt(format!(
-                    "{}: damaged record at byte {at} (of {}); refusing to recover past it",
+                    "{}: damaged record at byte {start} (of {}); refusing to recover past it",
                     path.display(),
                     bytes.len()
                 )));
             };
-            at += 8 + len;
+            at = frames.end();
             records += 1;
             if seq <= state.seq {
                 continue;
@@ -238,10 +232,7 @@ impl Store {
     /// Appends `rec`, already applied as record `seq`.
     pub fn append(&mut self, seq: u64, rec: &Record) -> io::Result<()> {
         let payload = bincode::serialize(&(seq, rec)).map_err(io::Error::other)?;
-        let mut buf = Vec::with_capacity(8 + payload.len());
-        buf.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        buf.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-        buf.extend_from_slice(&payload);
+        let buf = frames::encode(&payload);
         (&*self.log).write_all(&buf)?;
         self.written += buf.len() as u64;
         self.records += 1;

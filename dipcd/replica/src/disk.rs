@@ -17,6 +17,7 @@
 //! refuses a WAL damaged anywhere else. [`Storage`] is what raft-rs reads
 //! the same state through.
 
+use crate::frames::{self, FrameError, Frames};
 use protobuf::Message as _;
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
 use raft::{GetEntriesContext, RaftState, StorageError};
@@ -131,16 +132,6 @@ impl Core {
         &self.cs
     }
 
-    /// The hard state.
-    pub fn hard_state(&self) -> &HardState {
-        &self.hs
-    }
-
-    /// Index of the last entry.
-    pub fn last(&self) -> u64 {
-        self.last_index()
-    }
-
     /// The term of entry `idx`, if held (or the snapshot's).
     pub fn term_of(&self, idx: u64) -> Option<u64> {
         let si = self.snap_index();
@@ -238,11 +229,7 @@ fn frame(kind: u8, body: &[u8]) -> Vec<u8> {
     let mut payload = Vec::with_capacity(1 + body.len());
     payload.push(kind);
     payload.extend_from_slice(body);
-    let mut b = Vec::with_capacity(8 + payload.len());
-    b.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    b.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-    b.extend_from_slice(&payload);
-    b
+    frames::encode(&payload)
 }
 
 fn pb<M: protobuf::Message>(m: &M) -> io::Result<Vec<u8>> {
@@ -326,34 +313,26 @@ impl Disk {
             .open(&path)?;
         let mut bytes = Vec::new();
         wal.read_to_end(&mut bytes)?;
-        let mut at = 0usize;
-        while at < bytes.len() {
-            let rest = &bytes[at..];
-            if rest.len() < 8 {
-                break;
-            }
-            let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-            let crc = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
-            if len == 0 || len > MAX_FRAME {
-                return Err(corrupt(format!(
+        let mut frames = Frames::new(&bytes, MAX_FRAME);
+        loop {
+            let next = frames.next().map_err(|e| match e {
+                FrameError::TooLong { at, len } => corrupt(format!(
                     "{}: frame at byte {at} claims {len} bytes",
                     path.display()
-                )));
-            }
-            if rest.len() < 8 + len {
-                break;
-            }
-            let payload = &rest[8..8 + len];
-            let last = rest.len() == 8 + len;
-            if crc32fast::hash(payload) != crc {
-                if last {
-                    // A torn write may leave a whole-looking last frame.
-                    break;
-                }
-                return Err(corrupt(format!(
+                )),
+                FrameError::Damaged { at } => corrupt(format!(
                     "{}: damaged frame at byte {at} (of {}); refusing to recover past it",
                     path.display(),
                     bytes.len()
+                )),
+            })?;
+            let Some((at, payload, _)) = next else {
+                break;
+            };
+            if payload.is_empty() {
+                return Err(corrupt(format!(
+                    "{}: frame at byte {at} claims 0 bytes",
+                    path.display()
                 )));
             }
             let body = &payload[1..];
@@ -385,9 +364,9 @@ impl Disk {
                 }
                 k => return Err(bad(&format!("frame kind {k}"))),
             }
-            at += 8 + len;
             opened.frames += 1;
         }
+        let at = frames.end();
         if at < bytes.len() {
             opened.torn_bytes = (bytes.len() - at) as u64;
             wal.set_len(at as u64)?;
@@ -515,11 +494,6 @@ impl Disk {
         self.dirty = false;
         Ok(())
     }
-
-    /// The WAL's size in bytes.
-    pub fn wal_bytes(&self) -> u64 {
-        self.wal.metadata().map(|m| m.len()).unwrap_or(0)
-    }
 }
 
 #[cfg(test)]
@@ -565,7 +539,7 @@ mod tests {
         let (d, o) = Disk::open(dir.path(), true, &[9], &Members::new()).unwrap();
         assert!(!o.fresh);
         let c = d.storage.rl();
-        assert_eq!(c.last(), 2);
+        assert_eq!(c.last_index(), 2);
         assert_eq!(c.entries[1].get_data(), b"B");
         assert_eq!((c.hs.term, c.hs.vote, c.hs.commit), (2, 2, 2));
         assert_eq!(c.cs.voters, vec![1, 2]);
@@ -586,7 +560,7 @@ mod tests {
         f.set_len(len - 3).unwrap();
         let (d, o) = Disk::open(dir.path(), true, &[1], &Members::new()).unwrap();
         assert!(o.torn_bytes > 0);
-        assert_eq!(d.storage.rl().last(), 1);
+        assert_eq!(d.storage.rl().last_index(), 1);
         drop(d);
         // Damage in the first frame, with frames after it.
         let mut bytes = std::fs::read(&wal).unwrap();

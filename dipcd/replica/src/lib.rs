@@ -22,6 +22,7 @@
 #![forbid(unsafe_code)]
 
 pub mod disk;
+pub mod frames;
 
 use disk::{decode_members, encode_members, Disk};
 pub use disk::{Members, Opened};
@@ -292,11 +293,6 @@ impl<M: Machine> Replica<M> {
     /// The state machine (read only: it changes by the log alone).
     pub fn machine(&self) -> &M {
         &self.machine
-    }
-
-    /// The WAL's size in bytes.
-    pub fn wal_bytes(&self) -> u64 {
-        self.disk.wal_bytes()
     }
 
     /// Advances raft's clock by one tick.

@@ -90,9 +90,9 @@ pub struct Info {
     pub leader: u64,
     /// The current term.
     pub term: u64,
-    /// Committed and applied log indexes.
+    /// The commit index.
     pub commit: u64,
-    /// Applied.
+    /// The last index applied.
     pub applied: u64,
     /// The referees (id -> address).
     pub members: Members,

@@ -61,6 +61,10 @@ plain=(
 	# (aarch64-linux-gnu-gcc-12: the unversioned gcc-aarch64-linux-gnu
 	# conflicts with gcc-multilib's users)
 	gcc-12-aarch64-linux-gnu qemu-system-arm
+	# its C library and kernel headers: only Recommends of the cross
+	# compiler, which --no-install-recommends leaves out (without them
+	# it falls back on the host's /usr/include: "asm/errno.h: No such file")
+	libc6-dev-arm64-cross linux-libc-dev-arm64-cross
 )
 
 missing=()

@@ -155,10 +155,11 @@ fn workload() -> Vec<Record> {
             applied: 0,
         }),
     ));
-    // The invalidation to node 1 was transaction 1.
+    // The invalidation to node 1 was transaction 2 (node 1's grant, made
+    // at once, was 1).
     v.push(req(
         1,
-        1,
+        2,
         Frame::PageAck(PageAck {
             oid: 3,
             page: 0,
@@ -174,7 +175,7 @@ fn workload() -> Vec<Record> {
             page: 0,
             write: 0,
             whole: 0,
-            applied: 0,
+            applied: 1,
         }),
     ));
     v

@@ -19,12 +19,22 @@
 //! owner may send the page to it itself, then ack with the bytes and
 //! `sent`. The home copy stays current (recovery needs it), and the
 //! referee grants nothing more: the page crossed once, on the shortest
-//! path. Every grant carries the id of its transaction. A direct grant can
-//! be overtaken by frames the referee sends the requester later, so those
-//! carry `after`, the direct grant's id, and the node applies them only
-//! once it has applied that grant. A direct grant that never arrives is
-//! granted again from home when the requester asks again with an older
-//! `applied` id ([`Directory::request`]).
+//! path.
+//!
+//! Grants that may be lost: every grant that carries the page (its bytes,
+//! or zeroes), whether the owner sends it or the referee does, has a
+//! transaction id, and the directory remembers it per holder until the
+//! holder is known to have applied it ([`Page::granted`]). The directory
+//! counts the holder as holding the page from the moment it decides the
+//! grant, but the frame may be lost on the way while the node's session
+//! goes on (a failed write, a referee restarted between its log's sync
+//! and the send, a replicated leader's failover). So frames the referee
+//! sends the holder later for the page carry `after`, that grant's id,
+//! and the node applies them only once it has applied that grant; and
+//! when the holder asks for the page again with an older `applied` id, the
+//! grant goes again from home ([`Directory::request`]). A grant that only
+//! raises the access of a copy the node has (`Keep`) is never trusted
+//! alone: it too waits for the grant that brought the copy.
 
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -65,7 +75,9 @@ pub enum Out {
         write: bool,
         /// Contents for the node.
         data: Data,
-        /// The transaction the grant completes (0: granted at once).
+        /// The transaction the grant completes, or the id a grant of the
+        /// page's bytes made at once has (0: granted at once, keeping the
+        /// node's copy).
         txn: u64,
         /// Apply once the grant `after` is applied (0: at once).
         after: u64,
@@ -135,11 +147,12 @@ struct Page {
     home: Option<Box<[u8]>>,
     txn: Option<Txn>,
     queue: VecDeque<Want>,
-    /// Per holder, the id of the grant its owner sent it directly, until
-    /// the holder is known to have applied it (it answered an
-    /// invalidation sent after it).
-    #[serde(default)]
-    direct: BTreeMap<u32, u64>,
+    /// Per holder, the id of the last grant that brought it the page (sent
+    /// by the referee, or directly by the owner), until the holder is known
+    /// to have applied it: it answered an invalidation sent after it, or
+    /// asked for the page with an `applied` id as recent.
+    #[serde(default, alias = "direct")]
+    granted: BTreeMap<u32, u64>,
 }
 
 impl Page {
@@ -149,13 +162,13 @@ impl Page {
             && self.home.is_none()
             && self.txn.is_none()
             && self.queue.is_empty()
-            && self.direct.is_empty()
+            && self.granted.is_empty()
     }
 
-    /// What a frame to `node` must wait for: the direct grant it may not
-    /// have applied yet.
+    /// What a frame to `node` must wait for: the grant of the page it may
+    /// not have applied yet.
     fn after(&self, node: u32) -> u64 {
-        self.direct.get(&node).copied().unwrap_or(0)
+        self.granted.get(&node).copied().unwrap_or(0)
     }
 
     /// Whether `want.node` already has the access `want` asks for.
@@ -275,21 +288,25 @@ impl Directory {
         Ok(())
     }
 
-    /// The node asks again for a page while a direct grant of it, by a
-    /// later transaction than the last it applied, is outstanding: that
-    /// grant was lost on the way (or is slow), so it goes again, from home.
-    /// The home copy is current: the owner acked with its bytes, and the
-    /// node cannot have written the page without the grant. Not a new
+    /// The node asks for a page while a grant of it, by a later
+    /// transaction than the last it applied, is outstanding: that grant
+    /// was lost on the way (or is slow), so it goes again, from home. The
+    /// home copy is current: the page has no owner but this node, and the
+    /// node cannot have written it without the grant. Not a new
     /// transaction: a page whose invalidation the node holds until then
-    /// moves on.
+    /// moves on. A node that has applied the grant is trusted from now on.
     fn regrant(&mut self, node: u32, page: u64, applied: u64, out: &mut Vec<Out>) {
-        let Some(p) = self.pages.get(&page) else {
+        let Some(p) = self.pages.get_mut(&page) else {
             return;
         };
-        let Some(&txn) = p.direct.get(&node) else {
+        let Some(&txn) = p.granted.get(&node) else {
             return;
         };
-        if applied >= txn || !p.holds(Want { node, write: false }) {
+        if applied >= txn {
+            p.granted.remove(&node);
+            return;
+        }
+        if !p.holds(Want { node, write: false }) {
             return;
         }
         Self::grant_again(p, node, page, txn, &mut self.stats, out);
@@ -463,9 +480,9 @@ impl Directory {
         if let Some(d) = bytes {
             p.home = Some(d.into());
         }
-        // The node held this invalidation until it had applied any
-        // direct grant before it.
-        p.direct.remove(&node);
+        // The node held this invalidation until it had applied the grant
+        // before it.
+        p.granted.remove(&node);
         Self::release(p, node, keep_read);
         if p.txn.as_ref().is_some_and(|t| t.pending.is_empty()) {
             self.finish(page, next_txn, out);
@@ -501,7 +518,7 @@ impl Directory {
             self.stats.grants += 1;
             self.stats.direct += 1;
             Self::take(p, t.want);
-            p.direct.insert(t.want.node, t.id);
+            p.granted.insert(t.want.node, t.id);
             if t.lost_owner {
                 // The page may never arrive: the home copy goes too, under
                 // the same transaction, so the node applies whichever
@@ -517,7 +534,7 @@ impl Directory {
             }
         } else if !t.abandoned {
             self.stats.grants += 1;
-            Self::grant(p, t.want, page, t.id, &mut self.stats, out);
+            Self::grant(p, t.want, page, t.id, next_txn, &mut self.stats, out);
         }
         self.pump(page, next_txn, out);
     }
@@ -534,12 +551,15 @@ impl Directory {
     }
 
     /// Grants `want` on a page nobody else needs to give up, as
-    /// transaction `txn`.
+    /// transaction `txn` (0: granted at once; a grant with the page's bytes
+    /// then gets an id of its own, from `next_txn`, which the node's
+    /// `applied` must reach before its copy is trusted).
     fn grant(
         p: &mut Page,
         want: Want,
         page: u64,
-        txn: u64,
+        mut txn: u64,
+        next_txn: &mut u64,
         stats: &mut DirStats,
         out: &mut Vec<Out>,
     ) {
@@ -547,6 +567,11 @@ impl Directory {
         let (data, after) = if p.owner == Some(n) || p.copyset.contains(&n) {
             (Data::Keep, p.after(n))
         } else {
+            if txn == 0 {
+                *next_txn += 1;
+                txn = *next_txn;
+            }
+            p.granted.insert(n, txn);
             (p.home_data(), 0)
         };
         Self::take(p, want);
@@ -583,7 +608,7 @@ impl Directory {
             if targets.is_empty() {
                 // Granted at once: no transaction (id 0).
                 self.stats.grants += 1;
-                Self::grant(p, want, page, 0, &mut self.stats, out);
+                Self::grant(p, want, page, 0, next_txn, &mut self.stats, out);
                 continue;
             }
             *next_txn += 1;
@@ -718,7 +743,7 @@ impl Directory {
                 p.owner = None;
             }
             p.copyset.remove(&node);
-            p.direct.remove(&node);
+            p.granted.remove(&node);
             let mut done = false;
             if let Some(t) = p.txn.as_mut() {
                 if owned && t.direct && !t.abandoned && t.pending.contains(&node) {
@@ -778,10 +803,10 @@ impl Directory {
             if p.txn.is_none() {
                 assert!(p.queue.is_empty(), "page {page}: idle with a queue");
             }
-            for n in p.direct.keys() {
+            for n in p.granted.keys() {
                 assert!(
                     p.owner == Some(*n) || p.copyset.contains(n),
-                    "page {page}: direct grant to {n}, which does not hold it"
+                    "page {page}: a grant to {n}, which does not hold it"
                 );
             }
         }

@@ -359,17 +359,19 @@ fn directory_transitions() {
     let mut txn = 0;
     let mut out = Vec::new();
     let want = |node, write| Want { node, write };
-    // Untouched page: a read gets zeroes, no one to ask.
+    // Untouched page: a read gets zeroes, no one to ask; the grant has
+    // an id all the same (the node's `applied` must reach it).
     d.request(want(1, false), 0, 0, &mut txn, &mut out).unwrap();
-    assert_eq!(out, vec![grant(1, 0, false, Data::Zero)]);
+    assert_eq!(out, vec![grant_txn(1, 0, false, Data::Zero, 1)]);
     assert_eq!(d.holders(0), (None, vec![1]));
     // A second reader: zeroes too (no owner), both hold copies.
     out.clear();
     d.request(want(2, false), 0, 0, &mut txn, &mut out).unwrap();
-    assert_eq!(out, vec![grant(2, 0, false, Data::Zero)]);
-    // A reader asks to write: the other copy is invalidated first.
+    assert_eq!(out, vec![grant_txn(2, 0, false, Data::Zero, 2)]);
+    // A reader asks to write: the other copy is invalidated first, once
+    // its holder has applied the grant that brought it.
     out.clear();
-    d.request(want(1, true), 0, 0, &mut txn, &mut out).unwrap();
+    d.request(want(1, true), 0, 1, &mut txn, &mut out).unwrap();
     assert_eq!(
         out,
         vec![Out::Inval {
@@ -377,8 +379,8 @@ fn directory_transitions() {
             page: 0,
             keep_read: false,
             want_data: false,
-            txn: 1,
-            after: 0,
+            txn: 3,
+            after: 2,
             direct: None
         }]
     );
@@ -388,21 +390,21 @@ fn directory_transitions() {
     assert!(out.is_empty());
     // A wrong ack (other txn, other node) changes nothing.
     assert!(!d.ack(2, 0, 99, None, false, &mut txn, &mut out));
-    assert!(!d.ack(3, 0, 1, None, false, &mut txn, &mut out));
+    assert!(!d.ack(3, 0, 3, None, false, &mut txn, &mut out));
     assert!(out.is_empty());
     // The ack: node 1 owns the page and keeps its bytes; then node 3's
     // read needs node 1 to downgrade and send the bytes back.
-    assert!(d.ack(2, 0, 1, None, false, &mut txn, &mut out));
+    assert!(d.ack(2, 0, 3, None, false, &mut txn, &mut out));
     assert_eq!(
         out,
         vec![
-            grant_txn(1, 0, true, Data::Keep, 1),
+            grant_txn(1, 0, true, Data::Keep, 3),
             Out::Inval {
                 node: 1,
                 page: 0,
                 keep_read: true,
                 want_data: true,
-                txn: 2,
+                txn: 4,
                 after: 0,
                 direct: Some(3)
             }
@@ -410,16 +412,16 @@ fn directory_transitions() {
     );
     d.check();
     out.clear();
-    assert!(d.ack(1, 0, 2, Some(&page_of(7)), false, &mut txn, &mut out));
+    assert!(d.ack(1, 0, 4, Some(&page_of(7)), false, &mut txn, &mut out));
     assert_eq!(
         out,
-        vec![grant_txn(3, 0, false, Data::Bytes(page_of(7)), 2)]
+        vec![grant_txn(3, 0, false, Data::Bytes(page_of(7)), 4)]
     );
     assert_eq!(d.holders(0), (None, vec![1, 3]));
     assert_eq!(d.home(0), Some(&page_of(7)[..]));
     // The owner asking again is answered at once, without bytes.
     out.clear();
-    d.request(want(2, true), 0, 0, &mut txn, &mut out).unwrap();
+    d.request(want(2, true), 0, 2, &mut txn, &mut out).unwrap();
     let acks: Vec<u32> = out
         .iter()
         .map(|o| match o {
@@ -429,14 +431,14 @@ fn directory_transitions() {
         .collect();
     assert_eq!(acks, vec![1, 3]);
     out.clear();
-    d.ack(1, 0, 3, None, false, &mut txn, &mut out);
+    d.ack(1, 0, 5, None, false, &mut txn, &mut out);
     assert!(out.is_empty());
-    d.ack(3, 0, 3, None, false, &mut txn, &mut out);
+    d.ack(3, 0, 5, None, false, &mut txn, &mut out);
     // Node 2 was invalidated earlier: it gets the bytes.
-    assert_eq!(out, vec![grant_txn(2, 0, true, Data::Bytes(page_of(7)), 3)]);
+    assert_eq!(out, vec![grant_txn(2, 0, true, Data::Bytes(page_of(7)), 5)]);
     out.clear();
-    d.request(want(2, true), 0, 0, &mut txn, &mut out).unwrap();
-    d.request(want(2, false), 0, 0, &mut txn, &mut out).unwrap();
+    d.request(want(2, true), 0, 5, &mut txn, &mut out).unwrap();
+    d.request(want(2, false), 0, 5, &mut txn, &mut out).unwrap();
     assert_eq!(
         out,
         vec![
@@ -659,9 +661,10 @@ fn whole_segment_mode_moves_every_page() {
     for p in 0..4 {
         assert_eq!(d.holders(p), (None, vec![2, 3]));
     }
-    // Asking again for what it holds asks nothing more.
+    // Asking again for what it holds (every grant applied) asks nothing
+    // more.
     out.clear();
-    d.request_whole(want(3, false), 0, 0, &mut txn, &mut out)
+    d.request_whole(want(3, false), 0, txn, &mut txn, &mut out)
         .unwrap();
     assert_eq!(out, vec![grant(3, 0, false, Data::Keep)]);
     d.check();
@@ -702,38 +705,40 @@ fn direct_transfers_regrants_and_a_lost_owner() {
     d.request(want(1, true), 0, 0, &mut txn, &mut out).unwrap();
     out.clear();
     d.request(want(2, false), 0, 0, &mut txn, &mut out).unwrap();
-    assert_eq!(invals(&out), vec![(1, 0, 0, Some(2), 1)]);
+    // (Node 1's own grant, 1, came at once; the invalidation waits for it.)
+    assert_eq!(invals(&out), vec![(1, 0, 1, Some(2), 2)]);
     // Node 1 sent it, and acks with the bytes for home: nothing more is
     // granted, and node 2 holds a copy.
     out.clear();
-    assert!(d.ack(1, 0, 1, Some(&page_of(5)), true, &mut txn, &mut out));
+    assert!(d.ack(1, 0, 2, Some(&page_of(5)), true, &mut txn, &mut out));
     assert!(out.is_empty());
     assert_eq!(d.holders(0), (None, vec![1, 2]));
     assert_eq!(d.home(0), Some(&page_of(5)[..]));
     assert_eq!(d.stats.direct, 1);
     // A `sent` without the bytes, or from a node not asked, counts for
     // nothing: node 3's write invalidates both, node 2 only once it has
-    // applied grant 1.
+    // applied grant 2.
     out.clear();
     d.request(want(3, true), 0, 0, &mut txn, &mut out).unwrap();
-    assert_eq!(invals(&out), vec![(1, 0, 0, None, 2), (2, 0, 1, None, 2)]);
-    // Node 2 asks again with an older grant applied: grant 1 goes again,
+    assert_eq!(invals(&out), vec![(1, 0, 0, None, 3), (2, 0, 2, None, 3)]);
+    // Node 2 asks again with an older grant applied: grant 2 goes again,
     // from home, at once, although a transaction is under way.
     out.clear();
     d.request(want(2, false), 0, 0, &mut txn, &mut out).unwrap();
     assert_eq!(
         out,
-        vec![grant_txn(2, 0, false, Data::Bytes(page_of(5)), 1)]
+        vec![grant_txn(2, 0, false, Data::Bytes(page_of(5)), 2)]
     );
     assert_eq!(d.stats.regrants, 1);
-    // Asking with grant 1 applied is an ordinary request, queued.
+    // Asking with grant 2 applied is an ordinary request, queued.
     out.clear();
-    d.request(want(2, false), 0, 1, &mut txn, &mut out).unwrap();
+    d.request(want(2, false), 0, 2, &mut txn, &mut out).unwrap();
     assert!(out.is_empty());
-    assert!(d.ack(1, 0, 2, None, false, &mut txn, &mut out));
-    assert!(d.ack(2, 0, 2, None, false, &mut txn, &mut out));
-    assert_eq!(out[0], grant_txn(3, 0, true, Data::Bytes(page_of(5)), 2));
-    assert_eq!(invals(&out[1..]), vec![(3, 0, 0, Some(2), 3)]);
+    assert!(d.ack(1, 0, 3, None, false, &mut txn, &mut out));
+    assert!(d.ack(2, 0, 3, None, false, &mut txn, &mut out));
+    assert_eq!(out[0], grant_txn(3, 0, true, Data::Bytes(page_of(5)), 3));
+    // (Node 3 may not have applied that grant yet.)
+    assert_eq!(invals(&out[1..]), vec![(3, 0, 3, Some(2), 4)]);
     d.check();
 
     // The owner is lost after it may have sent the page: the requester's
@@ -743,18 +748,21 @@ fn direct_transfers_regrants_and_a_lost_owner() {
     d.request(want(3, true), 2, 0, &mut txn, &mut out).unwrap();
     out.clear();
     d.request(want(1, false), 2, 0, &mut txn, &mut out).unwrap();
-    assert_eq!(invals(&out), vec![(3, 2, 0, Some(1), 4)]);
+    assert_eq!(invals(&out), vec![(3, 2, 5, Some(1), 6)]);
     out.clear();
     d.node_gone(3, &mut txn, &mut out);
     // Both pages node 3 was sending: page 0 to node 2, page 2 to node 1.
-    assert_eq!(invals(&out), vec![(2, 0, 3, None, 5), (1, 2, 4, None, 6)]);
+    assert_eq!(invals(&out), vec![(2, 0, 4, None, 7), (1, 2, 6, None, 8)]);
     assert_eq!(d.holders(2), (None, vec![1]));
     out.clear();
     d.request(want(2, false), 2, 0, &mut txn, &mut out).unwrap();
     assert!(out.is_empty(), "{out:?}");
-    assert!(d.ack(1, 2, 6, Some(&page_of(9)), false, &mut txn, &mut out));
+    assert!(d.ack(1, 2, 8, Some(&page_of(9)), false, &mut txn, &mut out));
     assert_eq!(d.home(2), Some(&page_of(9)[..]));
-    assert_eq!(out, vec![grant(2, 2, false, Data::Bytes(page_of(9)))]);
+    assert_eq!(
+        out,
+        vec![grant_txn(2, 2, false, Data::Bytes(page_of(9)), 9)]
+    );
     // A lost write owner: the requester owns the page (its bytes, or
     // home's if the page never arrives).
     out.clear();
@@ -762,7 +770,7 @@ fn direct_transfers_regrants_and_a_lost_owner() {
     d.request(want(2, true), 1, 0, &mut txn, &mut out).unwrap();
     out.clear();
     d.node_gone(1, &mut txn, &mut out);
-    assert_eq!(out, vec![grant_txn(2, 1, true, Data::Zero, 7)]);
+    assert_eq!(out, vec![grant_txn(2, 1, true, Data::Zero, 11)]);
     assert_eq!(d.holders(1), (Some(2), vec![]));
     d.check();
 }
@@ -796,13 +804,14 @@ fn node_gone_mid_transaction() {
         &mut out,
     )
     .unwrap();
+    // (Node 1 applied its grant, 1, before.)
     d.request(
         Want {
             node: 1,
             write: false,
         },
         1,
-        0,
+        1,
         &mut txn,
         &mut out,
     )
@@ -812,7 +821,7 @@ fn node_gone_mid_transaction() {
     d.node_gone(1, &mut txn, &mut out);
     // Node 2 gets the home copy (zeroes: node 1's writes are lost), and
     // node 1's queued read is forgotten.
-    assert_eq!(out, vec![grant_txn(2, 1, true, Data::Zero, 1)]);
+    assert_eq!(out, vec![grant_txn(2, 1, true, Data::Zero, 2)]);
     assert_eq!(d.holders(1), (Some(2), vec![]));
     // The requester dies while its invalidations are out: nobody is granted.
     out.clear();
@@ -1223,6 +1232,30 @@ impl Sim {
         }
     }
 
+    /// Node `n`'s connection breaks and its session resumes: what was on
+    /// the wire either way is lost, with the frames its connection thread
+    /// held; the referee sends the invalidations it still waits for again
+    /// (as on a resumed hello), and the node's faults ask again (`retry`).
+    fn blip(&mut self, n: u32) {
+        let node = self.nodes.get_mut(&n).unwrap();
+        node.inbox.clear();
+        node.outbox.clear();
+        node.held.clear();
+        node.waiting.clear();
+        for (_, i) in self.o.pending_invals(n) {
+            let inval = Out::Inval {
+                node: n,
+                page: i.page,
+                keep_read: i.keep_read,
+                want_data: i.want_data,
+                txn: i.txn,
+                after: i.after,
+                direct: None,
+            };
+            self.nodes.get_mut(&n).unwrap().inbox.push_back((inval, 0));
+        }
+    }
+
     /// Node `n`'s session ends (restart or the end of a leave).
     fn restart(&mut self, n: u32) {
         *self.nodes.get_mut(&n).unwrap() = SimNode::default();
@@ -1249,6 +1282,81 @@ fn sim() -> Sim {
         undecided: BTreeMap::new(),
         sent: BTreeMap::new(),
     }
+}
+
+/// Found by the review of 3e25eae: a grant lost with a connection while
+/// the session goes on (a write that failed, a referee restarted between
+/// sync and send, a replicated leader's failover). The directory counted
+/// node 2 as a holder when it decided the grant, so the fault's repeated
+/// request was answered `Keep` and node 2 mapped its stale shadow page
+/// (read 0 where the latest store was 7). Every grant that carries the
+/// page now has a transaction id that the node's `applied` must reach
+/// before the directory trusts its copy; an older one gets the page again
+/// from home.
+#[test]
+fn a_grant_lost_while_the_session_goes_on_is_granted_again() {
+    let mut s = sim();
+    let req = |s: &mut Sim, n: u32, write: bool| {
+        let applied = s.applied(n, 0);
+        let a = if write { Access::Write } else { Access::Read };
+        s.nodes.get_mut(&n).unwrap().asked.insert(0, a);
+        s.nodes
+            .get_mut(&n)
+            .unwrap()
+            .outbox
+            .push_back(ToReferee::Req {
+                page: 0,
+                write,
+                applied,
+            });
+    };
+    // Node 1 takes page 0 for writing and stores 7.
+    req(&mut s, 1, true);
+    s.deliver_out(1);
+    s.deliver_in(1);
+    assert_eq!(s.nodes[&1].access.get(&0), Some(&Access::Write));
+    s.nodes.get_mut(&1).unwrap().data.insert(0, 7);
+    s.latest[0] = 7;
+    // Node 2 read-faults: node 1 is downgraded and sends its bytes home.
+    s.direct_nodes = 0;
+    req(&mut s, 2, false);
+    s.deliver_out(2);
+    s.deliver_in(1);
+    s.deliver_out(1);
+    // The grant (bytes 7) is lost with node 2's connection; the session
+    // resumes, and the fault asks again.
+    assert!(matches!(
+        s.nodes[&2].inbox.front(),
+        Some((
+            Out::Grant {
+                data: Data::Bytes(_),
+                ..
+            },
+            _
+        ))
+    ));
+    s.blip(2);
+    req(&mut s, 2, false);
+    s.deliver_out(2);
+    while !s.nodes[&2].inbox.is_empty() {
+        s.deliver_in(2);
+    }
+    s.release_waiting(2);
+    assert_eq!(s.nodes[&2].access.get(&0), Some(&Access::Read));
+    assert_eq!(s.nodes[&2].data.get(&0), Some(&7), "node 2 reads a stale page");
+    // The same with a page granted at once from home (no transaction
+    // before): node 3 asks, loses the grant, asks again.
+    req(&mut s, 3, false);
+    s.deliver_out(3);
+    s.blip(3);
+    req(&mut s, 3, false);
+    s.deliver_out(3);
+    while !s.nodes[&3].inbox.is_empty() {
+        s.deliver_in(3);
+    }
+    s.release_waiting(3);
+    assert_eq!(s.nodes[&3].data.get(&0), Some(&7), "node 3 reads a stale page");
+    s.o.shm(s.oid).unwrap().dir.check();
 }
 
 /// Found by `faults.scenario` (an add test lost half its adds): node 2's
@@ -1321,13 +1429,14 @@ proptest! {
     /// (those grants delayed, reordered with the referee's frames, or
     /// lost, and requests sent again), invalidations held back for a time
     /// quantum (answered after later frames), every interleaving of
-    /// faults, deliveries, reads, writes, a node restart and a node
-    /// leaving: a node that may read a page holds its latest write, at
+    /// faults, deliveries, reads, writes, a node's connection breaking
+    /// while its session goes on (frames lost both ways), a node restart
+    /// and a node leaving: a node that may read a page holds its latest write, at
     /// most one node may write it, a node that leaves loses none of its
     /// writes, and once the network drains every request has been granted.
     #[test]
     fn directory_keeps_sequential_consistency(
-        steps in proptest::collection::vec((0u8..14, 1u32..4, 0u64..PAGES), 1..300),
+        steps in proptest::collection::vec((0u8..15, 1u32..4, 0u64..PAGES), 1..300),
         readahead in 0u64..3,
         whole_nodes in 0u32..16,
         direct_nodes in 0u32..16,
@@ -1420,6 +1529,8 @@ proptest! {
                 }
                 11 => sim.retry(n, page, !(leaving && n == 3)),
                 12 => sim.release_waiting(n),
+                // The connection breaks; the session resumes.
+                13 => sim.blip(n),
                 // The node restarts (connection lost): the referee forgets
                 // it; its unsent writes are lost, so the latest value is
                 // what the others can still see.

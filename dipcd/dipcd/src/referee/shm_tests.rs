@@ -1343,7 +1343,11 @@ fn a_grant_lost_while_the_session_goes_on_is_granted_again() {
     }
     s.release_waiting(2);
     assert_eq!(s.nodes[&2].access.get(&0), Some(&Access::Read));
-    assert_eq!(s.nodes[&2].data.get(&0), Some(&7), "node 2 reads a stale page");
+    assert_eq!(
+        s.nodes[&2].data.get(&0),
+        Some(&7),
+        "node 2 reads a stale page"
+    );
     // The same with a page granted at once from home (no transaction
     // before): node 3 asks, loses the grant, asks again.
     req(&mut s, 3, false);
@@ -1355,7 +1359,11 @@ fn a_grant_lost_while_the_session_goes_on_is_granted_again() {
         s.deliver_in(3);
     }
     s.release_waiting(3);
-    assert_eq!(s.nodes[&3].data.get(&0), Some(&7), "node 3 reads a stale page");
+    assert_eq!(
+        s.nodes[&3].data.get(&0),
+        Some(&7),
+        "node 3 reads a stale page"
+    );
     s.o.shm(s.oid).unwrap().dir.check();
 }
 

@@ -365,6 +365,10 @@ fn run(
                 Err(_) => break,
             }
         }
+        // A node's frame that could not be proposed while this referee
+        // served: its connection must close, so that the node resumes and
+        // sends its calls again (never a frame lost while it stays up).
+        let mut refused = 0usize;
         for e in events {
             match e {
                 Event::Propose(bytes, done) => {
@@ -381,7 +385,10 @@ fn run(
                             let _ = d.send(Err(e));
                         }
                         (Ok(_), None) => {}
-                        (Err(e), None) => tracing::debug!(error = %e, "proposal dropped"),
+                        (Err(e), None) => {
+                            tracing::debug!(error = %e, "a node's frame not proposed");
+                            refused += 1;
+                        }
                     }
                 }
                 Event::Change(c, done) => match replica.propose_change(&c).map_err(|e| match e {
@@ -468,7 +475,9 @@ fn run(
             first = u64::MAX;
         }
         was_leader = leader;
-        let serving = leader && replica.applied() >= first;
+        // A leader handing leadership over takes no proposal (raft-rs drops
+        // them): it serves nobody until the transfer ends, either way.
+        let serving = leader && replica.transferring().is_none() && replica.applied() >= first;
         if serving != rep.serving() {
             rep.serving.store(serving, Ordering::Release);
             if serving {
@@ -485,12 +494,19 @@ fn run(
                     }
                 }
             } else {
-                tracing::warn!(id = replica.id(), leader = ?replica.leader(), "no longer leading; closing every node's connection");
+                tracing::warn!(id = replica.id(), leader = ?replica.leader(), transferring_to = ?replica.transferring(), "not serving (no longer leading, or handing leadership over); closing every node's connection");
                 for (_, d) in std::mem::take(&mut waiting) {
                     let _ = d.send(Err("this referee no longer leads".into()));
                 }
                 referee.close_all();
             }
+        }
+        if refused > 0 && serving {
+            tracing::warn!(
+                refused,
+                "nodes' frames could not be proposed; closing every node's connection"
+            );
+            referee.close_all();
         }
         {
             let mut i = lock(&rep.info);

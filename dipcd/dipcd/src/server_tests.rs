@@ -940,6 +940,48 @@ fn replicated_referees_fail_over() {
     }
 }
 
+/// Found by the review of 3e25eae: a leader handing leadership to a
+/// referee that cannot take it (stopped here) dropped every node's frame
+/// raft-rs refused meanwhile, and kept serving; the transfer aborted an
+/// election timeout later and the call was never answered. Now the leader
+/// stops serving for the transfer (its nodes' connections close), and
+/// serves again once it is aborted: the call, sent again on the resumed
+/// session, is carried out once.
+#[test]
+fn a_leader_transfer_that_aborts_loses_no_call() {
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let (referees, addrs, _) = start_replicated(&dirs, None);
+    let l = serving(&referees, None);
+    let (mut p, oid) = node_with_a_semaphore(&referees[l], addrs[l]);
+    let t = (l + 1) % 3;
+    referees[t].replication().unwrap().stop();
+    referees[l].replication().unwrap().transfer(t as u64 + 1);
+    // A call made while the transfer is pending.
+    p.semop(3, oid, 100, 1, 0);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while referees[l].replication().unwrap().serving() {
+        assert!(
+            Instant::now() < deadline,
+            "the leader served while handing leadership over"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(p.until_closed(), Vec::<Kind>::new());
+    // The transfer is aborted (its target is down): the leader serves
+    // again, and the node resumes there.
+    let l2 = serving(&referees, Some(t));
+    assert_eq!(l2, l, "another referee took over from a live leader");
+    let mut p = Peer::connect(addrs[l2]);
+    assert_eq!(
+        p.hello_as(5, 77).map(|f| f & ACK_RESUMED),
+        Some(ACK_RESUMED),
+        "the session did not survive the transfer"
+    );
+    p.semop(3, oid, 100, 1, 0);
+    assert_eq!(p.recv(), Got::Frame(Kind::Status, 3, 0));
+    assert_eq!(p.getval(4, oid), 1, "the call was lost or done twice");
+}
+
 /// With a secret, referees that hold it elect a leader among themselves,
 /// and a connection to a referee's raft port that cannot prove it is
 /// closed before any message is taken.

@@ -105,6 +105,10 @@ pub enum Change {
 pub enum ProposeError {
     /// This replica is not the leader; the leader it knows of, if any.
     NotLeader(Option<u64>),
+    /// This replica leads but is handing leadership to another: raft-rs
+    /// drops every proposal until the transfer ends (the target leads, or
+    /// an election timeout passes and it is aborted).
+    Transferring(u64),
     /// raft-rs refused it (a leader transfer, or a membership change
     /// still pending).
     Refused(String),
@@ -115,6 +119,12 @@ impl std::fmt::Display for ProposeError {
         match self {
             ProposeError::NotLeader(Some(l)) => write!(f, "not the leader (referee {l} is)"),
             ProposeError::NotLeader(None) => write!(f, "not the leader (no leader known)"),
+            ProposeError::Transferring(to) => {
+                write!(
+                    f,
+                    "handing leadership to referee {to}: nothing is taken meanwhile"
+                )
+            }
             ProposeError::Refused(why) => write!(f, "refused: {why}"),
         }
     }
@@ -248,6 +258,12 @@ impl<M: Machine> Replica<M> {
         self.raw.raft.state == StateRole::Leader
     }
 
+    /// The referee this leader is handing leadership to, while it does:
+    /// it still leads, but takes no proposal ([`ProposeError::Transferring`]).
+    pub fn transferring(&self) -> Option<u64> {
+        self.raw.raft.lead_transferee.filter(|_| self.is_leader())
+    }
+
     /// The leader this replica knows of.
     pub fn leader(&self) -> Option<u64> {
         Some(self.raw.raft.leader_id).filter(|&l| l != 0)
@@ -331,9 +347,7 @@ impl<M: Machine> Replica<M> {
     /// Proposes `command`; on the leader, returns the ticket its
     /// [`Applied`] (or its loss) will carry.
     pub fn propose(&mut self, command: Vec<u8>) -> Result<u64, ProposeError> {
-        if !self.is_leader() {
-            return Err(ProposeError::NotLeader(self.leader()));
-        }
+        self.may_propose()?;
         self.raw
             .propose(Vec::new(), command)
             .map_err(|e| ProposeError::Refused(e.to_string()))?;
@@ -342,9 +356,7 @@ impl<M: Machine> Replica<M> {
 
     /// Proposes a membership change, as [`Replica::propose`].
     pub fn propose_change(&mut self, change: &Change) -> Result<u64, ProposeError> {
-        if !self.is_leader() {
-            return Err(ProposeError::NotLeader(self.leader()));
-        }
+        self.may_propose()?;
         let mut cc = ConfChange::default();
         let context = match change {
             Change::Add { id, addr } => {
@@ -382,6 +394,18 @@ impl<M: Machine> Replica<M> {
     /// Hands leadership to `id` (it must be a voter and up to date).
     pub fn transfer_leader(&mut self, id: u64) {
         self.raw.transfer_leader(id);
+    }
+
+    /// Whether a proposal can be taken now: this replica leads and is not
+    /// handing leadership over (raft-rs would drop it).
+    fn may_propose(&self) -> Result<(), ProposeError> {
+        if !self.is_leader() {
+            return Err(ProposeError::NotLeader(self.leader()));
+        }
+        match self.transferring() {
+            Some(to) => Err(ProposeError::Transferring(to)),
+            None => Ok(()),
+        }
     }
 
     /// A ticket for the entry just appended.

@@ -590,3 +590,51 @@ fn a_follower_refuses_proposals_and_names_the_leader() {
         Err(ProposeError::NotLeader(Some(leader)))
     );
 }
+
+/// Found by the review of 3e25eae: while a leader hands leadership to a
+/// referee that cannot take it (cut off here), raft-rs drops every
+/// proposal, yet the replica still leads; an election timeout later the
+/// transfer is aborted and the same leader goes on. The replica now says
+/// so ([`Replica::transferring`], [`ProposeError::Transferring`]) instead
+/// of taking a proposal and losing it, so `dipcd` stops serving for the
+/// transfer and nodes send their calls again when it ends.
+#[test]
+fn a_transfer_that_aborts_drops_no_proposal_silently() {
+    let mut w = World::new(11, 3, 1000);
+    w.settle();
+    let leader = *w.live.iter().find(|(_, r)| r.is_leader()).unwrap().0;
+    let target = w.ids.iter().copied().find(|&i| i != leader).unwrap();
+    w.cut.insert(target);
+    w.live.get_mut(&leader).unwrap().transfer_leader(target);
+    w.poll(leader);
+    let r = w.live.get_mut(&leader).unwrap();
+    assert!(r.is_leader(), "still leads during the transfer");
+    assert_eq!(r.transferring(), Some(target));
+    assert!(matches!(
+        r.propose(command(9, 1, 1)),
+        Err(ProposeError::Transferring(t)) if t == target
+    ));
+    assert!(matches!(
+        r.propose_change(&Change::Remove { id: target }),
+        Err(ProposeError::Transferring(_))
+    ));
+    // An election timeout later the transfer is aborted: the same leader
+    // takes proposals again, and they commit.
+    for _ in 0..40 {
+        for id in w.ids.clone() {
+            if let Some(r) = w.live.get_mut(&id) {
+                r.tick();
+            }
+            w.poll(id);
+        }
+        while !w.net.is_empty() {
+            w.deliver(0);
+        }
+    }
+    let r = w.live.get_mut(&leader).unwrap();
+    assert!(r.is_leader() && r.transferring().is_none());
+    let t = r
+        .propose(command(9, 2, 1))
+        .expect("a proposal after the abort");
+    assert!(t > 0);
+}

@@ -297,11 +297,23 @@ pub fn start(
         std::thread::Builder::new()
             .name("dipcd-flush".into())
             .spawn(move || {
+                // One writer thread per node, started at its first frame:
+                // a node that stops reading holds up its own frames only
+                // (each write may block for a keepalive), not every node's.
+                let mut writers: BTreeMap<u32, mpsc::Sender<()>> = BTreeMap::new();
                 while let Ok(mut nodes) = flush_rx.recv() {
                     while let Ok(more) = flush_rx.try_recv() {
                         nodes.extend(more);
                     }
-                    referee.flush(&nodes);
+                    for node in nodes {
+                        let w = writers
+                            .entry(node)
+                            .or_insert_with(|| node_writer(referee.clone(), node));
+                        if w.send(()).is_err() {
+                            // Its thread could not start: write from here.
+                            referee.flush(&BTreeSet::from([node]));
+                        }
+                    }
                 }
             })?;
     }
@@ -317,6 +329,24 @@ pub fn start(
         .name("dipcd-raft".into())
         .spawn(move || run(referee, rep, replica, rx, transport, flush_tx))?;
     Ok(())
+}
+
+/// Starts the thread that writes what applying queued for `node`; each
+/// message on the returned channel asks it to write once more.
+fn node_writer(referee: Arc<Referee>, node: u32) -> mpsc::Sender<()> {
+    let (tx, rx) = mpsc::channel::<()>();
+    let started = std::thread::Builder::new()
+        .name(format!("dipcd-tx-{node}"))
+        .spawn(move || {
+            while rx.recv().is_ok() {
+                while rx.try_recv().is_ok() {}
+                referee.flush(&BTreeSet::from([node]));
+            }
+        });
+    if let Err(e) = started {
+        tracing::error!(node, error = %e, "cannot start a writer thread");
+    }
+    tx
 }
 
 /// The replica thread's inbox.

@@ -621,6 +621,12 @@ impl Referee {
         }
     }
 
+    /// Node `node`'s write half (tests).
+    #[cfg(test)]
+    pub(crate) fn writer_of(&self, node: u32) -> Option<Writer> {
+        lock(&self.writers).get(&node).map(|(_, w)| w.clone())
+    }
+
     /// Closes every node connection.
     pub fn close_all(&self) {
         self.registry().close_all();

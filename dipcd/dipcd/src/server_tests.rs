@@ -482,6 +482,49 @@ fn a_truncated_frame_times_out() {
     wait_open(&referee, 0);
 }
 
+/// Found by the review of 3e25eae: a node sent `Exit` once, one-way, so an
+/// exit lost with a connection (or with a leader) left the dead process's
+/// `SEM_UNDO` adjustments in place for good. An `Exit` with a request id
+/// is now a call: answered, kept in flight by the node and sent again on
+/// a resumed session, and a repeat is answered from the reply cache
+/// without being carried out again, so a later process with the same pid
+/// keeps its own adjustments.
+#[test]
+fn an_exit_sent_again_on_a_resumed_session_is_carried_out_once() {
+    let (referee, addr) = start(Duration::from_secs(30));
+    let mut p = Peer::connect(addr);
+    assert_eq!(p.hello_as(5, 77).map(|f| f & ACK_RESUMED), Some(0));
+    assert_eq!(p.semget(2, 0x46), Got::Frame(Kind::GetReply, 2, 0));
+    let oid = referee.status().objects[0].oid;
+    // Process 100 takes +1 with SEM_UNDO and exits.
+    p.semop(3, oid, 100, 1, 0x1000);
+    assert_eq!(p.recv(), Got::Frame(Kind::Status, 3, 0));
+    p.send(4, Frame::Exit { pid: 100 });
+    assert_eq!(
+        p.recv(),
+        Got::Frame(Kind::Status, 4, 0),
+        "an exit call is answered"
+    );
+    assert_eq!(p.getval(5, oid), 0, "the exit did not undo");
+    // A new process 100 takes +1 with SEM_UNDO.
+    p.semop(6, oid, 100, 1, 0x1000);
+    assert_eq!(p.recv(), Got::Frame(Kind::Status, 6, 0));
+    // The connection breaks; the session resumes, and the exit (whose
+    // answer the node may not have had) goes again.
+    drop(p);
+    let mut p = Peer::connect(addr);
+    assert_eq!(
+        p.hello_as(5, 77).map(|f| f & ACK_RESUMED),
+        Some(ACK_RESUMED)
+    );
+    p.send(4, Frame::Exit { pid: 100 });
+    assert_eq!(p.recv(), Got::Frame(Kind::Status, 4, 0));
+    assert_eq!(p.getval(7, oid), 1, "a repeated exit undid a later process");
+    // An exit without a request id (an older node) is one-way, as before.
+    p.send(0, Frame::Exit { pid: 100 });
+    assert_eq!(p.getval(8, oid), 0);
+}
+
 /// A registered node that stops talking is pinged after a third of the
 /// keepalive and declared dead after the keepalive: it leaves the
 /// registry, and its SEM_UNDO adjustments are applied.
@@ -980,6 +1023,31 @@ fn a_leader_transfer_that_aborts_loses_no_call() {
     p.semop(3, oid, 100, 1, 0);
     assert_eq!(p.recv(), Got::Frame(Kind::Status, 3, 0));
     assert_eq!(p.getval(4, oid), 1, "the call was lost or done twice");
+}
+
+/// Found by the review of 3e25eae: a replicated referee wrote what
+/// applying queued for every node from one thread, so one node whose write
+/// blocked (it stopped reading: a wedged kernel, a hostile node; here its
+/// write half is held, as a full socket holds a write) held up every other
+/// node's answers for up to a keepalive, again and again. Each node now
+/// has a writer thread of its own.
+#[test]
+fn a_node_that_stops_reading_holds_up_no_other() {
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let (referees, addrs, _) = start_replicated(&dirs, None);
+    let l = serving(&referees, None);
+    let (mut a, oid) = node_with_a_semaphore(&referees[l], addrs[l]);
+    let mut b = Peer::connect(addrs[l]);
+    assert_eq!(b.hello_as(6, 78).map(|f| f & ACK_RESUMED), Some(0));
+    let w = referees[l].writer_of(5).expect("node 5's writer");
+    let held = w.lock().unwrap();
+    // Node 5's answer cannot be written ...
+    a.semop(4, oid, 100, 1, 0);
+    std::thread::sleep(Duration::from_millis(300));
+    // ... and node 6 is answered all the same.
+    assert_eq!(b.getval(2, oid), 2, "node 6 waited for node 5");
+    drop(held);
+    assert_eq!(a.recv(), Got::Frame(Kind::Status, 4, 0));
 }
 
 /// With a secret, referees that hold it elect a leader among themselves,

@@ -62,9 +62,12 @@ fn is_reply(frame: &Frame<'_>) -> bool {
 
 /// Frames a node sends as calls (with a request id), answered by one
 /// reply with that id. Only calls are deduplicated: the node's other
-/// requests are idempotent (`Exit`, an absolute, numbered `ShmNattch` count,
+/// requests are idempotent (an absolute, numbered `ShmNattch` count,
 /// `Cancel`, a page request, which the directory may grant twice) or carry
-/// their own check (a page ack's transaction id).
+/// their own check (a page ack's transaction id). An `Exit` is a call
+/// when it has a request id (the node keeps it in flight and sends it
+/// again on a resumed session, so a repeat must not undo a later process
+/// of the same pid); with none (an older node), it is one-way.
 pub fn is_call_frame(frame: &Frame<'_>) -> bool {
     matches!(
         frame,
@@ -80,6 +83,7 @@ pub fn is_call_frame(frame: &Frame<'_>) -> bool {
             | Frame::ShmNattch(_)
             | Frame::ShmCtl(_)
             | Frame::Leave
+            | Frame::Exit { .. }
     )
 }
 
@@ -579,7 +583,13 @@ impl State {
                 out.push(encode(Some(node), req, Frame::MsgCtlReply(reply)));
                 fx
             }
-            Frame::Exit { pid } => objects.exit(Proc { node, pid }, now),
+            Frame::Exit { pid } => {
+                let fx = objects.exit(Proc { node, pid }, now);
+                if req != 0 {
+                    out.push(encode(Some(node), req, Frame::Status { result: 0 }));
+                }
+                fx
+            }
             Frame::ShmAt(a) => {
                 let result = objects.shmat(node, &a, now);
                 out.push(encode(Some(node), req, Frame::Status { result }));

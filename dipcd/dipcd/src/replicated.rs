@@ -19,16 +19,20 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Raft's clock.
 const TICK: Duration = Duration::from_millis(100);
 /// Largest raft message read from another referee (a snapshot holds the
-/// whole state).
+/// whole state). It is read as it arrives, never allocated ahead.
 const MAX_MESSAGE: usize = 1 << 30;
-const MAGIC: &[u8; 8] = b"DIPCRAF1";
+/// Version 2: the acceptor proves the secret too.
+const MAGIC: &[u8; 8] = b"DIPCRAF2";
+/// Incoming referee connections that may be in their handshake at once;
+/// more are closed at once (each waits up to 5 s for a hello).
+const MAX_HANDSHAKES: usize = 8;
 /// A connection to another referee silent this long is closed (the leader
 /// sends heartbeats every 200 ms; a follower's link to another follower
 /// may idle, and is opened again when needed).
@@ -289,7 +293,7 @@ pub fn start(
         let allow = opts.allow.clone();
         std::thread::Builder::new()
             .name("dipcd-raft-accept".into())
-            .spawn(move || accept(listener, events, secret, allow))?;
+            .spawn(move || accept(opts.id, listener, events, secret, allow))?;
     }
     let (flush_tx, flush_rx) = mpsc::channel::<BTreeSet<u32>>();
     {
@@ -600,7 +604,10 @@ impl Transport {
     }
 }
 
-fn connect(id: u64, addr: &str, secret: &Option<Secret>) -> io::Result<TcpStream> {
+/// Opens a connection to referee `to` at `addr` as referee `id`: each side
+/// proves the secret (if there is one) over the other's nonce, the
+/// acceptor last, and nothing is sent before it has.
+fn connect(id: u64, to: u64, addr: &str, secret: &Option<Secret>) -> io::Result<TcpStream> {
     let sa = addr
         .to_socket_addrs()?
         .next()
@@ -621,6 +628,24 @@ fn connect(id: u64, addr: &str, secret: &Option<Secret>) -> io::Result<TcpStream
     hello.extend_from_slice(&own);
     hello.extend_from_slice(&tag);
     s.write_all(&hello)?;
+    let mut proof = [0u8; AUTH_LEN];
+    s.read_exact(&mut proof)?;
+    if let Some(sec) = secret {
+        if to > u64::from(u32::MAX)
+            || !sec.verify(
+                AuthRole::ReplicaAcceptor,
+                to as u32,
+                &own,
+                &challenge,
+                &proof,
+            )
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!("{addr} did not prove the secret as referee {to}"),
+            ));
+        }
+    }
     Ok(s)
 }
 
@@ -638,7 +663,7 @@ fn send_loop(
     while let Ok(m) = rx.recv() {
         let snapshot = m.get_msg_type() == dipc_replica::MessageType::MsgSnapshot;
         if conn.is_none() && failed_at.is_none_or(|t| t.elapsed() >= Duration::from_millis(500)) {
-            match connect(id, &addr, &secret) {
+            match connect(id, to, &addr, &secret) {
                 Ok(s) => {
                     conn = Some(s);
                     failed_at = None;
@@ -675,12 +700,16 @@ fn send_loop(
     }
 }
 
+/// Takes referee `me`'s incoming connections from other referees: a thread
+/// each, at most [`MAX_HANDSHAKES`] of them before they proved the secret.
 fn accept(
+    me: u64,
     listener: TcpListener,
     events: mpsc::Sender<Event>,
     secret: Option<Secret>,
     allow: Vec<Net>,
 ) {
+    let handshakes = Arc::new(AtomicUsize::new(0));
     for s in listener.incoming() {
         let Ok(s) = s else { continue };
         let peer = s.peer_addr().ok();
@@ -688,24 +717,76 @@ fn accept(
             tracing::warn!(peer = %p, "refusing a referee connection from outside the allow list");
             continue;
         }
-        let (events, secret) = (events.clone(), secret.clone());
-        let _ = std::thread::Builder::new()
+        if handshakes.fetch_add(1, Ordering::AcqRel) >= MAX_HANDSHAKES {
+            handshakes.fetch_sub(1, Ordering::AcqRel);
+            tracing::warn!(
+                ?peer,
+                "too many referee connections in their handshake; closed"
+            );
+            continue;
+        }
+        let (events, secret, counted) = (events.clone(), secret.clone(), handshakes.clone());
+        let started = std::thread::Builder::new()
             .name("dipcd-raft-from".into())
             .spawn(move || {
                 let peer = s.peer_addr().ok();
-                if let Err(e) = receive(s, &events, &secret) {
+                if let Err(e) = receive(me, s, &events, &secret, &counted) {
                     tracing::debug!(?peer, error = %e, "referee connection closed");
                 }
             });
+        if started.is_err() {
+            handshakes.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 }
 
+/// One connection from another referee: its handshake (counted in
+/// `handshakes` until it ends), then its messages.
 fn receive(
+    me: u64,
     mut s: TcpStream,
     events: &mpsc::Sender<Event>,
     secret: &Option<Secret>,
+    handshakes: &AtomicUsize,
 ) -> io::Result<()> {
+    let from = handshake(me, &mut s, secret);
+    handshakes.fetch_sub(1, Ordering::AcqRel);
+    let from = from?;
+    s.set_read_timeout(Some(PEER_IDLE))?;
+    let mut buf = Vec::new();
+    loop {
+        let mut len = [0u8; 4];
+        s.read_exact(&mut len)?;
+        let len = u32::from_le_bytes(len) as usize;
+        if len > MAX_MESSAGE {
+            return Err(io::Error::other(format!("a message of {len} bytes")));
+        }
+        // Read as it comes: a length alone allocates nothing.
+        buf.clear();
+        (&mut s).take(len as u64).read_to_end(&mut buf)?;
+        if buf.len() != len {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        let Some(m) = dipc_replica::decode_message(&buf) else {
+            return Err(io::Error::other("an undecodable raft message"));
+        };
+        if m.from != from {
+            return Err(io::Error::other(format!(
+                "referee {from} sent a message from {}",
+                m.from
+            )));
+        }
+        if events.send(Event::Peer(m)).is_err() {
+            return Ok(());
+        }
+    }
+}
+
+/// The acceptor's side of the handshake: the connecting referee's proof
+/// over our challenge, then ours over its nonce. Returns its id.
+fn handshake(me: u64, s: &mut TcpStream, secret: &Option<Secret>) -> io::Result<u64> {
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.set_write_timeout(Some(Duration::from_secs(5)))?;
     let challenge = crate::auth::nonce()?;
     s.write_all(&challenge)?;
     let mut hello = [0u8; 8 + 8 + 2 * AUTH_LEN];
@@ -724,30 +805,12 @@ fn receive(
             return Err(io::Error::new(io::ErrorKind::PermissionDenied, "bad proof"));
         }
     }
-    s.set_read_timeout(Some(PEER_IDLE))?;
-    let mut buf = Vec::new();
-    loop {
-        let mut len = [0u8; 4];
-        s.read_exact(&mut len)?;
-        let len = u32::from_le_bytes(len) as usize;
-        if len > MAX_MESSAGE {
-            return Err(io::Error::other(format!("a message of {len} bytes")));
-        }
-        buf.resize(len, 0);
-        s.read_exact(&mut buf)?;
-        let Some(m) = dipc_replica::decode_message(&buf) else {
-            return Err(io::Error::other("an undecodable raft message"));
-        };
-        if m.from != from {
-            return Err(io::Error::other(format!(
-                "referee {from} sent a message from {}",
-                m.from
-            )));
-        }
-        if events.send(Event::Peer(m)).is_err() {
-            return Ok(());
-        }
-    }
+    let proof = match secret {
+        Some(sec) => sec.tag(AuthRole::ReplicaAcceptor, me as u32, &own, &challenge),
+        None => [0u8; AUTH_LEN],
+    };
+    s.write_all(&proof)?;
+    Ok(from)
 }
 
 /// Parses `ID=HOST:PORT`.
@@ -768,4 +831,89 @@ pub fn parse_replica(s: &str) -> Result<(u64, String), String> {
         return Err(format!("{s:?}: expected ID=HOST:PORT"));
     }
     Ok((id, addr.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret(key: &[u8]) -> Option<Secret> {
+        Some(Secret::new(key).unwrap())
+    }
+
+    /// Found by the review of 3e25eae: a referee connecting to another
+    /// never checked that the other held the secret, so whoever answered
+    /// at a referee's address was sent the log and snapshots (every
+    /// page's home copy). The acceptor proves itself now, and nothing is
+    /// sent to one that cannot.
+    #[test]
+    fn a_referee_sends_nothing_to_an_acceptor_without_the_secret() {
+        let key = b"0123456789abcdef0123";
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        // An impostor: a challenge, then a proof under another secret.
+        let impostor = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let challenge = [7u8; AUTH_LEN];
+            s.write_all(&challenge).unwrap();
+            let mut hello = [0u8; 8 + 8 + 2 * AUTH_LEN];
+            s.read_exact(&mut hello).unwrap();
+            let own: [u8; AUTH_LEN] = hello[16..16 + AUTH_LEN].try_into().unwrap();
+            let wrong = secret(b"another secret, not the one").unwrap().tag(
+                AuthRole::ReplicaAcceptor,
+                2,
+                &own,
+                &challenge,
+            );
+            s.write_all(&wrong).unwrap();
+        });
+        let r = connect(1, 2, &addr, &secret(key));
+        impostor.join().unwrap();
+        let e = r.expect_err("streamed to a referee that did not prove the secret");
+        assert_eq!(e.kind(), io::ErrorKind::PermissionDenied);
+
+        // The real thing: each side proves itself, and the connection
+        // carries messages.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let acceptor = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            handshake(2, &mut s, &secret(key)).unwrap()
+        });
+        connect(1, 2, &addr, &secret(key)).expect("a proven acceptor refused");
+        assert_eq!(acceptor.join().unwrap(), 1);
+    }
+
+    /// Found by the same review: a thread for every incoming connection
+    /// before any proof, with no limit. Connections beyond
+    /// [`MAX_HANDSHAKES`] still in their handshake are closed at once.
+    #[test]
+    fn connections_in_their_handshake_are_bounded() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (events, _rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            accept(1, listener, events, secret(b"0123456789abcdef"), Vec::new())
+        });
+        let mut idle = Vec::new();
+        for _ in 0..MAX_HANDSHAKES {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut c = [0u8; AUTH_LEN];
+            s.read_exact(&mut c).expect("a challenge");
+            idle.push(s);
+        }
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut b = [0u8; 1];
+        let n = match s.read(&mut b) {
+            Ok(n) => n,
+            Err(e) => {
+                assert_eq!(e.kind(), io::ErrorKind::ConnectionReset, "{e}");
+                0
+            }
+        };
+        assert_eq!(n, 0, "one more connection got a handshake");
+        drop(idle);
+    }
 }

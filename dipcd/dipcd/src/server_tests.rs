@@ -1066,7 +1066,7 @@ fn replicated_referees_prove_the_secret() {
         let mut challenge = [0u8; dipc_wire::AUTH_LEN];
         s.read_exact(&mut challenge).unwrap();
         let from = if i == 1 { 3u64 } else { 2 };
-        let mut hello = b"DIPCRAF1".to_vec();
+        let mut hello = b"DIPCRAF2".to_vec();
         hello.extend_from_slice(&from.to_le_bytes());
         hello.extend_from_slice(&[0u8; 2 * dipc_wire::AUTH_LEN]);
         // A heartbeat of a far term: a referee that took it would move to

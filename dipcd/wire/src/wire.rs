@@ -348,6 +348,9 @@ pub enum AuthRole {
     /// A referee that opened a connection to another referee (for the
     /// replicated log) proves itself.
     Replica,
+    /// The referee that accepted such a connection proves itself in turn,
+    /// before the other sends it anything.
+    ReplicaAcceptor,
 }
 
 /// Shortest cluster secret, in bytes (the module and `dipcd` both enforce it).
@@ -389,6 +392,7 @@ pub fn auth_input(
         AuthRole::PeerAcceptor => b"dipc-v1-peer-acc",
         AuthRole::PeerConnector => b"dipc-v1-peer-con",
         AuthRole::Replica => b"dipc-v1-replica\0",
+        AuthRole::ReplicaAcceptor => b"dipc-v1-repl-acc",
     };
     out[..16].copy_from_slice(label);
     out[16..20].copy_from_slice(&node_id.to_le_bytes());

@@ -42,6 +42,8 @@ pub struct FileConfig {
     pub msg_leases: Option<bool>,
     /// `replica_id = 1`: this referee's id among several.
     pub replica_id: Option<u64>,
+    /// `replica_secret_file = "/etc/dipc/referees.secret"`.
+    pub replica_secret_file: Option<PathBuf>,
     /// `replicas = ["1=10.0.0.1:7421", ...]`: the first referees.
     pub replicas: Option<Vec<(u64, String)>>,
     /// The `[limits]` table.
@@ -90,6 +92,7 @@ struct Raw {
     readahead: Option<u64>,
     msg_leases: Option<bool>,
     replica_id: Option<u64>,
+    replica_secret_file: Option<PathBuf>,
     replicas: Option<Vec<String>>,
     #[serde(default)]
     limits: FileLimits,
@@ -168,6 +171,7 @@ pub fn parse(text: &str) -> Result<FileConfig, String> {
         readahead: raw.readahead,
         msg_leases: raw.msg_leases,
         replica_id: raw.replica_id,
+        replica_secret_file: raw.replica_secret_file,
         replicas,
         limits: raw.limits,
     })
@@ -220,9 +224,14 @@ mod tests {
     fn the_replica_keys_of_the_example_parse_uncommented() {
         let text = include_str!("../../../packaging/dipcd.toml")
             .replace("#replica_id", "replica_id")
-            .replace("#replicas", "replicas");
+            .replace("#replicas", "replicas")
+            .replace("#replica_secret_file", "replica_secret_file");
         let c = parse(&text).expect("the replica keys parse");
         assert_eq!(c.replica_id, Some(1));
+        assert_eq!(
+            c.replica_secret_file,
+            Some(PathBuf::from("/etc/dipc/referees.secret"))
+        );
         assert_eq!(
             c.replicas.as_deref().map(|r| r[2].clone()),
             Some((3, "10.0.0.3:7421".to_string()))

@@ -153,6 +153,13 @@ struct Cli {
     /// (and may name the others). Only for a new, empty `--state-dir`.
     #[arg(long)]
     replica_join: bool,
+    /// The referees' own secret, for their connections to one another
+    /// (the raft log, snapshots), as `--secret-file` is formatted. Without
+    /// it they prove `--secret-file`'s, which every node holds: a node
+    /// could then speak to a referee as a referee. With it, node machines
+    /// and referee machines can be kept in different trust domains.
+    #[arg(long)]
+    replica_secret_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -225,6 +232,7 @@ fn configure(matches: &ArgMatches) -> Result<(Cli, Option<PathBuf>), String> {
     take!(readahead);
     take!(msg_leases);
     take!(replica_id, option);
+    take!(replica_secret_file, option);
     if let (false, Some(v)) = (given("replicas"), file.replicas) {
         cli.replicas = v;
     }
@@ -274,9 +282,14 @@ fn check_config(cli: &Cli, file: Option<&std::path::Path>) -> ExitCode {
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(&cli.log) {
         errors.push(format!("log {:?}: {e}", cli.log));
     }
-    if let Some(path) = &cli.secret_file {
-        if let Err(e) = auth::Secret::load(path) {
-            errors.push(format!("secret_file: {e}"));
+    for (name, path) in [
+        ("secret_file", &cli.secret_file),
+        ("replica_secret_file", &cli.replica_secret_file),
+    ] {
+        if let Some(path) = path {
+            if let Err(e) = auth::Secret::load(path) {
+                errors.push(format!("{name}: {e}"));
+            }
         }
     }
     if let Some(dir) = &cli.state_dir {
@@ -313,6 +326,7 @@ fn check_config(cli: &Cli, file: Option<&std::path::Path>) -> ExitCode {
     println!("control = {:?}", cli.control.display().to_string());
     println!("log = {:?}", cli.log);
     println!("secret_file = {}", opt(&cli.secret_file));
+    println!("replica_secret_file = {}", opt(&cli.replica_secret_file));
     let allow: Vec<String> = cli
         .allow
         .iter()
@@ -407,6 +421,18 @@ fn status(control: &std::path::Path, json: bool) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// The secret nodes prove (`--secret-file`), and the one referees prove to
+/// one another: `--replica-secret-file`'s, or else the nodes' one.
+fn secrets(cli: &Cli) -> Result<(Option<auth::Secret>, Option<auth::Secret>), String> {
+    let load = |p: &Option<PathBuf>| p.as_deref().map(auth::Secret::load).transpose();
+    let nodes = load(&cli.secret_file)?;
+    let referees = match load(&cli.replica_secret_file)? {
+        Some(s) => Some(s),
+        None => nodes.clone(),
+    };
+    Ok((nodes, referees))
+}
+
 fn run(cli: &Cli) -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|e| {
         eprintln!("dipcd: bad --log filter {:?}: {e}; using info", cli.log);
@@ -423,15 +449,12 @@ fn run(cli: &Cli) -> ExitCode {
         tracing::error!(error = %e, "bad limits");
         return ExitCode::FAILURE;
     }
-    let secret = match &cli.secret_file {
-        Some(path) => match auth::Secret::load(path) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot use the secret file");
-                return ExitCode::FAILURE;
-            }
-        },
-        None => None,
+    let (secret, secret_for_replicas) = match secrets(cli) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot use the secret file");
+            return ExitCode::FAILURE;
+        }
     };
     let listener = match TcpListener::bind(cli.listen) {
         Ok(l) => l,
@@ -452,7 +475,6 @@ fn run(cli: &Cli) -> ExitCode {
     let listen = listener.local_addr().unwrap_or(cli.listen);
     let keepalive = std::time::Duration::from_secs_f64(cli.keepalive);
     let authenticated = secret.is_some();
-    let secret_for_replicas = secret.clone();
     let allow: Vec<String> = cli.allow.iter().map(ToString::to_string).collect();
     let mut referee = server::Referee::new(listen, limits)
         .with_keepalive(keepalive)
@@ -598,6 +620,44 @@ mod tests {
             .try_get_matches_from(argv)
             .map_err(|e| e.to_string())?;
         configure(&m).map(|(c, _)| c)
+    }
+
+    /// Found by the review of 3e25eae: referees proved to one another the
+    /// secret every node holds, so any node could speak raft as a
+    /// referee. `--replica-secret-file` gives them one of their own.
+    #[test]
+    fn referees_may_have_a_secret_of_their_own() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, key: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, key).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+            p.to_str().unwrap().to_string()
+        };
+        let nodes = write("secret", "the nodes' secret, 0123456789");
+        let refs = write("referees", "the referees' own, 9876543210");
+        let (c, o) = ([7u8; dipc_wire::AUTH_LEN], [9u8; dipc_wire::AUTH_LEN]);
+        let proves = |a: &auth::Secret, b: &auth::Secret| {
+            let t = a.tag(dipc_wire::AuthRole::Replica, 1, &c, &o);
+            b.verify(dipc_wire::AuthRole::Replica, 1, &c, &o, &t)
+        };
+        let cli1 = cli(&["--secret-file", &nodes]).unwrap();
+        let (n, r) = secrets(&cli1).unwrap();
+        let (n, r) = (n.unwrap(), r.unwrap());
+        assert!(
+            proves(&n, &r),
+            "without its own, the referees use the nodes' secret"
+        );
+        let cli2 = cli(&["--secret-file", &nodes, "--replica-secret-file", &refs]).unwrap();
+        let (n, r) = secrets(&cli2).unwrap();
+        let (n, r) = (n.unwrap(), r.unwrap());
+        assert!(!proves(&n, &r), "a node's secret proves a referee");
+        let own = auth::Secret::load(std::path::Path::new(&refs)).unwrap();
+        assert!(proves(&own, &r));
+        // Checked like the nodes' secret file.
+        std::fs::set_permissions(&refs, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(secrets(&cli2).is_err());
     }
 
     #[test]

@@ -171,6 +171,11 @@ mod ffi {
         ) -> *mut RawSocket;
         pub(super) fn dipc_sock_send(sock: *mut RawSocket, buf: *const c_void, len: usize)
             -> c_int;
+        pub(super) fn dipc_sock_send_nowait(
+            sock: *mut RawSocket,
+            buf: *const c_void,
+            len: usize,
+        ) -> c_int;
         pub(super) fn dipc_sock_recv(sock: *mut RawSocket, buf: *mut c_void, len: usize) -> c_int;
         pub(super) fn dipc_sock_shutdown(sock: *mut RawSocket);
         pub(super) fn dipc_sock_release(sock: *mut RawSocket);
@@ -208,7 +213,7 @@ mod ffi {
             a2: c_long,
             a3: c_long,
         ) -> c_long;
-        pub(super) fn dipc_test_partial_send() -> bool;
+        pub(super) fn dipc_test_partial_send(kind: c_uint, oneway: bool) -> c_int;
         pub(super) fn dipc_shm_detach(addr: c_ulong, mapping: *mut *mut c_void) -> c_long;
         pub(super) fn dipc_shm_mapping_get(mapping: *mut c_void);
         pub(super) fn dipc_shm_mapping_put(mapping: *mut c_void);
@@ -706,6 +711,24 @@ impl Socket {
         Ok(())
     }
 
+    /// Sends all of `buf` without waiting (`Ok(true)`), or nothing when the
+    /// socket's send buffer has no room for it now (`Ok(false)`). An error
+    /// may have sent part of it.
+    pub(crate) fn send_nowait(&self, buf: &[u8]) -> Result<bool> {
+        // SAFETY: the socket is valid (type invariant), `buf` is readable
+        // for its length.
+        let n =
+            unsafe { ffi::dipc_sock_send_nowait(self.0.as_ptr(), buf.as_ptr().cast(), buf.len()) };
+        if n == EAGAIN.to_errno() {
+            return Ok(false);
+        }
+        to_result(n)?;
+        if n as usize != buf.len() {
+            return Err(EAGAIN);
+        }
+        Ok(true)
+    }
+
     /// Receives into `buf`; `Ok(0)` is end of stream, `Err(EAGAIN)` the
     /// receive timeout.
     pub(crate) fn recv(&self, buf: &mut [u8]) -> Result<usize> {
@@ -847,11 +870,28 @@ pub(crate) const FAULT_SLOW: c_int = 3;
 // A segment's `address_space` and a locked folio are handled as opaque
 // addresses (`usize`, 0 for none) in Rust; only the C shim dereferences them.
 
-/// Test only (`test_partial_sends`): whether to cut the next one-way frame
+/// Test only (`test_partial_sends`, `test_partial_kind`): whether to cut
+/// the frame of kind `kind` about to be sent (`oneway`: no reply awaited)
 /// in half.
-pub(crate) fn test_partial_send() -> bool {
-    // SAFETY: reads and decrements a module parameter; no arguments.
-    unsafe { ffi::dipc_test_partial_send() }
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PartialSend {
+    /// Send it whole.
+    No,
+    /// Half goes, and the send fails (a send timeout in mid-frame).
+    Fail,
+    /// Half goes, the connection breaks, and the send counts as done (a
+    /// frame lost on the way while its sender goes on).
+    Lost,
+}
+
+/// See [`PartialSend`].
+pub(crate) fn test_partial_send(kind: u16, oneway: bool) -> PartialSend {
+    // SAFETY: reads and decrements module parameters; plain values.
+    match unsafe { ffi::dipc_test_partial_send(c_uint::from(kind), oneway) } {
+        0 => PartialSend::No,
+        1 => PartialSend::Fail,
+        _ => PartialSend::Lost,
+    }
 }
 
 /// `shmdt(addr)` of a distributed segment, done by the shim: `(0 or
@@ -890,6 +930,14 @@ pub(crate) fn shm_page_unlock(folio: usize) {
     unsafe { ffi::dipc_shm_page_unlock(folio as *mut c_void) }
 }
 
+// The copies below move PAGE_SIZE bytes through buffers of PAGE_LEN: a
+// kernel with larger pages does not build (as `rust/helpers/shm.c` also
+// asserts).
+const _: () = assert!(
+    kernel::page::PAGE_SIZE == crate::wire::PAGE_LEN,
+    "dipc needs 4 KiB pages"
+);
+
 /// Copies a page's bytes (`None`: zeroes) into locked page `idx`.
 pub(crate) fn shm_page_copy_in(folio: usize, idx: u64, src: Option<&[u8]>) {
     let p = match src {
@@ -898,7 +946,7 @@ pub(crate) fn shm_page_copy_in(folio: usize, idx: u64, src: Option<&[u8]>) {
         None => core::ptr::null(),
     };
     // SAFETY: `folio` is locked and holds page `idx`; `p` is null or
-    // readable for PAGE_LEN (== PAGE_SIZE) bytes.
+    // readable for PAGE_LEN bytes, which is PAGE_SIZE (asserted above).
     unsafe { ffi::dipc_shm_page_copy_in(folio as *mut c_void, idx as c_ulong, p) }
 }
 
@@ -908,7 +956,7 @@ pub(crate) fn shm_page_copy_out(folio: usize, idx: u64, dst: &mut [u8]) {
         return;
     }
     // SAFETY: `folio` is locked and holds page `idx`; `dst` is writable for
-    // PAGE_LEN (== PAGE_SIZE) bytes.
+    // PAGE_LEN bytes, which is PAGE_SIZE (asserted above).
     unsafe {
         ffi::dipc_shm_page_copy_out(
             folio as *mut c_void,

@@ -366,6 +366,14 @@ void dipc_shm_page_unlock(void *folio)
 	folio_put(folio);
 }
 
+/*
+ * dipc moves pages of 4 KiB (the wire's PAGE_LEN, and the buffers the Rust
+ * side passes here); a kernel with larger pages (arm64's 16K or 64K page
+ * configurations) would have these copies run past them. Such a build
+ * fails here rather than load.
+ */
+static_assert(PAGE_SIZE == 4096, "dipc needs 4 KiB pages (CONFIG_ARM64_4K_PAGES on arm64)");
+
 void dipc_shm_page_copy_in(void *folio, unsigned long idx, const void *src)
 {
 	struct folio *f = folio;

@@ -363,10 +363,12 @@ bool dipc_rust_shm_changed(void *seg, unsigned long idx, u32 word);
  */
 struct socket *dipc_sock_connect(u32 addr, u16 port, unsigned int timeout_ms,
 				 unsigned int rcv_timeout_ms, int *err);
-/* Test only: whether to cut the next one-way frame in half (net.c). */
-bool dipc_test_partial_send(void);
+/* Test only: whether to cut the frame about to be sent in half (net.c). */
+int dipc_test_partial_send(unsigned int kind, bool oneway);
 /* One send; returns bytes sent or a negative errno. */
 int dipc_sock_send(struct socket *sock, const void *buf, size_t len);
+/* All of buf without waiting, or nothing (-EAGAIN: no room now). */
+int dipc_sock_send_nowait(struct socket *sock, const void *buf, size_t len);
 /* One receive; returns bytes received (0 at EOF) or a negative errno (-EAGAIN on timeout). */
 int dipc_sock_recv(struct socket *sock, void *buf, size_t len);
 /* Shuts both directions down: blocked senders and receivers return. */

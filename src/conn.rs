@@ -181,8 +181,11 @@ fn send(node: &Node, sock: &Socket, frame: Frame<'_>, req_id: u64) -> Result {
     node.send_on(sock, &frame, req_id)
 }
 
-/// Sends the queued exits of processes with `SEM_UNDO` adjustments.
-fn send_exits(node: &Node, sock: &Socket) -> Result {
+/// Sends the queued exits of processes with `SEM_UNDO` adjustments, each
+/// as a quiet call: it stays in flight, and goes again if the session
+/// resumes, until the referee answers it or a later call (the referee
+/// carries out a repeat once).
+fn send_exits(node: &Node) -> Result {
     let mut pids = [0u32; 32];
     loop {
         let n = node.take_exits(&mut pids);
@@ -190,7 +193,7 @@ fn send_exits(node: &Node, sock: &Socket) -> Result {
             return Ok(());
         }
         for (i, &pid) in pids[..n].iter().enumerate() {
-            if let Err(e) = send(node, sock, Frame::Exit { pid }, 0) {
+            if let Err(e) = node.start_quiet_call(&Frame::Exit { pid }) {
                 node.requeue_exits(&pids[i..n]);
                 return Err(e);
             }
@@ -233,7 +236,7 @@ fn session(
             return Ok(());
         }
         if node.conn.lock().state == ConnState::Connected {
-            send_exits(node, sock)?;
+            send_exits(node)?;
             shm::send_nattch_updates(node, sock)?;
             held.run_due(node, sock)?;
         }

@@ -12,7 +12,10 @@ use crate::{
 use kernel::{
     new_condvar, new_mutex,
     prelude::*,
-    sync::{atomic::Relaxed, Arc, CondVarTimeoutResult},
+    sync::{
+        atomic::{Atomic, Relaxed},
+        Arc, CondVarTimeoutResult,
+    },
     time::{Instant, Jiffies, Monotonic},
 };
 
@@ -32,15 +35,7 @@ impl Node {
         encode(frame, 0, &mut buf)?;
         let tx = self.tx.lock();
         let sock = tx.sock.as_ref().ok_or(EIO)?;
-        if shim::test_partial_send() {
-            // Test only: half the frame goes, then the send fails, as a
-            // send timeout in mid-frame would.
-            let half = &buf[..buf.len() / 2];
-            return sock.send_all(half).and(Err(ETIMEDOUT)).inspect_err(|_| {
-                sock.shutdown();
-            });
-        }
-        self.send_counted(sock, &buf)
+        self.send_frame(sock, &buf, true)
     }
 
     /// Sends encoded frame bytes and counts the frame. Call with `tx` held.
@@ -48,6 +43,25 @@ impl Node {
     /// stream no longer splits into frames: the socket is shut down, and the
     /// connection thread connects again (resuming the session).
     fn send_counted(&self, sock: &Socket, bytes: &[u8]) -> Result {
+        self.send_frame(sock, bytes, false)
+    }
+
+    /// [`Node::send_counted`]; `oneway`: no reply is awaited.
+    fn send_frame(&self, sock: &Socket, bytes: &[u8], oneway: bool) -> Result {
+        // The header's kind: after the magic (4 bytes) and the version (2).
+        let kind = bytes
+            .get(6..8)
+            .map_or(0, |k| u16::from_le_bytes([k[0], k[1]]));
+        let cut = shim::test_partial_send(kind, oneway);
+        if cut != shim::PartialSend::No {
+            // Test only: half the frame goes, and the connection breaks.
+            let sent = sock.send_all(&bytes[..bytes.len() / 2]);
+            sock.shutdown();
+            return match cut {
+                shim::PartialSend::Lost => sent,
+                _ => sent.and(Err(ETIMEDOUT)),
+            };
+        }
         if let Err(e) = sock.send_all(bytes) {
             sock.shutdown();
             return Err(e);
@@ -136,6 +150,7 @@ impl Node {
                 kind: frame.kind() as u16,
                 quiet,
                 bytes: buf,
+                cancelled: Atomic::new(0),
                 state <- new_mutex!(CallState::Waiting),
                 done <- new_condvar!(),
             }),
@@ -191,6 +206,7 @@ impl Node {
             };
             interrupted = Some(why);
             drop(st);
+            call.cancelled.store(1, Relaxed);
             // Without a connection the cancel waits for one: the request
             // may be carried out when the session resumes, so the caller
             // must learn how it ended. A task being killed does not wait;
@@ -292,20 +308,34 @@ impl Node {
     }
 
     /// The session resumed on `sock`: sends every call in flight again, in
-    /// the order they were made (connection thread, before new calls may
-    /// use the socket).
+    /// the order they were made, each cancelled one followed by its
+    /// `Cancel` again (connection thread, before new calls may use the
+    /// socket).
     pub(crate) fn resend_all(&self, sock: &Socket) -> Result {
-        let calls: KVec<Arc<Call>> = {
+        // Each call with its `Cancel`, if it was cancelled; allocated
+        // before `tx` is taken.
+        let mut calls: KVec<(Arc<Call>, Option<KVVec<u8>>)> = {
             let calls = self.calls.lock();
             let mut v = KVec::with_capacity(calls.len(), GFP_KERNEL)?;
             for c in calls.iter() {
-                v.push(c.clone(), GFP_KERNEL)?;
+                v.push((c.clone(), None), GFP_KERNEL)?;
             }
             v
         };
+        for (c, cancel) in calls.iter_mut() {
+            if c.cancelled.load(Relaxed) != 0 {
+                let frame = Frame::Cancel { target: c.req_id };
+                let mut buf = frame_buf(&frame)?;
+                encode(&frame, 0, &mut buf)?;
+                *cancel = Some(buf);
+            }
+        }
         let _tx = self.tx.lock();
-        for c in calls.iter() {
+        for (c, cancel) in calls.iter() {
             self.send_counted(sock, &c.bytes)?;
+            if let Some(cancel) = cancel {
+                self.send_counted(sock, cancel)?;
+            }
         }
         if !calls.is_empty() {
             pr_info!("sent {} call(s) in flight again\n", calls.len());

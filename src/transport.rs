@@ -13,8 +13,12 @@
 //! result stands). When the connection ends, calls in flight keep waiting:
 //! if the next connection resumes the node's session, the connection thread
 //! sends each again with its id (the referee carries a call out once and
-//! answers a repeat from its cache); if it starts a new session, or none
-//! comes within `reconnect_wait_ms`, they fail with `EIO`.
+//! answers a repeat from its cache), followed by its `Cancel` if it was
+//! cancelled (the first may have been lost with the connection, and the
+//! call would then sleep again at the referee while its task waits for
+//! the answer); if it starts a new session, or none comes within
+//! `reconnect_wait_ms`, they fail with `EIO`. A process's exit (its
+//! `SEM_UNDO` adjustments) is a quiet call too, so it goes again.
 
 use crate::{
     shim::Socket,
@@ -22,7 +26,7 @@ use crate::{
 };
 use kernel::{
     prelude::*,
-    sync::{Arc, CondVar, Mutex},
+    sync::{atomic::Atomic, Arc, CondVar, Mutex},
 };
 
 /// The sending side of the connection, guarded by [`Node::tx`].
@@ -62,6 +66,9 @@ pub(crate) struct Call {
     pub(crate) quiet: bool,
     /// The encoded request, sent again when a session resumes.
     pub(crate) bytes: KVVec<u8>,
+    /// Its task sent `Cancel` (1): sent again after the request when a
+    /// session resumes.
+    pub(crate) cancelled: Atomic<u32>,
     #[pin]
     pub(crate) state: Mutex<CallState>,
     #[pin]

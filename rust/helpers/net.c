@@ -13,24 +13,35 @@
 /*
  * Test only (tests/cluster/races.scenario): the next this-many frames a task
  * sends without awaiting a reply (page requests, cancels) go out half, and
- * the send fails, as a send timeout in mid-frame would.
+ * the send fails, as a send timeout in mid-frame would (returns 1). With
+ * test_partial_kind set, the next frames of that kind instead (the wire's
+ * frame kind number: 12 for a cancel, 13 for an exit) go out half and
+ * count as sent, the connection breaking after them (returns 2): a frame
+ * lost on the way while the sender goes on.
  */
 static uint test_partial_sends;
 module_param(test_partial_sends, uint, 0644);
 MODULE_PARM_DESC(test_partial_sends, "Test only: cut this many of the next one-way frames in half, failing their sends");
+static uint test_partial_kind;
+module_param(test_partial_kind, uint, 0644);
+MODULE_PARM_DESC(test_partial_kind, "Test only: test_partial_sends cuts frames of this kind only, one-way or not (0: one-way frames)");
 
-bool dipc_test_partial_send(void)
+int dipc_test_partial_send(unsigned int kind, bool oneway)
 {
 	uint n = READ_ONCE(test_partial_sends);
+	uint want = READ_ONCE(test_partial_kind);
+
+	if (!n || (want ? kind != want : !oneway))
+		return 0;
 
 	while (n) {
 		uint seen = cmpxchg(&test_partial_sends, n, n - 1);
 
 		if (seen == n)
-			return true;
+			return want ? 2 : 1;
 		n = seen;
 	}
-	return false;
+	return 0;
 }
 
 struct socket *dipc_sock_connect(u32 addr, u16 port, unsigned int timeout_ms,
@@ -123,6 +134,22 @@ int dipc_sock_send(struct socket *sock, const void *buf, size_t len)
 	struct kvec vec = { .iov_base = (void *)buf, .iov_len = len };
 	struct msghdr msg = { .msg_flags = MSG_NOSIGNAL };
 
+	return kernel_sendmsg(sock, &msg, &vec, 1, len);
+}
+
+/*
+ * Sends all of buf without waiting, or nothing: -EAGAIN when the socket's
+ * send buffer has no room for it now (twice its length, for the buffers'
+ * overhead). A short count means part of it went (the caller drops the
+ * connection).
+ */
+int dipc_sock_send_nowait(struct socket *sock, const void *buf, size_t len)
+{
+	struct kvec vec = { .iov_base = (void *)buf, .iov_len = len };
+	struct msghdr msg = { .msg_flags = MSG_NOSIGNAL | MSG_DONTWAIT };
+
+	if (sk_stream_wspace(sock->sk) < 2 * (int)len)
+		return -EAGAIN;
 	return kernel_sendmsg(sock, &msg, &vec, 1, len);
 }
 

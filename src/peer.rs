@@ -158,7 +158,9 @@ impl Drop for PeerGuard {
 /// Sends page `i.page`'s `bytes` to the requester [`PageInval`] `i` (of
 /// transaction `txn`) names, if a connection to it is up: the grant the
 /// referee would have sent. Otherwise asks the peer thread for one, and
-/// returns `false`: this page goes through the referee. Connection thread.
+/// returns `false`: this page goes through the referee, as it does when the
+/// connection's send buffer has no room for the page now (the send never
+/// waits). Connection thread.
 pub(crate) fn send_page(node: &Node, i: &PageInval, txn: u64, bytes: &[u8]) -> bool {
     if i.to_node == 0 || i.to_port == 0 || shim::peer_port() == 0 {
         return false;
@@ -206,17 +208,20 @@ pub(crate) fn send_page(node: &Node, i: &PageInval, txn: u64, bytes: &[u8]) -> b
         after: 0,
         data: PageData::Bytes(bytes),
     });
+    // Without waiting: a requester that stops reading must not hold up
+    // this (the connection) thread; the page then goes from home.
     let sent = KVVec::from_elem(0u8, g.encoded_len(), GFP_KERNEL)
         .map_err(Error::from)
         .and_then(|mut buf| {
             g.encode(txn, &mut buf).map_err(|_| EINVAL)?;
-            sock.send_all(&buf)
+            sock.send_nowait(&buf)
         });
     match sent {
-        Ok(()) => {
+        Ok(true) => {
             shim::Counter::inc(COUNT_SENT);
             true
         }
+        Ok(false) => false,
         Err(e) => {
             // Part of the frame may have gone: the connection is unusable.
             pr_warn!(

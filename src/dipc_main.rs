@@ -89,13 +89,18 @@ struct Dipc {
     _hooks: shim::Hooks<node::Node>,
 }
 
-/// Stops the connection thread, if one runs, when dropped. The thread is
-/// kept in [`node::Node::member`] (a join starts it, a leave stops it), so
-/// the node holds a reference to itself through it until then.
+/// Leaves the cluster, if joined (the node's pages go home, its shadows
+/// go: [`member::leave_at_unload`]), and stops the connection thread, if
+/// one runs, when dropped. The thread is kept in [`node::Node::member`]
+/// (a join starts it, a leave stops it), so the node holds a reference to
+/// itself through it until then.
 struct ConnGuard(Arc<node::Node>);
 
 impl Drop for ConnGuard {
     fn drop(&mut self) {
+        if self.0.joined.load(Relaxed) != 0 {
+            member::leave_at_unload(&self.0);
+        }
         member::stop_thread(&self.0);
     }
 }

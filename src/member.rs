@@ -14,6 +14,11 @@
 //! `IPC_RMID`), calls still in flight fail with `EIO`, cached pages are
 //! dropped. A node that cannot reach its referee leaves only when forced,
 //! and then what it owned is lost, as when a node dies.
+//!
+//! Unloading the module (`rmmod`, `modprobe -r`, a package upgrade) is a
+//! leave too ([`leave_at_unload`]): the pages this node owns go home and
+//! its shadows go before the module does, so no acknowledged store is lost
+//! and no shadow stays behind as a local object at a cluster-wide id.
 
 use crate::{
     msg,
@@ -114,10 +119,12 @@ pub(crate) fn leave(node: &Arc<Node>, force: bool) -> Result {
             node.leaving.store(0, Relaxed);
             return Err(e);
         }
-        pr_warn!(
-            "leaving without the referee's confirmation (error {}): pages owned here are lost\n",
-            e.to_errno()
-        );
+        if node.conn.lock().session != 0 {
+            pr_warn!(
+                "leaving without the referee's confirmation (error {}): pages owned here are lost\n",
+                e.to_errno()
+            );
+        }
     }
     let referee = node.referee_display();
     stop_thread(node);
@@ -144,6 +151,35 @@ pub(crate) fn leave(node: &Arc<Node>, force: bool) -> Result {
     node.leaving.store(0, Relaxed);
     pr_info!("left the cluster of referee {}\n", referee);
     Ok(())
+}
+
+/// The module is being unloaded while joined (no attach of a distributed
+/// segment is left: each holds the module): leaves as `dipcctl leave`
+/// does, waiting up to `reconnect_wait_ms` for a connection if there is
+/// none. Only a referee that cannot be reached, or that does not
+/// confirm, makes it leave without, and then it says what is lost. A node
+/// that never had a session (its referee never accepted it) holds nothing
+/// of the cluster, and goes at once.
+pub(crate) fn leave_at_unload(node: &Arc<Node>) {
+    if node.conn.lock().session == 0 && node.tx.lock().sock.is_none() {
+        if let Err(e) = leave(node, true) {
+            pr_err!("unloading: leave failed ({})\n", e.to_errno());
+        }
+        return;
+    }
+    let mut r = leave(node, false);
+    if r == Err(EAGAIN) && node.wait_for_connection().is_ok() {
+        r = leave(node, false);
+    }
+    if let Err(e) = r {
+        pr_err!(
+            "unloading without the referee's confirmation (error {}): pages owned here are lost\n",
+            e.to_errno()
+        );
+        if let Err(e) = leave(node, true) {
+            pr_err!("unloading: leave failed ({})\n", e.to_errno());
+        }
+    }
 }
 
 /// Asks the referee to end our session once our pages are home.

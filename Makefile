@@ -30,6 +30,7 @@ DIPCD_BIN := dipcd/target/$(GUEST_TARGET)/release/dipcd
 
 .PHONY: all module kernel setup clippy fmt fmt-check dipcd dipcd-test programs \
 	initramfs initramfs-arm64 check check-host check-imports check-packaging check-dkms check-cluster check-stock check-debug fuzz soak bench \
+	clippy-module check-fresh \
 	demo man clean
 
 all: module
@@ -49,12 +50,15 @@ ifneq ($(KFLAVOUR),test)
 endif
 	$(KMAKE) modules
 
-# The module under clippy with the kernel's lint set, warnings as errors.
-clippy: $(if $(KDIR_IS_TEST_KERNEL),kernel)
-	rm -f src/dipc_main.o
-	$(KMAKE) CLIPPY=1 CLIPPY_DRIVER=$(KCLIPPY_DRIVER) modules
+# The module under clippy with the kernel's lint set, warnings as errors,
+# then the userspace crates.
+clippy: clippy-module
 	cd dipcd && $(CARGO) clippy --all-targets -- -D warnings
 	cd dipcd/fuzz && $(CARGO) clippy --all-targets -- -D warnings
+
+clippy-module: $(if $(KDIR_IS_TEST_KERNEL),kernel)
+	rm -f src/dipc_main.o
+	$(KMAKE) CLIPPY=1 CLIPPY_DRIVER=$(KCLIPPY_DRIVER) modules
 
 fmt:
 	rustfmt --edition 2021 --config-path $(KSRC)/.rustfmt.toml src/*.rs
@@ -125,9 +129,17 @@ man:
 check-cluster: initramfs initramfs-arm64
 	tests/cluster/run-all.sh
 
-# Everything: set-up (idempotent), host tests, module build + clippy, cluster,
-# and the cluster on Debian's stock kernel.
+# scripts/setup.sh on a fresh Debian 12 root (debootstrap), then every
+# artefact built in it (scripts/fresh-machine.sh): a package missing from
+# setup.sh fails here with its name.
+check-fresh:
+	scripts/fresh-machine.sh
+
+# Everything: set-up (idempotent), the fresh-machine check (first: on a cold
+# cache the kernels it builds serve the rest), host tests, module build +
+# clippy, cluster, and the cluster on Debian's stock kernel.
 check: setup
+	$(MAKE) check-fresh
 	$(MAKE) check-host
 	$(MAKE) clippy
 	$(MAKE) check-dkms

@@ -41,6 +41,12 @@ pinned=(
 # Everything else, from bookworm at whatever version it has.
 plain=(
 	gcc make bc bison flex libelf-dev libssl-dev cpio xz-utils kmod
+	# the C library for static programs (only a Recommends of gcc), and
+	# C++ for libFuzzer (cargo fuzz builds it from source)
+	libc6-dev g++
+	# the module's copy of its sources (git ls-files), a clean clone's
+	# checks; zstd for a stock kernel's compressed modules
+	git zstd
 	qemu-system-x86 busybox-static ca-certificates
 	stress-ng redis-server libhiredis-dev
 	# MPICH (mpicc, mpiexec.hydra and its libraries) for the MPI race

@@ -48,39 +48,24 @@ root_base=(git ca-certificates)
 root_key="$(printf '%s\n' "$STOCK_SUITE" "$STOCK_MIRROR" "${root_base[@]}" | sha256sum | cut -c1-16)"
 root="$DIPC_CACHE/stock/root-$root_key"
 
-# Runs a command in the root, with /proc, /dev and this repository (read
-# only, at /dipc) mounted in a private mount namespace that ends with it.
-in_root() {
-	unshare --mount --propagation private -- sh -ec '
-		root="$1"; repo="$2"; shift 2
-		mount -t proc proc "$root/proc"
-		mount --rbind /dev "$root/dev"
-		mkdir -p "$root/dipc"
-		mount --bind "$repo" "$root/dipc"
-		mount -o remount,bind,ro "$root/dipc"
-		exec chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 "$@"
-	' in_root "$root" "$top" "$@"
-}
+# shellcheck source=scripts/chroot.sh
+. scripts/chroot.sh
+# This repository is in the root, read only, at /dipc.
+ROOT_BINDS=("$top:/dipc:ro")
 
 start=$(date +%s)
 if [ ! -f "$root/.dipc-complete" ]; then
 	log "making a Debian $STOCK_SUITE root in $root (debootstrap, a few minutes)"
-	rm -rf "$root"
-	mkdir -p "$(dirname "$root")"
-	debootstrap --variant=minbase --include="$(IFS=,; echo "${root_base[*]}")" \
-		"$STOCK_SUITE" "$root" "$STOCK_MIRROR" >"$DIPC_CACHE/stock/debootstrap.log" 2>&1 || {
-		tail -n 20 "$DIPC_CACHE/stock/debootstrap.log" >&2
-		die "debootstrap failed (log: $DIPC_CACHE/stock/debootstrap.log)"
-	}
-	cat >"$root/etc/apt/sources.list" <<-EOF
-		deb $STOCK_MIRROR $STOCK_SUITE main
-		deb $STOCK_MIRROR $STOCK_SUITE-updates main
-		deb $STOCK_MIRROR-security $STOCK_SUITE-security main
-		deb $STOCK_MIRROR $STOCK_SUITE-backports main
-	EOF
-	touch "$root/.dipc-complete"
+	make_root "$STOCK_SUITE" "$STOCK_MIRROR" "$root" "$DIPC_CACHE/stock/debootstrap.log" "${root_base[@]}" ||
+		die "no Debian $STOCK_SUITE root"
 fi
-in_root apt-get update -q >/dev/null
+cat >"$root/etc/apt/sources.list" <<EOF
+deb $STOCK_MIRROR $STOCK_SUITE main
+deb $STOCK_MIRROR $STOCK_SUITE-updates main
+deb $STOCK_MIRROR-security $STOCK_SUITE-security main
+deb $STOCK_MIRROR $STOCK_SUITE-backports main
+EOF
+in_root "$root" apt-get update -q >/dev/null
 # scripts/setup.sh kept the source package it fetched: no second download.
 src_deb="$DIPC_CACHE/debs/${KERNEL_SOURCE_PKG}_${KERNEL_SOURCE_VERSION/:/%3a}_all.deb"
 [ ! -f "$src_deb" ] || cp "$src_deb" "$root/var/cache/apt/archives/"
@@ -88,17 +73,17 @@ src_deb="$DIPC_CACHE/debs/${KERNEL_SOURCE_PKG}_${KERNEL_SOURCE_VERSION/:/%3a}_al
 # The user's steps.
 log "scripts/debian-install.sh $STOCK_KREL in the $STOCK_SUITE root"
 t=$(date +%s)
-if ! in_root sh -c "cd /dipc && scripts/debian-install.sh $STOCK_KREL" >"$DIPC_CACHE/stock/install.log" 2>&1; then
+if ! in_root "$root" sh -c "cd /dipc && scripts/debian-install.sh $STOCK_KREL" >"$DIPC_CACHE/stock/install.log" 2>&1; then
 	tail -n 40 "$DIPC_CACHE/stock/install.log" >&2
 	find "$root/var/lib/dkms/dipc" -name make.log -exec tail -n 40 {} + 2>/dev/null || true
 	die "the Debian install failed (log: $DIPC_CACHE/stock/install.log)"
 fi
-in_root apt-get clean
+in_root "$root" apt-get clean
 log "installed with DKMS in $(($(date +%s) - t)) s"
 # Another rustc is refused before anything is built, with the reason.
 printf '#!/bin/sh\necho "rustc 1.85.0 (4d215e2de 2025-03-15) (built from a source tarball)"\n' >"$root/tmp/other-rustc"
 chmod 755 "$root/tmp/other-rustc"
-if in_root env DIPC_RUSTC=/tmp/other-rustc DIPC_KBUILD=/tmp/kbuild-other \
+if in_root "$root" env DIPC_RUSTC=/tmp/other-rustc DIPC_KBUILD=/tmp/kbuild-other \
 	/dipc/scripts/stock-kbuild.sh "$STOCK_KREL" >"$root/tmp/other.log" 2>&1; then
 	die "stock-kbuild.sh accepted a rustc of another version"
 fi
@@ -125,7 +110,7 @@ if [ ! -f "$img/.dipc-complete" ]; then
 	rm -rf "$img" "$root/tmp/image"
 	mkdir -p "$root/tmp/image" "$img"
 	chmod 777 "$root/tmp/image" # apt downloads as _apt
-	in_root sh -c "cd /tmp/image && apt-get download -q linux-binary-$STOCK_KREL=$STOCK_VERSION linux-modules-$STOCK_KREL=$STOCK_VERSION" >/dev/null
+	in_root "$root" sh -c "cd /tmp/image && apt-get download -q linux-binary-$STOCK_KREL=$STOCK_VERSION linux-modules-$STOCK_KREL=$STOCK_VERSION" >/dev/null
 	for d in "$root"/tmp/image/*.deb; do dpkg-deb -x "$d" "$img"; done
 	rm -rf "$root/tmp/image"
 	[ -f "$img/usr/lib/modules/$STOCK_KREL/vmlinuz" ] || die "no /usr/lib/modules/$STOCK_KREL/vmlinuz in the image packages"

@@ -249,6 +249,11 @@ pub fn start(
     } else {
         opts.replicas.keys().copied().collect()
     };
+    // The raft log may hold entries of an older dipcd: they are applied
+    // the older way until the first `GrantIds`, which every leader of
+    // this version proposes when it starts to serve (a raft snapshot says
+    // which way its state is).
+    referee.state().objects.set_legacy_ids(true);
     let machine = Referees {
         referee: referee.clone(),
         rep: rep.clone(),

@@ -210,6 +210,7 @@ impl Referee {
                 readahead: st.objects.readahead(),
                 msg_leases: st.objects.msg_leases(),
             },
+            Record::GrantIds,
         ]
     }
 
@@ -290,6 +291,7 @@ impl Referee {
                 readahead,
                 msg_leases,
             },
+            Record::GrantIds,
         ] {
             store.append(st.seq + 1, &r)?;
             st.apply(&r);

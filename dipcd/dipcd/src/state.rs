@@ -185,6 +185,12 @@ pub enum Record {
         /// The cache's serial.
         mark: u64,
     },
+    /// From here on, DSM transactions are numbered as this version does:
+    /// a grant of a page's bytes made at once has an id of its own (logged
+    /// by every referee when it starts, after its settings; records before
+    /// the first one were written by an older dipcd and are replayed the
+    /// older way: [`Objects::legacy_ids`]).
+    GrantIds,
 }
 
 /// [`Limits`] as logged.
@@ -319,6 +325,10 @@ impl State {
             } => {
                 self.objects.set_readahead(*readahead);
                 self.objects.set_msg_leases(*msg_leases);
+                Applied::default()
+            }
+            Record::GrantIds => {
+                self.objects.set_legacy_ids(false);
                 Applied::default()
             }
             Record::Hello {

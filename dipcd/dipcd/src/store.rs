@@ -1,8 +1,11 @@
 //! The referee's persistence: a snapshot of the [`State`] plus an
 //! append-only log of the [`Record`]s applied since, in one directory.
 //!
-//! - `snapshot`: `SNAPSHOT_MAGIC`, then bincode of the state. Written to
-//!   `snapshot.new`, synced, renamed over `snapshot`, directory synced.
+//! - `snapshot`: `SNAPSHOT_MAGIC` (or `SNAPSHOT_MAGIC_LEGACY`, for a state
+//!   whose DSM transactions are still numbered the older way:
+//!   [`crate::state::Record::GrantIds`]), then bincode of the state.
+//!   Written to `snapshot.new`, synced, renamed over `snapshot`, directory
+//!   synced.
 //! - `log`: records in `dipc_replica::frames`, each `[len: u32 LE][crc32 of payload: u32 LE]
 //!   [payload]`, payload = bincode of `(seq, record)`. Emptied after a
 //!   snapshot; records the snapshot already holds (a crash between the
@@ -22,7 +25,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-const SNAPSHOT_MAGIC: &[u8; 8] = b"DIPCSNP2";
+const SNAPSHOT_MAGIC: &[u8; 8] = b"DIPCSNP3";
+/// The same layout, from before [`crate::state::Record::GrantIds`].
+const SNAPSHOT_MAGIC_LEGACY: &[u8; 8] = b"DIPCSNP2";
 /// Largest record accepted when reading a log (a request frame, or a page).
 const MAX_RECORD: usize = 1 << 20;
 
@@ -71,17 +76,38 @@ impl std::fmt::Display for Fsync {
 /// `state` in the snapshot format (also a replicated referee's raft
 /// snapshot).
 pub fn encode_state(state: &State) -> io::Result<Vec<u8>> {
-    let mut b = SNAPSHOT_MAGIC.to_vec();
+    let mut b = magic(state).to_vec();
     bincode::serialize_into(&mut b, state).map_err(io::Error::other)?;
     Ok(b)
 }
 
-/// What [`encode_state`] wrote.
+/// The snapshot magic for `state`.
+fn magic(state: &State) -> &'static [u8; 8] {
+    if state.objects.legacy_ids() {
+        SNAPSHOT_MAGIC_LEGACY
+    } else {
+        SNAPSHOT_MAGIC
+    }
+}
+
+/// What [`encode_state`] wrote (or an older dipcd of the same layout).
 pub fn decode_state(bytes: &[u8]) -> io::Result<State> {
-    let body = bytes
-        .strip_prefix(SNAPSHOT_MAGIC.as_slice())
-        .ok_or_else(|| corrupt("not a dipcd snapshot".into()))?;
-    bincode::deserialize(body).map_err(|e| corrupt(e.to_string()))
+    let (body, legacy) = if let Some(b) = bytes.strip_prefix(SNAPSHOT_MAGIC.as_slice()) {
+        (b, false)
+    } else if let Some(b) = bytes.strip_prefix(SNAPSHOT_MAGIC_LEGACY.as_slice()) {
+        (b, true)
+    } else if bytes.starts_with(b"DIPCSNP") {
+        return Err(corrupt(
+            "a snapshot of another dipcd version (objects without cluster-wide ids); start \
+             this referee with an empty --state-dir"
+                .into(),
+        ));
+    } else {
+        return Err(corrupt("not a dipcd snapshot".into()));
+    };
+    let mut s: State = bincode::deserialize(body).map_err(|e| corrupt(e.to_string()))?;
+    s.objects.set_legacy_ids(legacy);
+    Ok(s)
 }
 
 /// What recovery found.
@@ -130,22 +156,19 @@ impl Store {
         let snap = dir.join("snapshot");
         let mut state = match std::fs::read(&snap) {
             Ok(bytes) => {
-                if bytes.starts_with(b"DIPCSNP") && !bytes.starts_with(SNAPSHOT_MAGIC) {
-                    return Err(corrupt(format!(
-                        "{}: a snapshot of another dipcd version (objects without cluster-wide \
-                         ids); start this referee with an empty --state-dir",
-                        snap.display()
-                    )));
-                }
-                let body = bytes
-                    .strip_prefix(SNAPSHOT_MAGIC.as_slice())
-                    .ok_or_else(|| corrupt(format!("{}: not a dipcd snapshot", snap.display())))?;
-                let s: State = bincode::deserialize(body)
+                let s = decode_state(&bytes)
                     .map_err(|e| corrupt(format!("{}: {e}", snap.display())))?;
                 rec.snapshot_seq = s.seq;
                 s
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => fresh,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                // The log may have been written by an older dipcd: its
+                // records are replayed the older way until a `GrantIds`
+                // (which a newer one logs first thing when it starts).
+                let mut s = fresh;
+                s.objects.set_legacy_ids(true);
+                s
+            }
             Err(e) => return Err(e),
         };
         let path = dir.join("log");
@@ -262,7 +285,7 @@ impl Store {
         let tmp = self.dir.join("snapshot.new");
         {
             let mut f = File::create(&tmp)?;
-            f.write_all(SNAPSHOT_MAGIC)?;
+            f.write_all(magic(state))?;
             bincode::serialize_into(io::BufWriter::new(&mut f), state).map_err(io::Error::other)?;
             f.sync_all()?;
         }

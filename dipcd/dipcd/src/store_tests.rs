@@ -75,6 +75,12 @@ fn result_of(out: &[Outgoing], req_id: u64) -> Option<i64> {
 /// sleeper and undo records, a queue with messages, a segment with a page
 /// written back by its owner and an invalidation in flight.
 fn workload() -> Vec<Record> {
+    workload_as(false)
+}
+
+/// [`workload`] as a dipcd before [`Record::GrantIds`] logged it (`legacy`):
+/// no such record, and a grant made at once took no transaction id.
+fn workload_as(legacy: bool) -> Vec<Record> {
     let mut v = vec![
         Record::Limits(Limits::default().into()),
         // As the server logs it, after the limits.
@@ -96,6 +102,9 @@ fn workload() -> Vec<Record> {
         req(1, 3, get(Class::Msg, 200, 0)),
         req(2, 2, get(Class::Shm, 300, 2 * PAGE_LEN as u64)),
     ];
+    if !legacy {
+        v.insert(2, Record::GrantIds);
+    }
     // oids 1, 2, 3 in that order.
     let up = sembuf(0, 3, SEM_UNDO);
     v.push(req(1, 4, semop(1, 50, &up)));
@@ -156,10 +165,10 @@ fn workload() -> Vec<Record> {
         }),
     ));
     // The invalidation to node 1 was transaction 2 (node 1's grant, made
-    // at once, was 1).
+    // at once, was 1); before GrantIds, 1.
     v.push(req(
         1,
-        2,
+        if legacy { 1 } else { 2 },
         Frame::PageAck(PageAck {
             oid: 3,
             page: 0,
@@ -220,6 +229,58 @@ fn recovery_gives_back_what_was_applied() {
     // And again: recovery itself writes nothing.
     let (again, _) = recover(&dir).unwrap();
     assert_eq!(image(&again), image(&live));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Found by review: grants made at once now take a transaction id, so a
+/// log of an older dipcd replayed the new way would shift every id after
+/// the first such grant, and its acks (which name the older ids) would be
+/// ignored: the page never home, the directory out of step with the nodes.
+/// A log without `GrantIds` is replayed the older way, up to the
+/// `GrantIds` a newer referee logs when it starts; a snapshot says which
+/// way its state is (its magic).
+#[test]
+fn a_log_of_an_older_dipcd_is_replayed_as_it_was_numbered() {
+    let dir = tempdir("legacy");
+    let old = workload_as(true);
+    let live = run(&dir, &old, 1000);
+    // Node 1's ack (transaction 1, the older way) was taken: the page went
+    // home, and node 2, its owner now, owes the invalidation.
+    assert_eq!(live.objects.pending_invals(2).len(), 1);
+    assert_eq!(live.objects.pending_invals(1).len(), 0);
+    let (back, _) = recover(&dir).unwrap();
+    assert_eq!(image(&back), image(&live));
+    assert_eq!(
+        back.objects.pending_invals(2).len(),
+        1,
+        "an older ack ignored"
+    );
+    assert!(back.objects.legacy_ids());
+    // A snapshot before GrantIds keeps the older magic, and says so.
+    {
+        let (mut store, st, _) = Store::open(&dir, Fsync::Always, 1000, State::default()).unwrap();
+        store.snapshot(&st).unwrap();
+    }
+    assert!(std::fs::read(dir.join("snapshot"))
+        .unwrap()
+        .starts_with(b"DIPCSNP2"));
+    let (back, _) = recover(&dir).unwrap();
+    assert!(back.objects.legacy_ids());
+    assert_eq!(image(&back), image(&live));
+    // The newer referee starts: GrantIds, and its snapshots are the new kind.
+    {
+        let (mut store, mut st, _) =
+            Store::open(&dir, Fsync::Always, 1000, State::default()).unwrap();
+        store.append(st.seq + 1, &Record::GrantIds).unwrap();
+        st.apply(&Record::GrantIds);
+        assert!(!st.objects.legacy_ids());
+        store.snapshot(&st).unwrap();
+    }
+    assert!(std::fs::read(dir.join("snapshot"))
+        .unwrap()
+        .starts_with(b"DIPCSNP3"));
+    let (back, _) = recover(&dir).unwrap();
+    assert!(!back.objects.legacy_ids());
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -200,8 +200,8 @@ pub struct DirStats {
     /// Grants whose page went straight from its owner to the requester.
     #[serde(default)]
     pub direct: u64,
-    /// Direct grants granted again from home (the requester asked again,
-    /// or the sender was lost).
+    /// Grants granted again from home (the holder asked again with an
+    /// older `applied`, or a direct grant's sender was lost).
     #[serde(default)]
     pub regrants: u64,
 }
@@ -240,6 +240,12 @@ pub struct Directory {
     /// `Objects` before each request.
     #[serde(skip)]
     pub readahead_max: u64,
+    /// Grants made at once take no transaction id, as dipcd numbered them
+    /// before grants were remembered until applied: set from `Objects`
+    /// before each call while a log of that version is replayed, so its
+    /// acks still name the transactions they answer.
+    #[serde(skip)]
+    pub legacy_ids: bool,
 }
 
 /// Why a request or an ack was not taken.
@@ -258,6 +264,7 @@ impl Directory {
             stats: DirStats::default(),
             runs: BTreeMap::new(),
             readahead_max: READAHEAD_MAX,
+            legacy_ids: false,
         }
     }
 
@@ -534,7 +541,8 @@ impl Directory {
             }
         } else if !t.abandoned {
             self.stats.grants += 1;
-            Self::grant(p, t.want, page, t.id, next_txn, &mut self.stats, out);
+            let ids = (t.id, !self.legacy_ids);
+            Self::grant(p, t.want, page, ids, next_txn, &mut self.stats, out);
         }
         self.pump(page, next_txn, out);
     }
@@ -553,12 +561,13 @@ impl Directory {
     /// Grants `want` on a page nobody else needs to give up, as
     /// transaction `txn` (0: granted at once; a grant with the page's bytes
     /// then gets an id of its own, from `next_txn`, which the node's
-    /// `applied` must reach before its copy is trusted).
+    /// `applied` must reach before its copy is trusted, unless `at_once_ids`
+    /// is false: see [`Directory::legacy_ids`]).
     fn grant(
         p: &mut Page,
         want: Want,
         page: u64,
-        mut txn: u64,
+        (mut txn, at_once_ids): (u64, bool),
         next_txn: &mut u64,
         stats: &mut DirStats,
         out: &mut Vec<Out>,
@@ -567,11 +576,13 @@ impl Directory {
         let (data, after) = if p.owner == Some(n) || p.copyset.contains(&n) {
             (Data::Keep, p.after(n))
         } else {
-            if txn == 0 {
+            if txn == 0 && at_once_ids {
                 *next_txn += 1;
                 txn = *next_txn;
             }
-            p.granted.insert(n, txn);
+            if txn != 0 {
+                p.granted.insert(n, txn);
+            }
             (p.home_data(), 0)
         };
         Self::take(p, want);
@@ -608,7 +619,8 @@ impl Directory {
             if targets.is_empty() {
                 // Granted at once: no transaction (id 0).
                 self.stats.grants += 1;
-                Self::grant(p, want, page, 0, next_txn, &mut self.stats, out);
+                let ids = (0, !self.legacy_ids);
+                Self::grant(p, want, page, ids, next_txn, &mut self.stats, out);
                 continue;
             }
             *next_txn += 1;

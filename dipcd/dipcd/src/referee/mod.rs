@@ -239,6 +239,13 @@ pub struct Objects {
     readahead: u64,
     /// No message leases (`--msg-leases false`; logged).
     no_msg_leases: bool,
+    /// DSM transactions are numbered as before grants were remembered
+    /// until applied ([`dsm::Directory::legacy_ids`]): while a log or
+    /// snapshot of that dipcd version is replayed, until the
+    /// [`crate::state::Record::GrantIds`] every newer referee logs when it
+    /// starts. Not in the snapshot: its magic says it.
+    #[serde(skip)]
+    legacy_ids: bool,
 }
 
 /// The position of `class`'s id table in [`Objects::ids`] (the kernel's
@@ -282,6 +289,17 @@ impl Objects {
     /// applies from its [`crate::state::Record::Tuning`] on).
     pub fn set_readahead(&mut self, pages: u64) {
         self.readahead = pages;
+    }
+
+    /// Whether DSM transactions are numbered the older way (see
+    /// [`Objects::legacy_ids`]'s field).
+    pub fn legacy_ids(&self) -> bool {
+        self.legacy_ids
+    }
+
+    /// Numbers DSM transactions the older way, or not.
+    pub fn set_legacy_ids(&mut self, on: bool) {
+        self.legacy_ids = on;
     }
 
     /// Whether message queues may be leased to nodes.

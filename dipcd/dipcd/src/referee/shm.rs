@@ -370,6 +370,7 @@ impl Objects {
         };
         let mut out = Vec::new();
         seg.dir.readahead_max = self.readahead;
+        seg.dir.legacy_ids = self.legacy_ids;
         let want = Want { node, write };
         let done = if whole {
             seg.dir
@@ -401,6 +402,7 @@ impl Objects {
             return (false, fx);
         };
         let mut out = Vec::new();
+        seg.dir.legacy_ids = self.legacy_ids;
         let ok = seg
             .dir
             .ack(node, page, txn, data, sent, &mut self.next_txn, &mut out);
@@ -414,6 +416,7 @@ impl Objects {
         let mut fx = Effects::default();
         for (&oid, seg) in self.shms.iter_mut() {
             let mut out = Vec::new();
+            seg.dir.legacy_ids = self.legacy_ids;
             seg.dir.recall(node, &mut self.next_txn, &mut out);
             fx.dsm.extend(out.into_iter().map(|out| Dsm { oid, out }));
         }
@@ -434,6 +437,7 @@ impl Objects {
             };
             seg.forget_node(node);
             let mut out = Vec::new();
+            seg.dir.legacy_ids = self.legacy_ids;
             seg.dir.node_gone(node, &mut self.next_txn, &mut out);
             fx.dsm.extend(out.into_iter().map(|out| Dsm { oid, out }));
             if seg.dest() && seg.total_nattch() == 0 {

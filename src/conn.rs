@@ -19,7 +19,7 @@ use crate::{
     shm,
     wire::{
         self, auth_input, Auth, AuthRole, Class, DecodeError, ErrorCode, Frame, Hello, Message,
-        ACK_RESUMED, AUTH_LEN, HEADER_LEN, MAX_PAYLOAD,
+        ACK_EXIT_CALLS, ACK_RESUMED, AUTH_LEN, HEADER_LEN, MAX_PAYLOAD,
     },
 };
 use kernel::{
@@ -184,7 +184,8 @@ fn send(node: &Node, sock: &Socket, frame: Frame<'_>, req_id: u64) -> Result {
 /// Sends the queued exits of processes with `SEM_UNDO` adjustments, each
 /// as a quiet call: it stays in flight, and goes again if the session
 /// resumes, until the referee answers it or a later call (the referee
-/// carries out a repeat once).
+/// carries out a repeat once). To a referee that does not take exits as
+/// calls (`ACK_EXIT_CALLS`), one-way, as before.
 fn send_exits(node: &Node) -> Result {
     let mut pids = [0u32; 32];
     loop {
@@ -193,7 +194,13 @@ fn send_exits(node: &Node) -> Result {
             return Ok(());
         }
         for (i, &pid) in pids[..n].iter().enumerate() {
-            if let Err(e) = node.start_quiet_call(&Frame::Exit { pid }) {
+            let exit = Frame::Exit { pid };
+            let sent = if node.exit_calls.load(Relaxed) != 0 {
+                node.start_quiet_call(&exit)
+            } else {
+                node.send_oneway(&exit)
+            };
+            if let Err(e) = sent {
                 node.requeue_exits(&pids[i..n]);
                 return Err(e);
             }
@@ -396,6 +403,8 @@ fn handle(
                 return Err(EPROTO);
             }
             let resumed = ack.features & ACK_RESUMED != 0;
+            node.exit_calls
+                .store(u32::from(ack.features & ACK_EXIT_CALLS != 0), Relaxed);
             // News of owners and modes sent on the old connection may be
             // lost; what is kept must not overwrite newer answers.
             node.shadows.making().clear();

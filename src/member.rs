@@ -171,11 +171,8 @@ pub(crate) fn leave_at_unload(node: &Arc<Node>) {
     if r == Err(EAGAIN) && node.wait_for_connection().is_ok() {
         r = leave(node, false);
     }
-    if let Err(e) = r {
-        pr_err!(
-            "unloading without the referee's confirmation (error {}): pages owned here are lost\n",
-            e.to_errno()
-        );
+    if r.is_err() {
+        // `leave` says what is lost.
         if let Err(e) = leave(node, true) {
             pr_err!("unloading: leave failed ({})\n", e.to_errno());
         }

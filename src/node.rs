@@ -229,6 +229,9 @@ pub(crate) struct Node {
     pub(crate) joined: Atomic<u32>,
     /// A leave is under way: the connection thread does not reconnect.
     pub(crate) leaving: Atomic<u32>,
+    /// The referee takes exits as calls (`ACK_EXIT_CALLS` in its last
+    /// hello ack).
+    pub(crate) exit_calls: Atomic<u32>,
     /// Serialises joins and leaves.
     #[pin]
     pub(crate) admin: Mutex<()>,
@@ -349,6 +352,7 @@ impl Node {
                 }),
                 joined: Atomic::new(u32::from(referee.is_some())),
                 leaving: Atomic::new(0),
+                exit_calls: Atomic::new(0),
                 admin <- new_mutex!(()),
                 keepalive_ms,
                 reconnect_wait_ms,

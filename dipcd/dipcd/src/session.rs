@@ -6,8 +6,8 @@
 use crate::auth::Secret;
 use crate::state::is_call_frame;
 use dipc_wire::{
-    decode, Auth, AuthRole, DecodeError, ErrorCode, Frame, HelloAck, Message, AUTH_LEN, HEADER_LEN,
-    MAX_PAYLOAD, TOKEN_LEN,
+    decode, Auth, AuthRole, DecodeError, ErrorCode, Frame, HelloAck, Message, ACK_EXIT_CALLS,
+    AUTH_LEN, HEADER_LEN, MAX_PAYLOAD, TOKEN_LEN,
 };
 
 /// Accumulates bytes from the network and yields whole frames.
@@ -154,7 +154,7 @@ impl Session {
             req_id,
             frame: Frame::HelloAck(HelloAck {
                 node_id,
-                features: 0,
+                features: ACK_EXIT_CALLS,
                 session: self.session_id,
                 token: self.token,
             }),
@@ -293,7 +293,7 @@ mod tests {
                     req_id: 5,
                     frame: Frame::HelloAck(HelloAck {
                         node_id: 2,
-                        features: 0,
+                        features: ACK_EXIT_CALLS,
                         session: 77,
                         token: Default::default()
                     })

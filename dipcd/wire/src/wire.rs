@@ -317,6 +317,13 @@ pub struct PeerHello {
 /// calls in flight fail and its copies are dropped.
 pub const ACK_RESUMED: u64 = 1 << 63;
 
+/// In [`HelloAck::features`]: the referee answers an `Exit` that has a
+/// request id, and answers a repeat of it from its reply cache without
+/// carrying it out again; the node may then send exits as calls, kept in
+/// flight and sent again on a resumed session. A referee without it takes
+/// exits one-way only (request id 0).
+pub const ACK_EXIT_CALLS: u64 = 1 << 0;
+
 /// Length of an authentication nonce and of an HMAC-SHA256 tag.
 pub const AUTH_LEN: usize = 32;
 

@@ -61,6 +61,8 @@ logs="$base/logs"
 cargo_bin="$(command -v cargo)" || die "cargo not found (install Rust with rustup first)"
 toolchain="$(dirname "$(dirname "$(rustup which cargo 2>/dev/null || readlink -f "$cargo_bin")")")"
 [ -x "$toolchain/bin/rustc" ] || die "no rustc beside cargo in $toolchain"
+# A distribution's cargo would lend the root this machine's /usr.
+case "$toolchain" in /usr | /usr/local | /) die "cargo is not rustup's ($cargo_bin): the root needs a toolchain of its own" ;; esac
 
 start=$(date +%s)
 if [ ! -f "$pristine/.dipc-complete" ]; then
@@ -82,10 +84,15 @@ deb $FRESH_MIRROR $FRESH_SUITE main
 deb $FRESH_MIRROR $FRESH_SUITE-updates main
 deb $FRESH_MIRROR-security $FRESH_SUITE-security main
 EOF
-# The repository: a clone, with this tree's changes (tracked files, and new
-# ones not ignored) on top.
+# The repository: a clone, with this tree's changes on top (tracked files,
+# new ones not ignored, and files deleted here deleted there too).
 git clone -q "$top" "$work/dipc"
-git ls-files -co --exclude-standard | tar -cf - -T - | tar -xf - -C "$work/dipc"
+git ls-files -z -co --exclude-standard | tar --null --ignore-failed-read -cf - -T - 2>/dev/null |
+	tar -xf - -C "$work/dipc"
+git ls-files -z -d | (cd "$work/dipc" && xargs -0 -r rm -f)
+# Packages install as into a container: no daemon starts (redis-server's).
+printf '#!/bin/sh\nexit 101\n' >"$work/usr/sbin/policy-rc.d"
+chmod 755 "$work/usr/sbin/policy-rc.d"
 log "root ready in $(($(date +%s) - start)) s"
 
 ROOT_BINDS=(
@@ -109,7 +116,7 @@ suspects() { # LOG
 			[ -n "$p" ] || continue
 			case " ${pkgs[*]:-} " in *" $p "*) continue ;; esac
 			in_root "$work" dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null | grep -q '^ii' || pkgs+=("$p")
-		done < <(dpkg -S "$what" 2>/dev/null | sed 's/: .*//; s/, /\n/g')
+		done < <(dpkg -S "$what" 2>/dev/null | sed '/^diversion by /d; s/: .*//; s/, /\n/g')
 	done < <(sed -nE \
 		-e 's/.*fatal error: ([^:]+): No such file or directory.*/*\/\1/p' \
 		-e 's/.*cannot find -l([A-Za-z0-9_+.-]+).*/*\/lib\1.[as]*/p' \

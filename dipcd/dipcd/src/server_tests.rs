@@ -945,6 +945,26 @@ fn node_with_a_semaphore(referee: &Referee, addr: SocketAddr) -> (Peer, u64) {
     (p, oid)
 }
 
+/// Node 5 (incarnation 77, as [`node_with_a_semaphore`] made it) resumes
+/// its session at `addr` and sends its `semop` (request 3) again: it is
+/// answered, and carried out once. `after`: what the session survived.
+fn resume_and_send_again(addr: SocketAddr, oid: u64, after: &str) -> Peer {
+    let mut p = Peer::connect(addr);
+    assert_eq!(
+        p.hello_as(5, 77).map(|f| f & ACK_RESUMED),
+        Some(ACK_RESUMED),
+        "the session did not survive {after}"
+    );
+    p.semop(3, oid, 100, 1, 0);
+    assert_eq!(p.recv(), Got::Frame(Kind::Status, 3, 0));
+    assert_eq!(
+        p.getval(4, oid),
+        1,
+        "the call was lost or done twice ({after})"
+    );
+    p
+}
+
 /// Three referees: followers send nodes on, the leader serves; the
 /// leader dies, another takes over with every acknowledged change, the
 /// node resumes its session there, and a call sent again is carried out
@@ -962,17 +982,9 @@ fn replicated_referees_fail_over() {
     referees[l].replication().unwrap().stop();
     assert_eq!(p.until_closed(), Vec::<Kind>::new());
     let l2 = serving(&referees, Some(l));
-    let mut p = Peer::connect(addrs[l2]);
-    assert_eq!(
-        p.hello_as(5, 77).map(|f| f & ACK_RESUMED),
-        Some(ACK_RESUMED),
-        "the session did not survive the leader"
-    );
     // The semop's answer may have been lost with the old leader: the node
     // sends it again, and it is answered without being done twice.
-    p.semop(3, oid, 100, 1, 0);
-    assert_eq!(p.recv(), Got::Frame(Kind::Status, 3, 0));
-    assert_eq!(p.getval(4, oid), 1);
+    let mut p = resume_and_send_again(addrs[l2], oid, "the leader");
     p.semop(5, oid, 100, 1, 0);
     assert_eq!(p.recv(), Got::Frame(Kind::Status, 5, 0));
     assert_eq!(p.getval(6, oid), 2);
@@ -1019,15 +1031,7 @@ fn a_leader_transfer_that_aborts_loses_no_call() {
     // again, and the node resumes there.
     let l2 = serving(&referees, Some(t));
     assert_eq!(l2, l, "another referee took over from a live leader");
-    let mut p = Peer::connect(addrs[l2]);
-    assert_eq!(
-        p.hello_as(5, 77).map(|f| f & ACK_RESUMED),
-        Some(ACK_RESUMED),
-        "the session did not survive the transfer"
-    );
-    p.semop(3, oid, 100, 1, 0);
-    assert_eq!(p.recv(), Got::Frame(Kind::Status, 3, 0));
-    assert_eq!(p.getval(4, oid), 1, "the call was lost or done twice");
+    resume_and_send_again(addrs[l2], oid, "the transfer");
 }
 
 /// Found by the review of 3e25eae: a replicated referee wrote what

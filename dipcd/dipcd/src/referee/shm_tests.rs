@@ -1335,13 +1335,17 @@ fn a_grant_lost_while_the_session_goes_on_is_granted_again() {
             _
         ))
     ));
-    s.blip(2);
-    req(&mut s, 2, false);
-    s.deliver_out(2);
-    while !s.nodes[&2].inbox.is_empty() {
-        s.deliver_in(2);
-    }
-    s.release_waiting(2);
+    // The connection breaks, the session resumes, the fault asks again.
+    let lost_and_asked_again = |s: &mut Sim, n: u32| {
+        s.blip(n);
+        req(s, n, false);
+        s.deliver_out(n);
+        while !s.nodes[&n].inbox.is_empty() {
+            s.deliver_in(n);
+        }
+        s.release_waiting(n);
+    };
+    lost_and_asked_again(&mut s, 2);
     assert_eq!(s.nodes[&2].access.get(&0), Some(&Access::Read));
     assert_eq!(
         s.nodes[&2].data.get(&0),
@@ -1352,13 +1356,7 @@ fn a_grant_lost_while_the_session_goes_on_is_granted_again() {
     // before): node 3 asks, loses the grant, asks again.
     req(&mut s, 3, false);
     s.deliver_out(3);
-    s.blip(3);
-    req(&mut s, 3, false);
-    s.deliver_out(3);
-    while !s.nodes[&3].inbox.is_empty() {
-        s.deliver_in(3);
-    }
-    s.release_waiting(3);
+    lost_and_asked_again(&mut s, 3);
     assert_eq!(
         s.nodes[&3].data.get(&0),
         Some(&7),

@@ -1232,6 +1232,19 @@ impl Sim {
         }
     }
 
+    /// Node `n` faults on `page` and asks for it, with its `applied`.
+    fn ask(&mut self, n: u32, page: u64, write: bool) {
+        let applied = self.applied(n, page);
+        let a = if write { Access::Write } else { Access::Read };
+        let node = self.nodes.get_mut(&n).unwrap();
+        node.asked.insert(page, a);
+        node.outbox.push_back(ToReferee::Req {
+            page,
+            write,
+            applied,
+        });
+    }
+
     /// Node `n`'s connection breaks and its session resumes: what was on
     /// the wire either way is lost, with the frames its connection thread
     /// held; the referee sends the invalidations it still waits for again
@@ -1296,20 +1309,7 @@ fn sim() -> Sim {
 #[test]
 fn a_grant_lost_while_the_session_goes_on_is_granted_again() {
     let mut s = sim();
-    let req = |s: &mut Sim, n: u32, write: bool| {
-        let applied = s.applied(n, 0);
-        let a = if write { Access::Write } else { Access::Read };
-        s.nodes.get_mut(&n).unwrap().asked.insert(0, a);
-        s.nodes
-            .get_mut(&n)
-            .unwrap()
-            .outbox
-            .push_back(ToReferee::Req {
-                page: 0,
-                write,
-                applied,
-            });
-    };
+    let req = |s: &mut Sim, n: u32, write: bool| s.ask(n, 0, write);
     // Node 1 takes page 0 for writing and stores 7.
     req(&mut s, 1, true);
     s.deliver_out(1);
@@ -1376,19 +1376,7 @@ fn a_grant_lost_while_the_session_goes_on_is_granted_again() {
 #[test]
 fn a_frame_waits_behind_an_earlier_one_of_its_page() {
     let mut s = sim();
-    let w = |s: &mut Sim, n: u32| {
-        let applied = s.applied(n, 0);
-        s.nodes.get_mut(&n).unwrap().asked.insert(0, Access::Write);
-        s.nodes
-            .get_mut(&n)
-            .unwrap()
-            .outbox
-            .push_back(ToReferee::Req {
-                page: 0,
-                write: true,
-                applied,
-            });
-    };
+    let w = |s: &mut Sim, n: u32| s.ask(n, 0, true);
     w(&mut s, 1);
     s.deliver_out(1);
     s.deliver_in(1);
